@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds the worker: build/worker/shim.mjs + build/index_bg.wasm.
+# worker-build would download wasm-bindgen, wasm-opt and esbuild, which fails
+# without internet; the *_BIN variables point it at the local copies.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/setup.sh
+
+echo "build: worker-build --release"
+WASM_BINDGEN_BIN=wasm-bindgen \
+ESBUILD_BIN="$PWD/node_modules/.bin/esbuild" \
+WASM_OPT_BIN="$PWD/node_modules/.bin/wasm-opt" \
+  worker-build --release
+
+if [[ ! -f build/worker/shim.mjs ]]; then
+  echo "build: build/worker/shim.mjs was not produced" >&2
+  exit 1
+fi
+wasm="$(ls build/*.wasm 2>/dev/null | head -n1 || true)"
+if [[ -n "$wasm" ]]; then
+  raw=$(wc -c <"$wasm")
+  gz=$(gzip -9 -c "$wasm" | wc -c)
+  echo "build: $wasm $((raw / 1024)) KiB, $((gz / 1024)) KiB gzipped (Free plan limit: 3 MiB compressed)"
+fi

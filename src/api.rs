@@ -1,0 +1,632 @@
+//! The client-facing API: OpenAI Chat Completions request and response types,
+//! request validation, and OpenAI-shaped error bodies.
+//!
+//! Whatever provider serves a request, the client speaks and hears this format.
+//! Unknown top-level request fields are kept (`extra`) so that OpenAI-compatible
+//! upstreams receive them unchanged.
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// A client error or a gateway error, rendered in OpenAI's error shape:
+/// `{"error":{"message","type","param","code"}}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    /// OpenAI's `type`: `invalid_request_error`, `authentication_error`, ...
+    pub kind: &'static str,
+    pub message: String,
+    pub param: Option<String>,
+    pub code: Option<String>,
+    /// Extra structured detail (for example the list of attempts); rendered
+    /// under `error.attempts` when present.
+    pub attempts: Option<Value>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, kind, message: message.into(), param: None, code: None, attempts: None }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(400, "invalid_request_error", message)
+    }
+    pub fn invalid_param(param: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut e = Self::invalid(message);
+        e.param = Some(param.into());
+        e
+    }
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, "invalid_request_error", message)
+    }
+    pub fn to_json(&self) -> String {
+        let mut err = Map::new();
+        err.insert("message".into(), Value::String(self.message.clone()));
+        err.insert("type".into(), Value::String(self.kind.into()));
+        err.insert("param".into(), self.param.clone().map(Value::String).unwrap_or(Value::Null));
+        err.insert("code".into(), self.code.clone().map(Value::String).unwrap_or(Value::Null));
+        if let Some(a) = &self.attempts {
+            err.insert("attempts".into(), a.clone());
+        }
+        let mut top = Map::new();
+        top.insert("error".into(), Value::Object(err));
+        Value::Object(top).to_string()
+    }
+}
+
+// ---------------------------------------------------------------- request
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<Message>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Stop>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f64>,
+    /// Gateway options (never forwarded upstream).
+    #[serde(default, rename = "switchyard", skip_serializing)]
+    pub gateway: Option<GatewayOptions>,
+    /// Every other field, forwarded unchanged to OpenAI-compatible upstreams.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Per-request gateway options, in the request body under `switchyard`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayOptions {
+    /// The client's own fallback order: target ids (`provider` or
+    /// `provider/model`) among the route's configured targets.
+    #[serde(default)]
+    pub order: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+    Function,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Message {
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Content>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Message content: a plain string or a list of typed parts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+impl Content {
+    /// The text of the content: the string, or the text parts joined.
+    pub fn text(&self) -> String {
+        match self {
+            Content::Text(s) => s.clone(),
+            Content::Parts(parts) => {
+                let mut out = String::new();
+                for p in parts {
+                    if let ContentPart::Text { text } = p {
+                        out.push_str(text);
+                    }
+                }
+                out
+            }
+        }
+    }
+    pub fn has_image(&self) -> bool {
+        matches!(self, Content::Parts(p) if p.iter().any(|p| matches!(p, ContentPart::ImageUrl { .. })))
+    }
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Content;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Content, E> {
+                Ok(Content::Text(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Content, E> {
+                Ok(Content::Text(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
+                let mut parts = Vec::new();
+                while let Some(p) = seq.next_element::<ContentPart>()? {
+                    parts.push(p);
+                }
+                Ok(Content::Parts(parts))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type")]
+pub enum ContentPart {
+    #[serde(rename = "text")]
+    Text { text: String },
+    #[serde(rename = "image_url")]
+    ImageUrl { image_url: ImageUrl },
+    #[serde(rename = "input_audio")]
+    InputAudio { input_audio: Value },
+    #[serde(rename = "file")]
+    File { file: Value },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ImageUrl {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ToolCall {
+    pub id: String,
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+fn function_type() -> String {
+    "function".to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct FunctionCall {
+    pub name: String,
+    /// JSON text, as OpenAI sends it.
+    pub arguments: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Tool {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionDef,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct FunctionDef {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ToolChoice {
+    /// `none`, `auto` or `required`.
+    Mode(ToolChoiceMode),
+    /// `{"type":"function","function":{"name":...}}`
+    Named { #[serde(rename = "type")] kind: String, function: NamedFunction },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolChoiceMode {
+    None,
+    Auto,
+    Required,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct NamedFunction {
+    pub name: String,
+}
+
+impl<'de> Deserialize<'de> for ToolChoice {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        match v {
+            Value::String(s) => match s.as_str() {
+                "none" => Ok(ToolChoice::Mode(ToolChoiceMode::None)),
+                "auto" => Ok(ToolChoice::Mode(ToolChoiceMode::Auto)),
+                "required" => Ok(ToolChoice::Mode(ToolChoiceMode::Required)),
+                other => Err(de::Error::custom(format!(
+                    "unknown tool_choice `{other}`, expected none, auto, required or an object naming a function"
+                ))),
+            },
+            Value::Object(_) => {
+                #[derive(Deserialize)]
+                struct Named {
+                    #[serde(rename = "type")]
+                    kind: String,
+                    function: NamedFunction,
+                }
+                let n: Named = serde_json::from_value(v).map_err(de::Error::custom)?;
+                Ok(ToolChoice::Named { kind: n.kind, function: n.function })
+            }
+            _ => Err(de::Error::custom("tool_choice must be a string or an object")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Stop {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            Stop::One(s) => vec![s.clone()],
+            Stop::Many(v) => v.clone(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Stop {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        match v {
+            Value::String(s) => Ok(Stop::One(s)),
+            Value::Array(items) => items
+                .into_iter()
+                .map(|i| match i {
+                    Value::String(s) => Ok(s),
+                    _ => Err(de::Error::custom("stop must be a string or an array of strings")),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Stop::Many),
+            _ => Err(de::Error::custom("stop must be a string or an array of strings")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ResponseFormat {
+    #[serde(rename = "type")]
+    pub kind: ResponseFormatKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormatKind {
+    Text,
+    JsonObject,
+    JsonSchema,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct StreamOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_usage: Option<bool>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ChatRequest {
+    /// Parses and validates a request body. Errors name the offending field.
+    pub fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let req: ChatRequest = match serde_path_to_error::deserialize(&mut de) {
+            Ok(r) => r,
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if inner.is_syntax() || inner.is_eof() || path == "." {
+                    return Err(ApiError::invalid(format!(
+                        "the request body is not a valid chat completion request: {inner}"
+                    )));
+                }
+                return Err(ApiError::invalid_param(
+                    path.clone(),
+                    format!("invalid value for `{path}`: {}", strip_position(&inner.to_string())),
+                ));
+            }
+        };
+        if de.end().is_err() {
+            return Err(ApiError::invalid("the request body has trailing characters after the JSON value"));
+        }
+        req.validate()?;
+        Ok(req)
+    }
+
+    fn validate(&self) -> Result<(), ApiError> {
+        if self.model.trim().is_empty() {
+            return Err(ApiError::invalid_param("model", "`model` must name a route or model"));
+        }
+        if self.messages.is_empty() {
+            return Err(ApiError::invalid_param("messages", "`messages` must hold at least one message"));
+        }
+        range("temperature", self.temperature, 0.0, 2.0)?;
+        range("top_p", self.top_p, 0.0, 1.0)?;
+        range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)?;
+        range("presence_penalty", self.presence_penalty, -2.0, 2.0)?;
+        for (name, v) in [("max_tokens", self.max_tokens), ("max_completion_tokens", self.max_completion_tokens)] {
+            if v == Some(0) {
+                return Err(ApiError::invalid_param(name, format!("`{name}` must be at least 1")));
+            }
+        }
+        if let Some(n) = self.n {
+            if !(1..=128).contains(&n) {
+                return Err(ApiError::invalid_param("n", "`n` must be between 1 and 128"));
+            }
+        }
+        if let Some(Stop::Many(v)) = &self.stop {
+            if v.len() > 4 {
+                return Err(ApiError::invalid_param("stop", "`stop` holds at most 4 sequences"));
+            }
+        }
+        if let Some(tools) = &self.tools {
+            for (i, t) in tools.iter().enumerate() {
+                if t.kind != "function" {
+                    return Err(ApiError::invalid_param(
+                        format!("tools[{i}].type"),
+                        format!("unsupported tool type `{}`: only `function` tools are supported", t.kind),
+                    ));
+                }
+                if t.function.name.is_empty() {
+                    return Err(ApiError::invalid_param(format!("tools[{i}].function.name"), "a tool needs a name"));
+                }
+            }
+        }
+        for (i, m) in self.messages.iter().enumerate() {
+            match m.role {
+                Role::Tool if m.tool_call_id.is_none() => {
+                    return Err(ApiError::invalid_param(
+                        format!("messages[{i}].tool_call_id"),
+                        "a `tool` message needs `tool_call_id`",
+                    ))
+                }
+                Role::Assistant if m.content.is_none() && m.tool_calls.is_none() => {
+                    return Err(ApiError::invalid_param(
+                        format!("messages[{i}].content"),
+                        "an `assistant` message needs `content` or `tool_calls`",
+                    ))
+                }
+                Role::System | Role::Developer | Role::User if m.content.is_none() => {
+                    return Err(ApiError::invalid_param(
+                        format!("messages[{i}].content"),
+                        format!("a `{}` message needs `content`", role_name(m.role)),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The requested output limit (`max_completion_tokens` wins over the deprecated `max_tokens`).
+    pub fn max_output_tokens(&self) -> Option<u32> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+    pub fn is_stream(&self) -> bool {
+        self.stream == Some(true)
+    }
+    pub fn has_images(&self) -> bool {
+        self.messages.iter().any(|m| m.content.as_ref().is_some_and(Content::has_image))
+    }
+    pub fn uses_tools(&self) -> bool {
+        self.tools.as_ref().is_some_and(|t| !t.is_empty())
+            || self.messages.iter().any(|m| m.role == Role::Tool || m.tool_calls.is_some())
+    }
+    pub fn wants_json(&self) -> bool {
+        self.response_format
+            .as_ref()
+            .is_some_and(|f| f.kind != ResponseFormatKind::Text)
+    }
+    /// A rough prompt size in tokens (4 characters a token), used to skip
+    /// targets whose context window is plainly too small.
+    pub fn estimated_prompt_tokens(&self) -> u64 {
+        let chars: usize = self
+            .messages
+            .iter()
+            .map(|m| m.content.as_ref().map_or(0, |c| c.text().len()))
+            .sum();
+        (chars as u64) / 4
+    }
+}
+
+pub fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::System => "system",
+        Role::Developer => "developer",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+        Role::Function => "function",
+    }
+}
+
+fn range(name: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<(), ApiError> {
+    match v {
+        Some(x) if !(lo..=hi).contains(&x) => Err(ApiError::invalid_param(
+            name,
+            format!("`{name}` must be between {lo} and {hi}, got {x}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// serde_json appends " at line L column C"; the path already says where.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+// ---------------------------------------------------------------- response
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ChatCompletion {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<Choice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_fingerprint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Choice {
+    pub index: u32,
+    pub message: ResponseMessage,
+    pub finish_reason: Option<String>,
+    #[serde(default)]
+    pub logprobs: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ResponseMessage {
+    pub role: String,
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct PromptTokensDetails {
+    #[serde(default)]
+    pub cached_tokens: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct CompletionTokensDetails {
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_openai_fixture_request() {
+        let body = include_bytes!("../tests/fixtures/openai/chat_request.json");
+        let r = ChatRequest::parse(body).unwrap();
+        assert_eq!(r.model, "gpt-4o-mini");
+        assert!(r.has_images());
+        assert!(r.uses_tools());
+        assert_eq!(r.max_output_tokens(), Some(300));
+        assert_eq!(r.stop, Some(Stop::Many(vec!["\n\nUser:".into()])));
+        assert_eq!(r.tool_choice, Some(ToolChoice::Mode(ToolChoiceMode::Auto)));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":"hot"}"#)
+            .unwrap_err();
+        assert_eq!(e.status, 400);
+        assert_eq!(e.param.as_deref(), Some("temperature"));
+        let e = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"wizard","content":"hi"}]}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].role"));
+        assert!(e.message.contains("wizard"), "{}", e.message);
+        let e = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":[{"type":"video"}]}]}"#)
+            .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].content[0].type"));
+        let e = ChatRequest::parse(br#"{"model":"m","messages":[],"temperature":1}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages"));
+        let e = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"x"}],"top_p":7}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("top_p"));
+        let e = ChatRequest::parse(b"{\"model\":").unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.param.is_none());
+    }
+
+    #[test]
+    fn unknown_fields_are_kept_and_gateway_options_are_not_forwarded() {
+        let r = ChatRequest::parse(
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"logprobs":true,"switchyard":{"order":["b","a"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.extra.get("logprobs"), Some(&Value::Bool(true)));
+        assert_eq!(r.gateway.unwrap().order.unwrap(), vec!["b", "a"]);
+        let r = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"switchyard":{}}"#)
+            .unwrap();
+        let out = serde_json::to_string(&r).unwrap();
+        assert!(!out.contains("switchyard"), "{out}");
+    }
+
+    #[test]
+    fn error_json_has_openai_shape() {
+        let e = ApiError::invalid_param("messages", "bad").with_code("x");
+        let v: Value = serde_json::from_str(&e.to_json()).unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["param"], "messages");
+        assert_eq!(v["error"]["code"], "x");
+        assert_eq!(v["error"]["message"], "bad");
+    }
+}

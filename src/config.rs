@@ -1,0 +1,492 @@
+//! Configuration: providers, routes and policies, parsed from the JSON that
+//! wrangler.toml's `[vars] SWITCHYARD_CONFIG` table becomes, and validated
+//! once per isolate. Every error names the offending field.
+
+use crate::providers::Format;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub providers: Vec<ProviderConfig>,
+    /// Routes in name order (the order `/v1/models` lists them).
+    pub routes: Vec<Route>,
+    pub state: StateSettings,
+    /// Log prompt text in the request log line (off by default).
+    pub log_prompts: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub format: Format,
+    /// Base URL without a trailing slash, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// The Worker secret holding the API key; `None` for keyless local servers.
+    pub key_secret: Option<String>,
+    /// Extra headers sent on every request (never secrets: use `key_secret`).
+    pub headers: Vec<(String, String)>,
+    /// Anthropic only: the `anthropic-version` header.
+    pub anthropic_version: String,
+    /// Output limit sent when the client gives none and the format requires one (Anthropic).
+    pub default_max_tokens: u32,
+    /// Per-provider override of the route's attempt timeout.
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    Priority,
+    Weighted,
+    Cost,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Capabilities {
+    pub vision: bool,
+    pub tools: bool,
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cost {
+    /// US dollars per million input tokens.
+    pub input: f64,
+    /// US dollars per million output tokens.
+    pub output: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `provider/model`: what logs, headers and the client's `order` use.
+    pub id: String,
+    /// Index into [`Config::providers`].
+    pub provider: usize,
+    pub model: String,
+    pub weight: f64,
+    pub cost: Cost,
+    pub caps: Capabilities,
+    pub context_window: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub strategy: Strategy,
+    pub targets: Vec<Target>,
+    pub policy: Policy,
+}
+
+/// Bounds on one request's attempts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    /// Time allowed for one attempt (head and body).
+    pub attempt_timeout_ms: u64,
+    /// Time allowed for the whole request, all attempts and waits included.
+    pub deadline_ms: u64,
+    /// Upstream attempts per request, over all targets (subrequest budget).
+    pub max_attempts: u32,
+    /// Extra attempts at the same target for retryable failures.
+    pub retries_per_target: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Longest Retry-After the gateway waits out at the same provider.
+    pub max_retry_after_ms: u64,
+    /// Whether a request may name its own fallback order.
+    pub allow_client_order: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            attempt_timeout_ms: 30_000,
+            deadline_ms: 60_000,
+            max_attempts: 6,
+            retries_per_target: 1,
+            backoff_base_ms: 200,
+            backoff_max_ms: 2_000,
+            max_retry_after_ms: 5_000,
+            allow_client_order: true,
+        }
+    }
+}
+
+/// Upper bound on attempts: Workers allow 50 subrequests per request on Free,
+/// and KV reads and a mirror need some of them.
+pub const MAX_ATTEMPTS_CAP: u32 = 20;
+
+/// How provider state is shared through KV (GUIDE.md section 1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StateSettings {
+    /// Failures lose half their weight every this many seconds.
+    pub failure_half_life_s: u64,
+    /// An isolate re-reads the shared state at most this often.
+    pub refresh_interval_s: u64,
+    /// A provider's KV key is written at most this often.
+    pub min_write_interval_s: u64,
+    /// Expiry of state keys in KV (at least 60, KV's minimum).
+    pub kv_ttl_s: u64,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        StateSettings { failure_half_life_s: 300, refresh_interval_s: 10, min_write_interval_s: 10, kv_ttl_s: 86_400 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// Dotted path of the offending field, e.g. `routes.chat.targets[1].provider`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration at `{}`: {}", self.field, self.message)
+    }
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { field: field.into(), message: message.into() }
+}
+
+// ------------------------------------------------------------ raw (serde) shape
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    providers: BTreeMap<String, RawProvider>,
+    routes: BTreeMap<String, RawRoute>,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    state: RawState,
+    #[serde(default)]
+    log_prompts: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    format: String,
+    base_url: String,
+    #[serde(default)]
+    key_secret: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    anthropic_version: Option<String>,
+    #[serde(default)]
+    default_max_tokens: Option<u32>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    #[serde(default)]
+    strategy: Option<String>,
+    targets: Vec<RawTarget>,
+    #[serde(default)]
+    policy: RawPolicy,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    provider: String,
+    model: String,
+    #[serde(default)]
+    weight: Option<f64>,
+    #[serde(default)]
+    cost: Option<RawCost>,
+    #[serde(default)]
+    capabilities: Option<Vec<String>>,
+    #[serde(default)]
+    context_window: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCost {
+    input: f64,
+    output: f64,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    attempt_timeout_ms: Option<u64>,
+    deadline_ms: Option<u64>,
+    max_attempts: Option<u32>,
+    retries_per_target: Option<u32>,
+    backoff_base_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+    max_retry_after_ms: Option<u64>,
+    allow_client_order: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    failure_half_life_s: Option<u64>,
+    refresh_interval_s: Option<u64>,
+    min_write_interval_s: Option<u64>,
+    kv_ttl_s: Option<u64>,
+}
+
+impl RawPolicy {
+    fn apply(&self, base: Policy, at: &str) -> Result<Policy, ConfigError> {
+        let p = Policy {
+            attempt_timeout_ms: self.attempt_timeout_ms.unwrap_or(base.attempt_timeout_ms),
+            deadline_ms: self.deadline_ms.unwrap_or(base.deadline_ms),
+            max_attempts: self.max_attempts.unwrap_or(base.max_attempts),
+            retries_per_target: self.retries_per_target.unwrap_or(base.retries_per_target),
+            backoff_base_ms: self.backoff_base_ms.unwrap_or(base.backoff_base_ms),
+            backoff_max_ms: self.backoff_max_ms.unwrap_or(base.backoff_max_ms),
+            max_retry_after_ms: self.max_retry_after_ms.unwrap_or(base.max_retry_after_ms),
+            allow_client_order: self.allow_client_order.unwrap_or(base.allow_client_order),
+        };
+        if p.attempt_timeout_ms == 0 {
+            return Err(err(format!("{at}.attempt_timeout_ms"), "must be greater than 0"));
+        }
+        if p.deadline_ms < p.attempt_timeout_ms {
+            return Err(err(format!("{at}.deadline_ms"), "must be at least attempt_timeout_ms"));
+        }
+        if p.max_attempts == 0 || p.max_attempts > MAX_ATTEMPTS_CAP {
+            return Err(err(
+                format!("{at}.max_attempts"),
+                format!("must be between 1 and {MAX_ATTEMPTS_CAP} (Workers' subrequest limit)"),
+            ));
+        }
+        if p.backoff_max_ms < p.backoff_base_ms {
+            return Err(err(format!("{at}.backoff_max_ms"), "must be at least backoff_base_ms"));
+        }
+        Ok(p)
+    }
+}
+
+impl Config {
+    /// Parses and validates a configuration from JSON text.
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." || path == "?" { "SWITCHYARD_CONFIG".to_owned() } else { path };
+            err(path, e.into_inner().to_string())
+        })?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+        let mut providers = Vec::new();
+        for (name, p) in &raw.providers {
+            let at = format!("providers.{name}");
+            if !valid_name(name) {
+                return Err(err(at, "provider names use letters, digits, '-' and '_'"));
+            }
+            let format = Format::parse(&p.format).ok_or_else(|| {
+                err(format!("{at}.format"), format!("unknown format `{}`: use openai, anthropic or cohere", p.format))
+            })?;
+            let base_url = p.base_url.trim_end_matches('/').to_owned();
+            if !(base_url.starts_with("https://") || base_url.starts_with("http://")) || base_url.len() < 10 {
+                return Err(err(format!("{at}.base_url"), "must be an http(s) URL"));
+            }
+            if base_url.contains('?') || base_url.contains('#') {
+                return Err(err(format!("{at}.base_url"), "must not carry a query or fragment"));
+            }
+            if let Some(s) = &p.key_secret {
+                if s.is_empty() {
+                    return Err(err(format!("{at}.key_secret"), "must name a Worker secret"));
+                }
+            }
+            for h in p.headers.keys() {
+                let lower = h.to_ascii_lowercase();
+                if ["authorization", "x-api-key", "host", "content-length"].contains(&lower.as_str()) {
+                    return Err(err(
+                        format!("{at}.headers.{h}"),
+                        "set keys through key_secret (a Worker secret), not a plain header",
+                    ));
+                }
+            }
+            if p.timeout_ms == Some(0) {
+                return Err(err(format!("{at}.timeout_ms"), "must be greater than 0"));
+            }
+            providers.push(ProviderConfig {
+                name: name.clone(),
+                format,
+                base_url,
+                key_secret: p.key_secret.clone(),
+                headers: p.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                anthropic_version: p.anthropic_version.clone().unwrap_or_else(|| "2023-06-01".to_owned()),
+                default_max_tokens: p.default_max_tokens.unwrap_or(4096),
+                timeout_ms: p.timeout_ms,
+            });
+        }
+
+        let base_policy = raw.policy.apply(Policy::default(), "policy")?;
+        if raw.routes.is_empty() {
+            return Err(err("routes", "at least one route is needed"));
+        }
+        let mut routes = Vec::new();
+        for (name, r) in &raw.routes {
+            let at = format!("routes.{name}");
+            if name.trim().is_empty() {
+                return Err(err(at, "route names must not be empty"));
+            }
+            let strategy = match r.strategy.as_deref().unwrap_or("priority") {
+                "priority" => Strategy::Priority,
+                "weighted" => Strategy::Weighted,
+                "cost" => Strategy::Cost,
+                other => {
+                    return Err(err(
+                        format!("{at}.strategy"),
+                        format!("unknown strategy `{other}`: use priority, weighted or cost"),
+                    ))
+                }
+            };
+            if r.targets.is_empty() {
+                return Err(err(format!("{at}.targets"), "a route needs at least one target"));
+            }
+            let mut targets: Vec<Target> = Vec::new();
+            for (i, t) in r.targets.iter().enumerate() {
+                let tat = format!("{at}.targets[{i}]");
+                let provider = providers.iter().position(|p| p.name == t.provider).ok_or_else(|| {
+                    err(format!("{tat}.provider"), format!("no provider named `{}` is configured", t.provider))
+                })?;
+                if t.model.trim().is_empty() {
+                    return Err(err(format!("{tat}.model"), "must name the upstream model"));
+                }
+                let weight = t.weight.unwrap_or(1.0);
+                if !(weight.is_finite() && weight > 0.0) {
+                    return Err(err(format!("{tat}.weight"), "must be a positive number"));
+                }
+                let cost = match &t.cost {
+                    Some(c) => {
+                        if !(c.input.is_finite() && c.input >= 0.0 && c.output.is_finite() && c.output >= 0.0) {
+                            return Err(err(format!("{tat}.cost"), "prices must be non-negative numbers"));
+                        }
+                        Cost { input: c.input, output: c.output }
+                    }
+                    None if strategy == Strategy::Cost => {
+                        return Err(err(format!("{tat}.cost"), "the cost strategy needs a price on every target"))
+                    }
+                    None => Cost::default(),
+                };
+                let mut caps = Capabilities::default();
+                for (j, c) in t.capabilities.iter().flatten().enumerate() {
+                    match c.as_str() {
+                        "vision" => caps.vision = true,
+                        "tools" => caps.tools = true,
+                        "json" => caps.json = true,
+                        other => {
+                            return Err(err(
+                                format!("{tat}.capabilities[{j}]"),
+                                format!("unknown capability `{other}`: use vision, tools or json"),
+                            ))
+                        }
+                    }
+                }
+                let id = format!("{}/{}", t.provider, t.model);
+                if targets.iter().any(|x| x.id == id) {
+                    return Err(err(tat, format!("target `{id}` appears twice in the route")));
+                }
+                let context_window = t.context_window.unwrap_or(8_192);
+                if context_window == 0 {
+                    return Err(err(format!("{tat}.context_window"), "must be greater than 0"));
+                }
+                targets.push(Target { id, provider, model: t.model.clone(), weight, cost, caps, context_window });
+            }
+            let policy = r.policy.apply(base_policy, &format!("{at}.policy"))?;
+            routes.push(Route { name: name.clone(), strategy, targets, policy });
+        }
+
+        let d = StateSettings::default();
+        let s = &raw.state;
+        let state = StateSettings {
+            failure_half_life_s: s.failure_half_life_s.unwrap_or(d.failure_half_life_s),
+            refresh_interval_s: s.refresh_interval_s.unwrap_or(d.refresh_interval_s),
+            min_write_interval_s: s.min_write_interval_s.unwrap_or(d.min_write_interval_s),
+            kv_ttl_s: s.kv_ttl_s.unwrap_or(d.kv_ttl_s),
+        };
+        if state.failure_half_life_s == 0 {
+            return Err(err("state.failure_half_life_s", "must be greater than 0"));
+        }
+        if state.min_write_interval_s < 1 {
+            return Err(err("state.min_write_interval_s", "must be at least 1 (KV allows one write per second per key)"));
+        }
+        if state.kv_ttl_s < 60 {
+            return Err(err("state.kv_ttl_s", "must be at least 60 (KV's minimum expiration TTL)"));
+        }
+        Ok(Config { providers, routes, state, log_prompts: raw.log_prompts })
+    }
+
+    pub fn route(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+
+    pub fn provider_of(&self, t: &Target) -> &ProviderConfig {
+        &self.providers[t.provider]
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{
+      "providers": {
+        "openai": {"format":"openai","base_url":"https://api.openai.com/v1/","key_secret":"OPENAI_API_KEY"},
+        "claude": {"format":"anthropic","base_url":"https://api.anthropic.com","key_secret":"ANTHROPIC_API_KEY"}
+      },
+      "routes": {
+        "chat": {"strategy":"weighted","targets":[
+          {"provider":"openai","model":"gpt-4o-mini","weight":3,"capabilities":["vision","tools"],"context_window":128000},
+          {"provider":"claude","model":"claude-sonnet-4-5","weight":1}
+        ], "policy": {"max_attempts": 4}}
+      },
+      "policy": {"attempt_timeout_ms": 10000}
+    }"#;
+
+    #[test]
+    fn parses_a_good_config() {
+        let c = Config::from_json(GOOD).unwrap();
+        assert_eq!(c.providers.len(), 2);
+        let r = c.route("chat").unwrap();
+        assert_eq!(r.strategy, Strategy::Weighted);
+        assert_eq!(r.targets[0].id, "openai/gpt-4o-mini");
+        assert_eq!(c.provider_of(&r.targets[0]).base_url, "https://api.openai.com/v1");
+        assert!(r.targets[0].caps.vision && !r.targets[1].caps.vision);
+        assert_eq!(r.policy.max_attempts, 4);
+        assert_eq!(r.policy.attempt_timeout_ms, 10_000, "global policy applies under the route's");
+        assert_eq!(c.provider_of(&r.targets[1]).anthropic_version, "2023-06-01");
+    }
+
+    fn field_of(json: &str) -> String {
+        Config::from_json(json).unwrap_err().field
+    }
+
+    #[test]
+    fn errors_name_the_offending_field() {
+        assert_eq!(field_of(&GOOD.replace("\"provider\":\"claude\"", "\"provider\":\"nope\"")), "routes.chat.targets[1].provider");
+        assert_eq!(field_of(&GOOD.replace("\"format\":\"anthropic\"", "\"format\":\"bard\"")), "providers.claude.format");
+        assert_eq!(field_of(&GOOD.replace("\"weighted\"", "\"random\"")), "routes.chat.strategy");
+        assert_eq!(field_of(&GOOD.replace("\"weight\":3", "\"weight\":-1")), "routes.chat.targets[0].weight");
+        assert_eq!(field_of(&GOOD.replace("\"vision\",", "\"telepathy\",")), "routes.chat.targets[0].capabilities[0]");
+        assert_eq!(field_of(&GOOD.replace("\"max_attempts\": 4", "\"max_attempts\": 400")), "routes.chat.policy.max_attempts");
+        assert_eq!(field_of(&GOOD.replace("\"weight\":1}", "\"weight\":1,\"wieght\":2}")), "routes.chat.targets[1].wieght");
+        assert_eq!(field_of(&GOOD.replace("https://api.anthropic.com", "ftp://x")), "providers.claude.base_url");
+        assert_eq!(field_of("{"), "SWITCHYARD_CONFIG");
+        let e = Config::from_json(&GOOD.replace("\"weighted\"", "\"cost\"")).unwrap_err();
+        assert_eq!(e.field, "routes.chat.targets[0].cost");
+        assert!(e.to_string().contains("routes.chat.targets[0].cost"));
+    }
+}

@@ -1,0 +1,235 @@
+//! The attempt loop: send the request to each target in order, retrying and
+//! failing over as the retry policy decides, within the attempt bound, the
+//! per-attempt timeout and the request deadline.
+//!
+//! What to do with a successful response head is the caller's [`Accept`]:
+//! the non-streaming path reads and translates the body; a streaming path can
+//! check the first events and hand the rest on. Failures found there (a
+//! malformed body, a timeout while reading) fail over like any other.
+
+use crate::api::{ApiError, ChatRequest};
+use crate::clock::Clock;
+use crate::config::{Config, ProviderConfig, Route, Target};
+use crate::providers::{self, Outbound};
+use crate::retry::{self, Decision, Failure};
+use crate::rng::Rng;
+use crate::state::ProviderStates;
+use crate::taxonomy::{ErrorKind, UpstreamError};
+use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead};
+use std::cell::RefCell;
+
+/// One upstream attempt, as logged and reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    pub target: String,
+    pub provider: String,
+    pub model: String,
+    pub status: Option<u16>,
+    /// `None` for a success.
+    pub kind: Option<ErrorKind>,
+    pub latency_ms: u64,
+    /// The provider's message (redacted), for the client's error body; never logged.
+    pub message: Option<String>,
+}
+
+/// Turns a 2xx response head into the attempt's result.
+pub trait Accept<B> {
+    type Output;
+    async fn accept(
+        &mut self,
+        target: &Target,
+        provider: &ProviderConfig,
+        head: UpstreamHead<B>,
+        deadline_ms: u64,
+    ) -> Result<Self::Output, UpstreamError>;
+}
+
+#[derive(Debug)]
+pub enum Outcome<T> {
+    /// Target `target` (an index into the route's targets) answered.
+    Served { target: usize, output: T },
+    /// The request itself was refused upstream; the client gets the reason.
+    ToClient { status: u16, error: UpstreamError },
+    /// No target could even be asked (the request cannot be expressed in any
+    /// eligible target's format).
+    Rejected(ApiError),
+    /// Every attempt failed, or the bounds ran out.
+    Exhausted,
+}
+
+#[derive(Debug)]
+pub struct Dispatch<T> {
+    pub attempts: Vec<AttemptRecord>,
+    pub outcome: Outcome<T>,
+}
+
+/// An attempt's result: the status and output, or the status (if any), the
+/// classified failure and the provider's Retry-After.
+type AttemptResult<T> = Result<(u16, T), (Option<u16>, UpstreamError, Option<u64>)>;
+
+/// Everything the loop reads; grouped to keep the signature short.
+pub struct Plan<'a> {
+    pub config: &'a Config,
+    pub route: &'a Route,
+    pub order: &'a [usize],
+    pub request: &'a ChatRequest,
+    /// API key per provider (index as in `config.providers`).
+    pub keys: &'a [Option<String>],
+    pub states: &'a RefCell<ProviderStates>,
+}
+
+/// Replaces every occurrence of the key in an upstream message: some
+/// providers echo the key they were sent in their error bodies.
+pub fn redact(message: &str, key: Option<&str>) -> String {
+    match key {
+        Some(k) if k.len() >= 4 && message.contains(k) => message.replace(k, "[redacted]"),
+        _ => message.to_owned(),
+    }
+}
+
+pub async fn dispatch<C, U, R, A>(plan: &Plan<'_>, clock: &C, upstream: &U, rng: &mut R, accept: &mut A) -> Dispatch<A::Output>
+where
+    C: Clock,
+    U: Upstream,
+    R: Rng,
+    A: Accept<U::Body>,
+{
+    let policy = &plan.route.policy;
+    let start = clock.now_ms();
+    let deadline = start + policy.deadline_ms;
+    let mut attempts_left = policy.max_attempts;
+    let mut attempts: Vec<AttemptRecord> = Vec::new();
+    let mut min_context: Option<u64> = None;
+    let mut context_error: Option<(u16, UpstreamError)> = None;
+    let mut build_error: Option<ApiError> = None;
+
+    'targets: for &ti in plan.order {
+        let target = &plan.route.targets[ti];
+        if min_context.is_some_and(|mc| target.context_window <= mc) {
+            continue;
+        }
+        let provider = plan.config.provider_of(target);
+        let key = plan.keys[target.provider].as_deref();
+        let record = |status, kind, latency_ms, message| AttemptRecord {
+            target: target.id.clone(),
+            provider: provider.name.clone(),
+            model: target.model.clone(),
+            status,
+            kind,
+            latency_ms,
+            message,
+        };
+        if provider.key_secret.is_some() && key.is_none() {
+            let secret = provider.key_secret.as_deref().unwrap_or_default();
+            attempts.push(record(
+                None,
+                Some(ErrorKind::MissingKey),
+                0,
+                Some(format!("the Worker secret `{secret}` is not set")),
+            ));
+            continue;
+        }
+        let out = Outbound { provider, model: &target.model, api_key: key };
+        let upstream_req = match providers::build_chat(&out, plan.request) {
+            Ok(r) => r,
+            Err(e) => {
+                build_error.get_or_insert(e);
+                continue;
+            }
+        };
+        let mut at_target = 0u32;
+        loop {
+            let now = clock.now_ms();
+            if attempts_left == 0 || now >= deadline {
+                break 'targets;
+            }
+            attempts_left -= 1;
+            at_target += 1;
+            let timeout = provider.timeout_ms.unwrap_or(policy.attempt_timeout_ms);
+            let attempt_deadline = (now + timeout).min(deadline);
+            let result: AttemptResult<A::Output> =
+                match upstream.send(&upstream_req, attempt_deadline).await {
+                    Ok(head) if (200..300).contains(&head.status) => {
+                        let status = head.status;
+                        match accept.accept(target, provider, head, attempt_deadline).await {
+                            Ok(out) => Ok((status, out)),
+                            Err(e) => Err((Some(status), e, None)),
+                        }
+                    }
+                    Ok(head) => {
+                        let status = head.status;
+                        let ra = retry::parse_retry_after(
+                            head.retry_after.as_deref(),
+                            head.retry_after_ms.as_deref(),
+                            clock.now_ms(),
+                        );
+                        let body = head.body.text(attempt_deadline).await.unwrap_or_default();
+                        Err((Some(status), providers::classify_error(provider.format, status, &body), ra))
+                    }
+                    Err(TransportError::Timeout) => Err((
+                        None,
+                        UpstreamError::new(ErrorKind::Timeout, format!("no response within {timeout} ms")),
+                        None,
+                    )),
+                    Err(TransportError::Connect(m)) => Err((None, UpstreamError::new(ErrorKind::Connect, m), None)),
+                };
+            let ended = clock.now_ms();
+            let latency = ended.saturating_sub(now);
+            match result {
+                Ok((status, output)) => {
+                    plan.states.borrow_mut().record_success(target.provider, ended);
+                    attempts.push(record(Some(status), None, latency, None));
+                    return Dispatch { attempts, outcome: Outcome::Served { target: ti, output } };
+                }
+                Err((status, mut err, retry_after_ms)) => {
+                    err.message = redact(&err.message, key);
+                    attempts.push(record(status, Some(err.kind), latency, Some(err.message.clone())));
+                    if err.kind.counts_as_provider_failure() {
+                        plan.states.borrow_mut().record_failure(target.provider, ended);
+                    }
+                    let failure = Failure {
+                        kind: err.kind,
+                        retry_after_ms,
+                        attempts_at_target: at_target,
+                        time_left_ms: deadline.saturating_sub(ended),
+                    };
+                    match retry::decide(failure, policy, rng) {
+                        Decision::RetrySame { wait_ms } => {
+                            if attempts_left == 0 {
+                                break 'targets;
+                            }
+                            clock.sleep(wait_ms).await;
+                        }
+                        Decision::FailOver => continue 'targets,
+                        Decision::LargerContext => {
+                            min_context = Some(min_context.unwrap_or(0).max(target.context_window));
+                            context_error = Some((status.unwrap_or(400), err));
+                            continue 'targets;
+                        }
+                        Decision::ToClient => {
+                            return Dispatch {
+                                attempts,
+                                outcome: Outcome::ToClient { status: status.unwrap_or(400), error: err },
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    let last_was_context = attempts.last().is_some_and(|a| a.kind == Some(ErrorKind::ContextLength));
+    let outcome = if let (Some((status, error)), true) = (context_error, last_was_context) {
+        // The prompt is too long for every target left to try: the client
+        // must shorten it, so say so rather than "all providers failed".
+        Outcome::ToClient { status, error }
+    } else if attempts.is_empty() {
+        match build_error {
+            Some(e) => Outcome::Rejected(e),
+            None => Outcome::Exhausted,
+        }
+    } else {
+        Outcome::Exhausted
+    };
+    Dispatch { attempts, outcome }
+}

@@ -1,0 +1,182 @@
+//! The edge shell: the Workers entry points and the implementations of the
+//! core's traits with workers-rs. Kept thin: decisions live in the core.
+
+mod clock;
+mod kv;
+mod upstream;
+
+use crate::config::Config;
+use crate::gateway::{endpoint, Endpoint, Gateway, Reply, HEADER_ORDER, HEADER_REQUEST_ID};
+use crate::log::RequestLog;
+use crate::rng::{Rng, SplitMix64};
+use crate::state;
+use crate::api::ApiError;
+use clock::WorkerClock;
+use kv::KvState;
+use std::cell::RefCell;
+use std::rc::Rc;
+use upstream::FetchUpstream;
+use worker::{console_error, console_log, event, Context, Env, Headers, Request, Response, Result};
+
+/// The KV namespace binding holding shared provider state.
+const STATE_BINDING: &str = "STATE";
+const CONFIG_BINDING: &str = "SWITCHYARD_CONFIG";
+
+thread_local! {
+    /// Parsed once per isolate: the gateway, or the configuration error that
+    /// every request is answered with until the config is fixed.
+    static GATEWAY: RefCell<Option<std::result::Result<Rc<Gateway>, String>>> = const { RefCell::new(None) };
+    static RNG: RefCell<Option<SplitMix64>> = const { RefCell::new(None) };
+}
+
+fn gateway(env: &Env) -> std::result::Result<Rc<Gateway>, String> {
+    GATEWAY.with(|cell| {
+        cell.borrow_mut()
+            .get_or_insert_with(|| load_gateway(env))
+            .clone()
+    })
+}
+
+fn load_gateway(env: &Env) -> std::result::Result<Rc<Gateway>, String> {
+    let raw = js_sys::Reflect::get(env, &CONFIG_BINDING.into()).map_err(|_| missing_config())?;
+    let text = if let Some(s) = raw.as_string() {
+        s
+    } else if raw.is_object() {
+        js_sys::JSON::stringify(&raw)
+            .ok()
+            .and_then(|s| s.as_string())
+            .ok_or_else(|| format!("`{CONFIG_BINDING}` could not be read as JSON"))?
+    } else {
+        return Err(missing_config());
+    };
+    let config = Config::from_json(&text).map_err(|e| e.to_string())?;
+    let gw = Gateway::new(config, |name| env.secret(name).ok().map(|s| s.to_string()));
+    Ok(Rc::new(gw))
+}
+
+fn missing_config() -> String {
+    format!("the `{CONFIG_BINDING}` variable is not set: declare it in wrangler.toml under [vars]")
+}
+
+/// A per-request generator, seeded from the isolate's (itself seeded from the
+/// platform's randomness), so that concurrent requests never share a borrow.
+fn request_rng() -> SplitMix64 {
+    RNG.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let rng = slot.get_or_insert_with(|| {
+            let mut seed = [0u8; 8];
+            // getrandom cannot fail on Workers; fall back to the clock if it somehow does.
+            let s = match getrandom::fill(&mut seed) {
+                Ok(()) => u64::from_le_bytes(seed),
+                Err(_) => worker::Date::now().as_millis(),
+            };
+            SplitMix64::new(s)
+        });
+        SplitMix64::new(rng.next_u64())
+    })
+}
+
+#[event(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    let clock = WorkerClock;
+    let mut rng = request_rng();
+    let request_id = format!("sy-{:016x}", rng.next_u64());
+    let method = req.method().to_string();
+    let path = req.path();
+    let mut log = RequestLog { request_id: request_id.clone(), method: method.clone(), path: path.clone(), ..Default::default() };
+
+    let gw = match gateway(&env) {
+        Ok(gw) => gw,
+        Err(message) => {
+            let e = ApiError::new(500, "configuration_error", message).with_code("invalid_config");
+            log.status = 500;
+            log.outcome = "config_error";
+            log.error = Some(e.message.clone());
+            console_error!("{}", log.to_line());
+            return respond(Reply::error(&e), &request_id);
+        }
+    };
+
+    let reply = match endpoint(&method, &path) {
+        Endpoint::Chat => chat(&gw, req, &env, &mut log, &clock, &mut rng).await,
+        Endpoint::Models => gw.models(),
+        Endpoint::Health => Reply::json(200, r#"{"status":"ok"}"#.to_owned()),
+        Endpoint::NotFound => Reply::error(&ApiError::not_found(format!("no route for {method} {path}")).with_code("unknown_url")),
+        Endpoint::MethodNotAllowed(allow) => {
+            let mut r = Reply::error(
+                &ApiError::new(405, "invalid_request_error", format!("{method} is not allowed on {path}; use {allow}"))
+                    .with_code("method_not_allowed"),
+            );
+            r.headers.push(("allow", allow.to_owned()));
+            r
+        }
+    };
+    if log.status == 0 {
+        log.status = reply.status;
+    }
+    if log.outcome.is_empty() {
+        log.outcome = if reply.status < 400 { "ok" } else { "client_error" };
+    }
+    console_log!("{}", log.to_line());
+
+    // Shared state upkeep happens after the response.
+    if let Ok(kv) = env.kv(STATE_BINDING) {
+        let gw = gw.clone();
+        ctx.wait_until(async move {
+            let store = KvState(kv);
+            let now = worker::Date::now().as_millis();
+            let due = gw.states.borrow().refresh_due(now);
+            if due {
+                for e in state::refresh(&gw.states, &store, now).await {
+                    console_error!("{}", serde_json::json!({"level":"error","msg":"state refresh failed","detail":e}));
+                }
+            }
+            let (_, errors) = state::flush(&gw.states, &store, now).await;
+            for e in errors {
+                console_error!("{}", serde_json::json!({"level":"error","msg":"state write failed","detail":e}));
+            }
+        });
+    }
+    respond(reply, &request_id)
+}
+
+async fn chat(
+    gw: &Gateway,
+    mut req: Request,
+    env: &Env,
+    log: &mut RequestLog,
+    clock: &WorkerClock,
+    rng: &mut SplitMix64,
+) -> Reply {
+    // A new isolate reads the shared state before its first decision; after
+    // that, refreshes happen after responses.
+    if gw.states.borrow().never_loaded() {
+        if let Ok(kv) = env.kv(STATE_BINDING) {
+            let now = worker::Date::now().as_millis();
+            for e in state::refresh(&gw.states, &KvState(kv), now).await {
+                console_error!("{}", serde_json::json!({"level":"error","msg":"state refresh failed","detail":e}));
+            }
+        }
+    }
+    let body = match req.bytes().await {
+        Ok(b) => b,
+        Err(_) => return Reply::error(&ApiError::invalid("the request body could not be read")),
+    };
+    let order = req.headers().get(HEADER_ORDER).ok().flatten();
+    gw.chat(&body, order.as_deref(), log, clock, &FetchUpstream, rng).await
+}
+
+fn respond(reply: Reply, request_id: &str) -> Result<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    headers.set(HEADER_REQUEST_ID, request_id)?;
+    for (k, v) in &reply.headers {
+        headers.set(k, v)?;
+    }
+    Ok(Response::ok(reply.body)?.with_status(reply.status).with_headers(headers))
+}

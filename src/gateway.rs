@@ -1,0 +1,312 @@
+//! The gateway's request handling, from a parsed HTTP request to a reply,
+//! independent of the Workers runtime: the edge hands in the body and the
+//! world (clock, upstream, randomness) and writes out the [`Reply`].
+
+use crate::api::{ApiError, ChatRequest, Usage};
+use crate::clock::Clock;
+use crate::config::{Config, ProviderConfig, Target};
+use crate::dispatch::{self, Accept, AttemptRecord, Outcome, Plan};
+use crate::log::{attempts_json, RequestLog};
+use crate::providers::{self, Format};
+use crate::rng::Rng;
+use crate::selection::{self, Needs};
+use crate::state::ProviderStates;
+use crate::taxonomy::{ErrorKind, UpstreamError};
+use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead};
+use serde_json::json;
+use std::cell::RefCell;
+
+pub const HEADER_PROVIDER: &str = "x-switchyard-provider";
+pub const HEADER_MODEL: &str = "x-switchyard-model";
+pub const HEADER_ATTEMPTS: &str = "x-switchyard-attempts";
+pub const HEADER_ROUTE: &str = "x-switchyard-route";
+pub const HEADER_REQUEST_ID: &str = "x-request-id";
+/// A client's own fallback order, as a comma-separated list of target ids.
+pub const HEADER_ORDER: &str = "x-switchyard-order";
+
+/// What the edge writes back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: String) -> Reply {
+        Reply { status, headers: Vec::new(), body }
+    }
+    pub fn error(e: &ApiError) -> Reply {
+        Reply::json(e.status, e.to_json())
+    }
+}
+
+/// Which handler a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Models,
+    Health,
+    NotFound,
+    /// The path exists but not for this method; carries the allowed methods.
+    MethodNotAllowed(&'static str),
+}
+
+pub fn endpoint(method: &str, path: &str) -> Endpoint {
+    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    match (path, method) {
+        ("/v1/chat/completions", "POST") => Endpoint::Chat,
+        ("/v1/chat/completions", _) => Endpoint::MethodNotAllowed("POST"),
+        ("/v1/models", "GET" | "HEAD") => Endpoint::Models,
+        ("/v1/models", _) => Endpoint::MethodNotAllowed("GET"),
+        ("/healthz", "GET" | "HEAD") => Endpoint::Health,
+        ("/healthz", _) => Endpoint::MethodNotAllowed("GET"),
+        _ => Endpoint::NotFound,
+    }
+}
+
+/// Configuration, keys and provider state for one isolate.
+pub struct Gateway {
+    pub config: Config,
+    /// API key per provider, read from Worker secrets once per isolate.
+    keys: Vec<Option<String>>,
+    pub states: RefCell<ProviderStates>,
+    models_body: String,
+}
+
+impl Gateway {
+    /// `secret(name)` looks a Worker secret up.
+    pub fn new(config: Config, secret: impl Fn(&str) -> Option<String>) -> Gateway {
+        let keys = config
+            .providers
+            .iter()
+            .map(|p| p.key_secret.as_deref().and_then(&secret).filter(|k| !k.is_empty()))
+            .collect();
+        let states = RefCell::new(ProviderStates::new(
+            config.providers.iter().map(|p| p.name.clone()).collect(),
+            config.state,
+        ));
+        let models_body = json!({
+            "object": "list",
+            "data": config.routes.iter().map(|r| json!({
+                "id": r.name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "switchyard",
+            })).collect::<Vec<_>>(),
+        })
+        .to_string();
+        Gateway { config, keys, states, models_body }
+    }
+
+    pub fn models(&self) -> Reply {
+        Reply::json(200, self.models_body.clone())
+    }
+
+    /// Handles `POST /v1/chat/completions`. Fills `log` as it goes.
+    pub async fn chat<C: Clock, U: Upstream, R: Rng>(
+        &self,
+        body: &[u8],
+        order_header: Option<&str>,
+        log: &mut RequestLog,
+        clock: &C,
+        upstream: &U,
+        rng: &mut R,
+    ) -> Reply {
+        let started = clock.now_ms();
+        let reply = self.chat_inner(body, order_header, log, clock, upstream, rng).await;
+        log.status = reply.status;
+        log.latency_ms = clock.now_ms().saturating_sub(started);
+        reply
+    }
+
+    async fn chat_inner<C: Clock, U: Upstream, R: Rng>(
+        &self,
+        body: &[u8],
+        order_header: Option<&str>,
+        log: &mut RequestLog,
+        clock: &C,
+        upstream: &U,
+        rng: &mut R,
+    ) -> Reply {
+        let req = match ChatRequest::parse(body) {
+            Ok(r) => r,
+            Err(e) => return client_error(e, log),
+        };
+        let Some(route) = self.config.route(&req.model) else {
+            let names: Vec<&str> = self.config.routes.iter().map(|r| r.name.as_str()).collect();
+            let e = ApiError::not_found(format!(
+                "The model `{}` does not exist on this gateway. Available: {}",
+                req.model,
+                names.join(", ")
+            ))
+            .with_code("model_not_found");
+            let mut e = e;
+            e.param = Some("model".into());
+            return client_error(e, log);
+        };
+        log.route = Some(route.name.clone());
+        if self.config.log_prompts {
+            log.prompt = req.messages.last().and_then(|m| m.content.as_ref()).map(|c| c.text());
+        }
+        if req.is_stream() {
+            return client_error(
+                ApiError::invalid_param("stream", "streaming is not available on this gateway yet; send `stream: false`")
+                    .with_code("stream_unsupported"),
+                log,
+            );
+        }
+        let header_order: Option<Vec<String>> = order_header
+            .map(|h| h.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
+        let client_order = req.gateway.as_ref().and_then(|g| g.order.clone()).or(header_order);
+        let needs = Needs::of(&req);
+        let eligible = match selection::eligible(route, &needs, client_order.as_deref()) {
+            Ok(e) => e,
+            Err(e) => return client_error(e, log),
+        };
+        let now = clock.now_ms();
+        let order = {
+            let states = self.states.borrow();
+            selection::order(
+                route,
+                eligible,
+                |i| states.effective_failures(route.targets[i].provider, now),
+                client_order.is_some(),
+                &needs,
+                rng,
+            )
+        };
+        let plan = Plan {
+            config: &self.config,
+            route,
+            order: &order,
+            request: &req,
+            keys: &self.keys,
+            states: &self.states,
+        };
+        let mut accept = ReadWhole { now_s: now / 1000 };
+        let d = dispatch::dispatch(&plan, clock, upstream, rng, &mut accept).await;
+        let attempts_header = d.attempts.len().to_string();
+        let mut reply = match d.outcome {
+            Outcome::Served { target, output } => {
+                let t = &route.targets[target];
+                let p = self.config.provider_of(t);
+                log.outcome = "ok";
+                log.provider = Some(p.name.clone());
+                log.model = Some(output.model.clone());
+                log.usage = output.usage;
+                let mut r = Reply::json(200, output.body);
+                r.headers.push((HEADER_PROVIDER, p.name.clone()));
+                r.headers.push((HEADER_MODEL, output.model));
+                r
+            }
+            Outcome::ToClient { status, error } => {
+                log.outcome = "upstream_refused";
+                let last = d.attempts.last();
+                let who = last.map_or(String::new(), |a| format!("{} ({}): ", a.provider, a.model));
+                let status = if (400..500).contains(&status) { status } else { 400 };
+                let mut e = ApiError::invalid(format!("{who}{}", error.message)).with_code(error.kind.as_str());
+                e.status = status;
+                if let Some(a) = last {
+                    log.provider = Some(a.provider.clone());
+                }
+                e.attempts = Some(attempts_json(&d.attempts, true));
+                log.error = Some(e.message.clone());
+                Reply::error(&e)
+            }
+            Outcome::Rejected(e) => {
+                log.outcome = "client_error";
+                log.error = Some(e.message.clone());
+                Reply::error(&e)
+            }
+            Outcome::Exhausted => {
+                log.outcome = "exhausted";
+                let e = exhausted_error(&d.attempts);
+                Reply::error(&e)
+            }
+        };
+        log.attempts = d.attempts;
+        reply.headers.push((HEADER_ATTEMPTS, attempts_header));
+        reply.headers.push((HEADER_ROUTE, route.name.clone()));
+        reply
+    }
+}
+
+fn client_error(e: ApiError, log: &mut RequestLog) -> Reply {
+    log.outcome = "client_error";
+    log.error = Some(e.message.clone());
+    Reply::error(&e)
+}
+
+/// The error when every attempt failed: 504 when they all timed out, 503 when
+/// providers were overloaded or rate limited, 502 otherwise; with the list of
+/// attempts.
+pub fn exhausted_error(attempts: &[AttemptRecord]) -> ApiError {
+    let kinds: Vec<ErrorKind> = attempts.iter().filter_map(|a| a.kind).collect();
+    let status = if !kinds.is_empty() && kinds.iter().all(|k| *k == ErrorKind::Timeout) {
+        504
+    } else if kinds.iter().any(|k| matches!(k, ErrorKind::RateLimited | ErrorKind::Overloaded)) {
+        503
+    } else {
+        502
+    };
+    let summary: Vec<String> = attempts
+        .iter()
+        .map(|a| {
+            let kind = a.kind.map_or("ok", |k| k.as_str());
+            match a.status {
+                Some(s) => format!("{} {kind} (HTTP {s})", a.target),
+                None => format!("{} {kind}", a.target),
+            }
+        })
+        .collect();
+    let message = if attempts.is_empty() {
+        "no upstream attempt could be made within the request's bounds".to_owned()
+    } else {
+        format!("all {} upstream attempts failed: {}", attempts.len(), summary.join("; "))
+    };
+    let mut e = ApiError::new(status, if status == 504 { "timeout_error" } else { "upstream_error" }, message);
+    e.code = Some("all_providers_failed".into());
+    e.attempts = Some(attempts_json(attempts, true));
+    e
+}
+
+/// The non-streaming acceptor: reads the body whole and translates it.
+struct ReadWhole {
+    now_s: u64,
+}
+
+pub struct Completion {
+    /// The OpenAI `chat.completion` body to send.
+    pub body: String,
+    pub model: String,
+    pub usage: Option<Usage>,
+}
+
+impl<B: UpstreamBody> Accept<B> for ReadWhole {
+    type Output = Completion;
+    async fn accept(
+        &mut self,
+        target: &Target,
+        provider: &ProviderConfig,
+        head: UpstreamHead<B>,
+        deadline_ms: u64,
+    ) -> Result<Completion, UpstreamError> {
+        let text = head.body.text(deadline_ms).await.map_err(|e| match e {
+            TransportError::Timeout => UpstreamError::new(ErrorKind::Timeout, "the response body did not arrive in time"),
+            TransportError::Connect(m) => UpstreamError::new(ErrorKind::Connect, m),
+        })?;
+        let mut c = providers::parse_chat(provider.format, &text, self.now_s)
+            .map_err(|m| UpstreamError::new(ErrorKind::Malformed, m))?;
+        if c.model.is_empty() {
+            c.model = target.model.clone();
+        }
+        let body = if provider.format == Format::OpenAi {
+            // Already the client's format: pass it on untouched, every field kept.
+            text
+        } else {
+            serde_json::to_string(&c).map_err(|e| UpstreamError::new(ErrorKind::Malformed, e.to_string()))?
+        };
+        Ok(Completion { body, model: c.model, usage: c.usage })
+    }
+}

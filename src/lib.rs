@@ -1,0 +1,29 @@
+//! Switchyard: an LLM gateway for Cloudflare Workers.
+//!
+//! The crate is a pure core plus a thin edge shell. Everything outside `edge`
+//! is plain Rust with no dependency on the `worker` crate: it compiles for the
+//! host and is tested with `cargo test`. It reaches the outside world only
+//! through the small traits in [`clock`], [`rng`], [`store`] and [`upstream`].
+//! The `edge` module implements those traits with workers-rs and exists only
+//! when compiling for wasm32.
+#![allow(async_fn_in_trait)]
+#![allow(clippy::result_large_err)]
+
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod dispatch;
+pub mod failures;
+pub mod gateway;
+pub mod log;
+pub mod providers;
+pub mod retry;
+pub mod rng;
+pub mod selection;
+pub mod state;
+pub mod store;
+pub mod taxonomy;
+pub mod upstream;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;

@@ -1,0 +1,88 @@
+//! The structured log line: one JSON object per request, built once and
+//! written once. No secrets, and no prompt text unless the operator asks.
+
+use crate::api::Usage;
+use crate::dispatch::AttemptRecord;
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, Default, Clone)]
+pub struct RequestLog {
+    pub request_id: String,
+    pub method: String,
+    pub path: String,
+    pub route: Option<String>,
+    pub status: u16,
+    /// `ok`, `client_error`, `upstream_refused`, `exhausted`, `config_error`...
+    pub outcome: &'static str,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub attempts: Vec<AttemptRecord>,
+    pub usage: Option<Usage>,
+    pub latency_ms: u64,
+    /// The client error's message, for 4xx answers the gateway gave itself.
+    pub error: Option<String>,
+    /// Set only when `log_prompts` is on.
+    pub prompt: Option<String>,
+}
+
+pub fn attempts_json(attempts: &[AttemptRecord], with_messages: bool) -> Value {
+    Value::Array(
+        attempts
+            .iter()
+            .map(|a| {
+                let mut m = Map::new();
+                m.insert("target".into(), json!(a.target));
+                m.insert("provider".into(), json!(a.provider));
+                m.insert("model".into(), json!(a.model));
+                m.insert("status".into(), json!(a.status));
+                m.insert("outcome".into(), json!(a.kind.map_or("ok", |k| k.as_str())));
+                m.insert("latency_ms".into(), json!(a.latency_ms));
+                if with_messages {
+                    if let Some(msg) = &a.message {
+                        m.insert("message".into(), json!(msg));
+                    }
+                }
+                Value::Object(m)
+            })
+            .collect(),
+    )
+}
+
+impl RequestLog {
+    pub fn to_line(&self) -> String {
+        let mut m = Map::new();
+        m.insert("level".into(), json!(if self.status >= 500 { "error" } else if self.status >= 400 { "warn" } else { "info" }));
+        m.insert("msg".into(), json!("request"));
+        m.insert("request_id".into(), json!(self.request_id));
+        m.insert("method".into(), json!(self.method));
+        m.insert("path".into(), json!(self.path));
+        if let Some(r) = &self.route {
+            m.insert("route".into(), json!(r));
+        }
+        m.insert("status".into(), json!(self.status));
+        m.insert("outcome".into(), json!(self.outcome));
+        if let Some(p) = &self.provider {
+            m.insert("provider".into(), json!(p));
+        }
+        if let Some(p) = &self.model {
+            m.insert("model".into(), json!(p));
+        }
+        if !self.attempts.is_empty() {
+            m.insert("attempts".into(), attempts_json(&self.attempts, false));
+        }
+        if self.attempts.iter().any(|a| a.kind.is_some_and(|k| k.is_misconfiguration())) {
+            m.insert("alert".into(), json!("a provider key or model is misconfigured: see attempts"));
+        }
+        if let Some(u) = &self.usage {
+            m.insert("usage".into(), json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens}));
+        }
+        m.insert("latency_ms".into(), json!(self.latency_ms));
+        if let Some(e) = &self.error {
+            m.insert("error".into(), json!(e));
+        }
+        if let Some(p) = &self.prompt {
+            m.insert("prompt".into(), json!(p));
+        }
+        Value::Object(m).to_string()
+    }
+}

@@ -1,0 +1,967 @@
+//! Anthropic Messages (`POST {base_url}/v1/messages`).
+//!
+//! Request translation (OpenAI Chat Completions -> Messages), field by field
+//! (see `tests/fixtures/MAPPING.md`):
+//!
+//! - `system` / `developer` messages, wherever they stand, are lifted into the
+//!   top-level `system` string, joined with a blank line (`"\n\n"`) in their
+//!   original order. Only their text is kept.
+//! - `max_tokens` is required by Anthropic: the client's `max_completion_tokens`,
+//!   else its `max_tokens`, else the provider's `default_max_tokens`.
+//! - `temperature` is clamped to 1.0: Anthropic accepts 0..1 where OpenAI
+//!   accepts 0..2. Clamping (not scaling) keeps the common values (0, 0.2, 0.7,
+//!   1) meaning the same thing on both sides.
+//! - `top_p` is forwarded unless it is 1 (or more), which is a no-op: newer
+//!   Claude models reject requests that set both `temperature` and `top_p`, and
+//!   clients often send `top_p: 1` by habit.
+//! - `stop` -> `stop_sequences`, `user` -> `metadata.user_id`.
+//! - `tools` -> `{name, description, input_schema}`; `tool_choice` and
+//!   `parallel_tool_calls` -> `tool_choice{type, name?, disable_parallel_tool_use?}`.
+//!   Both are sent only when the request defines at least one tool.
+//! - Messages: Anthropic wants alternating `user` / `assistant` turns, so
+//!   adjacent turns of the same role are merged into one turn whose content
+//!   blocks are concatenated. `tool` messages become `tool_result` blocks in a
+//!   user turn (so several results in a row share one turn), and inside a user
+//!   turn the `tool_result` blocks are moved first, as Anthropic requires. A turn
+//!   that is a single plain text block is sent with string content.
+//! - `response_format`: `json_schema` -> `output_config.format{type:"json_schema",
+//!   schema}`. Anthropic has no JSON-object mode, so `json_object` adds the
+//!   instruction [`JSON_OBJECT_INSTRUCTION`] to the end of `system` (capability
+//!   routing keeps JSON requests on targets marked `json`).
+//! - Not supported, rejected with a 400: `n > 1`, `input_audio` / `file`
+//!   content parts, non-image data URIs, the deprecated `function` role.
+//! - Dropped silently (no Anthropic equivalent): `seed`, `frequency_penalty`,
+//!   `presence_penalty`, message `name`, and unknown top-level fields.
+//! - `stream` is never sent: this adapter builds the non-streaming call whose
+//!   answer [`parse_response`] reads.
+
+// `ApiError` is large; the signatures are shared by every adapter (see mod.rs).
+#![allow(clippy::result_large_err)]
+
+use super::{clip, common_headers, Outbound};
+use crate::api::{
+    ApiError, ChatCompletion, ChatRequest, Choice, CompletionTokensDetails, Content, ContentPart, FunctionCall,
+    Message, PromptTokensDetails, ResponseFormatKind, ResponseMessage, Role, ToolCall, ToolChoice, ToolChoiceMode,
+    Usage,
+};
+use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
+use crate::upstream::UpstreamRequest;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// Appended to `system` for `response_format: {"type":"json_object"}`.
+pub const JSON_OBJECT_INSTRUCTION: &str = "Respond with a single JSON object and nothing else.";
+
+/// Image media types the Messages API accepts in base64 sources.
+const IMAGE_MEDIA_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "image/webp"];
+
+pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamRequest, ApiError> {
+    let body = body_for(out, req)?;
+    let mut headers = common_headers(out);
+    if let Some(key) = out.api_key {
+        headers.push(("x-api-key".to_owned(), key.to_owned()));
+    }
+    headers.push(("anthropic-version".to_owned(), out.provider.anthropic_version.clone()));
+    Ok(UpstreamRequest {
+        method: "POST",
+        url: format!("{}/v1/messages", out.provider.base_url),
+        headers,
+        body: Some(body.to_string()),
+    })
+}
+
+fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
+    if req.n.is_some_and(|n| n > 1) {
+        return Err(ApiError::invalid_param("n", "n > 1 is not supported by anthropic"));
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), json!(out.model));
+    let max_tokens = req.max_output_tokens().unwrap_or(out.provider.default_max_tokens);
+    body.insert("max_tokens".into(), json!(max_tokens));
+
+    let (mut system, messages) = translate_messages(&req.messages)?;
+
+    if let Some(rf) = &req.response_format {
+        match rf.kind {
+            ResponseFormatKind::Text => {}
+            ResponseFormatKind::JsonObject => system.push(JSON_OBJECT_INSTRUCTION.to_owned()),
+            ResponseFormatKind::JsonSchema => {
+                let schema = rf.json_schema.as_ref().and_then(|s| s.get("schema")).ok_or_else(|| {
+                    ApiError::invalid_param(
+                        "response_format.json_schema.schema",
+                        "a `json_schema` response format needs `json_schema.schema`",
+                    )
+                })?;
+                body.insert(
+                    "output_config".into(),
+                    json!({"format": {"type": "json_schema", "schema": schema}}),
+                );
+            }
+        }
+    }
+    if !system.is_empty() {
+        body.insert("system".into(), Value::String(system.join("\n\n")));
+    }
+    body.insert("messages".into(), Value::Array(messages));
+
+    if let Some(t) = req.temperature {
+        // Anthropic's range is 0..1, OpenAI's 0..2: clamp rather than scale.
+        body.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
+    }
+    if let Some(p) = req.top_p {
+        if p < 1.0 {
+            body.insert("top_p".into(), json!(p));
+        }
+    }
+    if let Some(stop) = &req.stop {
+        let v = stop.to_vec();
+        if !v.is_empty() {
+            body.insert("stop_sequences".into(), json!(v));
+        }
+    }
+    if let Some(user) = &req.user {
+        body.insert("metadata".into(), json!({ "user_id": user }));
+    }
+
+    let tools = req.tools.as_deref().unwrap_or_default();
+    if !tools.is_empty() {
+        let defs: Vec<Value> = tools
+            .iter()
+            .map(|t| {
+                let mut d = Map::new();
+                d.insert("name".into(), json!(t.function.name));
+                if let Some(desc) = &t.function.description {
+                    d.insert("description".into(), json!(desc));
+                }
+                let schema = t.function.parameters.clone().unwrap_or_else(|| json!({"type": "object"}));
+                d.insert("input_schema".into(), schema);
+                Value::Object(d)
+            })
+            .collect();
+        body.insert("tools".into(), Value::Array(defs));
+        if let Some(choice) = tool_choice(req) {
+            body.insert("tool_choice".into(), choice);
+        }
+    }
+    Ok(Value::Object(body))
+}
+
+/// `tool_choice` plus the inverted `parallel_tool_calls` flag.
+fn tool_choice(req: &ChatRequest) -> Option<Value> {
+    let no_parallel = req.parallel_tool_calls == Some(false);
+    let mut choice = match &req.tool_choice {
+        // `none` carries no `disable_parallel_tool_use` field.
+        Some(ToolChoice::Mode(ToolChoiceMode::None)) => return Some(json!({"type": "none"})),
+        Some(ToolChoice::Mode(ToolChoiceMode::Auto)) => json!({"type": "auto"}),
+        Some(ToolChoice::Mode(ToolChoiceMode::Required)) => json!({"type": "any"}),
+        Some(ToolChoice::Named { function, .. }) => json!({"type": "tool", "name": function.name}),
+        None if no_parallel => json!({"type": "auto"}),
+        None => return None,
+    };
+    if no_parallel {
+        if let Some(obj) = choice.as_object_mut() {
+            obj.insert("disable_parallel_tool_use".into(), Value::Bool(true));
+        }
+    }
+    Some(choice)
+}
+
+/// One Anthropic turn under construction.
+struct Turn {
+    role: &'static str,
+    blocks: Vec<Value>,
+}
+
+/// Splits the OpenAI messages into the system texts and the Anthropic turns.
+fn translate_messages(messages: &[Message]) -> Result<(Vec<String>, Vec<Value>), ApiError> {
+    let mut system = Vec::new();
+    let mut turns: Vec<Turn> = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let (role, blocks) = match m.role {
+            Role::System | Role::Developer => {
+                if let Some(c) = &m.content {
+                    system.push(c.text());
+                }
+                continue;
+            }
+            Role::User => ("user", user_blocks(i, m.content.as_ref())?),
+            Role::Assistant => ("assistant", assistant_blocks(i, m)?),
+            Role::Tool => {
+                let content = m.content.as_ref().map(Content::text).unwrap_or_default();
+                let id = m.tool_call_id.clone().unwrap_or_default();
+                ("user", vec![json!({"type": "tool_result", "tool_use_id": id, "content": content})])
+            }
+            Role::Function => {
+                return Err(ApiError::invalid_param(
+                    format!("messages[{i}].role"),
+                    "the deprecated `function` role is not supported by anthropic: use `tool` messages",
+                ))
+            }
+        };
+        match turns.last_mut() {
+            Some(last) if last.role == role => last.blocks.extend(blocks),
+            _ => turns.push(Turn { role, blocks }),
+        }
+    }
+    if turns.is_empty() {
+        return Err(ApiError::invalid_param(
+            "messages",
+            "anthropic needs at least one user or assistant message besides the system prompt",
+        ));
+    }
+    let out = turns
+        .into_iter()
+        .map(|mut t| {
+            if t.role == "user" {
+                // tool_result blocks must come first in a user turn.
+                let (mut results, rest): (Vec<Value>, Vec<Value>) =
+                    t.blocks.into_iter().partition(|b| b["type"] == "tool_result");
+                results.extend(rest);
+                t.blocks = results;
+            }
+            json!({"role": t.role, "content": turn_content(t.blocks)})
+        })
+        .collect();
+    Ok((system, out))
+}
+
+/// A single plain text block is sent as string content; anything else as blocks.
+fn turn_content(mut blocks: Vec<Value>) -> Value {
+    if blocks.len() == 1 && blocks[0]["type"] == "text" && blocks[0].as_object().is_some_and(|o| o.len() == 2) {
+        if let Some(Value::String(s)) = blocks[0].get_mut("text").map(Value::take) {
+            return Value::String(s);
+        }
+    }
+    Value::Array(blocks)
+}
+
+fn text_block(text: &str) -> Value {
+    json!({"type": "text", "text": text})
+}
+
+fn user_blocks(i: usize, content: Option<&Content>) -> Result<Vec<Value>, ApiError> {
+    match content {
+        None => Ok(Vec::new()),
+        Some(Content::Text(s)) => Ok(vec![text_block(s)]),
+        Some(Content::Parts(parts)) => parts
+            .iter()
+            .enumerate()
+            .map(|(j, p)| match p {
+                ContentPart::Text { text } => Ok(text_block(text)),
+                ContentPart::ImageUrl { image_url } => image_block(&image_url.url)
+                    .map_err(|msg| ApiError::invalid_param(format!("messages[{i}].content[{j}].image_url.url"), msg)),
+                ContentPart::InputAudio { .. } => Err(unsupported_part(i, j, "input_audio")),
+                ContentPart::File { .. } => Err(unsupported_part(i, j, "file")),
+            })
+            .collect(),
+    }
+}
+
+fn unsupported_part(i: usize, j: usize, kind: &str) -> ApiError {
+    ApiError::invalid_param(
+        format!("messages[{i}].content[{j}]"),
+        format!("`{kind}` content parts are not supported by anthropic"),
+    )
+}
+
+/// An image URL as an Anthropic image block: base64 for `data:` URIs, a URL
+/// source for http(s).
+fn image_block(url: &str) -> Result<Value, String> {
+    if let Some(rest) = url.strip_prefix("data:") {
+        let (header, data) = rest.split_once(',').ok_or("the data URI has no `,` before its data")?;
+        let mut params = header.split(';');
+        let media_type = params.next().unwrap_or_default().trim().to_ascii_lowercase();
+        if !params.any(|p| p.trim().eq_ignore_ascii_case("base64")) {
+            return Err("only base64 data URIs are supported by anthropic".to_owned());
+        }
+        let media_type = if media_type == "image/jpg" { "image/jpeg".to_owned() } else { media_type };
+        if !IMAGE_MEDIA_TYPES.contains(&media_type.as_str()) {
+            return Err(format!(
+                "unsupported image type `{media_type}`: anthropic accepts image/jpeg, image/png, image/gif and image/webp"
+            ));
+        }
+        return Ok(json!({
+            "type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data}
+        }));
+    }
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    if lower.starts_with("https://") || lower.starts_with("http://") {
+        return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
+    }
+    Err("an image URL must be http(s) or a base64 data URI".to_owned())
+}
+
+fn assistant_blocks(i: usize, m: &Message) -> Result<Vec<Value>, ApiError> {
+    let mut blocks = Vec::new();
+    match &m.content {
+        None => {}
+        Some(Content::Text(s)) => blocks.push(text_block(s)),
+        Some(Content::Parts(parts)) => {
+            for (j, p) in parts.iter().enumerate() {
+                match p {
+                    ContentPart::Text { text } => blocks.push(text_block(text)),
+                    _ => {
+                        return Err(ApiError::invalid_param(
+                            format!("messages[{i}].content[{j}]"),
+                            "assistant messages may only hold text parts",
+                        ))
+                    }
+                }
+            }
+        }
+    }
+    let calls = m.tool_calls.as_deref().unwrap_or_default();
+    if !calls.is_empty() {
+        // Anthropic rejects empty text blocks; an assistant turn that calls
+        // tools often comes with `content: ""`.
+        blocks.retain(|b| b["text"].as_str().is_none_or(|t| !t.is_empty()));
+    }
+    for (j, c) in calls.iter().enumerate() {
+        let param = format!("messages[{i}].tool_calls[{j}].function.arguments");
+        let input: Value = if c.function.arguments.trim().is_empty() {
+            json!({})
+        } else {
+            serde_json::from_str(&c.function.arguments)
+                .map_err(|e| ApiError::invalid_param(param.clone(), format!("`{param}` is not valid JSON: {e}")))?
+        };
+        if !input.is_object() {
+            return Err(ApiError::invalid_param(param.clone(), format!("`{param}` must be a JSON object")));
+        }
+        blocks.push(json!({"type": "tool_use", "id": c.id, "name": c.function.name, "input": input}));
+    }
+    Ok(blocks)
+}
+
+// ---------------------------------------------------------------- response
+
+#[derive(Deserialize)]
+struct MessageResponse {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    id: String,
+    model: String,
+    content: Vec<Value>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens_details: Option<OutputDetails>,
+}
+
+#[derive(Deserialize)]
+struct OutputDetails {
+    #[serde(default)]
+    thinking_tokens: Option<u64>,
+}
+
+/// OpenAI's `finish_reason` for an Anthropic `stop_reason` (MAPPING.md §4).
+/// An unknown future value is reported as `stop`.
+pub fn finish_reason(stop_reason: &str) -> &'static str {
+    match stop_reason {
+        "max_tokens" | "model_context_window_exceeded" => "length",
+        "tool_use" => "tool_calls",
+        "refusal" => "content_filter",
+        // end_turn, stop_sequence, pause_turn and anything new.
+        _ => "stop",
+    }
+}
+
+/// Parses a Messages response. Text blocks are concatenated, `tool_use`
+/// blocks become tool calls, `thinking` and other blocks are skipped.
+pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> {
+    let r: MessageResponse = serde_json::from_str(body).map_err(|e| format!("not an anthropic message: {e}"))?;
+    if let Some(kind) = &r.kind {
+        if kind != "message" {
+            return Err(format!("expected an anthropic message, got type `{kind}`"));
+        }
+    }
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for (i, block) in r.content.iter().enumerate() {
+        match block["type"].as_str() {
+            Some("text") => text.push_str(block["text"].as_str().unwrap_or_default()),
+            Some("tool_use") => {
+                let (Some(id), Some(name)) = (block["id"].as_str(), block["name"].as_str()) else {
+                    return Err(format!("content[{i}] is a tool_use block without id or name"));
+                };
+                let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
+                calls.push(ToolCall {
+                    id: id.to_owned(),
+                    kind: "function".to_owned(),
+                    function: FunctionCall { name: name.to_owned(), arguments: input.to_string() },
+                });
+            }
+            _ => {}
+        }
+    }
+    let content = if text.is_empty() && !calls.is_empty() { None } else { Some(text) };
+    let usage = r.usage.map(|u| {
+        let cache_read = u.cache_read_input_tokens.unwrap_or(0);
+        let prompt = u.input_tokens + u.cache_creation_input_tokens.unwrap_or(0) + cache_read;
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: u.output_tokens,
+            total_tokens: prompt + u.output_tokens,
+            prompt_tokens_details: u
+                .cache_read_input_tokens
+                .map(|c| PromptTokensDetails { cached_tokens: c }),
+            completion_tokens_details: u
+                .output_tokens_details
+                .and_then(|d| d.thinking_tokens)
+                .map(|t| CompletionTokensDetails { reasoning_tokens: t }),
+        }
+    });
+    Ok(ChatCompletion {
+        id: r.id,
+        object: "chat.completion".to_owned(),
+        created: now_s,
+        model: r.model,
+        choices: vec![Choice {
+            index: 0,
+            message: ResponseMessage {
+                role: "assistant".to_owned(),
+                content,
+                tool_calls: if calls.is_empty() { None } else { Some(calls) },
+                refusal: None,
+            },
+            finish_reason: r.stop_reason.as_deref().map(|s| finish_reason(s).to_owned()),
+            logprobs: None,
+        }],
+        usage,
+        system_fingerprint: None,
+    })
+}
+
+// ---------------------------------------------------------------- errors
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// Anthropic's own wording when input plus `max_tokens` overflow the window
+/// ("input length and `max_tokens` exceed context limit: ..."), which the
+/// shared phrase list does not cover.
+fn anthropic_context_overflow(message: &str) -> bool {
+    message.to_ascii_lowercase().contains("exceed context limit")
+}
+
+/// Classifies an error body `{type:"error", error:{type, message}}`; a body
+/// that is not one falls back to the HTTP status.
+pub fn classify_error(status: u16, body: &str) -> UpstreamError {
+    let detail = serde_json::from_str::<ErrorBody>(body).ok().map(|b| b.error);
+    let message = detail
+        .as_ref()
+        .and_then(|d| d.message.clone())
+        .unwrap_or_else(|| format!("upstream answered HTTP {status}"));
+    let refine_bad_request = || {
+        if looks_like_context_length(&message) || anthropic_context_overflow(&message) {
+            ErrorKind::ContextLength
+        } else if looks_like_content_policy(&message) {
+            ErrorKind::ContentPolicy
+        } else {
+            ErrorKind::BadRequest
+        }
+    };
+    let kind = match detail.as_ref().and_then(|d| d.kind.as_deref()) {
+        Some("invalid_request_error") => refine_bad_request(),
+        Some("authentication_error" | "permission_error" | "billing_error") => ErrorKind::Auth,
+        Some("not_found_error") => ErrorKind::NotFound,
+        Some("rate_limit_error") => ErrorKind::RateLimited,
+        Some("request_too_large") => ErrorKind::ContextLength,
+        // The provider's own processing timed out (a 504): retryable like other 5xx.
+        Some("api_error" | "timeout_error") => ErrorKind::Server,
+        Some("overloaded_error") => ErrorKind::Overloaded,
+        _ if status == 400 => refine_bad_request(),
+        _ => ErrorKind::from_status(status),
+    };
+    UpstreamError::new(kind, clip(&message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn read(path: &str) -> String {
+        std::fs::read_to_string(format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+    fn fixture(name: &str) -> String {
+        read(&format!("anthropic/{name}"))
+    }
+    fn fixture_json(name: &str) -> Value {
+        serde_json::from_str(&fixture(name)).unwrap()
+    }
+    fn envelope(name: &str) -> (u16, String) {
+        let v = fixture_json(name);
+        (v["status"].as_u64().unwrap() as u16, v["body"].to_string())
+    }
+    fn config(extra: &str) -> Config {
+        Config::from_json(&format!(
+            r#"{{"providers":{{"claude":{{"format":"anthropic","base_url":"https://api.anthropic.com/",
+                "key_secret":"K","headers":{{"anthropic-beta":"x"}}{extra}}}}},
+                "routes":{{"chat":{{"targets":[{{"provider":"claude","model":"claude-sonnet-4-5-20250929"}}]}}}}}}"#
+        ))
+        .unwrap()
+    }
+    /// Translates `req` (JSON text) and returns the request and its parsed body.
+    fn build_with(cfg: &Config, req: &str) -> Result<(UpstreamRequest, Value), ApiError> {
+        let req = ChatRequest::parse(req.as_bytes()).unwrap();
+        let out = Outbound { provider: &cfg.providers[0], model: "claude-sonnet-4-5-20250929", api_key: Some("sk-ant") };
+        let r = build_request(&out, &req)?;
+        let body = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+        Ok((r, body))
+    }
+    fn build(req: &str) -> Result<Value, ApiError> {
+        build_with(&config(""), req).map(|(_, b)| b)
+    }
+    fn msgs(messages: &str) -> String {
+        format!(r#"{{"model":"chat","messages":{messages}}}"#)
+    }
+
+    #[test]
+    fn openai_fixture_request_translates() {
+        let cfg = config("");
+        let (r, body) = build_with(&cfg, &read("openai/chat_request.json")).unwrap();
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.url, "https://api.anthropic.com/v1/messages");
+        for h in [("x-api-key", "sk-ant"), ("anthropic-version", "2023-06-01"), ("content-type", "application/json"), ("anthropic-beta", "x")] {
+            assert!(r.headers.contains(&(h.0.into(), h.1.into())), "{h:?} in {:?}", r.headers);
+        }
+        assert_eq!(body["model"], "claude-sonnet-4-5-20250929");
+        assert_eq!(body["system"], "You are a helpful assistant.");
+        assert_eq!(body["max_tokens"], 300);
+        assert_eq!(body["temperature"], 0.7);
+        assert!(body.get("top_p").is_none(), "top_p 1 is a no-op and is dropped");
+        assert!(body.get("stream").is_none() && body.get("stream_options").is_none());
+        assert_eq!(body["stop_sequences"], json!(["\n\nUser:"]));
+        assert_eq!(body["tool_choice"], json!({"type": "auto"}));
+        let openai: Value = serde_json::from_str(&read("openai/chat_request.json")).unwrap();
+        let tool = &body["tools"][0];
+        assert_eq!(tool["name"], "get_current_weather");
+        assert_eq!(tool["description"], "Get the current weather in a given location");
+        assert_eq!(tool["input_schema"], openai["tools"][0]["function"]["parameters"]);
+        let recorded = fixture_json("messages_request.json");
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(tool), keys(&recorded["tools"][0]));
+        let msgs = body["messages"].as_array().unwrap();
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0]["role"], "user");
+        let content = msgs[0]["content"].as_array().unwrap();
+        assert_eq!(content[0], json!({"type":"text","text":"What is in this image, and what is the weather like there today?"}));
+        assert_eq!(content[1]["source"]["url"], openai["messages"][1]["content"][1]["image_url"]["url"]);
+        assert_eq!(keys(&content[1]), keys(&recorded["messages"][0]["content"][1]));
+        assert_eq!(keys(&content[1]["source"]), keys(&recorded["messages"][0]["content"][1]["source"]));
+        // Without a key (a local proxy), no x-api-key header.
+        let req = ChatRequest::parse(read("openai/chat_request.json").as_bytes()).unwrap();
+        let r = build_request(&Outbound { provider: &cfg.providers[0], model: "m", api_key: None }, &req).unwrap();
+        assert!(r.headers.iter().all(|(k, _)| k != "x-api-key"));
+    }
+
+    #[test]
+    fn base64_image_matches_the_recorded_block() {
+        let body = build(&read("openai/chat_request_image_base64.json")).unwrap();
+        let recorded = fixture_json("messages_request.json");
+        let content = &body["messages"][0]["content"];
+        assert_eq!(content[0], json!({"type":"text","text":"What's in this image?"}));
+        assert_eq!(content[1], recorded["messages"][0]["content"][0], "data URI split into media_type + data");
+    }
+
+    #[test]
+    fn recorded_request_round_trips() {
+        // The OpenAI request that means the same as anthropic/messages_request.json.
+        let recorded = fixture_json("messages_request.json");
+        let data = recorded["messages"][0]["content"][0]["source"]["data"].as_str().unwrap();
+        let params = json!({"type":"function","function":{"name":"get_weather",
+            "description":"Get the current weather in a given location",
+            "parameters": recorded["tools"][0]["input_schema"]}});
+        let req = json!({
+            "model": "chat",
+            "messages": [
+                {"role":"system","content":"You are a helpful assistant. Answer concisely."},
+                {"role":"user","content":[
+                    {"type":"image_url","image_url":{"url": format!("data:image/jpeg;base64,{data}")}},
+                    {"type":"image_url","image_url":{"url": recorded["messages"][0]["content"][1]["source"]["url"]}},
+                    {"type":"text","text":"Compare these two images. Then tell me the weather in San Francisco."}]}
+            ],
+            "tools": [params], "tool_choice": "auto", "temperature": 0.7, "stop": "\n\nHuman:",
+            "max_tokens": 1024, "stream": false
+        });
+        let body = build(&req.to_string()).unwrap();
+        let mut expected = recorded.clone();
+        expected.as_object_mut().unwrap().remove("stream");
+        assert_eq!(body, expected);
+    }
+
+    #[test]
+    fn tool_result_conversation_matches_the_recorded_request() {
+        let recorded = fixture_json("messages_request_tool_result.json");
+        let req = json!({
+            "model": "chat",
+            "max_completion_tokens": 1024,
+            "messages": [
+                {"role":"user","content":"What's the weather like in San Francisco?"},
+                {"role":"assistant","content":"I'll check the current weather in San Francisco for you.",
+                 "tool_calls":[{"id":"toolu_01A09q90qw90lq917835lq9","type":"function","function":{
+                    "name":"get_weather","arguments":"{\"location\": \"San Francisco, CA\", \"unit\": \"celsius\"}"}}]},
+                {"role":"tool","tool_call_id":"toolu_01A09q90qw90lq917835lq9","content":"15 degrees"}
+            ],
+            "tools": [{"type":"function","function":{"name":"get_weather",
+                "description":"Get the current weather in a given location",
+                "parameters": recorded["tools"][0]["input_schema"]}}]
+        });
+        assert_eq!(build(&req.to_string()).unwrap(), recorded);
+
+        // The OpenAI fixture: developer message lifted, content:null assistant gives only tool_use.
+        let body = build(&read("openai/chat_request_tool_result.json")).unwrap();
+        assert_eq!(body["system"], "You are a helpful assistant.");
+        assert_eq!(body["max_tokens"], 4096, "provider default");
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role":"user","content":"What is the weather like in Boston today?"},
+                {"role":"assistant","content":[{"type":"tool_use","id":"call_abc123","name":"get_current_weather",
+                    "input":{"location":"Boston, MA"}}]},
+                {"role":"user","content":[{"type":"tool_result","tool_use_id":"call_abc123",
+                    "content":"{\"temperature\": 22, \"unit\": \"celsius\", \"description\": \"Sunny\"}"}]}
+            ])
+        );
+        assert!(body.get("tool_choice").is_none());
+    }
+
+    #[test]
+    fn adjacent_turns_merge_and_systems_join() {
+        let body = build(&msgs(
+            r#"[{"role":"system","content":"A"},{"role":"user","content":"one"},{"role":"developer","content":"B"},
+                {"role":"user","content":[{"type":"text","text":"two"}]},{"role":"assistant","content":"x"},
+                {"role":"assistant","content":"y"}]"#,
+        ))
+        .unwrap();
+        assert_eq!(body["system"], "A\n\nB");
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role":"user","content":[{"type":"text","text":"one"},{"type":"text","text":"two"}]},
+                {"role":"assistant","content":[{"type":"text","text":"x"},{"type":"text","text":"y"}]}
+            ])
+        );
+    }
+
+    #[test]
+    fn several_tool_results_share_one_user_turn() {
+        let body = build(&msgs(
+            r#"[{"role":"user","content":"weather in A and B?"},
+                {"role":"assistant","content":"","tool_calls":[
+                  {"id":"t1","type":"function","function":{"name":"w","arguments":"{\"city\":\"A\"}"}},
+                  {"id":"t2","type":"function","function":{"name":"w","arguments":""}}]},
+                {"role":"tool","tool_call_id":"t1","content":"sunny"},
+                {"role":"tool","tool_call_id":"t2","content":[{"type":"text","text":"rain"}]},
+                {"role":"user","content":"thanks, and C?"}]"#,
+        ))
+        .unwrap();
+        let m = body["messages"].as_array().unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(
+            m[1]["content"],
+            json!([{"type":"tool_use","id":"t1","name":"w","input":{"city":"A"}},
+                   {"type":"tool_use","id":"t2","name":"w","input":{}}]),
+            "empty text dropped, empty arguments become {{}}"
+        );
+        assert_eq!(
+            m[2]["content"],
+            json!([{"type":"tool_result","tool_use_id":"t1","content":"sunny"},
+                   {"type":"tool_result","tool_use_id":"t2","content":"rain"},
+                   {"type":"text","text":"thanks, and C?"}])
+        );
+        // A user text that slipped in before the results still puts the results first.
+        let body = build(&msgs(
+            r#"[{"role":"user","content":"q"},
+                {"role":"assistant","tool_calls":[{"id":"t1","type":"function","function":{"name":"w","arguments":"{}"}}]},
+                {"role":"user","content":"hurry"},{"role":"tool","tool_call_id":"t1","content":"ok"}]"#,
+        ))
+        .unwrap();
+        assert_eq!(body["messages"][2]["content"][0]["type"], "tool_result");
+        assert_eq!(body["messages"][2]["content"][1]["text"], "hurry");
+    }
+
+    #[test]
+    fn invalid_tool_arguments_name_the_field() {
+        let e = build(&msgs(
+            r#"[{"role":"user","content":"q"},{"role":"assistant","tool_calls":[
+                {"id":"a","type":"function","function":{"name":"f","arguments":"{}"}},
+                {"id":"b","type":"function","function":{"name":"f","arguments":"{not json"}}]}]"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.status, 400);
+        assert_eq!(e.param.as_deref(), Some("messages[1].tool_calls[1].function.arguments"));
+        assert!(e.message.contains("messages[1].tool_calls[1].function.arguments"), "{}", e.message);
+        let e = build(&msgs(
+            r#"[{"role":"user","content":"q"},{"role":"assistant","tool_calls":[
+                {"id":"a","type":"function","function":{"name":"f","arguments":"[1,2]"}}]}]"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[1].tool_calls[0].function.arguments"));
+    }
+
+    #[test]
+    fn sampling_limits_and_metadata() {
+        let body = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":1.7,"top_p":0.9,
+            "max_tokens":50,"max_completion_tokens":70,"user":"u-42","seed":3,"presence_penalty":1,"stop":"END"}"#)
+        .unwrap();
+        assert_eq!(body["temperature"], 1.0);
+        assert_eq!(body["top_p"], 0.9);
+        assert_eq!(body["max_tokens"], 70, "max_completion_tokens wins");
+        assert_eq!(body["metadata"], json!({"user_id": "u-42"}));
+        assert_eq!(body["stop_sequences"], json!(["END"]));
+        assert_eq!(body["messages"], json!([{"role":"user","content":"hi"}]));
+        for dropped in ["seed", "presence_penalty", "user", "stop", "max_completion_tokens"] {
+            assert!(body.get(dropped).is_none(), "{dropped}");
+        }
+        let body = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":50}"#).unwrap();
+        assert_eq!(body["max_tokens"], 50);
+        let (_, body) = build_with(&config(r#","default_max_tokens":2048"#), &msgs(r#"[{"role":"user","content":"hi"}]"#)).unwrap();
+        assert_eq!(body["max_tokens"], 2048);
+        assert!(body.get("temperature").is_none() && body.get("system").is_none());
+    }
+
+    #[test]
+    fn tool_choice_and_parallel_calls() {
+        let with = |extra: &str| {
+            build(&format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],
+                   "tools":[{{"type":"function","function":{{"name":"f"}}}}]{extra}}}"#
+            ))
+            .unwrap()
+        };
+        let b = with("");
+        assert_eq!(b["tools"], json!([{"name":"f","input_schema":{"type":"object"}}]));
+        assert!(b.get("tool_choice").is_none());
+        assert_eq!(with(r#","tool_choice":"none""#)["tool_choice"], json!({"type":"none"}));
+        assert_eq!(with(r#","tool_choice":"auto""#)["tool_choice"], json!({"type":"auto"}));
+        assert_eq!(with(r#","tool_choice":"required""#)["tool_choice"], json!({"type":"any"}));
+        assert_eq!(
+            with(r#","tool_choice":{"type":"function","function":{"name":"f"}}"#)["tool_choice"],
+            json!({"type":"tool","name":"f"})
+        );
+        assert_eq!(
+            with(r#","parallel_tool_calls":false"#)["tool_choice"],
+            json!({"type":"auto","disable_parallel_tool_use":true})
+        );
+        assert_eq!(
+            with(r#","tool_choice":"required","parallel_tool_calls":false"#)["tool_choice"],
+            json!({"type":"any","disable_parallel_tool_use":true})
+        );
+        assert_eq!(with(r#","tool_choice":"none","parallel_tool_calls":false"#)["tool_choice"], json!({"type":"none"}));
+        assert!(with(r#","parallel_tool_calls":true"#).get("tool_choice").is_none());
+    }
+
+    #[test]
+    fn response_formats() {
+        let b = build(r#"{"model":"m","messages":[{"role":"system","content":"Be terse."},{"role":"user","content":"hi"}],
+            "response_format":{"type":"json_object"}}"#)
+        .unwrap();
+        assert_eq!(b["system"], format!("Be terse.\n\n{JSON_OBJECT_INSTRUCTION}"));
+        assert!(b.get("output_config").is_none());
+        let b = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],
+            "response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":{"type":"object"}}}}"#)
+        .unwrap();
+        assert_eq!(b["output_config"], json!({"format":{"type":"json_schema","schema":{"type":"object"}}}));
+        assert!(b.get("system").is_none());
+        let e = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema"}}"#)
+            .unwrap_err();
+        assert_eq!(e.status, 400);
+        let b = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"text"}}"#).unwrap();
+        assert!(b.get("output_config").is_none() && b.get("system").is_none());
+    }
+
+    #[test]
+    fn unsupported_inputs_are_client_errors() {
+        let e = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":2}"#).unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("n")));
+        assert_eq!(e.message, "n > 1 is not supported by anthropic");
+        assert!(build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":1}"#).is_ok());
+        let e = build(&msgs(r#"[{"role":"user","content":[{"type":"text","text":"hi"},{"type":"input_audio","input_audio":{"data":"x","format":"wav"}}]}]"#)).unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("messages[0].content[1]")));
+        let e = build(&msgs(r#"[{"role":"user","content":[{"type":"file","file":{"file_id":"f"}}]}]"#)).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].content[0]"));
+        let e = build(&msgs(r#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:application/pdf;base64,AAAA"}}]}]"#)).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].content[0].image_url.url"));
+        let e = build(&msgs(r#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"ftp://x/y.png"}}]}]"#)).unwrap_err();
+        assert_eq!(e.status, 400);
+        let e = build(&msgs(r#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png,rawbytes"}}]}]"#)).unwrap_err();
+        assert_eq!(e.status, 400);
+        let e = build(&msgs(r#"[{"role":"system","content":"only a system prompt"}]"#)).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages"));
+        let e = build(&msgs(r#"[{"role":"user","content":"q"},{"role":"function","name":"f","content":"x"}]"#)).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[1].role"));
+        // image/jpg is a common misspelling of image/jpeg.
+        let b = build(&msgs(r#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/jpg;base64,AAAA"}}]}]"#)).unwrap();
+        assert_eq!(b["messages"][0]["content"][0]["source"]["media_type"], "image/jpeg");
+    }
+
+    #[test]
+    fn parses_recorded_responses() {
+        let c = parse_response(&fixture("messages_response.json"), 1_700_000_000).unwrap();
+        assert_eq!(c.id, "msg_01Egs18hRzhru3uGon3qesbA");
+        assert_eq!(c.object, "chat.completion");
+        assert_eq!(c.created, 1_700_000_000);
+        assert_eq!(c.model, "claude-sonnet-4-5-20250929");
+        assert_eq!(c.choices.len(), 1);
+        assert_eq!(c.choices[0].message.role, "assistant");
+        assert_eq!(c.choices[0].message.content.as_deref(), Some("Hi! My name is Claude. How can I help you today?"));
+        assert!(c.choices[0].message.tool_calls.is_none());
+        assert_eq!(c.choices[0].finish_reason.as_deref(), Some("stop"));
+        let u = c.usage.unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (249, 26, 275));
+        assert_eq!(u.prompt_tokens_details, Some(PromptTokensDetails { cached_tokens: 0 }));
+
+        let c = parse_response(&fixture("messages_response_minimal.json"), 1).unwrap();
+        assert_eq!(c.model, "claude-3-5-sonnet-20240620");
+        assert_eq!(c.choices[0].message.content.as_deref(), Some("Hi! My name is Claude."));
+        let u = c.usage.unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (10, 25, 35));
+        assert!(u.prompt_tokens_details.is_none());
+
+        let c = parse_response(&fixture("messages_response_stop_sequence.json"), 1).unwrap();
+        assert_eq!(c.choices[0].finish_reason.as_deref(), Some("stop"));
+        assert_eq!(c.choices[0].message.content.as_deref(), Some("Here is the first paragraph."));
+        assert_eq!(c.usage.unwrap().total_tokens, 39);
+
+        let c = parse_response(&fixture("messages_response_tool_use.json"), 1).unwrap();
+        let m = &c.choices[0].message;
+        assert_eq!(c.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(m.content.as_deref(), Some("I'll check the current weather in San Francisco for you."));
+        let calls = m.tool_calls.as_ref().unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].id, "toolu_01A09q90qw90lq917835lq9");
+        assert_eq!(calls[0].kind, "function");
+        assert_eq!(calls[0].function.name, "get_weather");
+        let args: Value = serde_json::from_str(&calls[0].function.arguments).unwrap();
+        assert_eq!(args, json!({"location":"San Francisco, CA","unit":"celsius"}));
+        assert_eq!(c.usage.unwrap().total_tokens, 561);
+    }
+
+    #[test]
+    fn every_stop_reason_maps() {
+        let reasons: Vec<String> = serde_json::from_str(&fixture("stop_reasons.json")).unwrap();
+        let expected = [
+            ("end_turn", "stop"),
+            ("max_tokens", "length"),
+            ("stop_sequence", "stop"),
+            ("tool_use", "tool_calls"),
+            ("pause_turn", "stop"),
+            ("refusal", "content_filter"),
+            ("model_context_window_exceeded", "length"),
+        ];
+        assert_eq!(reasons.len(), expected.len());
+        for r in &reasons {
+            let want = expected.iter().find(|(k, _)| k == r).unwrap().1;
+            let body = json!({"id":"msg_1","type":"message","role":"assistant","model":"c","stop_reason":r,
+                "content":[{"type":"text","text":"x"}],"usage":{"input_tokens":1,"output_tokens":1}});
+            let c = parse_response(&body.to_string(), 0).unwrap();
+            assert_eq!(c.choices[0].finish_reason.as_deref(), Some(want), "{r}");
+        }
+    }
+
+    #[test]
+    fn response_edge_cases() {
+        // Thinking skipped, tool-only answer has null content, cache and thinking usage mapped.
+        let body = r#"{"id":"msg_2","type":"message","role":"assistant","model":"c","stop_reason":"tool_use",
+            "content":[{"type":"thinking","thinking":"hmm","signature":"s"},
+                       {"type":"tool_use","id":"t1","name":"f","input":{}},
+                       {"type":"tool_use","id":"t2","name":"g","input":{"a":[1,2]}}],
+            "usage":{"input_tokens":5,"cache_creation_input_tokens":100,"cache_read_input_tokens":1000,
+                     "output_tokens":20,"output_tokens_details":{"thinking_tokens":12}}}"#;
+        let c = parse_response(body, 0).unwrap();
+        let m = &c.choices[0].message;
+        assert_eq!(m.content, None);
+        let calls = m.tool_calls.as_ref().unwrap();
+        assert_eq!(calls.iter().map(|c| c.function.arguments.as_str()).collect::<Vec<_>>(), ["{}", "{\"a\":[1,2]}"]);
+        let u = c.usage.unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (1105, 20, 1125));
+        assert_eq!(u.prompt_tokens_details.unwrap().cached_tokens, 1000);
+        assert_eq!(u.completion_tokens_details.unwrap().reasoning_tokens, 12);
+        // No text and no tool calls: empty string, not null.
+        let c = parse_response(r#"{"id":"m","type":"message","model":"c","content":[],"stop_reason":"end_turn"}"#, 0).unwrap();
+        assert_eq!(c.choices[0].message.content.as_deref(), Some(""));
+        assert!(c.usage.is_none());
+        // Malformed bodies are errors, never panics.
+        for bad in [
+            "<html>",
+            "{}",
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            r#"{"id":"m","type":"error","model":"c","content":[]}"#,
+            r#"{"id":"m","type":"message","model":"c","content":[{"type":"tool_use","input":{}}]}"#,
+            r#"{"id":"m","type":"message","model":"c","content":"text"}"#,
+        ] {
+            assert!(parse_response(bad, 0).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn classifies_recorded_errors() {
+        let cases = [
+            ("error_400_invalid_request.json", ErrorKind::BadRequest),
+            ("error_400_prompt_too_long.json", ErrorKind::ContextLength),
+            ("error_401_authentication.json", ErrorKind::Auth),
+            ("error_404_not_found.json", ErrorKind::NotFound),
+            ("error_429_rate_limit.json", ErrorKind::RateLimited),
+            ("error_500_api_error.json", ErrorKind::Server),
+            ("error_529_overloaded.json", ErrorKind::Overloaded),
+        ];
+        for (file, kind) in cases {
+            let (status, body) = envelope(file);
+            let e = classify_error(status, &body);
+            assert_eq!(e.kind, kind, "{file}");
+            let expected: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(e.message, clip(expected["error"]["message"].as_str().unwrap()), "{file}");
+        }
+        let long = format!(r#"{{"type":"error","error":{{"type":"api_error","message":"{}"}}}}"#, "x".repeat(800));
+        assert!(classify_error(500, &long).message.len() < 510, "long messages are clipped");
+    }
+
+    #[test]
+    fn classifies_other_errors() {
+        let err = |t: &str, m: &str| format!(r#"{{"type":"error","error":{{"type":"{t}","message":"{m}"}},"request_id":null}}"#);
+        let cases = [
+            (403, err("permission_error", "no access"), ErrorKind::Auth),
+            (403, err("billing_error", "credit balance too low"), ErrorKind::Auth),
+            (413, err("request_too_large", "Request exceeds the maximum allowed number of bytes."), ErrorKind::ContextLength),
+            (400, err("invalid_request_error", "input length and `max_tokens` exceed context limit: 198000 + 4096 > 200000"), ErrorKind::ContextLength),
+            (400, err("invalid_request_error", "Output blocked by content filtering policy: content_filter"), ErrorKind::ContentPolicy),
+            (504, err("timeout_error", "Request timed out"), ErrorKind::Server),
+            (500, r#"{"type":"error","error":{"type":"api_error","message":"x","details":null}}"#.to_owned(), ErrorKind::Server),
+            (418, err("brand_new_error", "?"), ErrorKind::BadRequest),
+            (503, "upstream connect error".to_owned(), ErrorKind::Overloaded),
+            (502, "<html>bad gateway</html>".to_owned(), ErrorKind::Server),
+            (401, String::new(), ErrorKind::Auth),
+            (400, r#"{"error":{"message":"prompt is too long"}}"#.to_owned(), ErrorKind::ContextLength),
+        ];
+        for (status, body, kind) in cases {
+            assert_eq!(classify_error(status, &body).kind, kind, "{status} {body}");
+        }
+        assert_eq!(classify_error(502, "<html>").message, "upstream answered HTTP 502");
+    }
+}

@@ -1,0 +1,697 @@
+//! Cohere Chat v2 (`POST {base_url}/v2/chat`).
+//!
+//! Request translation (OpenAI Chat Completions -> Chat v2), field by field
+//! (see `tests/fixtures/MAPPING.md`):
+//!
+//! - Messages map one to one: `system` / `developer` -> `system` (text only),
+//!   `user` (string, or `text` and `image_url` parts), `assistant` (text content
+//!   and `tool_calls`, whose `arguments` stay a JSON string), `tool` ->
+//!   `{role:"tool", tool_call_id, content:<string>}`. Turns are not merged.
+//! - `temperature` is clamped to 1.0 (Cohere's range is 0..1, OpenAI's 0..2).
+//!   `top_p` -> `p`, clamped into Cohere's 0.01..0.99. `frequency_penalty` and
+//!   `presence_penalty` are clamped into Cohere's 0..1 (OpenAI allows -2..2).
+//! - `max_completion_tokens` (else `max_tokens`) -> `max_tokens`; `stop` ->
+//!   `stop_sequences`; `seed` as is.
+//! - `tools` keep OpenAI's shape (`parameters` defaults to an empty object
+//!   schema; `strict` is dropped). `tool_choice`: `required` -> `"REQUIRED"`,
+//!   `none` -> `"NONE"`, `auto` -> left out; a named function cannot be forced
+//!   on Cohere and is a 400. `tool_choice` is sent only with tools.
+//! - `response_format`: `json_object` -> `{type:"json_object"}`, `json_schema`
+//!   -> `{type:"json_object", json_schema:<the schema>}`.
+//! - Rejected with a 400: `n > 1`, `input_audio` / `file` parts, the deprecated
+//!   `function` role. Dropped (no Cohere equivalent): `user`,
+//!   `parallel_tool_calls`, message `name`, unknown top-level fields.
+//! - `stream` is never sent: this adapter builds the non-streaming call whose
+//!   answer [`parse_response`] reads.
+
+// `ApiError` is large; the signatures are shared by every adapter (see mod.rs).
+#![allow(clippy::result_large_err)]
+
+use super::{clip, common_headers, Outbound};
+use crate::api::{
+    ApiError, ChatCompletion, ChatRequest, Choice, Content, ContentPart, FunctionCall, Message,
+    PromptTokensDetails, ResponseFormatKind, ResponseMessage, Role, ToolCall, ToolChoice, ToolChoiceMode, Usage,
+};
+use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
+use crate::upstream::UpstreamRequest;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamRequest, ApiError> {
+    let body = body_for(out, req)?;
+    let mut headers = common_headers(out);
+    if let Some(key) = out.api_key {
+        headers.push(("authorization".to_owned(), format!("Bearer {key}")));
+    }
+    Ok(UpstreamRequest {
+        method: "POST",
+        url: format!("{}/v2/chat", out.provider.base_url),
+        headers,
+        body: Some(body.to_string()),
+    })
+}
+
+fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
+    if req.n.is_some_and(|n| n > 1) {
+        return Err(ApiError::invalid_param("n", "n > 1 is not supported by cohere"));
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), json!(out.model));
+    let messages = req
+        .messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| message(i, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    body.insert("messages".into(), Value::Array(messages));
+
+    let tools = req.tools.as_deref().unwrap_or_default();
+    let choice = match &req.tool_choice {
+        Some(ToolChoice::Named { .. }) => {
+            return Err(ApiError::invalid_param(
+                "tool_choice",
+                "cohere cannot force a named tool: use \"required\", \"auto\" or \"none\"",
+            ))
+        }
+        Some(ToolChoice::Mode(ToolChoiceMode::Required)) => Some("REQUIRED"),
+        Some(ToolChoice::Mode(ToolChoiceMode::None)) => Some("NONE"),
+        Some(ToolChoice::Mode(ToolChoiceMode::Auto)) | None => None,
+    };
+    if !tools.is_empty() {
+        let defs: Vec<Value> = tools
+            .iter()
+            .map(|t| {
+                let mut f = Map::new();
+                f.insert("name".into(), json!(t.function.name));
+                if let Some(d) = &t.function.description {
+                    f.insert("description".into(), json!(d));
+                }
+                let params =
+                    t.function.parameters.clone().unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+                f.insert("parameters".into(), params);
+                json!({"type": "function", "function": f})
+            })
+            .collect();
+        body.insert("tools".into(), Value::Array(defs));
+        if let Some(c) = choice {
+            body.insert("tool_choice".into(), json!(c));
+        }
+    }
+
+    if let Some(rf) = &req.response_format {
+        match rf.kind {
+            ResponseFormatKind::Text => {}
+            ResponseFormatKind::JsonObject => {
+                body.insert("response_format".into(), json!({"type": "json_object"}));
+            }
+            ResponseFormatKind::JsonSchema => {
+                let schema = rf.json_schema.as_ref().and_then(|s| s.get("schema")).ok_or_else(|| {
+                    ApiError::invalid_param(
+                        "response_format.json_schema.schema",
+                        "a `json_schema` response format needs `json_schema.schema`",
+                    )
+                })?;
+                body.insert("response_format".into(), json!({"type": "json_object", "json_schema": schema}));
+            }
+        }
+    }
+
+    if let Some(t) = req.temperature {
+        // Cohere's range is 0..1, OpenAI's 0..2: clamp rather than scale.
+        body.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
+    }
+    if let Some(p) = req.top_p {
+        body.insert("p".into(), json!(p.clamp(0.01, 0.99)));
+    }
+    if let Some(m) = req.max_output_tokens() {
+        body.insert("max_tokens".into(), json!(m));
+    }
+    if let Some(stop) = &req.stop {
+        let v = stop.to_vec();
+        if !v.is_empty() {
+            body.insert("stop_sequences".into(), json!(v));
+        }
+    }
+    if let Some(seed) = req.seed {
+        body.insert("seed".into(), json!(seed));
+    }
+    if let Some(f) = req.frequency_penalty {
+        body.insert("frequency_penalty".into(), json!(f.clamp(0.0, 1.0)));
+    }
+    if let Some(p) = req.presence_penalty {
+        body.insert("presence_penalty".into(), json!(p.clamp(0.0, 1.0)));
+    }
+    Ok(Value::Object(body))
+}
+
+fn text_of(m: &Message) -> String {
+    m.content.as_ref().map(Content::text).unwrap_or_default()
+}
+
+fn message(i: usize, m: &Message) -> Result<Value, ApiError> {
+    Ok(match m.role {
+        Role::System | Role::Developer => json!({"role": "system", "content": text_of(m)}),
+        Role::User => json!({"role": "user", "content": user_content(i, m.content.as_ref())?}),
+        Role::Assistant => {
+            let mut out = Map::new();
+            out.insert("role".into(), json!("assistant"));
+            if let Some(Content::Parts(parts)) = &m.content {
+                if let Some(j) = parts.iter().position(|p| !matches!(p, ContentPart::Text { .. })) {
+                    return Err(ApiError::invalid_param(
+                        format!("messages[{i}].content[{j}]"),
+                        "assistant messages may only hold text parts",
+                    ));
+                }
+            }
+            let calls = m.tool_calls.as_deref().unwrap_or_default();
+            let text = text_of(m);
+            if !text.is_empty() || calls.is_empty() {
+                out.insert("content".into(), json!(text));
+            }
+            if !calls.is_empty() {
+                let calls: Vec<Value> = calls
+                    .iter()
+                    .map(|c| {
+                        json!({"id": c.id, "type": "function",
+                               "function": {"name": c.function.name, "arguments": c.function.arguments}})
+                    })
+                    .collect();
+                out.insert("tool_calls".into(), Value::Array(calls));
+            }
+            Value::Object(out)
+        }
+        Role::Tool => json!({
+            "role": "tool",
+            "tool_call_id": m.tool_call_id.clone().unwrap_or_default(),
+            "content": text_of(m),
+        }),
+        Role::Function => {
+            return Err(ApiError::invalid_param(
+                format!("messages[{i}].role"),
+                "the deprecated `function` role is not supported by cohere: use `tool` messages",
+            ))
+        }
+    })
+}
+
+fn user_content(i: usize, content: Option<&Content>) -> Result<Value, ApiError> {
+    match content {
+        None => Ok(json!("")),
+        Some(Content::Text(s)) => Ok(json!(s)),
+        Some(Content::Parts(parts)) => parts
+            .iter()
+            .enumerate()
+            .map(|(j, p)| match p {
+                ContentPart::Text { text } => Ok(json!({"type": "text", "text": text})),
+                ContentPart::ImageUrl { image_url } => {
+                    let mut img = Map::new();
+                    img.insert("url".into(), json!(image_url.url));
+                    if let Some(d) = &image_url.detail {
+                        img.insert("detail".into(), json!(d));
+                    }
+                    Ok(json!({"type": "image_url", "image_url": img}))
+                }
+                ContentPart::InputAudio { .. } => Err(unsupported_part(i, j, "input_audio")),
+                ContentPart::File { .. } => Err(unsupported_part(i, j, "file")),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+    }
+}
+
+fn unsupported_part(i: usize, j: usize, kind: &str) -> ApiError {
+    ApiError::invalid_param(
+        format!("messages[{i}].content[{j}]"),
+        format!("`{kind}` content parts are not supported by cohere"),
+    )
+}
+
+// ---------------------------------------------------------------- response
+
+#[derive(Deserialize)]
+struct ChatResponse {
+    id: String,
+    message: AssistantMessage,
+    #[serde(default)]
+    finish_reason: Option<String>,
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct AssistantMessage {
+    /// An array of `text` / `thinking` blocks (a plain string is tolerated).
+    #[serde(default)]
+    content: Option<Value>,
+    #[serde(default)]
+    tool_calls: Option<Vec<Value>>,
+}
+
+/// OpenAI's `finish_reason` for a Cohere one; `ERROR` is a failed generation.
+/// An unknown future value is reported as `stop`.
+pub fn finish_reason(reason: &str) -> Result<&'static str, String> {
+    match reason {
+        "MAX_TOKENS" | "TIMEOUT" => Ok("length"),
+        "TOOL_CALL" => Ok("tool_calls"),
+        "ERROR" => Err("cohere ended the generation with finish_reason ERROR".to_owned()),
+        // COMPLETE, STOP_SEQUENCE and anything new.
+        _ => Ok("stop"),
+    }
+}
+
+/// Cohere counts are JSON numbers that may be written as floats (`5.0`).
+fn count(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f.round() as u64))
+}
+
+/// `usage.tokens` (what the model processed) falling back to `usage.billed_units`.
+fn usage(u: &Value) -> Option<Usage> {
+    let pick = |field: &str| count(&u["tokens"][field]).or_else(|| count(&u["billed_units"][field]));
+    let (input, output) = (pick("input_tokens"), pick("output_tokens"));
+    if input.is_none() && output.is_none() {
+        return None;
+    }
+    let (input, output) = (input.unwrap_or(0), output.unwrap_or(0));
+    Some(Usage {
+        prompt_tokens: input,
+        completion_tokens: output,
+        total_tokens: input + output,
+        prompt_tokens_details: count(&u["cached_tokens"]).map(|c| PromptTokensDetails { cached_tokens: c }),
+        completion_tokens_details: None,
+    })
+}
+
+fn tool_call(i: usize, v: &Value) -> Result<ToolCall, String> {
+    let (Some(id), Some(name)) = (v["id"].as_str(), v["function"]["name"].as_str()) else {
+        return Err(format!("message.tool_calls[{i}] has no id or function name"));
+    };
+    let arguments = match &v["function"]["arguments"] {
+        Value::String(s) => s.clone(),
+        Value::Null => "{}".to_owned(),
+        other => other.to_string(),
+    };
+    Ok(ToolCall {
+        id: id.to_owned(),
+        kind: "function".to_owned(),
+        function: FunctionCall { name: name.to_owned(), arguments },
+    })
+}
+
+/// Parses a Chat v2 response. Text blocks are concatenated; `thinking` blocks
+/// and `tool_plan` are dropped.
+///
+/// Cohere's response names no model, so `model` is left empty here: the
+/// gateway fills in the target's model name.
+pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> {
+    let r: ChatResponse = serde_json::from_str(body).map_err(|e| format!("not a cohere chat response: {e}"))?;
+    let finish = r.finish_reason.as_deref().map(finish_reason).transpose()?;
+    let mut text = String::new();
+    match &r.message.content {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => text.push_str(s),
+        Some(Value::Array(blocks)) => {
+            for b in blocks {
+                if b["type"] == "text" {
+                    text.push_str(b["text"].as_str().unwrap_or_default());
+                }
+            }
+        }
+        Some(_) => return Err("message.content is neither a list of blocks nor a string".to_owned()),
+    }
+    let calls = r
+        .message
+        .tool_calls
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, v)| tool_call(i, v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let content = if text.is_empty() && !calls.is_empty() { None } else { Some(text) };
+    Ok(ChatCompletion {
+        id: r.id,
+        object: "chat.completion".to_owned(),
+        created: now_s,
+        model: String::new(),
+        choices: vec![Choice {
+            index: 0,
+            message: ResponseMessage {
+                role: "assistant".to_owned(),
+                content,
+                tool_calls: if calls.is_empty() { None } else { Some(calls) },
+                refusal: None,
+            },
+            finish_reason: finish.map(str::to_owned),
+            logprobs: None,
+        }],
+        usage: r.usage.as_ref().and_then(usage),
+        system_fingerprint: None,
+    })
+}
+
+// ---------------------------------------------------------------- errors
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// Classifies an error body `{id?, message}`. Cohere's bodies carry no type,
+/// so the status decides; a 400 or 422 is refined by its message (context
+/// length, content policy). 498 (invalid token) is an auth error and 499
+/// (request cancelled) a server error.
+pub fn classify_error(status: u16, body: &str) -> UpstreamError {
+    let message = serde_json::from_str::<ErrorBody>(body)
+        .ok()
+        .and_then(|b| b.message)
+        .unwrap_or_else(|| format!("upstream answered HTTP {status}"));
+    let kind = match status {
+        400 | 422 if looks_like_context_length(&message) => ErrorKind::ContextLength,
+        400 | 422 if looks_like_content_policy(&message) => ErrorKind::ContentPolicy,
+        499 => ErrorKind::Server,
+        _ => ErrorKind::from_status(status),
+    };
+    UpstreamError::new(kind, clip(&message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn read(path: &str) -> String {
+        std::fs::read_to_string(format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+    fn fixture(name: &str) -> String {
+        read(&format!("cohere/{name}"))
+    }
+    fn fixture_json(name: &str) -> Value {
+        serde_json::from_str(&fixture(name)).unwrap()
+    }
+    fn envelope(name: &str) -> (u16, String) {
+        let v = fixture_json(name);
+        (v["status"].as_u64().unwrap() as u16, v["body"].to_string())
+    }
+    fn config() -> Config {
+        Config::from_json(
+            r#"{"providers":{"co":{"format":"cohere","base_url":"https://api.cohere.com","key_secret":"K",
+                "headers":{"x-client-name":"switchyard"}}},
+                "routes":{"chat":{"targets":[{"provider":"co","model":"command-a-03-2025"}]}}}"#,
+        )
+        .unwrap()
+    }
+    fn build_as(model: &str, req: &str) -> Result<(UpstreamRequest, Value), ApiError> {
+        let cfg = config();
+        let req = ChatRequest::parse(req.as_bytes()).unwrap();
+        let r = build_request(&Outbound { provider: &cfg.providers[0], model, api_key: Some("co-key") }, &req)?;
+        let body = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+        Ok((r, body))
+    }
+    fn build(req: &str) -> Result<Value, ApiError> {
+        build_as("command-a-03-2025", req).map(|(_, b)| b)
+    }
+    fn without(mut v: Value, keys: &[&str]) -> Value {
+        for k in keys {
+            v.as_object_mut().unwrap().remove(*k);
+        }
+        v
+    }
+
+    #[test]
+    fn openai_fixture_request_translates() {
+        let (r, body) = build_as("command-a-03-2025", &read("openai/chat_request.json")).unwrap();
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.url, "https://api.cohere.com/v2/chat");
+        for h in [("authorization", "Bearer co-key"), ("content-type", "application/json"), ("x-client-name", "switchyard")] {
+            assert!(r.headers.contains(&(h.0.into(), h.1.into())), "{h:?} in {:?}", r.headers);
+        }
+        let openai: Value = serde_json::from_str(&read("openai/chat_request.json")).unwrap();
+        assert_eq!(body["model"], "command-a-03-2025");
+        assert_eq!(body["messages"][0], json!({"role":"system","content":"You are a helpful assistant."}));
+        assert_eq!(body["messages"][1], openai["messages"][1], "user parts keep OpenAI's shape");
+        assert_eq!(body["tools"], openai["tools"], "tools keep OpenAI's shape");
+        assert!(body.get("tool_choice").is_none(), "auto is Cohere's default");
+        assert_eq!(body["max_tokens"], 300);
+        assert_eq!(body["temperature"], 0.7);
+        assert_eq!(body["p"], 0.99, "top_p 1 clamped into 0.01..0.99");
+        assert_eq!(body["stop_sequences"], json!(["\n\nUser:"]));
+        for dropped in ["stream", "stream_options", "top_p", "stop", "max_completion_tokens"] {
+            assert!(body.get(dropped).is_none(), "{dropped}");
+        }
+        let cfg = config();
+        let req = ChatRequest::parse(read("openai/chat_request.json").as_bytes()).unwrap();
+        let r = build_request(&Outbound { provider: &cfg.providers[0], model: "m", api_key: None }, &req).unwrap();
+        assert!(r.headers.iter().all(|(k, _)| k != "authorization"));
+    }
+
+    #[test]
+    fn image_requests_match_the_recorded_shape() {
+        let body = build(&read("openai/chat_request_image_base64.json")).unwrap();
+        let openai: Value = serde_json::from_str(&read("openai/chat_request_image_base64.json")).unwrap();
+        assert_eq!(body["messages"][0]["content"], openai["messages"][0]["content"], "data URI and detail kept");
+        assert_eq!(body["max_tokens"], 300);
+
+        // The OpenAI request that means the same as cohere/chat_request_image.json.
+        let recorded = fixture_json("chat_request_image.json");
+        let req = json!({"model":"chat","messages":recorded["messages"],"stream":false});
+        let (_, body) = build_as("command-a-vision-07-2025", &req.to_string()).unwrap();
+        assert_eq!(body, without(recorded, &["stream"]));
+    }
+
+    #[test]
+    fn tool_result_conversation_matches_the_recorded_request() {
+        let recorded = fixture_json("chat_request_tool_message_string.json");
+        let req = json!({
+            "model": "chat",
+            "messages": [
+                {"role":"user","content":"What were the sales on 2023-09-29?"},
+                {"role":"assistant","content":null,"tool_calls": recorded["messages"][1]["tool_calls"]},
+                {"role":"tool","tool_call_id":"query_daily_sales_report_hgxxmkby3wta",
+                 "content": recorded["messages"][2]["content"]}
+            ],
+            "tools": recorded["tools"],
+            "tool_choice": "required"
+        });
+        let (_, body) = build_as("command-a-plus-05-2026", &req.to_string()).unwrap();
+        let mut expected = without(recorded, &["stream"]);
+        // OpenAI has no tool_plan, so the translation has none.
+        expected["messages"][1].as_object_mut().unwrap().remove("tool_plan");
+        assert_eq!(body, expected);
+
+        let body = build(&read("openai/chat_request_tool_result.json")).unwrap();
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role":"system","content":"You are a helpful assistant."},
+                {"role":"user","content":"What is the weather like in Boston today?"},
+                {"role":"assistant","tool_calls":[{"id":"call_abc123","type":"function","function":{
+                    "name":"get_current_weather","arguments":"{\"location\": \"Boston, MA\"}"}}]},
+                {"role":"tool","tool_call_id":"call_abc123",
+                 "content":"{\"temperature\": 22, \"unit\": \"celsius\", \"description\": \"Sunny\"}"}
+            ])
+        );
+        assert!(body.get("max_tokens").is_none(), "Cohere defaults to the model's maximum");
+    }
+
+    #[test]
+    fn assistant_text_with_tool_calls_and_parts() {
+        let body = build(
+            r#"{"model":"m","messages":[{"role":"user","content":"q"},
+                {"role":"assistant","content":[{"type":"text","text":"Let me "},{"type":"text","text":"check."}],
+                 "tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{}"}}]},
+                {"role":"tool","tool_call_id":"a","content":[{"type":"text","text":"42"}]},
+                {"role":"tool","tool_call_id":"b","content":"43"},
+                {"role":"assistant","content":"done"}]}"#,
+        )
+        .unwrap();
+        let m = body["messages"].as_array().unwrap();
+        assert_eq!(m.len(), 5, "no merging for cohere");
+        assert_eq!(m[1]["content"], "Let me check.");
+        assert_eq!(m[1]["tool_calls"][0]["function"]["arguments"], "{}");
+        assert_eq!(m[2], json!({"role":"tool","tool_call_id":"a","content":"42"}));
+        assert_eq!(m[4], json!({"role":"assistant","content":"done"}));
+    }
+
+    #[test]
+    fn sampling_parameters_are_clamped() {
+        let body = build(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":1.8,"top_p":0,
+                "frequency_penalty":-1.5,"presence_penalty":1.5,"seed":42,"max_tokens":64,"stop":"END","user":"u"}"#,
+        )
+        .unwrap();
+        assert_eq!(body["temperature"], 1.0);
+        assert_eq!(body["p"], 0.01);
+        assert_eq!(body["frequency_penalty"], 0.0);
+        assert_eq!(body["presence_penalty"], 1.0);
+        assert_eq!(body["seed"], 42);
+        assert_eq!(body["max_tokens"], 64);
+        assert_eq!(body["stop_sequences"], json!(["END"]));
+        assert!(body.get("user").is_none());
+        let body = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"top_p":0.5,"presence_penalty":0.4}"#).unwrap();
+        assert_eq!((body["temperature"].as_f64(), body["p"].as_f64()), (Some(0.2), Some(0.5)));
+        assert_eq!(body["presence_penalty"], 0.4);
+    }
+
+    #[test]
+    fn tool_choice_modes() {
+        let with = |extra: &str| {
+            build(&format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],
+                   "tools":[{{"type":"function","function":{{"name":"f","strict":true}}}}]{extra}}}"#
+            ))
+        };
+        let b = with("").unwrap();
+        assert_eq!(b["tools"], json!([{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{}}}}]));
+        assert!(b.get("tool_choice").is_none());
+        assert_eq!(with(r#","tool_choice":"required""#).unwrap()["tool_choice"], "REQUIRED");
+        assert_eq!(with(r#","tool_choice":"none""#).unwrap()["tool_choice"], "NONE");
+        assert!(with(r#","tool_choice":"auto","parallel_tool_calls":false"#).unwrap().get("tool_choice").is_none());
+        let e = with(r#","tool_choice":{"type":"function","function":{"name":"f"}}"#).unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("tool_choice")));
+        assert!(e.message.contains("cohere cannot force a named tool"), "{}", e.message);
+    }
+
+    #[test]
+    fn response_formats() {
+        let with = |rf: &str| build(&format!(r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],"response_format":{rf}}}"#));
+        assert_eq!(with(r#"{"type":"json_object"}"#).unwrap()["response_format"], json!({"type":"json_object"}));
+        let schema = json!({"type":"object","properties":{"a":{"type":"string"}},"required":["a"]});
+        let b = with(&json!({"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":schema}}).to_string()).unwrap();
+        assert_eq!(b["response_format"], json!({"type":"json_object","json_schema":schema}));
+        assert!(with(r#"{"type":"text"}"#).unwrap().get("response_format").is_none());
+        assert_eq!(with(r#"{"type":"json_schema","json_schema":{"name":"x"}}"#).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn unsupported_inputs_are_client_errors() {
+        let e = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":3}"#).unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("n")));
+        let e = build(r#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].content[0]"));
+        let e = build(r#"{"model":"m","messages":[{"role":"user","content":"q"},{"role":"user","content":[{"type":"text","text":"a"},{"type":"file","file":{}}]}]}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[1].content[1]"));
+        let e = build(r#"{"model":"m","messages":[{"role":"function","name":"f","content":"x"}]}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].role"));
+    }
+
+    #[test]
+    fn parses_recorded_responses() {
+        let c = parse_response(&fixture("chat_response.json"), 1_700_000_000).unwrap();
+        assert_eq!(c.id, "c14c80c3-18eb-4519-9460-6c92edd8cfb4");
+        assert_eq!((c.object.as_str(), c.created, c.model.as_str()), ("chat.completion", 1_700_000_000, ""));
+        assert!(c.choices[0].message.content.as_deref().unwrap().starts_with("LLMs stand for Large Language Models"));
+        assert_eq!(c.choices[0].finish_reason.as_deref(), Some("stop"));
+        let u = c.usage.unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (71, 418, 489), "tokens, not billed_units");
+
+        let c = parse_response(&fixture("chat_response_max_tokens.json"), 0).unwrap();
+        assert_eq!(c.choices[0].finish_reason.as_deref(), Some("length"));
+        assert_eq!(c.choices[0].message.content.as_deref(), Some("LLMs stand for Large Language Models, which are a type of neural"));
+        assert_eq!(c.usage.unwrap().total_tokens, 83);
+
+        for file in ["chat_response_tool_calls.json", "chat_response_tool_calls_tool_plan.json"] {
+            let c = parse_response(&fixture(file), 0).unwrap();
+            let m = &c.choices[0].message;
+            assert_eq!(c.choices[0].finish_reason.as_deref(), Some("tool_calls"), "{file}");
+            assert_eq!(m.content, None, "thinking and tool_plan are not content ({file})");
+            let calls = m.tool_calls.as_ref().unwrap();
+            assert_eq!(calls.len(), 2);
+            assert_eq!(calls[0].id, "query_daily_sales_report_hgxxmkby3wta");
+            assert_eq!(calls[0].function.name, "query_daily_sales_report");
+            assert_eq!(calls[0].function.arguments, "{\"day\": \"2023-09-29\"}");
+            assert_eq!(calls[1].function.name, "query_product_catalog");
+            assert_eq!(calls[1].function.arguments, "{\"category\": \"Electronics\"}");
+            let u = c.usage.unwrap();
+            assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (1032, 124, 1156));
+            assert!(u.prompt_tokens_details.is_none());
+        }
+    }
+
+    #[test]
+    fn every_finish_reason_maps() {
+        let reasons: Vec<String> = serde_json::from_str(&fixture("finish_reasons.json")).unwrap();
+        let expected = [
+            ("COMPLETE", Some("stop")),
+            ("STOP_SEQUENCE", Some("stop")),
+            ("MAX_TOKENS", Some("length")),
+            ("TOOL_CALL", Some("tool_calls")),
+            ("ERROR", None),
+            ("TIMEOUT", Some("length")),
+        ];
+        assert_eq!(reasons.len(), expected.len());
+        for r in &reasons {
+            let want = expected.iter().find(|(k, _)| k == r).unwrap().1;
+            let body = json!({"id":"x","finish_reason":r,"message":{"role":"assistant","content":[{"type":"text","text":"t"}]}});
+            match want {
+                Some(w) => assert_eq!(parse_response(&body.to_string(), 0).unwrap().choices[0].finish_reason.as_deref(), Some(w), "{r}"),
+                None => assert!(parse_response(&body.to_string(), 0).unwrap_err().contains("ERROR")),
+            }
+        }
+    }
+
+    #[test]
+    fn response_edge_cases() {
+        // billed_units fallback, float counts, cached tokens, several text blocks.
+        let c = parse_response(
+            r#"{"id":"x","finish_reason":"COMPLETE","message":{"role":"assistant","content":[
+                {"type":"thinking","thinking":"hm"},{"type":"text","text":"a"},{"type":"text","text":"b"}]},
+                "usage":{"billed_units":{"input_tokens":5.0,"output_tokens":7},"cached_tokens":3}}"#,
+            0,
+        )
+        .unwrap();
+        assert_eq!(c.choices[0].message.content.as_deref(), Some("ab"));
+        let u = c.usage.unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (5, 7, 12));
+        assert_eq!(u.prompt_tokens_details.unwrap().cached_tokens, 3);
+        let c = parse_response(r#"{"id":"x","finish_reason":"COMPLETE","message":{"role":"assistant"},"usage":{}}"#, 0).unwrap();
+        assert_eq!(c.choices[0].message.content.as_deref(), Some(""));
+        assert!(c.usage.is_none());
+        for bad in [
+            "<html>",
+            "{}",
+            r#"{"message":"internal server error"}"#,
+            r#"{"id":"x","message":{"content":42}}"#,
+            r#"{"id":"x","message":{"tool_calls":[{"type":"function","function":{"arguments":"{}"}}]}}"#,
+        ] {
+            assert!(parse_response(bad, 0).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn classifies_recorded_errors() {
+        let cases = [
+            ("error_400_invalid_request.json", ErrorKind::BadRequest),
+            ("error_400_too_many_tokens.json", ErrorKind::ContextLength),
+            ("error_401_unauthorized.json", ErrorKind::Auth),
+            ("error_429_rate_limit.json", ErrorKind::RateLimited),
+            ("error_500_internal.json", ErrorKind::Server),
+        ];
+        for (file, kind) in cases {
+            let (status, body) = envelope(file);
+            let e = classify_error(status, &body);
+            assert_eq!(e.kind, kind, "{file}");
+            let expected: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(e.message, clip(expected["message"].as_str().unwrap()), "{file}");
+        }
+    }
+
+    #[test]
+    fn classifies_cohere_statuses() {
+        let cases = [
+            (498, r#"{"message":"invalid or blocked token"}"#, ErrorKind::Auth),
+            (499, r#"{"message":"request cancelled"}"#, ErrorKind::Server),
+            (402, r#"{"message":"billing limit reached"}"#, ErrorKind::Auth),
+            (404, r#"{"message":"model 'x' not found"}"#, ErrorKind::NotFound),
+            (400, r#"{"message":"blocked by our content policy"}"#, ErrorKind::ContentPolicy),
+            (422, r#"{"message":"too many tokens"}"#, ErrorKind::ContextLength),
+            (429, r#"{"message":"too many tokens per minute"}"#, ErrorKind::RateLimited),
+            (503, r#"{"id":"x","message":"service unavailable"}"#, ErrorKind::Overloaded),
+            (504, "", ErrorKind::Server),
+            (400, "not json", ErrorKind::BadRequest),
+        ];
+        for (status, body, kind) in cases {
+            assert_eq!(classify_error(status, body).kind, kind, "{status} {body}");
+        }
+        assert_eq!(classify_error(504, "").message, "upstream answered HTTP 504");
+    }
+}

@@ -1,0 +1,322 @@
+//! Choosing targets: a capability filter in front of three strategies.
+//!
+//! The result is an ordered list of target indexes: the first is tried first,
+//! the rest are the failover order. Pure: state comes in as a penalty
+//! function, randomness through [`Rng`].
+
+use crate::api::{ApiError, ChatRequest};
+use crate::config::{Route, Strategy, Target};
+use crate::rng::Rng;
+
+/// Under `priority` and `cost`, a target whose provider has at least this many
+/// recent (decayed) failures moves behind the healthy ones, keeping its place
+/// among the other failing ones. It is still tried if they all fail.
+pub const DEMOTE_AFTER_FAILURES: f64 = 2.0;
+
+/// What a request needs from a target.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Needs {
+    pub vision: bool,
+    pub tools: bool,
+    pub json: bool,
+    pub prompt_tokens: u64,
+}
+
+impl Needs {
+    pub fn of(req: &ChatRequest) -> Needs {
+        Needs {
+            vision: req.has_images(),
+            tools: req.uses_tools(),
+            json: req.wants_json(),
+            prompt_tokens: req.estimated_prompt_tokens(),
+        }
+    }
+}
+
+fn why_not(t: &Target, needs: &Needs) -> Option<&'static str> {
+    if needs.vision && !t.caps.vision {
+        return Some("image input (vision)");
+    }
+    if needs.tools && !t.caps.tools {
+        return Some("tools");
+    }
+    if needs.json && !t.caps.json {
+        return Some("JSON output (json)");
+    }
+    if needs.prompt_tokens > t.context_window {
+        return Some("a prompt this long (context window)");
+    }
+    None
+}
+
+/// The route's targets that can serve the request, in configured order, after
+/// the client's own order if it gave one. A clear 400 when none can.
+pub fn eligible(route: &Route, needs: &Needs, client_order: Option<&[String]>) -> Result<Vec<usize>, ApiError> {
+    let base: Vec<usize> = match client_order {
+        None => (0..route.targets.len()).collect(),
+        Some(order) => {
+            if !route.policy.allow_client_order {
+                return Err(ApiError::invalid_param(
+                    "switchyard.order",
+                    format!("route `{}` does not allow a client-chosen order", route.name),
+                ));
+            }
+            if order.is_empty() {
+                return Err(ApiError::invalid_param("switchyard.order", "`switchyard.order` must name at least one target"));
+            }
+            let mut picked = Vec::new();
+            for name in order {
+                let found: Vec<usize> = route
+                    .targets
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| &t.id == name || route_provider_name(t) == name.as_str())
+                    .map(|(i, _)| i)
+                    .collect();
+                if found.is_empty() {
+                    let known: Vec<&str> = route.targets.iter().map(|t| t.id.as_str()).collect();
+                    return Err(ApiError::invalid_param(
+                        "switchyard.order",
+                        format!("route `{}` has no target `{name}`; its targets are: {}", route.name, known.join(", ")),
+                    ));
+                }
+                for i in found {
+                    if !picked.contains(&i) {
+                        picked.push(i);
+                    }
+                }
+            }
+            picked
+        }
+    };
+    let mut reasons: Vec<&'static str> = Vec::new();
+    let out: Vec<usize> = base
+        .into_iter()
+        .filter(|&i| match why_not(&route.targets[i], needs) {
+            None => true,
+            Some(r) => {
+                if !reasons.contains(&r) {
+                    reasons.push(r);
+                }
+                false
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        let mut e = ApiError::invalid(format!(
+            "no target of route `{}` supports {}",
+            route.name,
+            reasons.join(" and ")
+        ));
+        e.param = Some("model".into());
+        e.code = Some(if reasons == ["a prompt this long (context window)"] {
+            "context_length_exceeded".into()
+        } else {
+            "unsupported_capability".into()
+        });
+        return Err(e);
+    }
+    Ok(out)
+}
+
+/// The provider part of a target id (`provider/model`).
+fn route_provider_name(t: &Target) -> &str {
+    t.id.split('/').next().unwrap_or("")
+}
+
+/// Orders eligible targets by the route's strategy. `failures(i)` is the
+/// decayed failure count of target `i`'s provider. With a client order the
+/// client's order is kept as given.
+pub fn order<R: Rng>(
+    route: &Route,
+    eligible: Vec<usize>,
+    failures: impl Fn(usize) -> f64,
+    client_ordered: bool,
+    needs: &Needs,
+    rng: &mut R,
+) -> Vec<usize> {
+    if client_ordered {
+        return eligible;
+    }
+    match route.strategy {
+        Strategy::Priority => demote_failing(eligible, &failures),
+        Strategy::Cost => {
+            let mut v = eligible;
+            let out_tokens = 500.0;
+            let price = |i: usize| {
+                let c = route.targets[i].cost;
+                c.input * needs.prompt_tokens as f64 + c.output * out_tokens
+            };
+            // Stable sort: equal prices keep the configured order.
+            v.sort_by(|&a, &b| price(a).total_cmp(&price(b)));
+            demote_failing(v, &failures)
+        }
+        Strategy::Weighted => weighted_order(route, eligible, &failures, rng),
+    }
+}
+
+fn demote_failing(v: Vec<usize>, failures: &impl Fn(usize) -> f64) -> Vec<usize> {
+    let (ok, failing): (Vec<usize>, Vec<usize>) = v.into_iter().partition(|&i| failures(i) < DEMOTE_AFTER_FAILURES);
+    ok.into_iter().chain(failing).collect()
+}
+
+/// The effective weight of a target: its configured weight times 0.5^failures
+/// (capped, so never zero).
+pub fn effective_weight(t: &Target, failures: f64) -> f64 {
+    t.weight * 0.5f64.powf(failures.min(crate::failures::MAX_PENALTY_FAILURES))
+}
+
+/// Weighted random order without replacement: the first pick is drawn by
+/// effective weight, then the next among the rest, and so on.
+fn weighted_order<R: Rng>(route: &Route, mut left: Vec<usize>, failures: &impl Fn(usize) -> f64, rng: &mut R) -> Vec<usize> {
+    let mut out = Vec::with_capacity(left.len());
+    while !left.is_empty() {
+        let weights: Vec<f64> = left.iter().map(|&i| effective_weight(&route.targets[i], failures(i))).collect();
+        let total: f64 = weights.iter().sum();
+        let mut x = rng.next_f64() * total;
+        let mut pick = left.len() - 1;
+        for (k, w) in weights.iter().enumerate() {
+            if x < *w {
+                pick = k;
+                break;
+            }
+            x -= w;
+        }
+        out.push(left.remove(pick));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::rng::SplitMix64;
+
+    fn cfg() -> Config {
+        Config::from_json(
+            r#"{"providers":{
+                "a":{"format":"openai","base_url":"http://127.0.0.1:1/v1"},
+                "b":{"format":"anthropic","base_url":"http://127.0.0.1:2"},
+                "c":{"format":"cohere","base_url":"http://127.0.0.1:3"}},
+              "routes":{
+                "w":{"strategy":"weighted","targets":[
+                  {"provider":"a","model":"m1","weight":3,"capabilities":["vision","tools"],"context_window":100000},
+                  {"provider":"b","model":"m2","weight":1,"capabilities":["tools"],"context_window":200000}]},
+                "p":{"strategy":"priority","targets":[
+                  {"provider":"a","model":"m1"},{"provider":"b","model":"m2"},{"provider":"c","model":"m3"}]},
+                "c":{"strategy":"cost","targets":[
+                  {"provider":"a","model":"m1","cost":{"input":3,"output":15}},
+                  {"provider":"b","model":"m2","cost":{"input":0.1,"output":0.4}},
+                  {"provider":"c","model":"m3","cost":{"input":1,"output":2}}]}}}"#,
+        )
+        .unwrap()
+    }
+
+    fn first_pick_counts(route: &Route, failures: &[f64], n: u32, seed: u64) -> Vec<u32> {
+        let mut rng = SplitMix64::new(seed);
+        let mut counts = vec![0u32; route.targets.len()];
+        for _ in 0..n {
+            let all = (0..route.targets.len()).collect();
+            let o = order(route, all, |i| failures[i], false, &Needs::default(), &mut rng);
+            counts[o[0]] += 1;
+        }
+        counts
+    }
+
+    /// Pearson's chi-square statistic against expected shares.
+    fn chi_square(counts: &[u32], shares: &[f64]) -> f64 {
+        let n: u32 = counts.iter().sum();
+        counts
+            .iter()
+            .zip(shares)
+            .map(|(&c, &s)| {
+                let e = s * n as f64;
+                (c as f64 - e).powi(2) / e
+            })
+            .sum()
+    }
+
+    #[test]
+    fn weighted_split_follows_weights() {
+        let c = cfg();
+        let r = c.route("w").unwrap();
+        let counts = first_pick_counts(r, &[0.0, 0.0], 20_000, 42);
+        // 1 degree of freedom: 10.83 is the 0.1% critical value.
+        assert!(chi_square(&counts, &[0.75, 0.25]) < 10.83, "{counts:?}");
+    }
+
+    #[test]
+    fn failures_cut_the_weight_by_half_each() {
+        let c = cfg();
+        let r = c.route("w").unwrap();
+        // Two failures on `a`: 3 * 0.25 = 0.75 against 1 -> 3/7 and 4/7.
+        let counts = first_pick_counts(r, &[2.0, 0.0], 20_000, 7);
+        assert!(chi_square(&counts, &[0.75 / 1.75, 1.0 / 1.75]) < 10.83, "{counts:?}");
+        // Even a provider with a huge failure count keeps a non-zero weight.
+        assert!(effective_weight(&r.targets[0], 1e9) > 0.0);
+    }
+
+    #[test]
+    fn weighted_order_lists_every_target_once() {
+        let c = cfg();
+        let r = c.route("w").unwrap();
+        let mut rng = SplitMix64::new(1);
+        for _ in 0..100 {
+            let mut o = order(r, vec![0, 1], |_| 0.0, false, &Needs::default(), &mut rng);
+            o.sort();
+            assert_eq!(o, vec![0, 1]);
+        }
+    }
+
+    #[test]
+    fn priority_keeps_order_and_demotes_failing_providers() {
+        let c = cfg();
+        let r = c.route("p").unwrap();
+        let mut rng = SplitMix64::new(1);
+        assert_eq!(order(r, vec![0, 1, 2], |_| 0.0, false, &Needs::default(), &mut rng), vec![0, 1, 2]);
+        let f = |i: usize| if i == 0 { 3.0 } else { 0.0 };
+        assert_eq!(order(r, vec![0, 1, 2], f, false, &Needs::default(), &mut rng), vec![1, 2, 0]);
+        // One recent failure is not enough to demote.
+        let f = |i: usize| if i == 0 { 1.0 } else { 0.0 };
+        assert_eq!(order(r, vec![0, 1, 2], f, false, &Needs::default(), &mut rng), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn cost_orders_cheapest_first() {
+        let c = cfg();
+        let r = c.route("c").unwrap();
+        let mut rng = SplitMix64::new(1);
+        let needs = Needs { prompt_tokens: 1000, ..Needs::default() };
+        assert_eq!(order(r, vec![0, 1, 2], |_| 0.0, false, &needs, &mut rng), vec![1, 2, 0]);
+    }
+
+    #[test]
+    fn capability_filter() {
+        let c = cfg();
+        let r = c.route("w").unwrap();
+        let vision = Needs { vision: true, ..Needs::default() };
+        assert_eq!(eligible(r, &vision, None).unwrap(), vec![0]);
+        let huge = Needs { prompt_tokens: 150_000, ..Needs::default() };
+        assert_eq!(eligible(r, &huge, None).unwrap(), vec![1]);
+        let json = Needs { json: true, ..Needs::default() };
+        let e = eligible(r, &json, None).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("JSON output"), "{}", e.message);
+        let both = Needs { vision: true, prompt_tokens: 150_000, ..Needs::default() };
+        let e = eligible(r, &both, None).unwrap_err();
+        assert!(e.message.contains("vision") && e.message.contains("context"), "{}", e.message);
+    }
+
+    #[test]
+    fn client_order() {
+        let c = cfg();
+        let r = c.route("p").unwrap();
+        let order_ = vec!["c".to_owned(), "a/m1".to_owned()];
+        assert_eq!(eligible(r, &Needs::default(), Some(&order_)).unwrap(), vec![2, 0]);
+        let bad = vec!["zzz".to_owned()];
+        let e = eligible(r, &Needs::default(), Some(&bad)).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("switchyard.order"));
+        assert!(e.message.contains("a/m1"));
+    }
+}

@@ -1,0 +1,314 @@
+//! Provider state shared between isolates (GUIDE.md section 1).
+//!
+//! Each isolate keeps every provider's [`FailureRecord`] in memory and uses
+//! only that on the request path. The shared copy lives in the state store
+//! (Workers KV), one key per provider:
+//!
+//! - an isolate reads the shared copy when it first serves a request, then at
+//!   most every `refresh_interval_s`, after the response (`wait_until`);
+//! - it writes a provider's key only when the provider's state changed in a
+//!   way others should know (its failure level rose, or a success cleared
+//!   failures), or to refresh the time of an ongoing failure streak once per
+//!   half-life; and never more often than `min_write_interval_s` per key, so a
+//!   failure storm costs a handful of writes, not one per request;
+//! - a write first reads the shared copy and merges, so that a newer event
+//!   seen elsewhere is not overwritten.
+
+use crate::config::StateSettings;
+use crate::failures::FailureRecord;
+use crate::store::StateStore;
+use std::cell::RefCell;
+
+pub const KEY_PREFIX: &str = "sy:v1:p:";
+
+pub fn key_for(provider: &str) -> String {
+    format!("{KEY_PREFIX}{provider}")
+}
+
+#[derive(Debug, Clone, Default)]
+struct Entry {
+    rec: FailureRecord,
+    /// Level and record as last written to (or read from) the store.
+    shared_level: u32,
+    shared_failures: bool,
+    shared_last_failure_ms: u64,
+    last_write_ms: Option<u64>,
+}
+
+/// Every provider's state as this isolate sees it.
+#[derive(Debug)]
+pub struct ProviderStates {
+    names: Vec<String>,
+    entries: Vec<Entry>,
+    settings: StateSettings,
+    last_refresh_ms: Option<u64>,
+    refreshing: bool,
+}
+
+impl ProviderStates {
+    pub fn new(names: Vec<String>, settings: StateSettings) -> Self {
+        let entries = vec![Entry::default(); names.len()];
+        ProviderStates { names, entries, settings, last_refresh_ms: None, refreshing: false }
+    }
+
+    pub fn half_life_ms(&self) -> u64 {
+        self.settings.failure_half_life_s * 1000
+    }
+
+    pub fn record(&self, idx: usize) -> FailureRecord {
+        self.entries[idx].rec
+    }
+
+    /// The weight factor of provider `idx` at `now`.
+    pub fn penalty(&self, idx: usize, now: u64) -> f64 {
+        self.entries[idx].rec.penalty(now, self.half_life_ms())
+    }
+
+    pub fn effective_failures(&self, idx: usize, now: u64) -> f64 {
+        self.entries[idx].rec.effective(now, self.half_life_ms())
+    }
+
+    pub fn record_failure(&mut self, idx: usize, now: u64) {
+        let hl = self.half_life_ms();
+        self.entries[idx].rec.record_failure(now, hl);
+    }
+
+    pub fn record_success(&mut self, idx: usize, now: u64) {
+        self.entries[idx].rec.record_success(now);
+    }
+
+    /// True until the shared state has been read once by this isolate.
+    pub fn never_loaded(&self) -> bool {
+        self.last_refresh_ms.is_none()
+    }
+
+    pub fn refresh_due(&self, now: u64) -> bool {
+        !self.refreshing
+            && self
+                .last_refresh_ms
+                .is_none_or(|t| now.saturating_sub(t) >= self.settings.refresh_interval_s * 1000)
+    }
+
+    /// Whether this provider's state differs from the shared copy in a way
+    /// worth a write.
+    fn wants_write(&self, idx: usize, now: u64) -> bool {
+        let e = &self.entries[idx];
+        let hl = self.half_life_ms();
+        let level = e.rec.level(now, hl);
+        let has_failures = e.rec.effective(now, hl) >= 1.0;
+        if level > e.shared_level {
+            return true; // worse than others know
+        }
+        if e.shared_failures && e.rec.failures == 0.0 && e.rec.last_success_ms > e.shared_last_failure_ms {
+            return true; // recovered: let others stop penalising it
+        }
+        // Keep the shared streak from decaying away while failures go on.
+        has_failures && e.rec.last_failure_ms.saturating_sub(e.shared_last_failure_ms) >= hl / 2
+    }
+
+    fn write_allowed(&self, idx: usize, now: u64) -> bool {
+        self.entries[idx]
+            .last_write_ms
+            .is_none_or(|t| now.saturating_sub(t) >= self.settings.min_write_interval_s * 1000)
+    }
+
+    /// Providers whose state should be written now.
+    pub fn due_writes(&self, now: u64) -> Vec<usize> {
+        (0..self.entries.len())
+            .filter(|&i| self.wants_write(i, now) && self.write_allowed(i, now))
+            .collect()
+    }
+
+    /// Folds a shared record into this isolate's view.
+    pub fn merge_shared(&mut self, idx: usize, shared: &FailureRecord, now: u64) {
+        let hl = self.half_life_ms();
+        let e = &mut self.entries[idx];
+        e.rec = e.rec.merge(shared, hl);
+        e.shared_level = shared.level(now, hl);
+        e.shared_failures = shared.failures > 0.0;
+        e.shared_last_failure_ms = shared.last_failure_ms;
+    }
+
+    fn mark_written(&mut self, idx: usize, rec: &FailureRecord, now: u64) {
+        let hl = self.half_life_ms();
+        let e = &mut self.entries[idx];
+        e.shared_level = rec.level(now, hl);
+        e.shared_failures = rec.failures > 0.0;
+        e.shared_last_failure_ms = rec.last_failure_ms;
+        e.last_write_ms = Some(now);
+    }
+}
+
+fn decode(text: &str) -> Option<FailureRecord> {
+    serde_json::from_str(text).ok()
+}
+
+/// Reads every provider's shared record and merges it in. Errors are
+/// reported, never fatal: the in-memory view goes on serving.
+pub async fn refresh<S: StateStore>(states: &RefCell<ProviderStates>, store: &S, now: u64) -> Vec<String> {
+    let names = {
+        let mut s = states.borrow_mut();
+        if s.refreshing {
+            return Vec::new();
+        }
+        s.refreshing = true;
+        s.names.clone()
+    };
+    let mut errors = Vec::new();
+    for (idx, name) in names.iter().enumerate() {
+        match store.get(&key_for(name)).await {
+            Ok(Some(text)) => match decode(&text) {
+                Some(rec) => states.borrow_mut().merge_shared(idx, &rec, now),
+                None => errors.push(format!("{name}: unreadable shared state")),
+            },
+            Ok(None) => {}
+            Err(e) => errors.push(format!("{name}: {e}")),
+        }
+    }
+    let mut s = states.borrow_mut();
+    s.refreshing = false;
+    s.last_refresh_ms = Some(now);
+    errors
+}
+
+/// Writes the providers whose state changed, merging with the shared copy
+/// first. Returns how many keys were written.
+pub async fn flush<S: StateStore>(states: &RefCell<ProviderStates>, store: &S, now: u64) -> (u32, Vec<String>) {
+    let (due, ttl) = {
+        let s = states.borrow();
+        (s.due_writes(now), s.settings.kv_ttl_s)
+    };
+    let mut written = 0;
+    let mut errors = Vec::new();
+    for idx in due {
+        let name = states.borrow().names[idx].clone();
+        let key = key_for(&name);
+        // Claim the write slot before awaiting, so that a concurrent flush in
+        // this isolate does not write the same key again.
+        let local = states.borrow().record(idx);
+        states.borrow_mut().mark_written(idx, &local, now);
+        let shared = match store.get(&key).await {
+            Ok(t) => t.as_deref().and_then(decode),
+            Err(e) => {
+                errors.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let merged = {
+            let mut s = states.borrow_mut();
+            if let Some(shared) = shared {
+                s.merge_shared(idx, &shared, now);
+            }
+            let rec = s.record(idx);
+            s.mark_written(idx, &rec, now);
+            rec
+        };
+        let text = serde_json::json!({
+            "failures": merged.failures,
+            "last_failure_ms": merged.last_failure_ms,
+            "last_success_ms": merged.last_success_ms,
+            "updated_ms": merged.updated_ms,
+        })
+        .to_string();
+        match store.put(&key, text, ttl).await {
+            Ok(()) => written += 1,
+            Err(e) => errors.push(format!("{name}: {e}")),
+        }
+    }
+    (written, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use futures_executor::block_on;
+
+    fn settings() -> StateSettings {
+        StateSettings { failure_half_life_s: 60, refresh_interval_s: 10, min_write_interval_s: 10, kv_ttl_s: 3600 }
+    }
+    fn states() -> RefCell<ProviderStates> {
+        RefCell::new(ProviderStates::new(vec!["a".into(), "b".into()], settings()))
+    }
+
+    #[test]
+    fn a_failure_storm_writes_a_handful_of_times() {
+        let store = MemoryStore::default();
+        let st = states();
+        // 1,000 failures over 100 seconds, a flush after each (as wait_until would).
+        for i in 0..1_000u64 {
+            let now = 1_000_000 + i * 100;
+            st.borrow_mut().record_failure(0, now);
+            block_on(flush(&st, &store, now));
+        }
+        let writes = store.writes.get();
+        // At most one write per 10 s interval over 100 s, and only while the level rises.
+        assert!((1..=11).contains(&writes), "{writes} writes");
+        let rec: FailureRecord = serde_json::from_str(&store.data.borrow()[&key_for("a")]).unwrap();
+        assert!(rec.failures >= 16.0, "{rec:?}");
+    }
+
+    #[test]
+    fn steady_success_never_writes() {
+        let store = MemoryStore::default();
+        let st = states();
+        for i in 0..1_000u64 {
+            st.borrow_mut().record_success(0, i * 1000);
+            block_on(flush(&st, &store, i * 1000));
+        }
+        assert_eq!(store.writes.get(), 0);
+    }
+
+    #[test]
+    fn recovery_is_written_once() {
+        let store = MemoryStore::default();
+        let st = states();
+        st.borrow_mut().record_failure(0, 0);
+        block_on(flush(&st, &store, 0));
+        assert_eq!(store.writes.get(), 1);
+        st.borrow_mut().record_success(0, 20_000);
+        block_on(flush(&st, &store, 20_000));
+        assert_eq!(store.writes.get(), 2);
+        for t in 21..40 {
+            st.borrow_mut().record_success(0, t * 1000);
+            block_on(flush(&st, &store, t * 1000));
+        }
+        assert_eq!(store.writes.get(), 2);
+    }
+
+    #[test]
+    fn another_isolate_picks_up_shared_failures() {
+        let store = MemoryStore::default();
+        let a = states();
+        for _ in 0..3 {
+            a.borrow_mut().record_failure(1, 5_000);
+        }
+        block_on(flush(&a, &store, 5_000));
+        let b = states();
+        assert!(b.borrow().never_loaded());
+        assert!(block_on(refresh(&b, &store, 6_000)).is_empty());
+        assert!(!b.borrow().never_loaded());
+        assert!((b.borrow().effective_failures(1, 5_000) - 3.0).abs() < 1e-9);
+        assert_eq!(b.borrow().penalty(0, 6_000), 1.0);
+        // Having just read it, b does not write the same state back.
+        assert!(b.borrow().due_writes(6_000).is_empty());
+        assert!(!b.borrow().refresh_due(7_000));
+        assert!(b.borrow().refresh_due(16_000));
+    }
+
+    #[test]
+    fn writes_merge_with_newer_shared_state() {
+        let store = MemoryStore::default();
+        let a = states();
+        let b = states();
+        a.borrow_mut().record_failure(0, 1_000);
+        block_on(flush(&a, &store, 1_000));
+        // b saw a success later than a's failure, and a second failure; then a success.
+        b.borrow_mut().record_failure(0, 2_000);
+        b.borrow_mut().record_failure(0, 2_000);
+        block_on(flush(&b, &store, 2_000));
+        let shared: FailureRecord = serde_json::from_str(&store.data.borrow()[&key_for("a")]).unwrap();
+        assert_eq!(shared.last_failure_ms, 2_000);
+        assert!(shared.failures >= 2.0);
+    }
+}

@@ -1,0 +1,49 @@
+//! The upstream HTTP trait: how the core sends a request to a provider.
+//!
+//! An attempt yields a response head whose body is read separately, so the
+//! non-streaming path reads it whole while a streaming path can forward it.
+//! The edge implements this with the Workers fetch API; tests use scripted fakes.
+
+/// A request to a provider, built by an adapter in `providers`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamRequest {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+}
+
+/// Transport-level failure (no usable HTTP response).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransportError {
+    /// Nothing (or no complete body) arrived before the deadline.
+    Timeout,
+    /// Connection refused, reset, DNS failure...
+    Connect(String),
+}
+
+/// A response head: status and the few headers the gateway acts on.
+#[derive(Debug)]
+pub struct UpstreamHead<B> {
+    pub status: u16,
+    /// `retry-after` (seconds or an HTTP date).
+    pub retry_after: Option<String>,
+    /// `retry-after-ms` (OpenAI and Anthropic send it).
+    pub retry_after_ms: Option<String>,
+    pub content_type: Option<String>,
+    pub body: B,
+}
+
+/// A response body not yet read.
+pub trait UpstreamBody {
+    /// Reads the whole body as text, giving up at `deadline_ms` (clock time).
+    async fn text(self, deadline_ms: u64) -> Result<String, TransportError>;
+}
+
+/// Sends requests upstream.
+pub trait Upstream {
+    type Body: UpstreamBody;
+    /// Sends `req` and waits for the response head until `deadline_ms`
+    /// (clock time), after which the attempt is abandoned as a timeout.
+    async fn send(&self, req: &UpstreamRequest, deadline_ms: u64) -> Result<UpstreamHead<Self::Body>, TransportError>;
+}

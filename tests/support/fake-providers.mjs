@@ -1,0 +1,978 @@
+// Fake LLM providers on 127.0.0.1 that speak the real wire formats of OpenAI
+// Chat Completions, Anthropic Messages and Cohere Chat v2. Response bodies are
+// built from the shapes recorded in tests/fixtures/ (see MAPPING.md), and the
+// error bodies are the recorded ones.
+//
+//   const p = await startFakeProvider({ format: 'anthropic', name: 'claude' });
+//   p.baseUrl            // what goes into the gateway config's base_url
+//   p.script({ type: 'error', status: 500 }, { type: 'ok' })
+//   p.setDefault({ type: 'hang' })
+//   p.requests / p.chats // everything received / only chat requests
+//   await p.close()
+//
+// Behaviours (one-shot ones from script() are consumed in order by chat
+// requests; the default applies once the script is empty):
+//   { type: 'ok', text?, delayMs?, toolCall?: { name, arguments }, chunks?, chunkDelayMs? }
+//   { type: 'error', status, body?, headers?, delayMs? }
+//       body defaults to the provider's recorded error body for the status;
+//       the recorded headers (request ids, rate-limit headers) come along,
+//       except retry-after / retry-after-ms: timing headers are only sent when
+//       given, e.g. headers: { 'retry-after': '1' }. A header set to null is removed.
+//   { type: 'hang' }            accept the request and never answer
+//   { type: 'reset' }           destroy the socket before any response
+//   { type: 'malformed' }       200 with a truncated JSON body
+//   { type: 'context_length' }  the provider's 400 for an over-long prompt
+//   { type: 'content_policy' }  the provider's 400 for refused content
+//   { type: 'stream', chunks?, chunkDelayMs?, cutAfter?, stallAfter?, malformedAt?,
+//     errorEventAfter?, noDone?, firstByteDelayMs?, text?, toolCall? }
+//       an SSE stream with faults; every "after N" counts content deltas
+//       (text pieces), the head of the stream (role chunk / message_start /
+//       content_block_start) always goes out first.
+//         cutAfter: N         destroy the socket after N deltas (no terminator)
+//         stallAfter: N       stop writing after N deltas, keep the connection open
+//         malformedAt: N      delta number N (0-based) is broken JSON
+//         errorEventAfter: N  the provider's in-stream error after N deltas, then end
+//         noDone: true        leave out the terminator ([DONE] / message_stop)
+//         firstByteDelayMs    wait this long before sending the response head
+// A stream:true request with { type: 'ok' } gets a well-formed stream.
+//
+// Admin API on the same server (for humans using `npm start`):
+//   POST /__fake/behaviour   JSON behaviour -> the default
+//   POST /__fake/script      JSON array of behaviours -> the script
+//   GET  /__fake/requests    { count, chats, last: [...] }
+//   POST /__fake/reset       clears requests and script, default back to ok
+
+import http from 'node:http';
+import { readFileSync } from 'node:fs';
+import { randomUUID, randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures');
+
+function fixture(rel) {
+  return JSON.parse(readFileSync(path.join(FIXTURES, rel), 'utf8'));
+}
+
+export const FORMATS = ['openai', 'anthropic', 'cohere'];
+
+// Recorded error envelopes ({status, headers, body}) per format and status.
+const ERROR_FIXTURES = {
+  openai: {
+    400: 'openai/error_400_context_length_exceeded.json',
+    401: 'openai/error_401_invalid_api_key.json',
+    429: 'openai/error_429_rate_limit_exceeded.json',
+    500: 'openai/error_500_server_error.json',
+    503: 'openai/error_503_overloaded.json',
+  },
+  anthropic: {
+    400: 'anthropic/error_400_invalid_request.json',
+    401: 'anthropic/error_401_authentication.json',
+    404: 'anthropic/error_404_not_found.json',
+    429: 'anthropic/error_429_rate_limit.json',
+    500: 'anthropic/error_500_api_error.json',
+    529: 'anthropic/error_529_overloaded.json',
+  },
+  cohere: {
+    400: 'cohere/error_400_invalid_request.json',
+    401: 'cohere/error_401_unauthorized.json',
+    429: 'cohere/error_429_rate_limit.json',
+    500: 'cohere/error_500_internal.json',
+  },
+};
+
+const CONTEXT_FIXTURES = {
+  openai: 'openai/error_400_context_length_exceeded.json',
+  anthropic: 'anthropic/error_400_prompt_too_long.json',
+  cohere: 'cohere/error_400_too_many_tokens.json',
+};
+
+const MODELS_FIXTURES = {
+  openai: 'openai/models_list.json',
+  anthropic: 'anthropic/models_list.json',
+  cohere: 'cohere/models_list.json',
+};
+
+// Content-policy refusals. No fixture records these; the wording follows
+// public reports of real bodies and is illustrative, the shapes are each
+// provider's error envelope (MAPPING.md section 7).
+const CONTENT_POLICY = {
+  openai: {
+    error: {
+      message:
+        'Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system.',
+      type: 'invalid_request_error',
+      param: null,
+      code: 'content_policy_violation',
+    },
+  },
+  anthropic: {
+    type: 'error',
+    error: { type: 'invalid_request_error', message: 'Output blocked by content filtering policy' },
+    request_id: null,
+  },
+  cohere: {
+    id: null,
+    message:
+      'blocked input: please adjust your prompt and try again, as it may be a potential violation of our Usage Guidelines (https://docs.cohere.com/docs/usage-guidelines).',
+  },
+};
+
+// Anthropic error type for each status (SDK shared/error_type.py).
+const ANTHROPIC_ERROR_TYPES = {
+  400: 'invalid_request_error',
+  401: 'authentication_error',
+  402: 'billing_error',
+  403: 'permission_error',
+  404: 'not_found_error',
+  413: 'request_too_large',
+  429: 'rate_limit_error',
+  500: 'api_error',
+  504: 'timeout_error',
+  529: 'overloaded_error',
+};
+
+const STATUS_TEXT = {
+  400: 'Bad request',
+  401: 'Unauthorized',
+  402: 'Payment required',
+  403: 'Forbidden',
+  404: 'Not found',
+  408: 'Request timeout',
+  409: 'Conflict',
+  413: 'Request too large',
+  422: 'Unprocessable entity',
+  429: 'Too many requests',
+  500: 'Internal server error',
+  502: 'Bad gateway',
+  503: 'Service unavailable',
+  504: 'Gateway timeout',
+  529: 'Overloaded',
+};
+
+// ------------------------------------------------------------------ helpers
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function headerPairsToObject(pairs) {
+  const out = {};
+  for (const [k, v] of pairs || []) out[k.toLowerCase()] = v;
+  return out;
+}
+
+function hex(n) {
+  return randomBytes(Math.ceil(n / 2)).toString('hex').slice(0, n);
+}
+
+function alnum(n) {
+  const abc = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+  const bytes = randomBytes(n);
+  let s = '';
+  for (let i = 0; i < n; i++) s += abc[bytes[i] % abc.length];
+  return s;
+}
+
+/** Rough token count of a text (about 4 characters per token). */
+function tokensOf(text) {
+  if (!text) return 0;
+  return Math.max(1, Math.round(text.length / 4));
+}
+
+/** All the text in a request's messages/system/tools, for a prompt token estimate. */
+function requestText(body) {
+  if (!body || typeof body !== 'object') return '';
+  const parts = [];
+  const walk = (v) => {
+    if (typeof v === 'string') parts.push(v);
+    else if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        if (k === 'data' || k === 'url') continue; // images are not text
+        walk(x);
+      }
+    }
+  };
+  walk(body.system);
+  walk(body.messages);
+  if (body.tools) parts.push(JSON.stringify(body.tools));
+  return parts.join(' ');
+}
+
+function promptTokens(body) {
+  const n = Array.isArray(body?.messages) ? body.messages.length : 1;
+  return tokensOf(requestText(body)) + 3 * n + 5;
+}
+
+/** Splits text into `n` pieces (or into words when n is not given). */
+function splitText(text, n) {
+  if (!n) {
+    const words = text.match(/\s*\S+/g) || [text];
+    return words;
+  }
+  n = Math.max(1, Math.min(n, Math.max(1, text.length)));
+  const size = Math.ceil(text.length / n);
+  const out = [];
+  for (let i = 0; i < n; i++) out.push(text.slice(i * size, (i + 1) * size));
+  // Always n pieces, even if the last ones are empty-ish: pad with a space.
+  return out.map((p) => (p === '' ? ' ' : p));
+}
+
+function splitString(s, n) {
+  const size = Math.max(1, Math.ceil(s.length / n));
+  const out = [];
+  for (let i = 0; i < s.length; i += size) out.push(s.slice(i, i + size));
+  return out.length ? out : [''];
+}
+
+function argsString(args) {
+  if (args === undefined) return '{}';
+  return typeof args === 'string' ? args : JSON.stringify(args);
+}
+
+function argsObject(args) {
+  if (args === undefined) return {};
+  if (typeof args === 'string') {
+    try {
+      return JSON.parse(args);
+    } catch {
+      return {};
+    }
+  }
+  return args;
+}
+
+function hasTools(body) {
+  return Array.isArray(body?.tools) && body.tools.length > 0;
+}
+
+// ------------------------------------------------------------ response bodies
+
+/** The reply facts every format renders its own way. */
+function replyFacts(fmt, name, behaviour, reqBody) {
+  const text = behaviour.text ?? `Hello from ${name}`;
+  const toolCall = behaviour.toolCall && hasTools(reqBody) ? behaviour.toolCall : null;
+  const model = typeof reqBody?.model === 'string' ? reqBody.model : 'unknown-model';
+  const input = promptTokens(reqBody);
+  let output = tokensOf(text) + 1;
+  if (toolCall) output += tokensOf(toolCall.name) + tokensOf(argsString(toolCall.arguments)) + 10;
+  return { text, explicitText: behaviour.text !== undefined, toolCall, model, input, output };
+}
+
+function openaiCompletion(f) {
+  const message = { role: 'assistant', content: f.text, refusal: null, annotations: [] };
+  let finish = 'stop';
+  if (f.toolCall) {
+    message.content = f.explicitText ? f.text : null;
+    message.tool_calls = [
+      {
+        id: `call_${alnum(24)}`,
+        type: 'function',
+        function: { name: f.toolCall.name, arguments: argsString(f.toolCall.arguments) },
+      },
+    ];
+    finish = 'tool_calls';
+  }
+  return {
+    id: `chatcmpl-${alnum(29)}`,
+    object: 'chat.completion',
+    created: Math.floor(Date.now() / 1000),
+    model: f.model,
+    choices: [{ index: 0, message, logprobs: null, finish_reason: finish }],
+    usage: {
+      prompt_tokens: f.input,
+      completion_tokens: f.output,
+      total_tokens: f.input + f.output,
+      prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+      completion_tokens_details: {
+        reasoning_tokens: 0,
+        audio_tokens: 0,
+        accepted_prediction_tokens: 0,
+        rejected_prediction_tokens: 0,
+      },
+    },
+    service_tier: 'default',
+    system_fingerprint: `fp_${hex(10)}`,
+  };
+}
+
+function anthropicMessage(f) {
+  const content = [];
+  let stop = 'end_turn';
+  if (!f.toolCall || f.explicitText) content.push({ type: 'text', text: f.text });
+  if (f.toolCall) {
+    content.push({ type: 'tool_use', id: `toolu_${alnum(24)}`, name: f.toolCall.name, input: argsObject(f.toolCall.arguments) });
+    stop = 'tool_use';
+  }
+  return {
+    model: f.model,
+    id: `msg_${alnum(24)}`,
+    type: 'message',
+    role: 'assistant',
+    content,
+    stop_reason: stop,
+    stop_sequence: null,
+    usage: {
+      input_tokens: f.input,
+      cache_creation_input_tokens: 0,
+      cache_read_input_tokens: 0,
+      cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 0 },
+      output_tokens: f.output,
+      service_tier: 'standard',
+      inference_geo: 'not_available',
+    },
+  };
+}
+
+function cohereChat(f) {
+  const message = { role: 'assistant' };
+  let finish = 'COMPLETE';
+  if (f.toolCall) {
+    message.tool_plan = f.explicitText ? f.text : `I will use the ${f.toolCall.name} tool.`;
+    message.tool_calls = [
+      {
+        id: `${f.toolCall.name}_${alnum(12).toLowerCase()}`,
+        type: 'function',
+        function: { name: f.toolCall.name, arguments: argsString(f.toolCall.arguments) },
+      },
+    ];
+    finish = 'TOOL_CALL';
+  } else {
+    message.content = [{ type: 'text', text: f.text }];
+  }
+  return {
+    id: randomUUID(),
+    message,
+    finish_reason: finish,
+    usage: {
+      billed_units: { input_tokens: f.input, output_tokens: f.output },
+      tokens: { input_tokens: f.input + 66, output_tokens: f.output },
+    },
+  };
+}
+
+const COMPLETION = { openai: openaiCompletion, anthropic: anthropicMessage, cohere: cohereChat };
+
+// ---------------------------------------------------------------- SSE events
+
+/**
+ * A stream as a list of events: { sse: string, delta: boolean }. `delta`
+ * marks the content pieces that the fault options count.
+ */
+function streamEvents(fmt, f, behaviour, reqBody) {
+  const pieces = splitText(f.text, behaviour.chunks);
+  if (fmt === 'openai') return openaiStream(f, pieces, reqBody);
+  if (fmt === 'anthropic') return anthropicStream(f, pieces, behaviour);
+  return cohereStream(f, pieces, behaviour);
+}
+
+const dataLine = (obj) => `data: ${JSON.stringify(obj)}\n\n`;
+const eventLine = (type, obj) => `event: ${type}\ndata: ${JSON.stringify(obj)}\n\n`;
+
+function openaiStream(f, pieces, reqBody) {
+  const includeUsage = reqBody?.stream_options?.include_usage === true;
+  const base = {
+    id: `chatcmpl-${alnum(29)}`,
+    object: 'chat.completion.chunk',
+    created: Math.floor(Date.now() / 1000),
+    model: f.model,
+    service_tier: 'default',
+    system_fingerprint: `fp_${hex(10)}`,
+  };
+  const chunk = (choices, extra = {}) => ({ ...base, choices, ...(includeUsage ? { usage: null } : {}), ...extra });
+  const choice = (delta, finish = null) => ({ index: 0, delta, logprobs: null, finish_reason: finish });
+  const ev = [];
+  if (f.toolCall) {
+    const args = argsString(f.toolCall.arguments);
+    ev.push({
+      sse: dataLine(
+        chunk([
+          choice({
+            role: 'assistant',
+            content: null,
+            tool_calls: [
+              { index: 0, id: `call_${alnum(24)}`, type: 'function', function: { name: f.toolCall.name, arguments: '' } },
+            ],
+            refusal: null,
+          }),
+        ]),
+      ),
+      delta: false,
+    });
+    for (const p of splitString(args, pieces.length)) {
+      ev.push({ sse: dataLine(chunk([choice({ tool_calls: [{ index: 0, function: { arguments: p } }] })])), delta: true });
+    }
+    ev.push({ sse: dataLine(chunk([choice({}, 'tool_calls')])), delta: false });
+  } else {
+    ev.push({ sse: dataLine(chunk([choice({ role: 'assistant', content: '', refusal: null })])), delta: false });
+    for (const p of pieces) ev.push({ sse: dataLine(chunk([choice({ content: p })])), delta: true });
+    ev.push({ sse: dataLine(chunk([choice({}, 'stop')])), delta: false });
+  }
+  if (includeUsage) {
+    ev.push({
+      sse: dataLine({
+        ...base,
+        choices: [],
+        usage: {
+          prompt_tokens: f.input,
+          completion_tokens: f.output,
+          total_tokens: f.input + f.output,
+          prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+          completion_tokens_details: {
+            reasoning_tokens: 0,
+            audio_tokens: 0,
+            accepted_prediction_tokens: 0,
+            rejected_prediction_tokens: 0,
+          },
+        },
+      }),
+      delta: false,
+    });
+  }
+  ev.push({ sse: 'data: [DONE]\n\n', delta: false, terminator: true });
+  return ev;
+}
+
+function anthropicStream(f, pieces, behaviour) {
+  const ev = [];
+  const e = (type, obj, delta = false) => ev.push({ sse: eventLine(type, { type, ...obj }), delta });
+  e('message_start', {
+    message: {
+      id: `msg_${alnum(24)}`,
+      type: 'message',
+      role: 'assistant',
+      model: f.model,
+      content: [],
+      stop_reason: null,
+      stop_sequence: null,
+      usage: {
+        input_tokens: f.input,
+        cache_creation_input_tokens: 0,
+        cache_read_input_tokens: 0,
+        output_tokens: 1,
+        service_tier: 'standard',
+      },
+    },
+  });
+  let index = 0;
+  if (!f.toolCall || f.explicitText) {
+    e('content_block_start', { index, content_block: { type: 'text', text: '' } });
+    ev.push({ sse: 'event: ping\ndata: {"type": "ping"}\n\n', delta: false });
+    for (const p of pieces) e('content_block_delta', { index, delta: { type: 'text_delta', text: p } }, true);
+    e('content_block_stop', { index });
+    index++;
+  }
+  if (f.toolCall) {
+    e('content_block_start', {
+      index,
+      content_block: { type: 'tool_use', id: `toolu_${alnum(24)}`, name: f.toolCall.name, input: {} },
+    });
+    if (index === 0) ev.push({ sse: 'event: ping\ndata: {"type": "ping"}\n\n', delta: false });
+    e('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: '' } });
+    for (const p of splitString(JSON.stringify(argsObject(f.toolCall.arguments)), Math.max(2, pieces.length))) {
+      e('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: p } }, true);
+    }
+    e('content_block_stop', { index });
+  }
+  e('message_delta', {
+    delta: { stop_reason: f.toolCall ? 'tool_use' : 'end_turn', stop_sequence: null },
+    usage: { output_tokens: f.output },
+  });
+  ev.push({ sse: eventLine('message_stop', { type: 'message_stop' }), delta: false, terminator: true });
+  return ev;
+}
+
+function cohereStream(f, pieces) {
+  const ev = [];
+  const e = (type, obj, delta = false) => ev.push({ sse: eventLine(type, { type, ...obj }), delta });
+  e('message-start', { id: randomUUID(), delta: { message: { role: 'assistant' } } });
+  if (f.toolCall) {
+    const plan = f.explicitText ? f.text : `I will use the ${f.toolCall.name} tool.`;
+    for (const p of splitText(plan)) e('tool-plan-delta', { delta: { message: { tool_plan: p } } });
+    e('tool-call-start', {
+      index: 0,
+      delta: {
+        message: {
+          tool_calls: {
+            id: `${f.toolCall.name}_${alnum(12).toLowerCase()}`,
+            type: 'function',
+            function: { name: f.toolCall.name, arguments: '' },
+          },
+        },
+      },
+    });
+    for (const p of splitString(argsString(f.toolCall.arguments), pieces.length)) {
+      e('tool-call-delta', { index: 0, delta: { message: { tool_calls: { function: { arguments: p } } } } }, true);
+    }
+    e('tool-call-end', { index: 0 });
+  } else {
+    e('content-start', { index: 0, delta: { message: { content: { type: 'text', text: '' } } } });
+    for (const p of pieces) e('content-delta', { index: 0, delta: { message: { content: { text: p } } } }, true);
+    e('content-end', { index: 0 });
+  }
+  e('message-end', {
+    delta: {
+      finish_reason: f.toolCall ? 'TOOL_CALL' : 'COMPLETE',
+      usage: {
+        billed_units: { input_tokens: f.input, output_tokens: f.output },
+        tokens: { input_tokens: f.input + 66, output_tokens: f.output },
+      },
+    },
+  });
+  ev.push({ sse: 'data: [DONE]\n\n', delta: false, terminator: true });
+  return ev;
+}
+
+/** The provider's error inside a stream (after a 200 head). */
+function inStreamError(fmt) {
+  if (fmt === 'anthropic') {
+    // Verbatim from Anthropic's streaming docs (anthropic/stream_error_overloaded.sse).
+    return 'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}\n\n';
+  }
+  if (fmt === 'openai') {
+    return dataLine({
+      error: {
+        message: 'The server had an error while processing your request. Sorry about that!',
+        type: 'server_error',
+        param: null,
+        code: null,
+      },
+    });
+  }
+  // Cohere documents no in-stream error event; a message-end with
+  // finish_reason ERROR is what a failed generation ends with (MAPPING.md 6).
+  return (
+    eventLine('message-end', {
+      type: 'message-end',
+      delta: { finish_reason: 'ERROR', usage: { billed_units: { input_tokens: 0, output_tokens: 0 }, tokens: { input_tokens: 0, output_tokens: 0 } } },
+    }) + 'data: [DONE]\n\n'
+  );
+}
+
+// ------------------------------------------------------------- error bodies
+
+/** {status, headers, body} for an error behaviour. */
+export function errorResponse(fmt, status, { body, headers } = {}) {
+  const rel = ERROR_FIXTURES[fmt][status];
+  let fix = rel ? fixture(rel) : null;
+  // OpenAI's only recorded 400 is the context-length one; a plain 400 gets a generic body.
+  if (fmt === 'openai' && status === 400) fix = null;
+  const outHeaders = { 'content-type': 'application/json' };
+  if (fix) {
+    for (const [k, v] of Object.entries(headerPairsToObject(fix.headers))) {
+      if (k === 'content-length' || k === 'retry-after' || k === 'retry-after-ms') continue;
+      outHeaders[k] = v;
+    }
+  } else {
+    Object.assign(outHeaders, defaultResponseHeaders(fmt));
+  }
+  for (const [k, v] of Object.entries(headers || {})) {
+    if (v === null || v === undefined) delete outHeaders[k.toLowerCase()];
+    else outHeaders[k.toLowerCase()] = String(v);
+  }
+  let outBody = body;
+  if (outBody === undefined) outBody = fix ? fix.body : genericErrorBody(fmt, status);
+  return { status, headers: outHeaders, body: outBody };
+}
+
+function genericErrorBody(fmt, status) {
+  const text = STATUS_TEXT[status] || `HTTP ${status}`;
+  if (fmt === 'openai') {
+    const type = status >= 500 ? 'server_error' : 'invalid_request_error';
+    return { error: { message: text, type, param: null, code: null } };
+  }
+  if (fmt === 'anthropic') {
+    const type = ANTHROPIC_ERROR_TYPES[status] || (status >= 500 ? 'api_error' : 'invalid_request_error');
+    return { type: 'error', error: { type, message: text }, request_id: `req_011C${alnum(20)}` };
+  }
+  return { id: randomUUID(), message: text.toLowerCase() };
+}
+
+function contextLengthResponse(fmt) {
+  const fix = fixture(CONTEXT_FIXTURES[fmt]);
+  const headers = headerPairsToObject(fix.headers);
+  delete headers['content-length'];
+  return { status: 400, headers, body: fix.body };
+}
+
+function contentPolicyResponse(fmt) {
+  return {
+    status: 400,
+    headers: { 'content-type': 'application/json', ...defaultResponseHeaders(fmt) },
+    body: structuredClone(CONTENT_POLICY[fmt]),
+  };
+}
+
+function defaultResponseHeaders(fmt) {
+  if (fmt === 'openai') {
+    return { 'x-request-id': `req_${hex(32)}`, 'openai-version': '2020-10-01', 'openai-processing-ms': '412' };
+  }
+  if (fmt === 'anthropic') {
+    return { 'request-id': `req_011C${alnum(20)}`, 'anthropic-organization-id': randomUUID() };
+  }
+  return { 'x-debug-trace-id': hex(32) };
+}
+
+// --------------------------------------------------------- request checking
+
+/**
+ * What the real API says to a request it cannot accept, or null. Only the
+ * checks that catch translation bugs: fields the API requires and shapes it
+ * rejects.
+ */
+function validateRequest(fmt, body, headers) {
+  const bad = (message) => {
+    if (fmt === 'openai') {
+      return { status: 400, body: { error: { message, type: 'invalid_request_error', param: null, code: null } } };
+    }
+    if (fmt === 'anthropic') {
+      return {
+        status: 400,
+        body: { type: 'error', error: { type: 'invalid_request_error', message }, request_id: `req_011C${alnum(20)}` },
+      };
+    }
+    return { status: 400, body: { id: randomUUID(), message: `invalid request: ${message}` } };
+  };
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    return bad('We could not parse the JSON body of your request.');
+  }
+  if (typeof body.model !== 'string' || !body.model) return bad('model: Field required');
+  if (!Array.isArray(body.messages) || body.messages.length === 0) return bad('messages: Field required');
+  if (fmt === 'anthropic') {
+    if (!headers['anthropic-version']) return bad('anthropic-version: header is required');
+    if (!Number.isInteger(body.max_tokens)) return bad('max_tokens: Field required');
+    for (const [i, m] of body.messages.entries()) {
+      if (m.role !== 'user' && m.role !== 'assistant') {
+        return bad(`messages.${i}.role: Input should be 'user' or 'assistant'`);
+      }
+      if (Array.isArray(m.content)) {
+        for (const [j, b] of m.content.entries()) {
+          if (b?.type === 'tool_use' && (typeof b.input !== 'object' || b.input === null || Array.isArray(b.input))) {
+            return bad(`messages.${i}.content.${j}.tool_use.input: Input should be a valid dictionary`);
+          }
+        }
+      }
+    }
+    if (Array.isArray(body.tools)) {
+      for (const [i, t] of body.tools.entries()) {
+        if (typeof t?.name !== 'string' || typeof t?.input_schema !== 'object') {
+          return bad(`tools.${i}.custom.input_schema: Field required`);
+        }
+      }
+    }
+  }
+  if (fmt === 'openai' || fmt === 'cohere') {
+    for (const [i, m] of body.messages.entries()) {
+      if (typeof m?.role !== 'string') return bad(`messages[${i}].role: Field required`);
+      if (Array.isArray(m.tool_calls)) {
+        for (const tc of m.tool_calls) {
+          if (typeof tc?.function?.arguments !== 'string') {
+            return bad(`messages[${i}].tool_calls: function.arguments must be a string`);
+          }
+        }
+      }
+    }
+  }
+  return null;
+}
+
+// ------------------------------------------------------------------- server
+
+const CHAT_PATHS = { openai: '/v1/chat/completions', anthropic: '/v1/messages', cohere: '/v2/chat' };
+
+/**
+ * Starts a fake provider.
+ * @param {{format: 'openai'|'anthropic'|'cohere', name?: string, port?: number, key?: string,
+ *          validate?: boolean, host?: string}} opts
+ */
+export async function startFakeProvider({ format, name, port = 0, key, validate = true, host = '127.0.0.1' }) {
+  if (!FORMATS.includes(format)) throw new Error(`unknown format ${format}`);
+  name = name ?? format;
+  const requests = [];
+  let queue = [];
+  let fallback = { type: 'ok' };
+  const sockets = new Set();
+  const timers = new Set();
+  let closed = false;
+
+  const later = (ms) =>
+    new Promise((resolve) => {
+      const t = setTimeout(() => {
+        timers.delete(t);
+        resolve();
+      }, ms);
+      timers.add(t);
+    });
+
+  const nextBehaviour = () => (queue.length ? queue.shift() : fallback);
+
+  const sendJson = (res, status, body, headers = {}) => {
+    if (res.destroyed || res.headersSent) return;
+    const text = typeof body === 'string' ? body : JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', ...headers, 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  };
+
+  const server = http.createServer(async (req, res) => {
+    const at = performance.now();
+    res.on('error', () => {});
+    req.on('error', () => {});
+    let raw = '';
+    try {
+      for await (const chunk of req) raw += chunk;
+    } catch {
+      return;
+    }
+    const url = new URL(req.url, 'http://x');
+
+    if (url.pathname.startsWith('/__fake/')) return admin(req, res, url.pathname, raw);
+
+    let body = raw;
+    if (raw) {
+      try {
+        body = JSON.parse(raw);
+      } catch {
+        body = raw;
+      }
+    }
+    const isChat = req.method === 'POST' && url.pathname === CHAT_PATHS[format];
+    const isModels = req.method === 'GET' && url.pathname === '/v1/models';
+    requests.push({
+      at,
+      method: req.method,
+      path: url.pathname,
+      headers: { ...req.headers },
+      body,
+      kind: isChat ? 'chat' : isModels ? 'models' : 'other',
+    });
+
+    if (key !== undefined && !authorised(req.headers)) {
+      const r = errorResponse(format, 401);
+      return sendJson(res, r.status, r.body, r.headers);
+    }
+    if (isModels) return sendJson(res, 200, fixture(MODELS_FIXTURES[format]), defaultResponseHeaders(format));
+    if (!isChat) {
+      const r = errorResponse(format, 404, {
+        body:
+          format === 'openai'
+            ? { error: { message: `Invalid URL (${req.method} ${url.pathname})`, type: 'invalid_request_error', param: null, code: null } }
+            : format === 'anthropic'
+              ? { type: 'error', error: { type: 'not_found_error', message: 'Not Found' }, request_id: null }
+              : { message: 'not found' },
+      });
+      return sendJson(res, r.status, r.body, r.headers);
+    }
+
+    const behaviour = nextBehaviour();
+    try {
+      await respond(req, res, behaviour, body);
+    } catch (e) {
+      if (!res.headersSent && !res.destroyed) sendJson(res, 500, { error: { message: `fake provider bug: ${e.message}` } });
+      else res.destroy();
+    }
+  });
+
+  function authorised(h) {
+    if (format === 'anthropic') return h['x-api-key'] === key;
+    const auth = h['authorization'] || '';
+    return /^bearer /i.test(auth) && auth.slice(7) === key;
+  }
+
+  async function respond(req, res, b, body) {
+    const type = b?.type ?? 'ok';
+    const wantsStream = typeof body === 'object' && body?.stream === true;
+
+    if (type === 'hang') return; // the socket stays open until the client gives up or close()
+    if (type === 'reset') {
+      req.socket.destroy();
+      return;
+    }
+    if (b.delayMs) await later(b.delayMs);
+    if (closed || res.destroyed) return;
+
+    if (type === 'error') {
+      const r = errorResponse(format, b.status ?? 500, { body: b.body, headers: b.headers });
+      return sendJson(res, r.status, r.body, r.headers);
+    }
+    if (type === 'context_length') {
+      const r = contextLengthResponse(format);
+      return sendJson(res, r.status, r.body, r.headers);
+    }
+    if (type === 'content_policy') {
+      const r = contentPolicyResponse(format);
+      return sendJson(res, r.status, r.body, r.headers);
+    }
+
+    if (validate && (type === 'ok' || type === 'stream' || type === 'malformed')) {
+      const problem = validateRequest(format, body, req.headers);
+      if (problem) return sendJson(res, problem.status, problem.body, defaultResponseHeaders(format));
+    }
+
+    const facts = replyFacts(format, name, b, body);
+    if (type === 'malformed') {
+      const text = JSON.stringify(COMPLETION[format](facts));
+      return sendJson(res, 200, text.slice(0, Math.floor(text.length / 2)), defaultResponseHeaders(format));
+    }
+    if (type === 'stream' || (type === 'ok' && wantsStream)) return stream(res, b, facts, body);
+    if (type === 'ok') return sendJson(res, 200, COMPLETION[format](facts), defaultResponseHeaders(format));
+    return sendJson(res, 500, { error: { message: `fake provider: unknown behaviour type ${type}` } });
+  }
+
+  async function stream(res, b, facts, body) {
+    if (b.firstByteDelayMs) await later(b.firstByteDelayMs);
+    if (closed || res.destroyed) return;
+    const events = streamEvents(format, facts, b, body);
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      ...defaultResponseHeaders(format),
+    });
+    res.flushHeaders();
+    let deltas = 0;
+    let started = false; // reached the first content delta
+    const gap = b.chunkDelayMs ?? 0;
+    const due = (n) => n !== undefined && started && deltas >= n;
+    for (const ev of events) {
+      if (closed || res.destroyed) return;
+      if (ev.delta) started = true;
+      // Faults fire at the first event once N deltas are out: a delta, or the
+      // first event after the last delta when N equals the number of deltas.
+      if (due(b.cutAfter)) {
+        res.socket?.destroy();
+        return;
+      }
+      if (due(b.stallAfter)) return; // open until the client gives up or close()
+      if (due(b.errorEventAfter)) {
+        res.end(inStreamError(format));
+        return;
+      }
+      if (ev.terminator && b.noDone) break;
+      let sse = ev.sse;
+      if (ev.delta && b.malformedAt !== undefined && deltas === b.malformedAt) {
+        sse = sse.slice(0, Math.floor(sse.length / 2)).replace(/\n+$/, '') + '\n\n';
+      }
+      res.write(sse);
+      if (ev.delta) {
+        deltas++;
+        if (gap) await later(gap);
+      }
+    }
+    res.end();
+  }
+
+  async function admin(req, res, pathname, raw) {
+    let data;
+    if (raw) {
+      try {
+        data = JSON.parse(raw);
+      } catch {
+        return sendJson(res, 400, { error: 'body must be JSON' });
+      }
+    }
+    if (req.method === 'POST' && pathname === '/__fake/behaviour') {
+      if (!data || typeof data !== 'object' || Array.isArray(data)) return sendJson(res, 400, { error: 'send one behaviour object' });
+      fallback = data;
+      return sendJson(res, 200, { name, default: fallback });
+    }
+    if (req.method === 'POST' && pathname === '/__fake/script') {
+      if (!Array.isArray(data)) return sendJson(res, 400, { error: 'send a JSON array of behaviours' });
+      queue = [...data];
+      return sendJson(res, 200, { name, script: queue, default: fallback });
+    }
+    if (req.method === 'GET' && pathname === '/__fake/requests') {
+      return sendJson(res, 200, {
+        name,
+        count: requests.length,
+        chats: requests.filter((r) => r.kind === 'chat').length,
+        last: requests.slice(-5),
+      });
+    }
+    if (req.method === 'GET' && pathname === '/__fake/behaviour') {
+      return sendJson(res, 200, { name, script: queue, default: fallback });
+    }
+    if (req.method === 'POST' && pathname === '/__fake/reset') {
+      api.reset();
+      return sendJson(res, 200, { name, reset: true });
+    }
+    return sendJson(res, 404, { error: 'unknown admin endpoint' });
+  }
+
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+  });
+  server.keepAliveTimeout = 5000;
+
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const actualPort = server.address().port;
+  const origin = `http://${host}:${actualPort}`;
+
+  const api = {
+    name,
+    format,
+    port: actualPort,
+    origin,
+    baseUrl: format === 'openai' ? `${origin}/v1` : origin,
+    requests,
+    /** Only the chat requests (what behaviours apply to). */
+    get chats() {
+      return requests.filter((r) => r.kind === 'chat');
+    },
+    script(...behaviours) {
+      queue.push(...behaviours.flat());
+      return api;
+    },
+    setDefault(behaviour) {
+      fallback = behaviour ?? { type: 'ok' };
+      return api;
+    },
+    reset() {
+      requests.length = 0;
+      queue = [];
+      fallback = { type: 'ok' };
+      return api;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      for (const s of sockets) s.destroy();
+      server.closeAllConnections?.();
+      await new Promise((r) => server.close(() => r()));
+    },
+  };
+  return api;
+}
+
+/** Starts several fakes; `specs` is a list of startFakeProvider options. */
+export async function startFakeProviders(specs) {
+  const out = {};
+  for (const s of specs) out[s.name ?? s.format] = await startFakeProvider(s);
+  return out;
+}
+
+/** Parses an SSE body into [{event?, data}] (data left as the raw string). */
+export function parseSse(text) {
+  const out = [];
+  for (const block of text.split(/\n\n/)) {
+    if (!block.trim()) continue;
+    const ev = {};
+    const data = [];
+    for (const line of block.split('\n')) {
+      if (line.startsWith('event:')) ev.event = line.slice(6).trim();
+      else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+    }
+    ev.data = data.join('\n');
+    out.push(ev);
+  }
+  return out;
+}

@@ -1,0 +1,465 @@
+// Checks that the fake providers answer in the shapes recorded in tests/fixtures/.
+// Run: node --test tests/support/
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startFakeProvider, parseSse } from './fake-providers.mjs';
+
+const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures');
+const json = (rel) => JSON.parse(readFileSync(path.join(FIXTURES, rel), 'utf8'));
+const text = (rel) => readFileSync(path.join(FIXTURES, rel), 'utf8');
+
+const CHAT = { openai: '/chat/completions', anthropic: '/v1/messages', cohere: '/v2/chat' };
+
+/** Every key of `shape` is in `actual` with the same JSON kind (null in the fixture matches anything). */
+function assertShape(actual, shape, at = '$') {
+  if (shape === null) return;
+  const kind = (v) => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
+  assert.equal(kind(actual), kind(shape), `${at}: expected ${kind(shape)}, got ${kind(actual)} (${JSON.stringify(actual)})`);
+  if (Array.isArray(shape)) {
+    // Content arrays mix block types: compare each element with the recorded one of its type.
+    for (const [i, a] of shape.length ? actual.entries() : []) {
+      const same = shape.find((x) => x && a && typeof x === 'object' && x.type !== undefined && x.type === a.type);
+      assertShape(a, same ?? shape[0], `${at}[${i}]`);
+    }
+  } else if (kind(shape) === 'object') {
+    for (const k of Object.keys(shape)) {
+      assert.ok(k in actual, `${at}.${k} missing in ${JSON.stringify(actual)}`);
+      assertShape(actual[k], shape[k], `${at}.${k}`);
+    }
+  }
+}
+
+/** Event types of an SSE body, runs of the same type collapsed. */
+function eventKinds(sse, fmt) {
+  const out = [];
+  for (const ev of parseSse(sse)) {
+    let kind;
+    if (fmt === 'openai') {
+      if (ev.data === '[DONE]') kind = '[DONE]';
+      else {
+        const c = JSON.parse(ev.data);
+        if (c.choices.length === 0) kind = 'usage';
+        else if (c.choices[0].finish_reason) kind = 'finish';
+        else if (c.choices[0].delta.role) kind = 'role';
+        else kind = 'delta';
+      }
+    } else kind = ev.event ?? (ev.data === '[DONE]' ? '[DONE]' : 'data');
+    if (out[out.length - 1] !== kind) out.push(kind);
+  }
+  return out;
+}
+
+const fakes = {};
+before(async () => {
+  for (const format of ['openai', 'anthropic', 'cohere']) {
+    fakes[format] = await startFakeProvider({ format, name: `fake-${format}` });
+  }
+});
+after(async () => {
+  for (const f of Object.values(fakes)) await f.close();
+});
+
+function chatBody(format, extra = {}) {
+  const b = { model: `${format}-model-1`, messages: [{ role: 'user', content: 'What is the capital of France?' }], ...extra };
+  if (format === 'anthropic') b.max_tokens ??= 256;
+  return b;
+}
+
+function post(format, body, headers = {}, init = {}) {
+  const fake = fakes[format];
+  return fetch(fake.baseUrl + CHAT[format], {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    ...init,
+  });
+}
+
+const TOOLS = {
+  openai: [{ type: 'function', function: { name: 'get_weather', description: 'Weather', parameters: { type: 'object', properties: { location: { type: 'string' } } } } }],
+  cohere: [{ type: 'function', function: { name: 'get_weather', description: 'Weather', parameters: { type: 'object', properties: { location: { type: 'string' } } } } }],
+  anthropic: [{ name: 'get_weather', description: 'Weather', input_schema: { type: 'object', properties: { location: { type: 'string' } } } }],
+};
+
+describe('ok responses match the recorded shapes', () => {
+  const shapes = {
+    openai: 'openai/chat_response.json',
+    anthropic: 'anthropic/messages_response.json',
+    cohere: 'cohere/chat_response.json',
+  };
+  for (const format of ['openai', 'anthropic', 'cohere']) {
+    test(format, async () => {
+      const fake = fakes[format];
+      fake.reset();
+      const r = await post(format, chatBody(format));
+      assert.equal(r.status, 200);
+      assert.match(r.headers.get('content-type'), /application\/json/);
+      const body = await r.json();
+      assertShape(body, json(shapes[format]));
+      const textOf = {
+        openai: (b) => b.choices[0].message.content,
+        anthropic: (b) => b.content.map((c) => c.text).join(''),
+        cohere: (b) => b.message.content.map((c) => c.text).join(''),
+      }[format];
+      assert.equal(textOf(body), `Hello from fake-${format}`);
+      if (format !== 'cohere') assert.equal(body.model, `${format}-model-1`);
+      const usage = format === 'openai' ? body.usage.prompt_tokens : format === 'anthropic' ? body.usage.input_tokens : body.usage.billed_units.input_tokens;
+      assert.ok(usage > 0);
+      assert.equal(fake.requests.length, 1);
+      const rec = fake.requests[0];
+      assert.equal(rec.method, 'POST');
+      assert.equal(rec.body.model, `${format}-model-1`);
+      assert.equal(typeof rec.at, 'number');
+      assert.equal(rec.headers['content-type'], 'application/json');
+    });
+  }
+
+  const toolShapes = {
+    openai: 'openai/chat_response_tool_calls.json',
+    anthropic: 'anthropic/messages_response_tool_use.json',
+    cohere: 'cohere/chat_response_tool_calls_tool_plan.json',
+  };
+  for (const format of ['openai', 'anthropic', 'cohere']) {
+    test(`${format} tool call`, async () => {
+      const fake = fakes[format];
+      const args = { location: 'Paris', unit: 'celsius' };
+      fake.reset().script({ type: 'ok', text: 'Let me check.', toolCall: { name: 'get_weather', arguments: args } });
+      const r = await post(format, chatBody(format, { tools: TOOLS[format] }));
+      const body = await r.json();
+      assertShape(body, json(toolShapes[format]));
+      if (format === 'openai') {
+        assert.equal(body.choices[0].finish_reason, 'tool_calls');
+        assert.deepEqual(JSON.parse(body.choices[0].message.tool_calls[0].function.arguments), args);
+      } else if (format === 'anthropic') {
+        assert.equal(body.stop_reason, 'tool_use');
+        assert.deepEqual(body.content[1].input, args);
+      } else {
+        assert.equal(body.finish_reason, 'TOOL_CALL');
+        assert.equal(body.message.tool_calls[0].function.name, 'get_weather');
+      }
+    });
+  }
+
+  test('a toolCall without tools in the request is a plain answer', async () => {
+    fakes.openai.reset().script({ type: 'ok', toolCall: { name: 'x', arguments: {} } });
+    const body = await (await post('openai', chatBody('openai'))).json();
+    assert.equal(body.choices[0].finish_reason, 'stop');
+  });
+
+  test('models lists are the recorded ones', async () => {
+    for (const format of ['openai', 'anthropic', 'cohere']) {
+      const r = await fetch(`${fakes[format].origin}/v1/models`);
+      assert.deepEqual(await r.json(), json(`${format}/models_list.json`));
+    }
+  });
+});
+
+describe('errors are the recorded bodies', () => {
+  const cases = [
+    ['openai', 500, 'openai/error_500_server_error.json'],
+    ['openai', 503, 'openai/error_503_overloaded.json'],
+    ['openai', 429, 'openai/error_429_rate_limit_exceeded.json'],
+    ['anthropic', 500, 'anthropic/error_500_api_error.json'],
+    ['anthropic', 529, 'anthropic/error_529_overloaded.json'],
+    ['anthropic', 429, 'anthropic/error_429_rate_limit.json'],
+    ['cohere', 500, 'cohere/error_500_internal.json'],
+    ['cohere', 429, 'cohere/error_429_rate_limit.json'],
+  ];
+  for (const [format, status, rel] of cases) {
+    test(`${format} ${status}`, async () => {
+      fakes[format].reset().script({ type: 'error', status });
+      const r = await post(format, chatBody(format));
+      assert.equal(r.status, status);
+      assert.deepEqual(await r.json(), json(rel).body);
+      assert.equal(r.headers.get('retry-after'), null, 'timing headers only when asked');
+    });
+  }
+
+  test('retry-after given by the behaviour, other recorded headers kept', async () => {
+    fakes.anthropic.reset().script({ type: 'error', status: 429, headers: { 'retry-after': '1' } });
+    const r = await post('anthropic', chatBody('anthropic'));
+    assert.equal(r.status, 429);
+    assert.equal(r.headers.get('retry-after'), '1');
+    assert.equal(r.headers.get('x-should-retry'), 'true');
+    assert.equal(r.headers.get('anthropic-ratelimit-tokens-remaining'), '0');
+  });
+
+  test('statuses without a fixture get the provider envelope', async () => {
+    fakes.openai.reset().script({ type: 'error', status: 502 });
+    let body = await (await post('openai', chatBody('openai'))).json();
+    assert.equal(body.error.type, 'server_error');
+    fakes.anthropic.reset().script({ type: 'error', status: 503 });
+    body = await (await post('anthropic', chatBody('anthropic'))).json();
+    assert.equal(body.type, 'error');
+    assert.equal(body.error.type, 'api_error');
+    fakes.cohere.reset().script({ type: 'error', status: 503, body: { message: 'custom' } });
+    const r = await post('cohere', chatBody('cohere'));
+    assert.equal(r.status, 503);
+    assert.deepEqual(await r.json(), { message: 'custom' });
+  });
+
+  test('context length', async () => {
+    const fx = {
+      openai: 'openai/error_400_context_length_exceeded.json',
+      anthropic: 'anthropic/error_400_prompt_too_long.json',
+      cohere: 'cohere/error_400_too_many_tokens.json',
+    };
+    for (const format of ['openai', 'anthropic', 'cohere']) {
+      fakes[format].reset().script({ type: 'context_length' });
+      const r = await post(format, chatBody(format));
+      assert.equal(r.status, 400);
+      assert.deepEqual(await r.json(), json(fx[format]).body);
+    }
+  });
+
+  test('content policy', async () => {
+    fakes.openai.reset().script({ type: 'content_policy' });
+    let b = await (await post('openai', chatBody('openai'))).json();
+    assert.equal(b.error.code, 'content_policy_violation');
+    assertShape(b, json('openai/error_500_server_error.json').body);
+    fakes.anthropic.reset().script({ type: 'content_policy' });
+    b = await (await post('anthropic', chatBody('anthropic'))).json();
+    assert.equal(b.error.type, 'invalid_request_error');
+    assert.match(b.error.message, /content filtering/);
+    fakes.cohere.reset().script({ type: 'content_policy' });
+    const r = await post('cohere', chatBody('cohere'));
+    assert.equal(r.status, 400);
+    assert.match((await r.json()).message, /blocked/);
+  });
+
+  test('a key is checked with the provider auth header and 401 body', async () => {
+    const fx = {
+      openai: 'openai/error_401_invalid_api_key.json',
+      anthropic: 'anthropic/error_401_authentication.json',
+      cohere: 'cohere/error_401_unauthorized.json',
+    };
+    for (const format of ['openai', 'anthropic', 'cohere']) {
+      const fake = await startFakeProvider({ format, key: 'sk-test' });
+      try {
+        const url = fake.baseUrl + CHAT[format];
+        const headers = { 'content-type': 'application/json', 'anthropic-version': '2023-06-01' };
+        const body = JSON.stringify(chatBody(format));
+        let r = await fetch(url, { method: 'POST', headers, body });
+        assert.equal(r.status, 401);
+        assert.deepEqual(await r.json(), json(fx[format]).body);
+        const auth = format === 'anthropic' ? { 'x-api-key': 'sk-test' } : { authorization: 'Bearer sk-test' };
+        r = await fetch(url, { method: 'POST', headers: { ...headers, ...auth }, body });
+        assert.equal(r.status, 200);
+        await r.json();
+      } finally {
+        await fake.close();
+      }
+    }
+  });
+
+  test('requests the real API would refuse get its 400', async () => {
+    fakes.anthropic.reset();
+    let r = await post('anthropic', { model: 'm', messages: [{ role: 'user', content: 'hi' }] });
+    assert.equal(r.status, 400);
+    assert.match((await r.json()).error.message, /max_tokens/);
+    r = await post('anthropic', chatBody('anthropic'), { 'anthropic-version': '' });
+    assert.equal(r.status, 400);
+    r = await post('anthropic', chatBody('anthropic', { messages: [{ role: 'system', content: 'x' }, { role: 'user', content: 'y' }] }));
+    assert.equal(r.status, 400);
+    r = await post('openai', { messages: [] });
+    assert.equal(r.status, 400);
+  });
+});
+
+describe('streams follow the recorded event order', () => {
+  const fx = {
+    openai: 'openai/chat_stream_text_usage.sse',
+    anthropic: 'anthropic/stream_text.sse',
+    cohere: 'cohere/chat_stream_text.sse',
+  };
+  for (const format of ['openai', 'anthropic', 'cohere']) {
+    test(format, async () => {
+      fakes[format].reset().script({ type: 'ok', text: 'One two three four', chunks: 3 });
+      const extra = format === 'openai' ? { stream: true, stream_options: { include_usage: true } } : { stream: true };
+      const r = await post(format, chatBody(format, extra));
+      assert.equal(r.status, 200);
+      assert.match(r.headers.get('content-type'), /text\/event-stream/);
+      const sse = await r.text();
+      assert.deepEqual(eventKinds(sse, format), eventKinds(text(fx[format]), format));
+      const events = parseSse(sse);
+      // Each data line (but [DONE]) is JSON, and the fixture's event shapes hold.
+      const recorded = parseSse(text(fx[format]));
+      for (const ev of events) {
+        if (ev.data === '[DONE]') continue;
+        const d = JSON.parse(ev.data);
+        if (format !== 'openai') {
+          assert.equal(d.type, ev.event);
+          const same = recorded.find((x) => x.event === ev.event);
+          if (same && ev.event !== 'ping') assertShape(d, JSON.parse(same.data));
+        }
+      }
+      let joined = '';
+      for (const ev of events) {
+        if (ev.data === '[DONE]') continue;
+        const d = JSON.parse(ev.data);
+        if (format === 'openai') joined += d.choices[0]?.delta?.content ?? '';
+        if (format === 'anthropic' && d.type === 'content_block_delta') joined += d.delta.text;
+        if (format === 'cohere' && d.type === 'content-delta') joined += d.delta.message.content.text;
+      }
+      assert.equal(joined, 'One two three four');
+    });
+  }
+
+  test('openai without include_usage has no usage chunk', async () => {
+    fakes.openai.reset();
+    const sse = await (await post('openai', chatBody('openai', { stream: true }))).text();
+    assert.deepEqual(eventKinds(sse, 'openai'), ['role', 'delta', 'finish', '[DONE]']);
+  });
+
+  const toolFx = {
+    openai: 'openai/chat_stream_tool_calls.sse',
+    anthropic: 'anthropic/stream_sdk_tool_use.sse',
+    cohere: 'cohere/chat_stream_tool_calls.sse',
+  };
+  for (const format of ['openai', 'anthropic', 'cohere']) {
+    test(`${format} tool-call stream`, async () => {
+      fakes[format].reset().script({ type: 'ok', text: 'I will check.', toolCall: { name: 'get_weather', arguments: { location: 'Paris' } } });
+      const extra = format === 'openai' ? { stream: true, stream_options: { include_usage: true } } : { stream: true };
+      const sse = await (await post(format, chatBody(format, { ...extra, tools: TOOLS[format] }))).text();
+      const kinds = eventKinds(sse, format);
+      const want = eventKinds(text(toolFx[format]), format);
+      if (format === 'openai') {
+        // The recorded tool stream's first chunk carries the role and the tool call.
+        assert.deepEqual(kinds, want);
+      } else {
+        // Same events in the same order (our fake sends one tool call).
+        const dedupe = (k) => k.filter((x, i) => k.indexOf(x) === i);
+        assert.deepEqual(dedupe(kinds), dedupe(want));
+      }
+      let args = '';
+      for (const ev of parseSse(sse)) {
+        if (ev.data === '[DONE]') continue;
+        const d = JSON.parse(ev.data);
+        if (format === 'openai') args += d.choices[0]?.delta?.tool_calls?.[0]?.function?.arguments ?? '';
+        if (format === 'anthropic' && d.delta?.type === 'input_json_delta') args += d.delta.partial_json;
+        if (format === 'cohere' && d.type === 'tool-call-delta') args += d.delta.message.tool_calls.function.arguments;
+      }
+      assert.deepEqual(JSON.parse(args), { location: 'Paris' });
+    });
+  }
+});
+
+describe('faults', () => {
+  test('script is consumed in order, then the default applies', async () => {
+    const f = fakes.openai.reset();
+    f.script({ type: 'error', status: 500 }, { type: 'error', status: 503 });
+    f.setDefault({ type: 'error', status: 429 });
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await post('openai', chatBody('openai'))).status);
+    assert.deepEqual(statuses, [500, 503, 429, 429]);
+    f.reset();
+    assert.equal((await post('openai', chatBody('openai'))).status, 200);
+    assert.equal(f.chats.length, 1);
+  });
+
+  test('hang answers nothing until the client gives up', async () => {
+    const f = fakes.cohere.reset().script({ type: 'hang' });
+    const t0 = performance.now();
+    await assert.rejects(post('cohere', chatBody('cohere'), {}, { signal: AbortSignal.timeout(150) }));
+    assert.ok(performance.now() - t0 >= 140);
+    assert.equal(f.requests.length, 1);
+  });
+
+  test('reset destroys the connection', async () => {
+    fakes.anthropic.reset().script({ type: 'reset' });
+    await assert.rejects(post('anthropic', chatBody('anthropic')), (e) => e.cause?.code === 'UND_ERR_SOCKET' || /fetch failed/.test(e.message));
+  });
+
+  test('malformed is a 200 with truncated JSON', async () => {
+    fakes.openai.reset().script({ type: 'malformed' });
+    const r = await post('openai', chatBody('openai'));
+    assert.equal(r.status, 200);
+    const t = await r.text();
+    assert.ok(t.startsWith('{"id":"chatcmpl-'));
+    assert.throws(() => JSON.parse(t));
+  });
+
+  test('delayMs delays the answer', async () => {
+    fakes.openai.reset().script({ type: 'ok', delayMs: 120 });
+    const t0 = performance.now();
+    assert.equal((await post('openai', chatBody('openai'))).status, 200);
+    assert.ok(performance.now() - t0 >= 110);
+  });
+
+  test('stream cutAfter ends the connection mid-stream', async () => {
+    fakes.openai.reset().script({ type: 'stream', chunks: 4, cutAfter: 2 });
+    const r = await post('openai', chatBody('openai', { stream: true }));
+    assert.equal(r.status, 200);
+    await assert.rejects(r.text());
+  });
+
+  test('stream noDone leaves out the terminator', async () => {
+    for (const format of ['openai', 'anthropic', 'cohere']) {
+      fakes[format].reset().script({ type: 'stream', noDone: true });
+      const sse = await (await post(format, chatBody(format, { stream: true }))).text();
+      assert.ok(!sse.includes('[DONE]') && !sse.includes('message_stop'), sse);
+      assert.ok(sse.length > 0);
+    }
+  });
+
+  test('stream errorEventAfter sends the provider error event', async () => {
+    fakes.anthropic.reset().script({ type: 'stream', chunks: 3, errorEventAfter: 1 });
+    const sse = await (await post('anthropic', chatBody('anthropic', { stream: true }))).text();
+    const ev = parseSse(sse);
+    assert.equal(ev.filter((e) => e.event === 'content_block_delta').length, 1);
+    assert.equal(ev.at(-1).event, 'error');
+    assert.equal(JSON.parse(ev.at(-1).data).error.type, 'overloaded_error');
+  });
+
+  test('stream malformedAt breaks one event', async () => {
+    fakes.cohere.reset().script({ type: 'stream', chunks: 3, malformedAt: 1 });
+    const sse = await (await post('cohere', chatBody('cohere', { stream: true }))).text();
+    const bad = parseSse(sse).filter((e) => {
+      if (e.data === '[DONE]') return false;
+      try {
+        JSON.parse(e.data);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    assert.equal(bad.length, 1);
+  });
+
+  test('stream stallAfter stops after N deltas and keeps the connection open', async () => {
+    fakes.openai.reset().script({ type: 'stream', chunks: 4, stallAfter: 1, firstByteDelayMs: 20 });
+    const r = await post('openai', chatBody('openai', { stream: true }), {}, { signal: AbortSignal.timeout(300) });
+    const reader = r.body.getReader();
+    let got = '';
+    await assert.rejects(async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        got += Buffer.from(value).toString();
+      }
+    });
+    assert.equal(eventKinds(got, 'openai').join(','), 'role,delta');
+  });
+});
+
+describe('admin API', () => {
+  test('behaviour, script, requests, reset', async () => {
+    const f = fakes.cohere.reset();
+    const admin = (p, body) =>
+      fetch(`${f.origin}/__fake/${p}`, body === undefined ? {} : { method: 'POST', body: JSON.stringify(body) }).then((r) => r.json());
+    await admin('behaviour', { type: 'error', status: 503 });
+    assert.equal((await post('cohere', chatBody('cohere'))).status, 503);
+    await admin('script', [{ type: 'ok' }]);
+    assert.equal((await post('cohere', chatBody('cohere'))).status, 200);
+    assert.equal((await post('cohere', chatBody('cohere'))).status, 503);
+    const reqs = await admin('requests');
+    assert.equal(reqs.count, 3);
+    assert.equal(reqs.last.length, 3);
+    await admin('reset', {});
+    assert.equal((await post('cohere', chatBody('cohere'))).status, 200);
+    assert.equal(f.requests.length, 1, 'admin calls are not recorded');
+  });
+});
