@@ -27,7 +27,14 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, kind: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, kind, message: message.into(), param: None, code: None, attempts: None }
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+            code: None,
+            attempts: None,
+        }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(400, "invalid_request_error", message)
@@ -48,8 +55,14 @@ impl ApiError {
         let mut err = Map::new();
         err.insert("message".into(), Value::String(self.message.clone()));
         err.insert("type".into(), Value::String(self.kind.into()));
-        err.insert("param".into(), self.param.clone().map(Value::String).unwrap_or(Value::Null));
-        err.insert("code".into(), self.code.clone().map(Value::String).unwrap_or(Value::Null));
+        err.insert(
+            "param".into(),
+            self.param.clone().map(Value::String).unwrap_or(Value::Null),
+        );
+        err.insert(
+            "code".into(),
+            self.code.clone().map(Value::String).unwrap_or(Value::Null),
+        );
         if let Some(a) = &self.attempts {
             err.insert("attempts".into(), a.clone());
         }
@@ -259,7 +272,11 @@ pub enum ToolChoice {
     /// `none`, `auto` or `required`.
     Mode(ToolChoiceMode),
     /// `{"type":"function","function":{"name":...}}`
-    Named { #[serde(rename = "type")] kind: String, function: NamedFunction },
+    Named {
+        #[serde(rename = "type")]
+        kind: String,
+        function: NamedFunction,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -327,11 +344,15 @@ impl<'de> Deserialize<'de> for Stop {
                 .into_iter()
                 .map(|i| match i {
                     Value::String(s) => Ok(s),
-                    _ => Err(de::Error::custom("stop must be a string or an array of strings")),
+                    _ => Err(de::Error::custom(
+                        "stop must be a string or an array of strings",
+                    )),
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Stop::Many),
-            _ => Err(de::Error::custom("stop must be a string or an array of strings")),
+            _ => Err(de::Error::custom(
+                "stop must be a string or an array of strings",
+            )),
         }
     }
 }
@@ -376,12 +397,17 @@ impl ChatRequest {
                 }
                 return Err(ApiError::invalid_param(
                     path.clone(),
-                    format!("invalid value for `{path}`: {}", strip_position(&inner.to_string())),
+                    format!(
+                        "invalid value for `{path}`: {}",
+                        strip_position(&inner.to_string())
+                    ),
                 ));
             }
         };
         if de.end().is_err() {
-            return Err(ApiError::invalid("the request body has trailing characters after the JSON value"));
+            return Err(ApiError::invalid(
+                "the request body has trailing characters after the JSON value",
+            ));
         }
         req.validate()?;
         Ok(req)
@@ -389,28 +415,46 @@ impl ChatRequest {
 
     fn validate(&self) -> Result<(), ApiError> {
         if self.model.trim().is_empty() {
-            return Err(ApiError::invalid_param("model", "`model` must name a route or model"));
+            return Err(ApiError::invalid_param(
+                "model",
+                "`model` must name a route or model",
+            ));
         }
         if self.messages.is_empty() {
-            return Err(ApiError::invalid_param("messages", "`messages` must hold at least one message"));
+            return Err(ApiError::invalid_param(
+                "messages",
+                "`messages` must hold at least one message",
+            ));
         }
         range("temperature", self.temperature, 0.0, 2.0)?;
         range("top_p", self.top_p, 0.0, 1.0)?;
         range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)?;
         range("presence_penalty", self.presence_penalty, -2.0, 2.0)?;
-        for (name, v) in [("max_tokens", self.max_tokens), ("max_completion_tokens", self.max_completion_tokens)] {
+        for (name, v) in [
+            ("max_tokens", self.max_tokens),
+            ("max_completion_tokens", self.max_completion_tokens),
+        ] {
             if v == Some(0) {
-                return Err(ApiError::invalid_param(name, format!("`{name}` must be at least 1")));
+                return Err(ApiError::invalid_param(
+                    name,
+                    format!("`{name}` must be at least 1"),
+                ));
             }
         }
         if let Some(n) = self.n {
             if !(1..=128).contains(&n) {
-                return Err(ApiError::invalid_param("n", "`n` must be between 1 and 128"));
+                return Err(ApiError::invalid_param(
+                    "n",
+                    "`n` must be between 1 and 128",
+                ));
             }
         }
         if let Some(Stop::Many(v)) = &self.stop {
             if v.len() > 4 {
-                return Err(ApiError::invalid_param("stop", "`stop` holds at most 4 sequences"));
+                return Err(ApiError::invalid_param(
+                    "stop",
+                    "`stop` holds at most 4 sequences",
+                ));
             }
         }
         if let Some(tools) = &self.tools {
@@ -418,11 +462,17 @@ impl ChatRequest {
                 if t.kind != "function" {
                     return Err(ApiError::invalid_param(
                         format!("tools[{i}].type"),
-                        format!("unsupported tool type `{}`: only `function` tools are supported", t.kind),
+                        format!(
+                            "unsupported tool type `{}`: only `function` tools are supported",
+                            t.kind
+                        ),
                     ));
                 }
                 if t.function.name.is_empty() {
-                    return Err(ApiError::invalid_param(format!("tools[{i}].function.name"), "a tool needs a name"));
+                    return Err(ApiError::invalid_param(
+                        format!("tools[{i}].function.name"),
+                        "a tool needs a name",
+                    ));
                 }
             }
         }
@@ -460,11 +510,16 @@ impl ChatRequest {
         self.stream == Some(true)
     }
     pub fn has_images(&self) -> bool {
-        self.messages.iter().any(|m| m.content.as_ref().is_some_and(Content::has_image))
+        self.messages
+            .iter()
+            .any(|m| m.content.as_ref().is_some_and(Content::has_image))
     }
     pub fn uses_tools(&self) -> bool {
         self.tools.as_ref().is_some_and(|t| !t.is_empty())
-            || self.messages.iter().any(|m| m.role == Role::Tool || m.tool_calls.is_some())
+            || self
+                .messages
+                .iter()
+                .any(|m| m.role == Role::Tool || m.tool_calls.is_some())
     }
     pub fn wants_json(&self) -> bool {
         self.response_format
@@ -587,19 +642,28 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":"hot"}"#)
-            .unwrap_err();
+        let e = ChatRequest::parse(
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":"hot"}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.status, 400);
         assert_eq!(e.param.as_deref(), Some("temperature"));
-        let e = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"wizard","content":"hi"}]}"#).unwrap_err();
+        let e =
+            ChatRequest::parse(br#"{"model":"m","messages":[{"role":"wizard","content":"hi"}]}"#)
+                .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
         assert!(e.message.contains("wizard"), "{}", e.message);
-        let e = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":[{"type":"video"}]}]}"#)
-            .unwrap_err();
+        let e = ChatRequest::parse(
+            br#"{"model":"m","messages":[{"role":"user","content":[{"type":"video"}]}]}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].content[0].type"));
         let e = ChatRequest::parse(br#"{"model":"m","messages":[],"temperature":1}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages"));
-        let e = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"x"}],"top_p":7}"#).unwrap_err();
+        let e = ChatRequest::parse(
+            br#"{"model":"m","messages":[{"role":"user","content":"x"}],"top_p":7}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("top_p"));
         let e = ChatRequest::parse(b"{\"model\":").unwrap_err();
         assert_eq!(e.status, 400);
@@ -614,8 +678,10 @@ mod tests {
         .unwrap();
         assert_eq!(r.extra.get("logprobs"), Some(&Value::Bool(true)));
         assert_eq!(r.gateway.unwrap().order.unwrap(), vec!["b", "a"]);
-        let r = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"switchyard":{}}"#)
-            .unwrap();
+        let r = ChatRequest::parse(
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"switchyard":{}}"#,
+        )
+        .unwrap();
         let out = serde_json::to_string(&r).unwrap();
         assert!(!out.contains("switchyard"), "{out}");
     }

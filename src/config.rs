@@ -132,7 +132,12 @@ pub struct StateSettings {
 
 impl Default for StateSettings {
     fn default() -> Self {
-        StateSettings { failure_half_life_s: 300, refresh_interval_s: 10, min_write_interval_s: 10, kv_ttl_s: 86_400 }
+        StateSettings {
+            failure_half_life_s: 300,
+            refresh_interval_s: 10,
+            min_write_interval_s: 10,
+            kv_ttl_s: 86_400,
+        }
     }
 }
 
@@ -145,12 +150,19 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration at `{}`: {}", self.field, self.message)
+        write!(
+            f,
+            "invalid configuration at `{}`: {}",
+            self.field, self.message
+        )
     }
 }
 
 fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError { field: field.into(), message: message.into() }
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 // ------------------------------------------------------------ raw (serde) shape
@@ -252,10 +264,16 @@ impl RawPolicy {
             allow_client_order: self.allow_client_order.unwrap_or(base.allow_client_order),
         };
         if p.attempt_timeout_ms == 0 {
-            return Err(err(format!("{at}.attempt_timeout_ms"), "must be greater than 0"));
+            return Err(err(
+                format!("{at}.attempt_timeout_ms"),
+                "must be greater than 0",
+            ));
         }
         if p.deadline_ms < p.attempt_timeout_ms {
-            return Err(err(format!("{at}.deadline_ms"), "must be at least attempt_timeout_ms"));
+            return Err(err(
+                format!("{at}.deadline_ms"),
+                "must be at least attempt_timeout_ms",
+            ));
         }
         if p.max_attempts == 0 || p.max_attempts > MAX_ATTEMPTS_CAP {
             return Err(err(
@@ -264,7 +282,10 @@ impl RawPolicy {
             ));
         }
         if p.backoff_max_ms < p.backoff_base_ms {
-            return Err(err(format!("{at}.backoff_max_ms"), "must be at least backoff_base_ms"));
+            return Err(err(
+                format!("{at}.backoff_max_ms"),
+                "must be at least backoff_base_ms",
+            ));
         }
         Ok(p)
     }
@@ -276,7 +297,11 @@ impl Config {
         let mut de = serde_json::Deserializer::from_str(text);
         let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
-            let path = if path == "." || path == "?" { "SWITCHYARD_CONFIG".to_owned() } else { path };
+            let path = if path == "." || path == "?" {
+                "SWITCHYARD_CONFIG".to_owned()
+            } else {
+                path
+            };
             err(path, e.into_inner().to_string())
         })?;
         Self::validate(raw)
@@ -290,14 +315,25 @@ impl Config {
                 return Err(err(at, "provider names use letters, digits, '-' and '_'"));
             }
             let format = Format::parse(&p.format).ok_or_else(|| {
-                err(format!("{at}.format"), format!("unknown format `{}`: use openai, anthropic or cohere", p.format))
+                err(
+                    format!("{at}.format"),
+                    format!(
+                        "unknown format `{}`: use openai, anthropic or cohere",
+                        p.format
+                    ),
+                )
             })?;
             let base_url = p.base_url.trim_end_matches('/').to_owned();
-            if !(base_url.starts_with("https://") || base_url.starts_with("http://")) || base_url.len() < 10 {
+            if !(base_url.starts_with("https://") || base_url.starts_with("http://"))
+                || base_url.len() < 10
+            {
                 return Err(err(format!("{at}.base_url"), "must be an http(s) URL"));
             }
             if base_url.contains('?') || base_url.contains('#') {
-                return Err(err(format!("{at}.base_url"), "must not carry a query or fragment"));
+                return Err(err(
+                    format!("{at}.base_url"),
+                    "must not carry a query or fragment",
+                ));
             }
             if let Some(s) = &p.key_secret {
                 if s.is_empty() {
@@ -306,7 +342,9 @@ impl Config {
             }
             for h in p.headers.keys() {
                 let lower = h.to_ascii_lowercase();
-                if ["authorization", "x-api-key", "host", "content-length"].contains(&lower.as_str()) {
+                if ["authorization", "x-api-key", "host", "content-length"]
+                    .contains(&lower.as_str())
+                {
                     return Err(err(
                         format!("{at}.headers.{h}"),
                         "set keys through key_secret (a Worker secret), not a plain header",
@@ -321,8 +359,15 @@ impl Config {
                 format,
                 base_url,
                 key_secret: p.key_secret.clone(),
-                headers: p.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                anthropic_version: p.anthropic_version.clone().unwrap_or_else(|| "2023-06-01".to_owned()),
+                headers: p
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                anthropic_version: p
+                    .anthropic_version
+                    .clone()
+                    .unwrap_or_else(|| "2023-06-01".to_owned()),
                 default_max_tokens: p.default_max_tokens.unwrap_or(4096),
                 timeout_ms: p.timeout_ms,
             });
@@ -350,14 +395,23 @@ impl Config {
                 }
             };
             if r.targets.is_empty() {
-                return Err(err(format!("{at}.targets"), "a route needs at least one target"));
+                return Err(err(
+                    format!("{at}.targets"),
+                    "a route needs at least one target",
+                ));
             }
             let mut targets: Vec<Target> = Vec::new();
             for (i, t) in r.targets.iter().enumerate() {
                 let tat = format!("{at}.targets[{i}]");
-                let provider = providers.iter().position(|p| p.name == t.provider).ok_or_else(|| {
-                    err(format!("{tat}.provider"), format!("no provider named `{}` is configured", t.provider))
-                })?;
+                let provider = providers
+                    .iter()
+                    .position(|p| p.name == t.provider)
+                    .ok_or_else(|| {
+                        err(
+                            format!("{tat}.provider"),
+                            format!("no provider named `{}` is configured", t.provider),
+                        )
+                    })?;
                 if t.model.trim().is_empty() {
                     return Err(err(format!("{tat}.model"), "must name the upstream model"));
                 }
@@ -367,13 +421,26 @@ impl Config {
                 }
                 let cost = match &t.cost {
                     Some(c) => {
-                        if !(c.input.is_finite() && c.input >= 0.0 && c.output.is_finite() && c.output >= 0.0) {
-                            return Err(err(format!("{tat}.cost"), "prices must be non-negative numbers"));
+                        if !(c.input.is_finite()
+                            && c.input >= 0.0
+                            && c.output.is_finite()
+                            && c.output >= 0.0)
+                        {
+                            return Err(err(
+                                format!("{tat}.cost"),
+                                "prices must be non-negative numbers",
+                            ));
                         }
-                        Cost { input: c.input, output: c.output }
+                        Cost {
+                            input: c.input,
+                            output: c.output,
+                        }
                     }
                     None if strategy == Strategy::Cost => {
-                        return Err(err(format!("{tat}.cost"), "the cost strategy needs a price on every target"))
+                        return Err(err(
+                            format!("{tat}.cost"),
+                            "the cost strategy needs a price on every target",
+                        ))
                     }
                     None => Cost::default(),
                 };
@@ -393,16 +460,35 @@ impl Config {
                 }
                 let id = format!("{}/{}", t.provider, t.model);
                 if targets.iter().any(|x| x.id == id) {
-                    return Err(err(tat, format!("target `{id}` appears twice in the route")));
+                    return Err(err(
+                        tat,
+                        format!("target `{id}` appears twice in the route"),
+                    ));
                 }
                 let context_window = t.context_window.unwrap_or(8_192);
                 if context_window == 0 {
-                    return Err(err(format!("{tat}.context_window"), "must be greater than 0"));
+                    return Err(err(
+                        format!("{tat}.context_window"),
+                        "must be greater than 0",
+                    ));
                 }
-                targets.push(Target { id, provider, model: t.model.clone(), weight, cost, caps, context_window });
+                targets.push(Target {
+                    id,
+                    provider,
+                    model: t.model.clone(),
+                    weight,
+                    cost,
+                    caps,
+                    context_window,
+                });
             }
             let policy = r.policy.apply(base_policy, &format!("{at}.policy"))?;
-            routes.push(Route { name: name.clone(), strategy, targets, policy });
+            routes.push(Route {
+                name: name.clone(),
+                strategy,
+                targets,
+                policy,
+            });
         }
 
         let d = StateSettings::default();
@@ -417,12 +503,23 @@ impl Config {
             return Err(err("state.failure_half_life_s", "must be greater than 0"));
         }
         if state.min_write_interval_s < 1 {
-            return Err(err("state.min_write_interval_s", "must be at least 1 (KV allows one write per second per key)"));
+            return Err(err(
+                "state.min_write_interval_s",
+                "must be at least 1 (KV allows one write per second per key)",
+            ));
         }
         if state.kv_ttl_s < 60 {
-            return Err(err("state.kv_ttl_s", "must be at least 60 (KV's minimum expiration TTL)"));
+            return Err(err(
+                "state.kv_ttl_s",
+                "must be at least 60 (KV's minimum expiration TTL)",
+            ));
         }
-        Ok(Config { providers, routes, state, log_prompts: raw.log_prompts })
+        Ok(Config {
+            providers,
+            routes,
+            state,
+            log_prompts: raw.log_prompts,
+        })
     }
 
     pub fn route(&self, name: &str) -> Option<&Route> {
@@ -435,7 +532,9 @@ impl Config {
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 #[cfg(test)]
@@ -463,10 +562,16 @@ mod tests {
         let r = c.route("chat").unwrap();
         assert_eq!(r.strategy, Strategy::Weighted);
         assert_eq!(r.targets[0].id, "openai/gpt-4o-mini");
-        assert_eq!(c.provider_of(&r.targets[0]).base_url, "https://api.openai.com/v1");
+        assert_eq!(
+            c.provider_of(&r.targets[0]).base_url,
+            "https://api.openai.com/v1"
+        );
         assert!(r.targets[0].caps.vision && !r.targets[1].caps.vision);
         assert_eq!(r.policy.max_attempts, 4);
-        assert_eq!(r.policy.attempt_timeout_ms, 10_000, "global policy applies under the route's");
+        assert_eq!(
+            r.policy.attempt_timeout_ms, 10_000,
+            "global policy applies under the route's"
+        );
         assert_eq!(c.provider_of(&r.targets[1]).anthropic_version, "2023-06-01");
     }
 
@@ -476,14 +581,38 @@ mod tests {
 
     #[test]
     fn errors_name_the_offending_field() {
-        assert_eq!(field_of(&GOOD.replace("\"provider\":\"claude\"", "\"provider\":\"nope\"")), "routes.chat.targets[1].provider");
-        assert_eq!(field_of(&GOOD.replace("\"format\":\"anthropic\"", "\"format\":\"bard\"")), "providers.claude.format");
-        assert_eq!(field_of(&GOOD.replace("\"weighted\"", "\"random\"")), "routes.chat.strategy");
-        assert_eq!(field_of(&GOOD.replace("\"weight\":3", "\"weight\":-1")), "routes.chat.targets[0].weight");
-        assert_eq!(field_of(&GOOD.replace("\"vision\",", "\"telepathy\",")), "routes.chat.targets[0].capabilities[0]");
-        assert_eq!(field_of(&GOOD.replace("\"max_attempts\": 4", "\"max_attempts\": 400")), "routes.chat.policy.max_attempts");
-        assert_eq!(field_of(&GOOD.replace("\"weight\":1}", "\"weight\":1,\"wieght\":2}")), "routes.chat.targets[1].wieght");
-        assert_eq!(field_of(&GOOD.replace("https://api.anthropic.com", "ftp://x")), "providers.claude.base_url");
+        assert_eq!(
+            field_of(&GOOD.replace("\"provider\":\"claude\"", "\"provider\":\"nope\"")),
+            "routes.chat.targets[1].provider"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("\"format\":\"anthropic\"", "\"format\":\"bard\"")),
+            "providers.claude.format"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("\"weighted\"", "\"random\"")),
+            "routes.chat.strategy"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("\"weight\":3", "\"weight\":-1")),
+            "routes.chat.targets[0].weight"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("\"vision\",", "\"telepathy\",")),
+            "routes.chat.targets[0].capabilities[0]"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("\"max_attempts\": 4", "\"max_attempts\": 400")),
+            "routes.chat.policy.max_attempts"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("\"weight\":1}", "\"weight\":1,\"wieght\":2}")),
+            "routes.chat.targets[1].wieght"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace("https://api.anthropic.com", "ftp://x")),
+            "providers.claude.base_url"
+        );
         assert_eq!(field_of("{"), "SWITCHYARD_CONFIG");
         let e = Config::from_json(&GOOD.replace("\"weighted\"", "\"cost\"")).unwrap_err();
         assert_eq!(e.field, "routes.chat.targets[0].cost");

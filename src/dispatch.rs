@@ -87,7 +87,13 @@ pub fn redact(message: &str, key: Option<&str>) -> String {
     }
 }
 
-pub async fn dispatch<C, U, R, A>(plan: &Plan<'_>, clock: &C, upstream: &U, rng: &mut R, accept: &mut A) -> Dispatch<A::Output>
+pub async fn dispatch<C, U, R, A>(
+    plan: &Plan<'_>,
+    clock: &C,
+    upstream: &U,
+    rng: &mut R,
+    accept: &mut A,
+) -> Dispatch<A::Output>
 where
     C: Clock,
     U: Upstream,
@@ -129,7 +135,11 @@ where
             ));
             continue;
         }
-        let out = Outbound { provider, model: &target.model, api_key: key };
+        let out = Outbound {
+            provider,
+            model: &target.model,
+            api_key: key,
+        };
         let upstream_req = match providers::build_chat(&out, plan.request) {
             Ok(r) => r,
             Err(e) => {
@@ -151,7 +161,10 @@ where
                 match upstream.send(&upstream_req, attempt_deadline).await {
                     Ok(head) if (200..300).contains(&head.status) => {
                         let status = head.status;
-                        match accept.accept(target, provider, head, attempt_deadline).await {
+                        match accept
+                            .accept(target, provider, head, attempt_deadline)
+                            .await
+                        {
                             Ok(out) => Ok((status, out)),
                             Err(e) => Err((Some(status), e, None)),
                         }
@@ -164,28 +177,49 @@ where
                             clock.now_ms(),
                         );
                         let body = head.body.text(attempt_deadline).await.unwrap_or_default();
-                        Err((Some(status), providers::classify_error(provider.format, status, &body), ra))
+                        Err((
+                            Some(status),
+                            providers::classify_error(provider.format, status, &body),
+                            ra,
+                        ))
                     }
                     Err(TransportError::Timeout) => Err((
                         None,
-                        UpstreamError::new(ErrorKind::Timeout, format!("no response within {timeout} ms")),
+                        UpstreamError::new(
+                            ErrorKind::Timeout,
+                            format!("no response within {timeout} ms"),
+                        ),
                         None,
                     )),
-                    Err(TransportError::Connect(m)) => Err((None, UpstreamError::new(ErrorKind::Connect, m), None)),
+                    Err(TransportError::Connect(m)) => {
+                        Err((None, UpstreamError::new(ErrorKind::Connect, m), None))
+                    }
                 };
             let ended = clock.now_ms();
             let latency = ended.saturating_sub(now);
             match result {
                 Ok((status, output)) => {
-                    plan.states.borrow_mut().record_success(target.provider, ended);
+                    plan.states
+                        .borrow_mut()
+                        .record_success(target.provider, ended);
                     attempts.push(record(Some(status), None, latency, None));
-                    return Dispatch { attempts, outcome: Outcome::Served { target: ti, output } };
+                    return Dispatch {
+                        attempts,
+                        outcome: Outcome::Served { target: ti, output },
+                    };
                 }
                 Err((status, mut err, retry_after_ms)) => {
                     err.message = redact(&err.message, key);
-                    attempts.push(record(status, Some(err.kind), latency, Some(err.message.clone())));
+                    attempts.push(record(
+                        status,
+                        Some(err.kind),
+                        latency,
+                        Some(err.message.clone()),
+                    ));
                     if err.kind.counts_as_provider_failure() {
-                        plan.states.borrow_mut().record_failure(target.provider, ended);
+                        plan.states
+                            .borrow_mut()
+                            .record_failure(target.provider, ended);
                     }
                     let failure = Failure {
                         kind: err.kind,
@@ -209,7 +243,10 @@ where
                         Decision::ToClient => {
                             return Dispatch {
                                 attempts,
-                                outcome: Outcome::ToClient { status: status.unwrap_or(400), error: err },
+                                outcome: Outcome::ToClient {
+                                    status: status.unwrap_or(400),
+                                    error: err,
+                                },
                             };
                         }
                     }
@@ -218,7 +255,9 @@ where
         }
     }
 
-    let last_was_context = attempts.last().is_some_and(|a| a.kind == Some(ErrorKind::ContextLength));
+    let last_was_context = attempts
+        .last()
+        .is_some_and(|a| a.kind == Some(ErrorKind::ContextLength));
     let outcome = if let (Some((status, error)), true) = (context_error, last_was_context) {
         // The prompt is too long for every target left to try: the client
         // must shorten it, so say so rather than "all providers failed".

@@ -51,7 +51,9 @@ impl FailureRecord {
     /// The whole-number failure level, the unit in which changes are worth
     /// sharing (see `state.rs`).
     pub fn level(&self, now: u64, half_life_ms: u64) -> u32 {
-        self.effective(now, half_life_ms).min(MAX_PENALTY_FAILURES).floor() as u32
+        self.effective(now, half_life_ms)
+            .min(MAX_PENALTY_FAILURES)
+            .floor() as u32
     }
 
     /// Merges two views of the same provider. The newest success and failure
@@ -67,7 +69,12 @@ impl FailureRecord {
             self.effective(last_failure_ms, half_life_ms)
                 .max(other.effective(last_failure_ms, half_life_ms))
         };
-        FailureRecord { failures, last_failure_ms, last_success_ms, updated_ms }
+        FailureRecord {
+            failures,
+            last_failure_ms,
+            last_success_ms,
+            updated_ms,
+        }
     }
 }
 

@@ -34,7 +34,11 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(status: u16, body: String) -> Reply {
-        Reply { status, headers: Vec::new(), body }
+        Reply {
+            status,
+            headers: Vec::new(),
+            body,
+        }
     }
     pub fn error(e: &ApiError) -> Reply {
         Reply::json(e.status, e.to_json())
@@ -53,7 +57,10 @@ pub enum Endpoint {
 }
 
 pub fn endpoint(method: &str, path: &str) -> Endpoint {
-    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
     match (path, method) {
         ("/v1/chat/completions", "POST") => Endpoint::Chat,
         ("/v1/chat/completions", _) => Endpoint::MethodNotAllowed("POST"),
@@ -80,7 +87,12 @@ impl Gateway {
         let keys = config
             .providers
             .iter()
-            .map(|p| p.key_secret.as_deref().and_then(&secret).filter(|k| !k.is_empty()))
+            .map(|p| {
+                p.key_secret
+                    .as_deref()
+                    .and_then(&secret)
+                    .filter(|k| !k.is_empty())
+            })
             .collect();
         let states = RefCell::new(ProviderStates::new(
             config.providers.iter().map(|p| p.name.clone()).collect(),
@@ -96,7 +108,17 @@ impl Gateway {
             })).collect::<Vec<_>>(),
         })
         .to_string();
-        Gateway { config, keys, states, models_body }
+        Gateway {
+            config,
+            keys,
+            states,
+            models_body,
+        }
+    }
+
+    /// Whether provider `idx` has its API key (never the key itself).
+    pub fn has_key(&self, idx: usize) -> bool {
+        self.keys.get(idx).is_some_and(Option::is_some)
     }
 
     pub fn models(&self) -> Reply {
@@ -114,7 +136,9 @@ impl Gateway {
         rng: &mut R,
     ) -> Reply {
         let started = clock.now_ms();
-        let reply = self.chat_inner(body, order_header, log, clock, upstream, rng).await;
+        let reply = self
+            .chat_inner(body, order_header, log, clock, upstream, rng)
+            .await;
         log.status = reply.status;
         log.latency_ms = clock.now_ms().saturating_sub(started);
         reply
@@ -147,18 +171,33 @@ impl Gateway {
         };
         log.route = Some(route.name.clone());
         if self.config.log_prompts {
-            log.prompt = req.messages.last().and_then(|m| m.content.as_ref()).map(|c| c.text());
+            log.prompt = req
+                .messages
+                .last()
+                .and_then(|m| m.content.as_ref())
+                .map(|c| c.text());
         }
         if req.is_stream() {
             return client_error(
-                ApiError::invalid_param("stream", "streaming is not available on this gateway yet; send `stream: false`")
-                    .with_code("stream_unsupported"),
+                ApiError::invalid_param(
+                    "stream",
+                    "streaming is not available on this gateway yet; send `stream: false`",
+                )
+                .with_code("stream_unsupported"),
                 log,
             );
         }
-        let header_order: Option<Vec<String>> = order_header
-            .map(|h| h.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
-        let client_order = req.gateway.as_ref().and_then(|g| g.order.clone()).or(header_order);
+        let header_order: Option<Vec<String>> = order_header.map(|h| {
+            h.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        });
+        let client_order = req
+            .gateway
+            .as_ref()
+            .and_then(|g| g.order.clone())
+            .or(header_order);
         let needs = Needs::of(&req);
         let eligible = match selection::eligible(route, &needs, client_order.as_deref()) {
             Ok(e) => e,
@@ -204,8 +243,13 @@ impl Gateway {
                 log.outcome = "upstream_refused";
                 let last = d.attempts.last();
                 let who = last.map_or(String::new(), |a| format!("{} ({}): ", a.provider, a.model));
-                let status = if (400..500).contains(&status) { status } else { 400 };
-                let mut e = ApiError::invalid(format!("{who}{}", error.message)).with_code(error.kind.as_str());
+                let status = if (400..500).contains(&status) {
+                    status
+                } else {
+                    400
+                };
+                let mut e = ApiError::invalid(format!("{who}{}", error.message))
+                    .with_code(error.kind.as_str());
                 e.status = status;
                 if let Some(a) = last {
                     log.provider = Some(a.provider.clone());
@@ -245,7 +289,10 @@ pub fn exhausted_error(attempts: &[AttemptRecord]) -> ApiError {
     let kinds: Vec<ErrorKind> = attempts.iter().filter_map(|a| a.kind).collect();
     let status = if !kinds.is_empty() && kinds.iter().all(|k| *k == ErrorKind::Timeout) {
         504
-    } else if kinds.iter().any(|k| matches!(k, ErrorKind::RateLimited | ErrorKind::Overloaded)) {
+    } else if kinds
+        .iter()
+        .any(|k| matches!(k, ErrorKind::RateLimited | ErrorKind::Overloaded))
+    {
         503
     } else {
         502
@@ -263,9 +310,21 @@ pub fn exhausted_error(attempts: &[AttemptRecord]) -> ApiError {
     let message = if attempts.is_empty() {
         "no upstream attempt could be made within the request's bounds".to_owned()
     } else {
-        format!("all {} upstream attempts failed: {}", attempts.len(), summary.join("; "))
+        format!(
+            "all {} upstream attempts failed: {}",
+            attempts.len(),
+            summary.join("; ")
+        )
     };
-    let mut e = ApiError::new(status, if status == 504 { "timeout_error" } else { "upstream_error" }, message);
+    let mut e = ApiError::new(
+        status,
+        if status == 504 {
+            "timeout_error"
+        } else {
+            "upstream_error"
+        },
+        message,
+    );
     e.code = Some("all_providers_failed".into());
     e.attempts = Some(attempts_json(attempts, true));
     e
@@ -293,7 +352,10 @@ impl<B: UpstreamBody> Accept<B> for ReadWhole {
         deadline_ms: u64,
     ) -> Result<Completion, UpstreamError> {
         let text = head.body.text(deadline_ms).await.map_err(|e| match e {
-            TransportError::Timeout => UpstreamError::new(ErrorKind::Timeout, "the response body did not arrive in time"),
+            TransportError::Timeout => UpstreamError::new(
+                ErrorKind::Timeout,
+                "the response body did not arrive in time",
+            ),
             TransportError::Connect(m) => UpstreamError::new(ErrorKind::Connect, m),
         })?;
         let mut c = providers::parse_chat(provider.format, &text, self.now_s)
@@ -305,8 +367,13 @@ impl<B: UpstreamBody> Accept<B> for ReadWhole {
             // Already the client's format: pass it on untouched, every field kept.
             text
         } else {
-            serde_json::to_string(&c).map_err(|e| UpstreamError::new(ErrorKind::Malformed, e.to_string()))?
+            serde_json::to_string(&c)
+                .map_err(|e| UpstreamError::new(ErrorKind::Malformed, e.to_string()))?
         };
-        Ok(Completion { body, model: c.model, usage: c.usage })
+        Ok(Completion {
+            body,
+            model: c.model,
+            usage: c.usage,
+        })
     }
 }

@@ -51,7 +51,16 @@ pub fn attempts_json(attempts: &[AttemptRecord], with_messages: bool) -> Value {
 impl RequestLog {
     pub fn to_line(&self) -> String {
         let mut m = Map::new();
-        m.insert("level".into(), json!(if self.status >= 500 { "error" } else if self.status >= 400 { "warn" } else { "info" }));
+        m.insert(
+            "level".into(),
+            json!(if self.status >= 500 {
+                "error"
+            } else if self.status >= 400 {
+                "warn"
+            } else {
+                "info"
+            }),
+        );
         m.insert("msg".into(), json!("request"));
         m.insert("request_id".into(), json!(self.request_id));
         m.insert("method".into(), json!(self.method));
@@ -70,11 +79,21 @@ impl RequestLog {
         if !self.attempts.is_empty() {
             m.insert("attempts".into(), attempts_json(&self.attempts, false));
         }
-        if self.attempts.iter().any(|a| a.kind.is_some_and(|k| k.is_misconfiguration())) {
-            m.insert("alert".into(), json!("a provider key or model is misconfigured: see attempts"));
+        if self
+            .attempts
+            .iter()
+            .any(|a| a.kind.is_some_and(|k| k.is_misconfiguration()))
+        {
+            m.insert(
+                "alert".into(),
+                json!("a provider key or model is misconfigured: see attempts"),
+            );
         }
         if let Some(u) = &self.usage {
-            m.insert("usage".into(), json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens}));
+            m.insert(
+                "usage".into(),
+                json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens}),
+            );
         }
         m.insert("latency_ms".into(), json!(self.latency_ms));
         if let Some(e) = &self.error {

@@ -9,9 +9,9 @@ use crate::config::{Route, Strategy, Target};
 use crate::rng::Rng;
 
 /// Under `priority` and `cost`, a target whose provider has at least this many
-/// recent (decayed) failures moves behind the healthy ones, keeping its place
+/// recent (decayed) failures (two failures in the last half-life) moves behind the healthy ones, keeping its place
 /// among the other failing ones. It is still tried if they all fail.
-pub const DEMOTE_AFTER_FAILURES: f64 = 2.0;
+pub const DEMOTE_AFTER_FAILURES: f64 = 1.5;
 
 /// What a request needs from a target.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -51,18 +51,28 @@ fn why_not(t: &Target, needs: &Needs) -> Option<&'static str> {
 
 /// The route's targets that can serve the request, in configured order, after
 /// the client's own order if it gave one. A clear 400 when none can.
-pub fn eligible(route: &Route, needs: &Needs, client_order: Option<&[String]>) -> Result<Vec<usize>, ApiError> {
+pub fn eligible(
+    route: &Route,
+    needs: &Needs,
+    client_order: Option<&[String]>,
+) -> Result<Vec<usize>, ApiError> {
     let base: Vec<usize> = match client_order {
         None => (0..route.targets.len()).collect(),
         Some(order) => {
             if !route.policy.allow_client_order {
                 return Err(ApiError::invalid_param(
                     "switchyard.order",
-                    format!("route `{}` does not allow a client-chosen order", route.name),
+                    format!(
+                        "route `{}` does not allow a client-chosen order",
+                        route.name
+                    ),
                 ));
             }
             if order.is_empty() {
-                return Err(ApiError::invalid_param("switchyard.order", "`switchyard.order` must name at least one target"));
+                return Err(ApiError::invalid_param(
+                    "switchyard.order",
+                    "`switchyard.order` must name at least one target",
+                ));
             }
             let mut picked = Vec::new();
             for name in order {
@@ -77,7 +87,11 @@ pub fn eligible(route: &Route, needs: &Needs, client_order: Option<&[String]>) -
                     let known: Vec<&str> = route.targets.iter().map(|t| t.id.as_str()).collect();
                     return Err(ApiError::invalid_param(
                         "switchyard.order",
-                        format!("route `{}` has no target `{name}`; its targets are: {}", route.name, known.join(", ")),
+                        format!(
+                            "route `{}` has no target `{name}`; its targets are: {}",
+                            route.name,
+                            known.join(", ")
+                        ),
                     ));
                 }
                 for i in found {
@@ -156,7 +170,9 @@ pub fn order<R: Rng>(
 }
 
 fn demote_failing(v: Vec<usize>, failures: &impl Fn(usize) -> f64) -> Vec<usize> {
-    let (ok, failing): (Vec<usize>, Vec<usize>) = v.into_iter().partition(|&i| failures(i) < DEMOTE_AFTER_FAILURES);
+    let (ok, failing): (Vec<usize>, Vec<usize>) = v
+        .into_iter()
+        .partition(|&i| failures(i) < DEMOTE_AFTER_FAILURES);
     ok.into_iter().chain(failing).collect()
 }
 
@@ -168,10 +184,18 @@ pub fn effective_weight(t: &Target, failures: f64) -> f64 {
 
 /// Weighted random order without replacement: the first pick is drawn by
 /// effective weight, then the next among the rest, and so on.
-fn weighted_order<R: Rng>(route: &Route, mut left: Vec<usize>, failures: &impl Fn(usize) -> f64, rng: &mut R) -> Vec<usize> {
+fn weighted_order<R: Rng>(
+    route: &Route,
+    mut left: Vec<usize>,
+    failures: &impl Fn(usize) -> f64,
+    rng: &mut R,
+) -> Vec<usize> {
     let mut out = Vec::with_capacity(left.len());
     while !left.is_empty() {
-        let weights: Vec<f64> = left.iter().map(|&i| effective_weight(&route.targets[i], failures(i))).collect();
+        let weights: Vec<f64> = left
+            .iter()
+            .map(|&i| effective_weight(&route.targets[i], failures(i)))
+            .collect();
         let total: f64 = weights.iter().sum();
         let mut x = rng.next_f64() * total;
         let mut pick = left.len() - 1;
@@ -218,7 +242,14 @@ mod tests {
         let mut counts = vec![0u32; route.targets.len()];
         for _ in 0..n {
             let all = (0..route.targets.len()).collect();
-            let o = order(route, all, |i| failures[i], false, &Needs::default(), &mut rng);
+            let o = order(
+                route,
+                all,
+                |i| failures[i],
+                false,
+                &Needs::default(),
+                &mut rng,
+            );
             counts[o[0]] += 1;
         }
         counts
@@ -252,7 +283,10 @@ mod tests {
         let r = c.route("w").unwrap();
         // Two failures on `a`: 3 * 0.25 = 0.75 against 1 -> 3/7 and 4/7.
         let counts = first_pick_counts(r, &[2.0, 0.0], 20_000, 7);
-        assert!(chi_square(&counts, &[0.75 / 1.75, 1.0 / 1.75]) < 10.83, "{counts:?}");
+        assert!(
+            chi_square(&counts, &[0.75 / 1.75, 1.0 / 1.75]) < 10.83,
+            "{counts:?}"
+        );
         // Even a provider with a huge failure count keeps a non-zero weight.
         assert!(effective_weight(&r.targets[0], 1e9) > 0.0);
     }
@@ -274,12 +308,28 @@ mod tests {
         let c = cfg();
         let r = c.route("p").unwrap();
         let mut rng = SplitMix64::new(1);
-        assert_eq!(order(r, vec![0, 1, 2], |_| 0.0, false, &Needs::default(), &mut rng), vec![0, 1, 2]);
+        assert_eq!(
+            order(
+                r,
+                vec![0, 1, 2],
+                |_| 0.0,
+                false,
+                &Needs::default(),
+                &mut rng
+            ),
+            vec![0, 1, 2]
+        );
         let f = |i: usize| if i == 0 { 3.0 } else { 0.0 };
-        assert_eq!(order(r, vec![0, 1, 2], f, false, &Needs::default(), &mut rng), vec![1, 2, 0]);
+        assert_eq!(
+            order(r, vec![0, 1, 2], f, false, &Needs::default(), &mut rng),
+            vec![1, 2, 0]
+        );
         // One recent failure is not enough to demote.
         let f = |i: usize| if i == 0 { 1.0 } else { 0.0 };
-        assert_eq!(order(r, vec![0, 1, 2], f, false, &Needs::default(), &mut rng), vec![0, 1, 2]);
+        assert_eq!(
+            order(r, vec![0, 1, 2], f, false, &Needs::default(), &mut rng),
+            vec![0, 1, 2]
+        );
     }
 
     #[test]
@@ -287,25 +337,48 @@ mod tests {
         let c = cfg();
         let r = c.route("c").unwrap();
         let mut rng = SplitMix64::new(1);
-        let needs = Needs { prompt_tokens: 1000, ..Needs::default() };
-        assert_eq!(order(r, vec![0, 1, 2], |_| 0.0, false, &needs, &mut rng), vec![1, 2, 0]);
+        let needs = Needs {
+            prompt_tokens: 1000,
+            ..Needs::default()
+        };
+        assert_eq!(
+            order(r, vec![0, 1, 2], |_| 0.0, false, &needs, &mut rng),
+            vec![1, 2, 0]
+        );
     }
 
     #[test]
     fn capability_filter() {
         let c = cfg();
         let r = c.route("w").unwrap();
-        let vision = Needs { vision: true, ..Needs::default() };
+        let vision = Needs {
+            vision: true,
+            ..Needs::default()
+        };
         assert_eq!(eligible(r, &vision, None).unwrap(), vec![0]);
-        let huge = Needs { prompt_tokens: 150_000, ..Needs::default() };
+        let huge = Needs {
+            prompt_tokens: 150_000,
+            ..Needs::default()
+        };
         assert_eq!(eligible(r, &huge, None).unwrap(), vec![1]);
-        let json = Needs { json: true, ..Needs::default() };
+        let json = Needs {
+            json: true,
+            ..Needs::default()
+        };
         let e = eligible(r, &json, None).unwrap_err();
         assert_eq!(e.status, 400);
         assert!(e.message.contains("JSON output"), "{}", e.message);
-        let both = Needs { vision: true, prompt_tokens: 150_000, ..Needs::default() };
+        let both = Needs {
+            vision: true,
+            prompt_tokens: 150_000,
+            ..Needs::default()
+        };
         let e = eligible(r, &both, None).unwrap_err();
-        assert!(e.message.contains("vision") && e.message.contains("context"), "{}", e.message);
+        assert!(
+            e.message.contains("vision") && e.message.contains("context"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -313,7 +386,10 @@ mod tests {
         let c = cfg();
         let r = c.route("p").unwrap();
         let order_ = vec!["c".to_owned(), "a/m1".to_owned()];
-        assert_eq!(eligible(r, &Needs::default(), Some(&order_)).unwrap(), vec![2, 0]);
+        assert_eq!(
+            eligible(r, &Needs::default(), Some(&order_)).unwrap(),
+            vec![2, 0]
+        );
         let bad = vec!["zzz".to_owned()];
         let e = eligible(r, &Needs::default(), Some(&bad)).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("switchyard.order"));

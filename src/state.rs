@@ -48,7 +48,13 @@ pub struct ProviderStates {
 impl ProviderStates {
     pub fn new(names: Vec<String>, settings: StateSettings) -> Self {
         let entries = vec![Entry::default(); names.len()];
-        ProviderStates { names, entries, settings, last_refresh_ms: None, refreshing: false }
+        ProviderStates {
+            names,
+            entries,
+            settings,
+            last_refresh_ms: None,
+            refreshing: false,
+        }
     }
 
     pub fn half_life_ms(&self) -> u64 {
@@ -99,11 +105,18 @@ impl ProviderStates {
         if level > e.shared_level {
             return true; // worse than others know
         }
-        if e.shared_failures && e.rec.failures == 0.0 && e.rec.last_success_ms > e.shared_last_failure_ms {
+        if e.shared_failures
+            && e.rec.failures == 0.0
+            && e.rec.last_success_ms > e.shared_last_failure_ms
+        {
             return true; // recovered: let others stop penalising it
         }
         // Keep the shared streak from decaying away while failures go on.
-        has_failures && e.rec.last_failure_ms.saturating_sub(e.shared_last_failure_ms) >= hl / 2
+        has_failures
+            && e.rec
+                .last_failure_ms
+                .saturating_sub(e.shared_last_failure_ms)
+                >= hl / 2
     }
 
     fn write_allowed(&self, idx: usize, now: u64) -> bool {
@@ -145,7 +158,11 @@ fn decode(text: &str) -> Option<FailureRecord> {
 
 /// Reads every provider's shared record and merges it in. Errors are
 /// reported, never fatal: the in-memory view goes on serving.
-pub async fn refresh<S: StateStore>(states: &RefCell<ProviderStates>, store: &S, now: u64) -> Vec<String> {
+pub async fn refresh<S: StateStore>(
+    states: &RefCell<ProviderStates>,
+    store: &S,
+    now: u64,
+) -> Vec<String> {
     let names = {
         let mut s = states.borrow_mut();
         if s.refreshing {
@@ -173,7 +190,11 @@ pub async fn refresh<S: StateStore>(states: &RefCell<ProviderStates>, store: &S,
 
 /// Writes the providers whose state changed, merging with the shared copy
 /// first. Returns how many keys were written.
-pub async fn flush<S: StateStore>(states: &RefCell<ProviderStates>, store: &S, now: u64) -> (u32, Vec<String>) {
+pub async fn flush<S: StateStore>(
+    states: &RefCell<ProviderStates>,
+    store: &S,
+    now: u64,
+) -> (u32, Vec<String>) {
     let (due, ttl) = {
         let s = states.borrow();
         (s.due_writes(now), s.settings.kv_ttl_s)
@@ -225,10 +246,18 @@ mod tests {
     use futures_executor::block_on;
 
     fn settings() -> StateSettings {
-        StateSettings { failure_half_life_s: 60, refresh_interval_s: 10, min_write_interval_s: 10, kv_ttl_s: 3600 }
+        StateSettings {
+            failure_half_life_s: 60,
+            refresh_interval_s: 10,
+            min_write_interval_s: 10,
+            kv_ttl_s: 3600,
+        }
     }
     fn states() -> RefCell<ProviderStates> {
-        RefCell::new(ProviderStates::new(vec!["a".into(), "b".into()], settings()))
+        RefCell::new(ProviderStates::new(
+            vec!["a".into(), "b".into()],
+            settings(),
+        ))
     }
 
     #[test]
@@ -307,7 +336,8 @@ mod tests {
         b.borrow_mut().record_failure(0, 2_000);
         b.borrow_mut().record_failure(0, 2_000);
         block_on(flush(&b, &store, 2_000));
-        let shared: FailureRecord = serde_json::from_str(&store.data.borrow()[&key_for("a")]).unwrap();
+        let shared: FailureRecord =
+            serde_json::from_str(&store.data.borrow()[&key_for("a")]).unwrap();
         assert_eq!(shared.last_failure_ms, 2_000);
         assert!(shared.failures >= 2.0);
     }

@@ -5,12 +5,12 @@ mod clock;
 mod kv;
 mod upstream;
 
+use crate::api::ApiError;
 use crate::config::Config;
 use crate::gateway::{endpoint, Endpoint, Gateway, Reply, HEADER_ORDER, HEADER_REQUEST_ID};
 use crate::log::RequestLog;
 use crate::rng::{Rng, SplitMix64};
 use crate::state;
-use crate::api::ApiError;
 use clock::WorkerClock;
 use kv::KvState;
 use std::cell::RefCell;
@@ -88,7 +88,12 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let request_id = format!("sy-{:016x}", rng.next_u64());
     let method = req.method().to_string();
     let path = req.path();
-    let mut log = RequestLog { request_id: request_id.clone(), method: method.clone(), path: path.clone(), ..Default::default() };
+    let mut log = RequestLog {
+        request_id: request_id.clone(),
+        method: method.clone(),
+        path: path.clone(),
+        ..Default::default()
+    };
 
     let gw = match gateway(&env) {
         Ok(gw) => gw,
@@ -106,11 +111,17 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         Endpoint::Chat => chat(&gw, req, &env, &mut log, &clock, &mut rng).await,
         Endpoint::Models => gw.models(),
         Endpoint::Health => Reply::json(200, r#"{"status":"ok"}"#.to_owned()),
-        Endpoint::NotFound => Reply::error(&ApiError::not_found(format!("no route for {method} {path}")).with_code("unknown_url")),
+        Endpoint::NotFound => Reply::error(
+            &ApiError::not_found(format!("no route for {method} {path}")).with_code("unknown_url"),
+        ),
         Endpoint::MethodNotAllowed(allow) => {
             let mut r = Reply::error(
-                &ApiError::new(405, "invalid_request_error", format!("{method} is not allowed on {path}; use {allow}"))
-                    .with_code("method_not_allowed"),
+                &ApiError::new(
+                    405,
+                    "invalid_request_error",
+                    format!("{method} is not allowed on {path}; use {allow}"),
+                )
+                .with_code("method_not_allowed"),
             );
             r.headers.push(("allow", allow.to_owned()));
             r
@@ -120,7 +131,11 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         log.status = reply.status;
     }
     if log.outcome.is_empty() {
-        log.outcome = if reply.status < 400 { "ok" } else { "client_error" };
+        log.outcome = if reply.status < 400 {
+            "ok"
+        } else {
+            "client_error"
+        };
     }
     console_log!("{}", log.to_line());
 
@@ -133,12 +148,18 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             let due = gw.states.borrow().refresh_due(now);
             if due {
                 for e in state::refresh(&gw.states, &store, now).await {
-                    console_error!("{}", serde_json::json!({"level":"error","msg":"state refresh failed","detail":e}));
+                    console_error!(
+                        "{}",
+                        serde_json::json!({"level":"error","msg":"state refresh failed","detail":e})
+                    );
                 }
             }
             let (_, errors) = state::flush(&gw.states, &store, now).await;
             for e in errors {
-                console_error!("{}", serde_json::json!({"level":"error","msg":"state write failed","detail":e}));
+                console_error!(
+                    "{}",
+                    serde_json::json!({"level":"error","msg":"state write failed","detail":e})
+                );
             }
         });
     }
@@ -159,7 +180,10 @@ async fn chat(
         if let Ok(kv) = env.kv(STATE_BINDING) {
             let now = worker::Date::now().as_millis();
             for e in state::refresh(&gw.states, &KvState(kv), now).await {
-                console_error!("{}", serde_json::json!({"level":"error","msg":"state refresh failed","detail":e}));
+                console_error!(
+                    "{}",
+                    serde_json::json!({"level":"error","msg":"state refresh failed","detail":e})
+                );
             }
         }
     }
@@ -168,7 +192,8 @@ async fn chat(
         Err(_) => return Reply::error(&ApiError::invalid("the request body could not be read")),
     };
     let order = req.headers().get(HEADER_ORDER).ok().flatten();
-    gw.chat(&body, order.as_deref(), log, clock, &FetchUpstream, rng).await
+    gw.chat(&body, order.as_deref(), log, clock, &FetchUpstream, rng)
+        .await
 }
 
 fn respond(reply: Reply, request_id: &str) -> Result<Response> {
@@ -178,5 +203,10 @@ fn respond(reply: Reply, request_id: &str) -> Result<Response> {
     for (k, v) in &reply.headers {
         headers.set(k, v)?;
     }
-    Ok(Response::ok(reply.body)?.with_status(reply.status).with_headers(headers))
+    Ok(Response::ok(reply.body)?
+        .with_status(reply.status)
+        .with_headers(headers))
 }
+
+#[cfg(test)]
+mod tests;
