@@ -312,7 +312,10 @@ impl<'de> Deserialize<'de> for ToolChoice {
                     function: NamedFunction,
                 }
                 let n: Named = serde_json::from_value(v).map_err(de::Error::custom)?;
-                Ok(ToolChoice::Named { kind: n.kind, function: n.function })
+                Ok(ToolChoice::Named {
+                    kind: n.kind,
+                    function: n.function,
+                })
             }
             _ => Err(de::Error::custom("tool_choice must be a string or an object")),
         }
@@ -344,15 +347,11 @@ impl<'de> Deserialize<'de> for Stop {
                 .into_iter()
                 .map(|i| match i {
                     Value::String(s) => Ok(s),
-                    _ => Err(de::Error::custom(
-                        "stop must be a string or an array of strings",
-                    )),
+                    _ => Err(de::Error::custom("stop must be a string or an array of strings")),
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Stop::Many),
-            _ => Err(de::Error::custom(
-                "stop must be a string or an array of strings",
-            )),
+            _ => Err(de::Error::custom("stop must be a string or an array of strings")),
         }
     }
 }
@@ -397,10 +396,7 @@ impl ChatRequest {
                 }
                 return Err(ApiError::invalid_param(
                     path.clone(),
-                    format!(
-                        "invalid value for `{path}`: {}",
-                        strip_position(&inner.to_string())
-                    ),
+                    format!("invalid value for `{path}`: {}", strip_position(&inner.to_string())),
                 ));
             }
         };
@@ -415,10 +411,7 @@ impl ChatRequest {
 
     fn validate(&self) -> Result<(), ApiError> {
         if self.model.trim().is_empty() {
-            return Err(ApiError::invalid_param(
-                "model",
-                "`model` must name a route or model",
-            ));
+            return Err(ApiError::invalid_param("model", "`model` must name a route or model"));
         }
         if self.messages.is_empty() {
             return Err(ApiError::invalid_param(
@@ -435,26 +428,17 @@ impl ChatRequest {
             ("max_completion_tokens", self.max_completion_tokens),
         ] {
             if v == Some(0) {
-                return Err(ApiError::invalid_param(
-                    name,
-                    format!("`{name}` must be at least 1"),
-                ));
+                return Err(ApiError::invalid_param(name, format!("`{name}` must be at least 1")));
             }
         }
         if let Some(n) = self.n {
             if !(1..=128).contains(&n) {
-                return Err(ApiError::invalid_param(
-                    "n",
-                    "`n` must be between 1 and 128",
-                ));
+                return Err(ApiError::invalid_param("n", "`n` must be between 1 and 128"));
             }
         }
         if let Some(Stop::Many(v)) = &self.stop {
             if v.len() > 4 {
-                return Err(ApiError::invalid_param(
-                    "stop",
-                    "`stop` holds at most 4 sequences",
-                ));
+                return Err(ApiError::invalid_param("stop", "`stop` holds at most 4 sequences"));
             }
         }
         if let Some(tools) = &self.tools {
@@ -642,28 +626,20 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = ChatRequest::parse(
-            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":"hot"}"#,
-        )
-        .unwrap_err();
+        let e = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":"hot"}"#)
+            .unwrap_err();
         assert_eq!(e.status, 400);
         assert_eq!(e.param.as_deref(), Some("temperature"));
-        let e =
-            ChatRequest::parse(br#"{"model":"m","messages":[{"role":"wizard","content":"hi"}]}"#)
-                .unwrap_err();
+        let e = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"wizard","content":"hi"}]}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
         assert!(e.message.contains("wizard"), "{}", e.message);
-        let e = ChatRequest::parse(
-            br#"{"model":"m","messages":[{"role":"user","content":[{"type":"video"}]}]}"#,
-        )
-        .unwrap_err();
+        let e = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":[{"type":"video"}]}]}"#)
+            .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].content[0].type"));
         let e = ChatRequest::parse(br#"{"model":"m","messages":[],"temperature":1}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages"));
-        let e = ChatRequest::parse(
-            br#"{"model":"m","messages":[{"role":"user","content":"x"}],"top_p":7}"#,
-        )
-        .unwrap_err();
+        let e =
+            ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"x"}],"top_p":7}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("top_p"));
         let e = ChatRequest::parse(b"{\"model\":").unwrap_err();
         assert_eq!(e.status, 400);
@@ -678,10 +654,8 @@ mod tests {
         .unwrap();
         assert_eq!(r.extra.get("logprobs"), Some(&Value::Bool(true)));
         assert_eq!(r.gateway.unwrap().order.unwrap(), vec!["b", "a"]);
-        let r = ChatRequest::parse(
-            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"switchyard":{}}"#,
-        )
-        .unwrap();
+        let r = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"switchyard":{}}"#)
+            .unwrap();
         let out = serde_json::to_string(&r).unwrap();
         assert!(!out.contains("switchyard"), "{out}");
     }

@@ -2,6 +2,8 @@
 //! wrangler.toml's `[vars] SWITCHYARD_CONFIG` table becomes, and validated
 //! once per isolate. Every error names the offending field.
 
+use crate::breaker::BreakerSettings;
+use crate::health::HealthSettings;
 use crate::providers::Format;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -14,8 +16,36 @@ pub struct Config {
     /// Routes in name order (the order `/v1/models` lists them).
     pub routes: Vec<Route>,
     pub state: StateSettings,
+    pub breaker: BreakerSettings,
+    pub health: HealthSettings,
+    /// Longest a health probe may take.
+    pub probe_timeout_ms: u64,
+    /// What to do when every eligible target's circuit is open or its health down.
+    pub when_all_unavailable: AllUnavailable,
     /// Log prompt text in the request log line (off by default).
     pub log_prompts: bool,
+}
+
+/// When no eligible target is available, the gateway does not give up without
+/// trying: it tries them anyway, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllUnavailable {
+    /// The target whose provider failed longest ago first.
+    LeastRecentlyFailed,
+    /// The strategy's own order.
+    StrategyOrder,
+}
+
+/// How the cron trigger checks a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// The list-models endpoint: authenticated, costs no tokens.
+    Models,
+    /// A one-token completion with this model, for providers whose list
+    /// endpoint stays up while completions fail.
+    Completion(String),
+    /// Not probed.
+    Off,
 }
 
 #[derive(Debug, Clone)]
@@ -34,6 +64,7 @@ pub struct ProviderConfig {
     pub default_max_tokens: u32,
     /// Per-provider override of the route's attempt timeout.
     pub timeout_ms: Option<u64>,
+    pub probe: Probe,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,11 +181,7 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid configuration at `{}`: {}",
-            self.field, self.message
-        )
+        write!(f, "invalid configuration at `{}`: {}", self.field, self.message)
     }
 }
 
@@ -177,7 +204,31 @@ struct RawConfig {
     #[serde(default)]
     state: RawState,
     #[serde(default)]
+    breaker: RawBreaker,
+    #[serde(default)]
+    health: RawHealth,
+    #[serde(default)]
     log_prompts: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    consecutive_failures: Option<u32>,
+    failure_ratio: Option<f64>,
+    min_requests: Option<u32>,
+    window_s: Option<u64>,
+    cooldown_ms: Option<u64>,
+    max_cooldown_ms: Option<u64>,
+    when_all_unavailable: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    unhealthy_after: Option<u32>,
+    healthy_after: Option<u32>,
+    probe_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -195,6 +246,10 @@ struct RawProvider {
     default_max_tokens: Option<u32>,
     #[serde(default)]
     timeout_ms: Option<u64>,
+    #[serde(default)]
+    probe: Option<String>,
+    #[serde(default)]
+    probe_model: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -264,16 +319,10 @@ impl RawPolicy {
             allow_client_order: self.allow_client_order.unwrap_or(base.allow_client_order),
         };
         if p.attempt_timeout_ms == 0 {
-            return Err(err(
-                format!("{at}.attempt_timeout_ms"),
-                "must be greater than 0",
-            ));
+            return Err(err(format!("{at}.attempt_timeout_ms"), "must be greater than 0"));
         }
         if p.deadline_ms < p.attempt_timeout_ms {
-            return Err(err(
-                format!("{at}.deadline_ms"),
-                "must be at least attempt_timeout_ms",
-            ));
+            return Err(err(format!("{at}.deadline_ms"), "must be at least attempt_timeout_ms"));
         }
         if p.max_attempts == 0 || p.max_attempts > MAX_ATTEMPTS_CAP {
             return Err(err(
@@ -282,10 +331,7 @@ impl RawPolicy {
             ));
         }
         if p.backoff_max_ms < p.backoff_base_ms {
-            return Err(err(
-                format!("{at}.backoff_max_ms"),
-                "must be at least backoff_base_ms",
-            ));
+            return Err(err(format!("{at}.backoff_max_ms"), "must be at least backoff_base_ms"));
         }
         Ok(p)
     }
@@ -317,23 +363,15 @@ impl Config {
             let format = Format::parse(&p.format).ok_or_else(|| {
                 err(
                     format!("{at}.format"),
-                    format!(
-                        "unknown format `{}`: use openai, anthropic or cohere",
-                        p.format
-                    ),
+                    format!("unknown format `{}`: use openai, anthropic or cohere", p.format),
                 )
             })?;
             let base_url = p.base_url.trim_end_matches('/').to_owned();
-            if !(base_url.starts_with("https://") || base_url.starts_with("http://"))
-                || base_url.len() < 10
-            {
+            if !(base_url.starts_with("https://") || base_url.starts_with("http://")) || base_url.len() < 10 {
                 return Err(err(format!("{at}.base_url"), "must be an http(s) URL"));
             }
             if base_url.contains('?') || base_url.contains('#') {
-                return Err(err(
-                    format!("{at}.base_url"),
-                    "must not carry a query or fragment",
-                ));
+                return Err(err(format!("{at}.base_url"), "must not carry a query or fragment"));
             }
             if let Some(s) = &p.key_secret {
                 if s.is_empty() {
@@ -342,9 +380,7 @@ impl Config {
             }
             for h in p.headers.keys() {
                 let lower = h.to_ascii_lowercase();
-                if ["authorization", "x-api-key", "host", "content-length"]
-                    .contains(&lower.as_str())
-                {
+                if ["authorization", "x-api-key", "host", "content-length"].contains(&lower.as_str()) {
                     return Err(err(
                         format!("{at}.headers.{h}"),
                         "set keys through key_secret (a Worker secret), not a plain header",
@@ -354,22 +390,33 @@ impl Config {
             if p.timeout_ms == Some(0) {
                 return Err(err(format!("{at}.timeout_ms"), "must be greater than 0"));
             }
+            let probe = match (p.probe.as_deref().unwrap_or("models"), &p.probe_model) {
+                ("models", _) => Probe::Models,
+                ("off", _) => Probe::Off,
+                ("completion", Some(m)) if !m.is_empty() => Probe::Completion(m.clone()),
+                ("completion", _) => {
+                    return Err(err(
+                        format!("{at}.probe_model"),
+                        "a completion probe needs the model to ask",
+                    ))
+                }
+                (other, _) => {
+                    return Err(err(
+                        format!("{at}.probe"),
+                        format!("unknown probe `{other}`: use models, completion or off"),
+                    ))
+                }
+            };
             providers.push(ProviderConfig {
                 name: name.clone(),
                 format,
                 base_url,
                 key_secret: p.key_secret.clone(),
-                headers: p
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                anthropic_version: p
-                    .anthropic_version
-                    .clone()
-                    .unwrap_or_else(|| "2023-06-01".to_owned()),
+                headers: p.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                anthropic_version: p.anthropic_version.clone().unwrap_or_else(|| "2023-06-01".to_owned()),
                 default_max_tokens: p.default_max_tokens.unwrap_or(4096),
                 timeout_ms: p.timeout_ms,
+                probe,
             });
         }
 
@@ -395,23 +442,17 @@ impl Config {
                 }
             };
             if r.targets.is_empty() {
-                return Err(err(
-                    format!("{at}.targets"),
-                    "a route needs at least one target",
-                ));
+                return Err(err(format!("{at}.targets"), "a route needs at least one target"));
             }
             let mut targets: Vec<Target> = Vec::new();
             for (i, t) in r.targets.iter().enumerate() {
                 let tat = format!("{at}.targets[{i}]");
-                let provider = providers
-                    .iter()
-                    .position(|p| p.name == t.provider)
-                    .ok_or_else(|| {
-                        err(
-                            format!("{tat}.provider"),
-                            format!("no provider named `{}` is configured", t.provider),
-                        )
-                    })?;
+                let provider = providers.iter().position(|p| p.name == t.provider).ok_or_else(|| {
+                    err(
+                        format!("{tat}.provider"),
+                        format!("no provider named `{}` is configured", t.provider),
+                    )
+                })?;
                 if t.model.trim().is_empty() {
                     return Err(err(format!("{tat}.model"), "must name the upstream model"));
                 }
@@ -421,15 +462,8 @@ impl Config {
                 }
                 let cost = match &t.cost {
                     Some(c) => {
-                        if !(c.input.is_finite()
-                            && c.input >= 0.0
-                            && c.output.is_finite()
-                            && c.output >= 0.0)
-                        {
-                            return Err(err(
-                                format!("{tat}.cost"),
-                                "prices must be non-negative numbers",
-                            ));
+                        if !(c.input.is_finite() && c.input >= 0.0 && c.output.is_finite() && c.output >= 0.0) {
+                            return Err(err(format!("{tat}.cost"), "prices must be non-negative numbers"));
                         }
                         Cost {
                             input: c.input,
@@ -460,17 +494,11 @@ impl Config {
                 }
                 let id = format!("{}/{}", t.provider, t.model);
                 if targets.iter().any(|x| x.id == id) {
-                    return Err(err(
-                        tat,
-                        format!("target `{id}` appears twice in the route"),
-                    ));
+                    return Err(err(tat, format!("target `{id}` appears twice in the route")));
                 }
                 let context_window = t.context_window.unwrap_or(8_192);
                 if context_window == 0 {
-                    return Err(err(
-                        format!("{tat}.context_window"),
-                        "must be greater than 0",
-                    ));
+                    return Err(err(format!("{tat}.context_window"), "must be greater than 0"));
                 }
                 targets.push(Target {
                     id,
@@ -514,10 +542,61 @@ impl Config {
                 "must be at least 60 (KV's minimum expiration TTL)",
             ));
         }
+        let db = BreakerSettings::default();
+        let b = &raw.breaker;
+        let breaker = BreakerSettings {
+            consecutive_failures: b.consecutive_failures.unwrap_or(db.consecutive_failures),
+            failure_ratio: b.failure_ratio.unwrap_or(db.failure_ratio),
+            min_requests: b.min_requests.unwrap_or(db.min_requests),
+            window_s: b.window_s.unwrap_or(db.window_s),
+            cooldown_ms: b.cooldown_ms.unwrap_or(db.cooldown_ms),
+            max_cooldown_ms: b.max_cooldown_ms.unwrap_or(db.max_cooldown_ms),
+        };
+        if breaker.consecutive_failures == 0 {
+            return Err(err("breaker.consecutive_failures", "must be at least 1"));
+        }
+        if !(breaker.failure_ratio > 0.0 && breaker.failure_ratio <= 1.0) {
+            return Err(err("breaker.failure_ratio", "must be in (0, 1]"));
+        }
+        if breaker.window_s == 0 {
+            return Err(err("breaker.window_s", "must be greater than 0"));
+        }
+        if breaker.cooldown_ms == 0 {
+            return Err(err("breaker.cooldown_ms", "must be greater than 0"));
+        }
+        if breaker.max_cooldown_ms < breaker.cooldown_ms {
+            return Err(err("breaker.max_cooldown_ms", "must be at least cooldown_ms"));
+        }
+        let when_all_unavailable = match b.when_all_unavailable.as_deref().unwrap_or("least_recently_failed") {
+            "least_recently_failed" => AllUnavailable::LeastRecentlyFailed,
+            "strategy_order" => AllUnavailable::StrategyOrder,
+            other => {
+                return Err(err(
+                    "breaker.when_all_unavailable",
+                    format!("unknown value `{other}`: use least_recently_failed or strategy_order"),
+                ))
+            }
+        };
+        let dh = HealthSettings::default();
+        let health = HealthSettings {
+            unhealthy_after: raw.health.unhealthy_after.unwrap_or(dh.unhealthy_after),
+            healthy_after: raw.health.healthy_after.unwrap_or(dh.healthy_after),
+        };
+        if health.unhealthy_after == 0 || health.healthy_after == 0 {
+            return Err(err("health", "unhealthy_after and healthy_after must be at least 1"));
+        }
+        let probe_timeout_ms = raw.health.probe_timeout_ms.unwrap_or(5_000);
+        if probe_timeout_ms == 0 {
+            return Err(err("health.probe_timeout_ms", "must be greater than 0"));
+        }
         Ok(Config {
             providers,
             routes,
             state,
+            breaker,
+            health,
+            probe_timeout_ms,
+            when_all_unavailable,
             log_prompts: raw.log_prompts,
         })
     }
@@ -532,9 +611,7 @@ impl Config {
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 #[cfg(test)]
@@ -562,10 +639,7 @@ mod tests {
         let r = c.route("chat").unwrap();
         assert_eq!(r.strategy, Strategy::Weighted);
         assert_eq!(r.targets[0].id, "openai/gpt-4o-mini");
-        assert_eq!(
-            c.provider_of(&r.targets[0]).base_url,
-            "https://api.openai.com/v1"
-        );
+        assert_eq!(c.provider_of(&r.targets[0]).base_url, "https://api.openai.com/v1");
         assert!(r.targets[0].caps.vision && !r.targets[1].caps.vision);
         assert_eq!(r.policy.max_attempts, 4);
         assert_eq!(

@@ -8,6 +8,7 @@
 //! malformed body, a timeout while reading) fail over like any other.
 
 use crate::api::{ApiError, ChatRequest};
+use crate::breaker::Permit;
 use crate::clock::Clock;
 use crate::config::{Config, ProviderConfig, Route, Target};
 use crate::providers::{self, Outbound};
@@ -76,6 +77,9 @@ pub struct Plan<'a> {
     /// API key per provider (index as in `config.providers`).
     pub keys: &'a [Option<String>],
     pub states: &'a RefCell<ProviderStates>,
+    /// Every target was unavailable and is tried anyway: circuit permits are
+    /// not asked for.
+    pub forced: bool,
 }
 
 /// Replaces every occurrence of the key in an upstream message: some
@@ -153,55 +157,48 @@ where
             if attempts_left == 0 || now >= deadline {
                 break 'targets;
             }
+            if !plan.forced && plan.states.borrow_mut().acquire(target.provider, now) == Permit::Denied {
+                // The circuit opened (or its one trial is out): move on.
+                continue 'targets;
+            }
             attempts_left -= 1;
             at_target += 1;
             let timeout = provider.timeout_ms.unwrap_or(policy.attempt_timeout_ms);
             let attempt_deadline = (now + timeout).min(deadline);
-            let result: AttemptResult<A::Output> =
-                match upstream.send(&upstream_req, attempt_deadline).await {
-                    Ok(head) if (200..300).contains(&head.status) => {
-                        let status = head.status;
-                        match accept
-                            .accept(target, provider, head, attempt_deadline)
-                            .await
-                        {
-                            Ok(out) => Ok((status, out)),
-                            Err(e) => Err((Some(status), e, None)),
-                        }
+            let result: AttemptResult<A::Output> = match upstream.send(&upstream_req, attempt_deadline).await {
+                Ok(head) if (200..300).contains(&head.status) => {
+                    let status = head.status;
+                    match accept.accept(target, provider, head, attempt_deadline).await {
+                        Ok(out) => Ok((status, out)),
+                        Err(e) => Err((Some(status), e, None)),
                     }
-                    Ok(head) => {
-                        let status = head.status;
-                        let ra = retry::parse_retry_after(
-                            head.retry_after.as_deref(),
-                            head.retry_after_ms.as_deref(),
-                            clock.now_ms(),
-                        );
-                        let body = head.body.text(attempt_deadline).await.unwrap_or_default();
-                        Err((
-                            Some(status),
-                            providers::classify_error(provider.format, status, &body),
-                            ra,
-                        ))
-                    }
-                    Err(TransportError::Timeout) => Err((
-                        None,
-                        UpstreamError::new(
-                            ErrorKind::Timeout,
-                            format!("no response within {timeout} ms"),
-                        ),
-                        None,
-                    )),
-                    Err(TransportError::Connect(m)) => {
-                        Err((None, UpstreamError::new(ErrorKind::Connect, m), None))
-                    }
-                };
+                }
+                Ok(head) => {
+                    let status = head.status;
+                    let ra = retry::parse_retry_after(
+                        head.retry_after.as_deref(),
+                        head.retry_after_ms.as_deref(),
+                        clock.now_ms(),
+                    );
+                    let body = head.body.text(attempt_deadline).await.unwrap_or_default();
+                    Err((
+                        Some(status),
+                        providers::classify_error(provider.format, status, &body),
+                        ra,
+                    ))
+                }
+                Err(TransportError::Timeout) => Err((
+                    None,
+                    UpstreamError::new(ErrorKind::Timeout, format!("no response within {timeout} ms")),
+                    None,
+                )),
+                Err(TransportError::Connect(m)) => Err((None, UpstreamError::new(ErrorKind::Connect, m), None)),
+            };
             let ended = clock.now_ms();
             let latency = ended.saturating_sub(now);
             match result {
                 Ok((status, output)) => {
-                    plan.states
-                        .borrow_mut()
-                        .record_success(target.provider, ended);
+                    plan.states.borrow_mut().record_success(target.provider, ended);
                     attempts.push(record(Some(status), None, latency, None));
                     return Dispatch {
                         attempts,
@@ -210,16 +207,11 @@ where
                 }
                 Err((status, mut err, retry_after_ms)) => {
                     err.message = redact(&err.message, key);
-                    attempts.push(record(
-                        status,
-                        Some(err.kind),
-                        latency,
-                        Some(err.message.clone()),
-                    ));
+                    attempts.push(record(status, Some(err.kind), latency, Some(err.message.clone())));
                     if err.kind.counts_as_provider_failure() {
-                        plan.states
-                            .borrow_mut()
-                            .record_failure(target.provider, ended);
+                        plan.states.borrow_mut().record_failure(target.provider, ended);
+                    } else {
+                        plan.states.borrow_mut().record_alive(target.provider, ended);
                     }
                     let failure = Failure {
                         kind: err.kind,

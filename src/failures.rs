@@ -51,9 +51,7 @@ impl FailureRecord {
     /// The whole-number failure level, the unit in which changes are worth
     /// sharing (see `state.rs`).
     pub fn level(&self, now: u64, half_life_ms: u64) -> u32 {
-        self.effective(now, half_life_ms)
-            .min(MAX_PENALTY_FAILURES)
-            .floor() as u32
+        self.effective(now, half_life_ms).min(MAX_PENALTY_FAILURES).floor() as u32
     }
 
     /// Merges two views of the same provider. The newest success and failure

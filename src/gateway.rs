@@ -57,10 +57,7 @@ pub enum Endpoint {
 }
 
 pub fn endpoint(method: &str, path: &str) -> Endpoint {
-    let path = path
-        .strip_suffix('/')
-        .filter(|p| !p.is_empty())
-        .unwrap_or(path);
+    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
     match (path, method) {
         ("/v1/chat/completions", "POST") => Endpoint::Chat,
         ("/v1/chat/completions", _) => Endpoint::MethodNotAllowed("POST"),
@@ -87,16 +84,13 @@ impl Gateway {
         let keys = config
             .providers
             .iter()
-            .map(|p| {
-                p.key_secret
-                    .as_deref()
-                    .and_then(&secret)
-                    .filter(|k| !k.is_empty())
-            })
+            .map(|p| p.key_secret.as_deref().and_then(&secret).filter(|k| !k.is_empty()))
             .collect();
         let states = RefCell::new(ProviderStates::new(
             config.providers.iter().map(|p| p.name.clone()).collect(),
             config.state,
+            config.breaker,
+            config.health,
         ));
         let models_body = json!({
             "object": "list",
@@ -136,9 +130,7 @@ impl Gateway {
         rng: &mut R,
     ) -> Reply {
         let started = clock.now_ms();
-        let reply = self
-            .chat_inner(body, order_header, log, clock, upstream, rng)
-            .await;
+        let reply = self.chat_inner(body, order_header, log, clock, upstream, rng).await;
         log.status = reply.status;
         log.latency_ms = clock.now_ms().saturating_sub(started);
         reply
@@ -171,11 +163,7 @@ impl Gateway {
         };
         log.route = Some(route.name.clone());
         if self.config.log_prompts {
-            log.prompt = req
-                .messages
-                .last()
-                .and_then(|m| m.content.as_ref())
-                .map(|c| c.text());
+            log.prompt = req.messages.last().and_then(|m| m.content.as_ref()).map(|c| c.text());
         }
         if req.is_stream() {
             return client_error(
@@ -193,11 +181,7 @@ impl Gateway {
                 .filter(|s| !s.is_empty())
                 .collect()
         });
-        let client_order = req
-            .gateway
-            .as_ref()
-            .and_then(|g| g.order.clone())
-            .or(header_order);
+        let client_order = req.gateway.as_ref().and_then(|g| g.order.clone()).or(header_order);
         let needs = Needs::of(&req);
         let eligible = match selection::eligible(route, &needs, client_order.as_deref()) {
             Ok(e) => e,
@@ -215,6 +199,17 @@ impl Gateway {
                 rng,
             )
         };
+        let (order, forced) = {
+            let states = self.states.borrow();
+            let provider = |i: usize| route.targets[i].provider;
+            selection::keep_available(
+                order,
+                |i| states.available(provider(i), now),
+                |i| states.record(provider(i)).last_failure_ms,
+                self.config.when_all_unavailable,
+            )
+        };
+        log.forced = forced;
         let plan = Plan {
             config: &self.config,
             route,
@@ -222,6 +217,7 @@ impl Gateway {
             request: &req,
             keys: &self.keys,
             states: &self.states,
+            forced,
         };
         let mut accept = ReadWhole { now_s: now / 1000 };
         let d = dispatch::dispatch(&plan, clock, upstream, rng, &mut accept).await;
@@ -243,13 +239,8 @@ impl Gateway {
                 log.outcome = "upstream_refused";
                 let last = d.attempts.last();
                 let who = last.map_or(String::new(), |a| format!("{} ({}): ", a.provider, a.model));
-                let status = if (400..500).contains(&status) {
-                    status
-                } else {
-                    400
-                };
-                let mut e = ApiError::invalid(format!("{who}{}", error.message))
-                    .with_code(error.kind.as_str());
+                let status = if (400..500).contains(&status) { status } else { 400 };
+                let mut e = ApiError::invalid(format!("{who}{}", error.message)).with_code(error.kind.as_str());
                 e.status = status;
                 if let Some(a) = last {
                     log.provider = Some(a.provider.clone());
@@ -352,10 +343,9 @@ impl<B: UpstreamBody> Accept<B> for ReadWhole {
         deadline_ms: u64,
     ) -> Result<Completion, UpstreamError> {
         let text = head.body.text(deadline_ms).await.map_err(|e| match e {
-            TransportError::Timeout => UpstreamError::new(
-                ErrorKind::Timeout,
-                "the response body did not arrive in time",
-            ),
+            TransportError::Timeout => {
+                UpstreamError::new(ErrorKind::Timeout, "the response body did not arrive in time")
+            }
             TransportError::Connect(m) => UpstreamError::new(ErrorKind::Connect, m),
         })?;
         let mut c = providers::parse_chat(provider.format, &text, self.now_s)
@@ -367,8 +357,7 @@ impl<B: UpstreamBody> Accept<B> for ReadWhole {
             // Already the client's format: pass it on untouched, every field kept.
             text
         } else {
-            serde_json::to_string(&c)
-                .map_err(|e| UpstreamError::new(ErrorKind::Malformed, e.to_string()))?
+            serde_json::to_string(&c).map_err(|e| UpstreamError::new(ErrorKind::Malformed, e.to_string()))?
         };
         Ok(Completion {
             body,

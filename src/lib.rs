@@ -10,11 +10,13 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod breaker;
 pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod failures;
 pub mod gateway;
+pub mod health;
 pub mod log;
 pub mod providers;
 pub mod retry;

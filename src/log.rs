@@ -21,6 +21,9 @@ pub struct RequestLog {
     pub latency_ms: u64,
     /// The client error's message, for 4xx answers the gateway gave itself.
     pub error: Option<String>,
+    /// Every target's circuit was open (or its health down) and they were
+    /// tried anyway.
+    pub forced: bool,
     /// Set only when `log_prompts` is on.
     pub prompt: Option<String>,
 }
@@ -87,6 +90,12 @@ impl RequestLog {
             m.insert(
                 "alert".into(),
                 json!("a provider key or model is misconfigured: see attempts"),
+            );
+        }
+        if self.forced {
+            m.insert(
+                "forced".into(),
+                json!("every target was unavailable (circuit open or down); tried anyway"),
             );
         }
         if let Some(u) = &self.usage {

@@ -72,11 +72,7 @@ pub fn backoff_ms<R: Rng>(attempt: u32, policy: &Policy, rng: &mut R) -> u64 {
 
 /// Reads `retry-after-ms` (milliseconds) or `retry-after` (seconds, or an
 /// HTTP date), as the OpenAI and Anthropic SDKs do: the `-ms` header first.
-pub fn parse_retry_after(
-    retry_after: Option<&str>,
-    retry_after_ms: Option<&str>,
-    now_ms: u64,
-) -> Option<u64> {
+pub fn parse_retry_after(retry_after: Option<&str>, retry_after_ms: Option<&str>, now_ms: u64) -> Option<u64> {
     if let Some(ms) = retry_after_ms.and_then(|v| v.trim().parse::<f64>().ok()) {
         if ms.is_finite() && ms >= 0.0 {
             return Some(ms.ceil() as u64);
@@ -235,8 +231,7 @@ mod tests {
                 assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d}");
             }
         }
-        let spread: std::collections::HashSet<u64> =
-            (0..50).map(|_| backoff_ms(3, &p, &mut r)).collect();
+        let spread: std::collections::HashSet<u64> = (0..50).map(|_| backoff_ms(3, &p, &mut r)).collect();
         assert!(spread.len() > 10, "jitter spreads retries");
     }
 

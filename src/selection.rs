@@ -5,7 +5,7 @@
 //! function, randomness through [`Rng`].
 
 use crate::api::{ApiError, ChatRequest};
-use crate::config::{Route, Strategy, Target};
+use crate::config::{AllUnavailable, Route, Strategy, Target};
 use crate::rng::Rng;
 
 /// Under `priority` and `cost`, a target whose provider has at least this many
@@ -51,21 +51,14 @@ fn why_not(t: &Target, needs: &Needs) -> Option<&'static str> {
 
 /// The route's targets that can serve the request, in configured order, after
 /// the client's own order if it gave one. A clear 400 when none can.
-pub fn eligible(
-    route: &Route,
-    needs: &Needs,
-    client_order: Option<&[String]>,
-) -> Result<Vec<usize>, ApiError> {
+pub fn eligible(route: &Route, needs: &Needs, client_order: Option<&[String]>) -> Result<Vec<usize>, ApiError> {
     let base: Vec<usize> = match client_order {
         None => (0..route.targets.len()).collect(),
         Some(order) => {
             if !route.policy.allow_client_order {
                 return Err(ApiError::invalid_param(
                     "switchyard.order",
-                    format!(
-                        "route `{}` does not allow a client-chosen order",
-                        route.name
-                    ),
+                    format!("route `{}` does not allow a client-chosen order", route.name),
                 ));
             }
             if order.is_empty() {
@@ -169,10 +162,29 @@ pub fn order<R: Rng>(
     }
 }
 
+/// Removes targets whose provider is unavailable (circuit open, or probes
+/// say down). When that leaves nothing, the gateway still tries rather than
+/// answer "no healthy providers": every target, in `fallback` order. Returns
+/// the order and whether it was forced.
+pub fn keep_available(
+    order: Vec<usize>,
+    available: impl Fn(usize) -> bool,
+    last_failure_ms: impl Fn(usize) -> u64,
+    fallback: AllUnavailable,
+) -> (Vec<usize>, bool) {
+    let (ok, mut down): (Vec<usize>, Vec<usize>) = order.into_iter().partition(|&i| available(i));
+    if !ok.is_empty() {
+        return (ok, false);
+    }
+    if fallback == AllUnavailable::LeastRecentlyFailed {
+        // Stable: equal times keep the strategy's order.
+        down.sort_by_key(|&i| last_failure_ms(i));
+    }
+    (down, true)
+}
+
 fn demote_failing(v: Vec<usize>, failures: &impl Fn(usize) -> f64) -> Vec<usize> {
-    let (ok, failing): (Vec<usize>, Vec<usize>) = v
-        .into_iter()
-        .partition(|&i| failures(i) < DEMOTE_AFTER_FAILURES);
+    let (ok, failing): (Vec<usize>, Vec<usize>) = v.into_iter().partition(|&i| failures(i) < DEMOTE_AFTER_FAILURES);
     ok.into_iter().chain(failing).collect()
 }
 
@@ -242,14 +254,7 @@ mod tests {
         let mut counts = vec![0u32; route.targets.len()];
         for _ in 0..n {
             let all = (0..route.targets.len()).collect();
-            let o = order(
-                route,
-                all,
-                |i| failures[i],
-                false,
-                &Needs::default(),
-                &mut rng,
-            );
+            let o = order(route, all, |i| failures[i], false, &Needs::default(), &mut rng);
             counts[o[0]] += 1;
         }
         counts
@@ -283,10 +288,7 @@ mod tests {
         let r = c.route("w").unwrap();
         // Two failures on `a`: 3 * 0.25 = 0.75 against 1 -> 3/7 and 4/7.
         let counts = first_pick_counts(r, &[2.0, 0.0], 20_000, 7);
-        assert!(
-            chi_square(&counts, &[0.75 / 1.75, 1.0 / 1.75]) < 10.83,
-            "{counts:?}"
-        );
+        assert!(chi_square(&counts, &[0.75 / 1.75, 1.0 / 1.75]) < 10.83, "{counts:?}");
         // Even a provider with a huge failure count keeps a non-zero weight.
         assert!(effective_weight(&r.targets[0], 1e9) > 0.0);
     }
@@ -309,14 +311,7 @@ mod tests {
         let r = c.route("p").unwrap();
         let mut rng = SplitMix64::new(1);
         assert_eq!(
-            order(
-                r,
-                vec![0, 1, 2],
-                |_| 0.0,
-                false,
-                &Needs::default(),
-                &mut rng
-            ),
+            order(r, vec![0, 1, 2], |_| 0.0, false, &Needs::default(), &mut rng),
             vec![0, 1, 2]
         );
         let f = |i: usize| if i == 0 { 3.0 } else { 0.0 };
@@ -341,10 +336,7 @@ mod tests {
             prompt_tokens: 1000,
             ..Needs::default()
         };
-        assert_eq!(
-            order(r, vec![0, 1, 2], |_| 0.0, false, &needs, &mut rng),
-            vec![1, 2, 0]
-        );
+        assert_eq!(order(r, vec![0, 1, 2], |_| 0.0, false, &needs, &mut rng), vec![1, 2, 0]);
     }
 
     #[test]
@@ -382,14 +374,24 @@ mod tests {
     }
 
     #[test]
+    fn unavailable_targets_leave_selection_until_none_is_left() {
+        let up = |i: usize| i != 1;
+        let (o, forced) = keep_available(vec![1, 0, 2], up, |_| 0, AllUnavailable::LeastRecentlyFailed);
+        assert_eq!((o, forced), (vec![0, 2], false));
+        // All down: try them anyway, the one that failed longest ago first.
+        let last = |i: usize| [300, 100, 200][i];
+        let (o, forced) = keep_available(vec![0, 1, 2], |_| false, last, AllUnavailable::LeastRecentlyFailed);
+        assert_eq!((o, forced), (vec![1, 2, 0], true));
+        let (o, _) = keep_available(vec![0, 1, 2], |_| false, last, AllUnavailable::StrategyOrder);
+        assert_eq!(o, vec![0, 1, 2]);
+    }
+
+    #[test]
     fn client_order() {
         let c = cfg();
         let r = c.route("p").unwrap();
         let order_ = vec!["c".to_owned(), "a/m1".to_owned()];
-        assert_eq!(
-            eligible(r, &Needs::default(), Some(&order_)).unwrap(),
-            vec![2, 0]
-        );
+        assert_eq!(eligible(r, &Needs::default(), Some(&order_)).unwrap(), vec![2, 0]);
         let bad = vec!["zzz".to_owned()];
         let e = eligible(r, &Needs::default(), Some(&bad)).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("switchyard.order"));

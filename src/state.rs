@@ -1,22 +1,27 @@
 //! Provider state shared between isolates (GUIDE.md section 1).
 //!
-//! Each isolate keeps every provider's [`FailureRecord`] in memory and uses
-//! only that on the request path. The shared copy lives in the state store
-//! (Workers KV), one key per provider:
+//! Each isolate keeps every provider's state in memory (failure count,
+//! circuit breaker, probe health) and uses only that on the request path. The
+//! shared copy lives in the state store (Workers KV), one key per provider:
 //!
 //! - an isolate reads the shared copy when it first serves a request, then at
 //!   most every `refresh_interval_s`, after the response (`wait_until`);
 //! - it writes a provider's key only when the provider's state changed in a
-//!   way others should know (its failure level rose, or a success cleared
-//!   failures), or to refresh the time of an ongoing failure streak once per
-//!   half-life; and never more often than `min_write_interval_s` per key, so a
-//!   failure storm costs a handful of writes, not one per request;
+//!   way others should know: a circuit or health transition, a rise in the
+//!   failure level or a success clearing failures while the circuit is
+//!   closed, or (once per half-life) keeping an ongoing failure streak from
+//!   decaying away; and never more often than `min_write_interval_s` per key,
+//!   so a failure storm costs a handful of writes, not one per request;
 //! - a write first reads the shared copy and merges, so that a newer event
 //!   seen elsewhere is not overwritten.
 
+use crate::breaker::{Breaker, BreakerSettings, CircuitState, Permit, SharedCircuit, Transition};
 use crate::config::StateSettings;
 use crate::failures::FailureRecord;
+use crate::health::{Health, HealthSettings, HealthStatus, ProbeResult};
 use crate::store::StateStore;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::cell::RefCell;
 
 pub const KEY_PREFIX: &str = "sy:v1:p:";
@@ -25,13 +30,28 @@ pub fn key_for(provider: &str) -> String {
     format!("{KEY_PREFIX}{provider}")
 }
 
-#[derive(Debug, Clone, Default)]
+/// What one provider's KV key holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SharedRecord {
+    #[serde(flatten)]
+    pub failures: FailureRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit: Option<SharedCircuit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+#[derive(Debug, Clone)]
 struct Entry {
     rec: FailureRecord,
-    /// Level and record as last written to (or read from) the store.
+    breaker: Breaker,
+    health: Health,
+    /// What the store is known to hold (last written or read).
     shared_level: u32,
     shared_failures: bool,
     shared_last_failure_ms: u64,
+    shared_circuit_ms: u64,
+    shared_health_ms: u64,
     last_write_ms: Option<u64>,
 }
 
@@ -41,20 +61,42 @@ pub struct ProviderStates {
     names: Vec<String>,
     entries: Vec<Entry>,
     settings: StateSettings,
+    breaker: BreakerSettings,
+    health: HealthSettings,
     last_refresh_ms: Option<u64>,
     refreshing: bool,
+    /// Structured events (transitions) not yet logged.
+    events: Vec<String>,
 }
 
 impl ProviderStates {
-    pub fn new(names: Vec<String>, settings: StateSettings) -> Self {
-        let entries = vec![Entry::default(); names.len()];
+    pub fn new(names: Vec<String>, settings: StateSettings, breaker: BreakerSettings, health: HealthSettings) -> Self {
+        let entry = Entry {
+            rec: FailureRecord::default(),
+            breaker: Breaker::new(&breaker),
+            health: Health::default(),
+            shared_level: 0,
+            shared_failures: false,
+            shared_last_failure_ms: 0,
+            shared_circuit_ms: 0,
+            shared_health_ms: 0,
+            last_write_ms: None,
+        };
+        let entries = vec![entry; names.len()];
         ProviderStates {
             names,
             entries,
             settings,
+            breaker,
+            health,
             last_refresh_ms: None,
             refreshing: false,
+            events: Vec::new(),
         }
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     pub fn half_life_ms(&self) -> u64 {
@@ -63,6 +105,18 @@ impl ProviderStates {
 
     pub fn record(&self, idx: usize) -> FailureRecord {
         self.entries[idx].rec
+    }
+
+    pub fn health(&self, idx: usize) -> &Health {
+        &self.entries[idx].health
+    }
+
+    pub fn breaker(&self, idx: usize) -> &Breaker {
+        &self.entries[idx].breaker
+    }
+
+    pub fn circuit(&self, idx: usize, now: u64) -> CircuitState {
+        self.entries[idx].breaker.state(now)
     }
 
     /// The weight factor of provider `idx` at `now`.
@@ -74,13 +128,99 @@ impl ProviderStates {
         self.entries[idx].rec.effective(now, self.half_life_ms())
     }
 
+    /// Whether selection may route to provider `idx` now: its circuit lets a
+    /// request through and its probes do not say it is down.
+    pub fn available(&self, idx: usize, now: u64) -> bool {
+        let e = &self.entries[idx];
+        e.breaker.available(now) && e.health.status.routable()
+    }
+
+    /// Asks the breaker for a permit just before an attempt.
+    pub fn acquire(&mut self, idx: usize, now: u64) -> Permit {
+        let e = &mut self.entries[idx];
+        if !e.health.status.routable() {
+            return Permit::Denied;
+        }
+        e.breaker.acquire(now)
+    }
+
+    fn circuit_event(&mut self, idx: usize, t: Option<Transition>, now: u64) {
+        if let Some(t) = t {
+            let b = &self.entries[idx].breaker;
+            self.events.push(
+                json!({
+                    "level": if t.to == CircuitState::Open { "warn" } else { "info" },
+                    "msg": "circuit",
+                    "provider": self.names[idx],
+                    "from": t.from.as_str(),
+                    "to": t.to.as_str(),
+                    "cooldown_ms": b.shared.cooldown_ms,
+                    "at_ms": now,
+                })
+                .to_string(),
+            );
+        }
+    }
+
     pub fn record_failure(&mut self, idx: usize, now: u64) {
         let hl = self.half_life_ms();
-        self.entries[idx].rec.record_failure(now, hl);
+        let s = self.breaker;
+        let e = &mut self.entries[idx];
+        e.rec.record_failure(now, hl);
+        let t = e.breaker.on_failure(now, &s);
+        self.circuit_event(idx, t, now);
     }
 
     pub fn record_success(&mut self, idx: usize, now: u64) {
-        self.entries[idx].rec.record_success(now);
+        let s = self.breaker;
+        let e = &mut self.entries[idx];
+        e.rec.record_success(now);
+        let t = e.breaker.on_success(now, &s);
+        self.circuit_event(idx, t, now);
+    }
+
+    /// The provider answered, but refused the request for the request's own
+    /// sake (content policy, context length): it is up, so a half-open trial
+    /// counts as passed; failure counts are left as they are.
+    pub fn record_alive(&mut self, idx: usize, now: u64) {
+        let s = self.breaker;
+        let t = self.entries[idx].breaker.on_success(now, &s);
+        self.circuit_event(idx, t, now);
+    }
+
+    /// Applies a health probe's result.
+    pub fn record_probe(&mut self, idx: usize, r: ProbeResult, now: u64) {
+        let hs = self.health;
+        let bs = self.breaker;
+        let e = &mut self.entries[idx];
+        let change = e.health.observe(r, now, &hs);
+        let t = match r.error {
+            None => e.breaker.on_probe_success(now, &bs),
+            Some(k) if k.counts_as_provider_failure() && !k.is_misconfiguration() => e.breaker.on_failure(now, &bs),
+            Some(_) => None,
+        };
+        if let Some((from, to)) = change {
+            let h = &self.entries[idx].health;
+            self.events.push(
+                json!({
+                    "level": if to.routable() { "info" } else { "warn" },
+                    "msg": "health",
+                    "provider": self.names[idx],
+                    "from": from.as_str(),
+                    "to": to.as_str(),
+                    "last_error": h.last_error,
+                    "latency_ms": h.last_latency_ms,
+                    "at_ms": now,
+                })
+                .to_string(),
+            );
+        }
+        self.circuit_event(idx, t, now);
+    }
+
+    /// Transition events since the last call, as log lines.
+    pub fn take_events(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.events)
     }
 
     /// True until the shared state has been read once by this isolate.
@@ -99,24 +239,23 @@ impl ProviderStates {
     /// worth a write.
     fn wants_write(&self, idx: usize, now: u64) -> bool {
         let e = &self.entries[idx];
+        if e.breaker.shared.changed_ms > e.shared_circuit_ms || e.health.changed_ms > e.shared_health_ms {
+            return true; // a transition
+        }
+        if e.breaker.shared.open {
+            // While the circuit is open, the circuit says all there is to say.
+            return false;
+        }
         let hl = self.half_life_ms();
         let level = e.rec.level(now, hl);
-        let has_failures = e.rec.effective(now, hl) >= 1.0;
         if level > e.shared_level {
             return true; // worse than others know
         }
-        if e.shared_failures
-            && e.rec.failures == 0.0
-            && e.rec.last_success_ms > e.shared_last_failure_ms
-        {
+        if e.shared_failures && e.rec.failures == 0.0 && e.rec.last_success_ms > e.shared_last_failure_ms {
             return true; // recovered: let others stop penalising it
         }
         // Keep the shared streak from decaying away while failures go on.
-        has_failures
-            && e.rec
-                .last_failure_ms
-                .saturating_sub(e.shared_last_failure_ms)
-                >= hl / 2
+        e.rec.effective(now, hl) >= 1.0 && e.rec.last_failure_ms.saturating_sub(e.shared_last_failure_ms) >= hl / 2
     }
 
     fn write_allowed(&self, idx: usize, now: u64) -> bool {
@@ -133,36 +272,51 @@ impl ProviderStates {
     }
 
     /// Folds a shared record into this isolate's view.
-    pub fn merge_shared(&mut self, idx: usize, shared: &FailureRecord, now: u64) {
+    pub fn merge_shared(&mut self, idx: usize, shared: &SharedRecord, now: u64) {
         let hl = self.half_life_ms();
         let e = &mut self.entries[idx];
-        e.rec = e.rec.merge(shared, hl);
-        e.shared_level = shared.level(now, hl);
-        e.shared_failures = shared.failures > 0.0;
-        e.shared_last_failure_ms = shared.last_failure_ms;
+        e.rec = e.rec.merge(&shared.failures, hl);
+        e.shared_level = shared.failures.level(now, hl);
+        e.shared_failures = shared.failures.failures > 0.0;
+        e.shared_last_failure_ms = shared.failures.last_failure_ms;
+        if let Some(c) = &shared.circuit {
+            e.breaker.merge_shared(c);
+            e.shared_circuit_ms = e.shared_circuit_ms.max(c.changed_ms);
+        }
+        if let Some(h) = &shared.health {
+            e.health.merge(h);
+            e.shared_health_ms = e.shared_health_ms.max(h.changed_ms);
+        }
     }
 
-    fn mark_written(&mut self, idx: usize, rec: &FailureRecord, now: u64) {
+    fn snapshot(&self, idx: usize) -> SharedRecord {
+        let e = &self.entries[idx];
+        SharedRecord {
+            failures: e.rec,
+            circuit: Some(e.breaker.shared),
+            health: (e.health.status != HealthStatus::Unknown).then(|| e.health.clone()),
+        }
+    }
+
+    fn mark_written(&mut self, idx: usize, rec: &SharedRecord, now: u64) {
         let hl = self.half_life_ms();
         let e = &mut self.entries[idx];
-        e.shared_level = rec.level(now, hl);
-        e.shared_failures = rec.failures > 0.0;
-        e.shared_last_failure_ms = rec.last_failure_ms;
+        e.shared_level = rec.failures.level(now, hl);
+        e.shared_failures = rec.failures.failures > 0.0;
+        e.shared_last_failure_ms = rec.failures.last_failure_ms;
+        e.shared_circuit_ms = rec.circuit.map_or(0, |c| c.changed_ms);
+        e.shared_health_ms = rec.health.as_ref().map_or(0, |h| h.changed_ms);
         e.last_write_ms = Some(now);
     }
 }
 
-fn decode(text: &str) -> Option<FailureRecord> {
+fn decode(text: &str) -> Option<SharedRecord> {
     serde_json::from_str(text).ok()
 }
 
 /// Reads every provider's shared record and merges it in. Errors are
 /// reported, never fatal: the in-memory view goes on serving.
-pub async fn refresh<S: StateStore>(
-    states: &RefCell<ProviderStates>,
-    store: &S,
-    now: u64,
-) -> Vec<String> {
+pub async fn refresh<S: StateStore>(states: &RefCell<ProviderStates>, store: &S, now: u64) -> Vec<String> {
     let names = {
         let mut s = states.borrow_mut();
         if s.refreshing {
@@ -190,11 +344,7 @@ pub async fn refresh<S: StateStore>(
 
 /// Writes the providers whose state changed, merging with the shared copy
 /// first. Returns how many keys were written.
-pub async fn flush<S: StateStore>(
-    states: &RefCell<ProviderStates>,
-    store: &S,
-    now: u64,
-) -> (u32, Vec<String>) {
+pub async fn flush<S: StateStore>(states: &RefCell<ProviderStates>, store: &S, now: u64) -> (u32, Vec<String>) {
     let (due, ttl) = {
         let s = states.borrow();
         (s.due_writes(now), s.settings.kv_ttl_s)
@@ -206,8 +356,11 @@ pub async fn flush<S: StateStore>(
         let key = key_for(&name);
         // Claim the write slot before awaiting, so that a concurrent flush in
         // this isolate does not write the same key again.
-        let local = states.borrow().record(idx);
-        states.borrow_mut().mark_written(idx, &local, now);
+        {
+            let mut s = states.borrow_mut();
+            let snap = s.snapshot(idx);
+            s.mark_written(idx, &snap, now);
+        }
         let shared = match store.get(&key).await {
             Ok(t) => t.as_deref().and_then(decode),
             Err(e) => {
@@ -220,17 +373,11 @@ pub async fn flush<S: StateStore>(
             if let Some(shared) = shared {
                 s.merge_shared(idx, &shared, now);
             }
-            let rec = s.record(idx);
-            s.mark_written(idx, &rec, now);
-            rec
+            let snap = s.snapshot(idx);
+            s.mark_written(idx, &snap, now);
+            snap
         };
-        let text = serde_json::json!({
-            "failures": merged.failures,
-            "last_failure_ms": merged.last_failure_ms,
-            "last_success_ms": merged.last_success_ms,
-            "updated_ms": merged.updated_ms,
-        })
-        .to_string();
+        let text = serde_json::to_string(&merged).unwrap_or_default();
         match store.put(&key, text, ttl).await {
             Ok(()) => written += 1,
             Err(e) => errors.push(format!("{name}: {e}")),
@@ -254,9 +401,16 @@ mod tests {
         }
     }
     fn states() -> RefCell<ProviderStates> {
+        let breaker = BreakerSettings {
+            consecutive_failures: 1_000_000,
+            min_requests: 1_000_000,
+            ..Default::default()
+        };
         RefCell::new(ProviderStates::new(
             vec!["a".into(), "b".into()],
             settings(),
+            breaker,
+            HealthSettings::default(),
         ))
     }
 
@@ -273,8 +427,8 @@ mod tests {
         let writes = store.writes.get();
         // At most one write per 10 s interval over 100 s, and only while the level rises.
         assert!((1..=11).contains(&writes), "{writes} writes");
-        let rec: FailureRecord = serde_json::from_str(&store.data.borrow()[&key_for("a")]).unwrap();
-        assert!(rec.failures >= 16.0, "{rec:?}");
+        let rec: SharedRecord = serde_json::from_str(&store.data.borrow()[&key_for("a")]).unwrap();
+        assert!(rec.failures.failures >= 16.0, "{rec:?}");
     }
 
     #[test]
@@ -336,8 +490,7 @@ mod tests {
         b.borrow_mut().record_failure(0, 2_000);
         b.borrow_mut().record_failure(0, 2_000);
         block_on(flush(&b, &store, 2_000));
-        let shared: FailureRecord =
-            serde_json::from_str(&store.data.borrow()[&key_for("a")]).unwrap();
+        let shared: FailureRecord = serde_json::from_str(&store.data.borrow()[&key_for("a")]).unwrap();
         assert_eq!(shared.last_failure_ms, 2_000);
         assert!(shared.failures >= 2.0);
     }

@@ -66,10 +66,9 @@ impl ErrorKind {
 
     pub fn disposition(self) -> Disposition {
         match self {
-            ErrorKind::Connect
-            | ErrorKind::RateLimited
-            | ErrorKind::Overloaded
-            | ErrorKind::Server => Disposition::Retryable,
+            ErrorKind::Connect | ErrorKind::RateLimited | ErrorKind::Overloaded | ErrorKind::Server => {
+                Disposition::Retryable
+            }
             ErrorKind::Timeout
             | ErrorKind::Auth
             | ErrorKind::NotFound
@@ -92,10 +91,7 @@ impl ErrorKind {
     /// A kind an operator must fix (broken or missing key, wrong model name):
     /// logged loudly.
     pub fn is_misconfiguration(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::Auth | ErrorKind::NotFound | ErrorKind::MissingKey
-        )
+        matches!(self, ErrorKind::Auth | ErrorKind::NotFound | ErrorKind::MissingKey)
     }
 
     /// The default kind for an HTTP status when the body says nothing more.

@@ -45,9 +45,5 @@ pub trait Upstream {
     type Body: UpstreamBody;
     /// Sends `req` and waits for the response head until `deadline_ms`
     /// (clock time), after which the attempt is abandoned as a timeout.
-    async fn send(
-        &self,
-        req: &UpstreamRequest,
-        deadline_ms: u64,
-    ) -> Result<UpstreamHead<Self::Body>, TransportError>;
+    async fn send(&self, req: &UpstreamRequest, deadline_ms: u64) -> Result<UpstreamHead<Self::Body>, TransportError>;
 }

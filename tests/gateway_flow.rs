@@ -63,11 +63,7 @@ impl UpstreamBody for Body {
 
 impl Upstream for Fake<'_> {
     type Body = Body;
-    async fn send(
-        &self,
-        req: &UpstreamRequest,
-        deadline_ms: u64,
-    ) -> Result<UpstreamHead<Body>, TransportError> {
+    async fn send(&self, req: &UpstreamRequest, deadline_ms: u64) -> Result<UpstreamHead<Body>, TransportError> {
         self.seen
             .borrow_mut()
             .push((req.url.clone(), self.clock.now_ms(), req.body.clone()));
@@ -110,7 +106,12 @@ fn openai_completion(model: &str) -> String {
 }
 
 fn openai_error(status: u16, code: &str, message: &str) -> Step {
-    Step::Status(status, json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}}).to_string(), None)
+    Step::Status(
+        status,
+        json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}})
+            .to_string(),
+        None,
+    )
 }
 
 fn config(strategy: &str, targets: Value) -> Config {
@@ -149,14 +150,7 @@ struct Answer {
 fn ask(gw: &Gateway, fake: &Fake, clock: &FakeClock, body: Value) -> Answer {
     let mut log = RequestLog::default();
     let mut rng = SplitMix64::new(11);
-    let reply = block_on(gw.chat(
-        body.to_string().as_bytes(),
-        None,
-        &mut log,
-        clock,
-        fake,
-        &mut rng,
-    ));
+    let reply = block_on(gw.chat(body.to_string().as_bytes(), None, &mut log, clock, fake, &mut rng));
     Answer {
         status: reply.status,
         headers: reply.headers.into_iter().collect(),
@@ -173,11 +167,7 @@ fn hello() -> Value {
 fn primary_500_then_secondary_answers() {
     let clock = FakeClock::new(1_000_000);
     let fake = Fake::new(&clock);
-    fake.provider(
-        "http://a.test",
-        Step::Status(500, "{}".into(), None),
-        vec![],
-    );
+    fake.provider("http://a.test", Step::Status(500, "{}".into(), None), vec![]);
     fake.provider("http://b.test", Step::Ok("mb"), vec![]);
     let gw = gateway(config("priority", three()));
     let a = ask(&gw, &fake, &clock, hello());
@@ -239,11 +229,7 @@ fn retry_after_is_waited_out_but_never_undercut() {
 fn a_retry_after_too_long_fails_over_at_once() {
     let clock = FakeClock::new(1_000_000);
     let fake = Fake::new(&clock);
-    fake.provider(
-        "http://a.test",
-        Step::Status(429, "{}".into(), Some("30")),
-        vec![],
-    );
+    fake.provider("http://a.test", Step::Status(429, "{}".into(), Some("30")), vec![]);
     fake.provider("http://b.test", Step::Ok("mb"), vec![]);
     let gw = gateway(config("priority", three()));
     let a = ask(&gw, &fake, &clock, hello());
@@ -284,11 +270,7 @@ fn context_length_goes_only_to_a_larger_window() {
     let fake = Fake::new(&clock);
     fake.provider(
         "http://a.test",
-        openai_error(
-            400,
-            "context_length_exceeded",
-            "maximum context length is 8192 tokens",
-        ),
+        openai_error(400, "context_length_exceeded", "maximum context length is 8192 tokens"),
         vec![],
     );
     fake.provider("http://b.test", Step::Ok("mb"), vec![]);
@@ -302,16 +284,10 @@ fn context_length_goes_only_to_a_larger_window() {
     let a = ask(&gw, &fake, &clock, hello());
     assert_eq!(a.status, 200);
     assert_eq!(a.headers["x-switchyard-provider"], "c");
-    assert!(
-        fake.calls("http://b.test").is_empty(),
-        "a target no larger is skipped"
-    );
+    assert!(fake.calls("http://b.test").is_empty(), "a target no larger is skipped");
     assert_eq!(fake.calls("http://a.test").len(), 1, "not retried");
     // A context-length error is the request's fault, not the provider's.
-    assert_eq!(
-        gw.states.borrow().effective_failures(0, clock.now_ms()),
-        0.0
-    );
+    assert_eq!(gw.states.borrow().effective_failures(0, clock.now_ms()), 0.0);
 }
 
 #[test]
@@ -320,11 +296,7 @@ fn context_length_with_no_larger_target_is_the_clients_400() {
     let fake = Fake::new(&clock);
     fake.provider(
         "http://a.test",
-        openai_error(
-            400,
-            "context_length_exceeded",
-            "maximum context length is 8192 tokens",
-        ),
+        openai_error(400, "context_length_exceeded", "maximum context length is 8192 tokens"),
         vec![],
     );
     fake.provider("http://b.test", Step::Ok("mb"), vec![]);
@@ -333,10 +305,7 @@ fn context_length_with_no_larger_target_is_the_clients_400() {
     let a = ask(&gw, &fake, &clock, hello());
     assert_eq!(a.status, 400);
     assert_eq!(a.body["error"]["code"], "context_length_exceeded");
-    assert!(a.body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("8192"));
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("8192"));
 }
 
 #[test]
@@ -356,10 +325,7 @@ fn content_policy_comes_back_with_the_providers_reason_and_no_retry() {
     let gw = gateway(config("priority", three()));
     let a = ask(&gw, &fake, &clock, hello());
     assert_eq!(a.status, 400);
-    assert!(a.body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("safety system"));
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("safety system"));
     assert_eq!(a.body["error"]["code"], "content_policy");
     assert_eq!(fake.calls("http://a.test").len(), 1);
     assert!(fake.calls("http://b.test").is_empty());
@@ -370,21 +336,9 @@ fn content_policy_comes_back_with_the_providers_reason_and_no_retry() {
 fn all_down_lists_every_attempt() {
     let clock = FakeClock::new(1_000_000);
     let fake = Fake::new(&clock);
-    fake.provider(
-        "http://a.test",
-        Step::Status(500, "{}".into(), None),
-        vec![],
-    );
-    fake.provider(
-        "http://b.test",
-        Step::Status(503, "{}".into(), None),
-        vec![],
-    );
-    fake.provider(
-        "http://c.test",
-        Step::Status(502, "{}".into(), None),
-        vec![],
-    );
+    fake.provider("http://a.test", Step::Status(500, "{}".into(), None), vec![]);
+    fake.provider("http://b.test", Step::Status(503, "{}".into(), None), vec![]);
+    fake.provider("http://c.test", Step::Status(502, "{}".into(), None), vec![]);
     let gw = gateway(config("priority", three()));
     let a = ask(&gw, &fake, &clock, hello());
     assert_eq!(a.status, 503, "an overloaded provider makes it a 503");
@@ -416,31 +370,19 @@ fn a_broken_key_fails_over_and_is_flagged() {
     let fake = Fake::new(&clock);
     fake.provider(
         "http://a.test",
-        openai_error(
-            401,
-            "invalid_api_key",
-            "Incorrect API key provided: sk-secret-A_KEY.",
-        ),
+        openai_error(401, "invalid_api_key", "Incorrect API key provided: sk-secret-A_KEY."),
         vec![],
     );
     fake.provider("http://b.test", Step::Ok("mb"), vec![]);
     let gw = gateway(config("priority", three()));
     let a = ask(&gw, &fake, &clock, hello());
     assert_eq!(a.headers["x-switchyard-provider"], "b");
-    assert_eq!(
-        fake.calls("http://a.test").len(),
-        1,
-        "a bad key is not retried"
-    );
+    assert_eq!(fake.calls("http://a.test").len(), 1, "a bad key is not retried");
     let line = a.log.to_line();
     assert!(line.contains("misconfigured"), "{line}");
     // The echoed key never reaches a log line or the stored message.
     assert!(!line.contains("sk-secret"), "{line}");
-    assert!(a.log.attempts[0]
-        .message
-        .as_deref()
-        .unwrap()
-        .contains("[redacted]"));
+    assert!(a.log.attempts[0].message.as_deref().unwrap().contains("[redacted]"));
 }
 
 #[test]
@@ -484,11 +426,7 @@ fn client_chosen_order_is_followed() {
 fn weighted_traffic_shifts_away_from_a_failing_provider() {
     let clock = FakeClock::new(1_000_000);
     let fake = Fake::new(&clock);
-    fake.provider(
-        "http://a.test",
-        Step::Status(500, "{}".into(), None),
-        vec![],
-    );
+    fake.provider("http://a.test", Step::Status(500, "{}".into(), None), vec![]);
     fake.provider("http://b.test", Step::Ok("mb"), vec![]);
     let targets = json!([{"provider": "a", "model": "ma", "weight": 1}, {"provider": "b", "model": "mb", "weight": 1}]);
     let gw = gateway(config("weighted", targets));
@@ -497,14 +435,7 @@ fn weighted_traffic_shifts_away_from_a_failing_provider() {
         let before = fake.calls("http://a.test").len();
         let mut log = RequestLog::default();
         let mut rng = SplitMix64::new(i);
-        let r = block_on(gw.chat(
-            hello().to_string().as_bytes(),
-            None,
-            &mut log,
-            &clock,
-            &fake,
-            &mut rng,
-        ));
+        let r = block_on(gw.chat(hello().to_string().as_bytes(), None, &mut log, &clock, &fake, &mut rng));
         assert_eq!(r.status, 200);
         if fake.calls("http://a.test").len() > before && log.attempts[0].provider == "a" {
             first_at_a += 1;
@@ -512,14 +443,8 @@ fn weighted_traffic_shifts_away_from_a_failing_provider() {
         clock.advance(1_000);
     }
     // With equal weights `a` would be first half the time; its failures cut that sharply.
-    assert!(
-        first_at_a < 30,
-        "a was tried first {first_at_a} times out of 200"
-    );
-    assert!(
-        first_at_a > 0,
-        "a failing provider is never starved to zero"
-    );
+    assert!(first_at_a < 30, "a was tried first {first_at_a} times out of 200");
+    assert!(first_at_a > 0, "a failing provider is never starved to zero");
 }
 
 #[test]
@@ -535,10 +460,7 @@ fn unknown_model_is_a_404_naming_the_routes() {
     );
     assert_eq!(a.status, 404);
     assert_eq!(a.body["error"]["code"], "model_not_found");
-    assert!(a.body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("chat"));
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("chat"));
 }
 
 #[test]
@@ -552,9 +474,6 @@ fn no_capable_target_is_a_400_that_says_why() {
     ]}]});
     let a = ask(&gw, &fake, &clock, body);
     assert_eq!(a.status, 400);
-    assert!(a.body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("vision"));
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("vision"));
     assert!(fake.seen.borrow().is_empty());
 }

@@ -4,15 +4,12 @@
 use switchyard::config::Config;
 
 fn shipped() -> toml::Value {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/wrangler.toml")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/wrangler.toml")).unwrap();
     text.parse().unwrap()
 }
 
 fn config_of(vars: &toml::Value) -> Config {
-    let table = vars
-        .get("SWITCHYARD_CONFIG")
-        .expect("SWITCHYARD_CONFIG is declared");
+    let table = vars.get("SWITCHYARD_CONFIG").expect("SWITCHYARD_CONFIG is declared");
     let json = serde_json::to_string(table).unwrap();
     Config::from_json(&json).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -26,10 +23,7 @@ fn the_default_environment_config_is_valid() {
     }
     // Deployed providers authenticate with secrets, never inline keys.
     assert!(c.providers.iter().all(|p| p.key_secret.is_some()));
-    assert!(c
-        .providers
-        .iter()
-        .all(|p| p.base_url.starts_with("https://")));
+    assert!(c.providers.iter().all(|p| p.base_url.starts_with("https://")));
 }
 
 #[test]

@@ -30,11 +30,7 @@ thread_local! {
 }
 
 fn gateway(env: &Env) -> std::result::Result<Rc<Gateway>, String> {
-    GATEWAY.with(|cell| {
-        cell.borrow_mut()
-            .get_or_insert_with(|| load_gateway(env))
-            .clone()
-    })
+    GATEWAY.with(|cell| cell.borrow_mut().get_or_insert_with(|| load_gateway(env)).clone())
 }
 
 fn load_gateway(env: &Env) -> std::result::Result<Rc<Gateway>, String> {
@@ -111,9 +107,9 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         Endpoint::Chat => chat(&gw, req, &env, &mut log, &clock, &mut rng).await,
         Endpoint::Models => gw.models(),
         Endpoint::Health => Reply::json(200, r#"{"status":"ok"}"#.to_owned()),
-        Endpoint::NotFound => Reply::error(
-            &ApiError::not_found(format!("no route for {method} {path}")).with_code("unknown_url"),
-        ),
+        Endpoint::NotFound => {
+            Reply::error(&ApiError::not_found(format!("no route for {method} {path}")).with_code("unknown_url"))
+        }
         Endpoint::MethodNotAllowed(allow) => {
             let mut r = Reply::error(
                 &ApiError::new(
@@ -131,11 +127,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         log.status = reply.status;
     }
     if log.outcome.is_empty() {
-        log.outcome = if reply.status < 400 {
-            "ok"
-        } else {
-            "client_error"
-        };
+        log.outcome = if reply.status < 400 { "ok" } else { "client_error" };
     }
     console_log!("{}", log.to_line());
 
@@ -192,8 +184,7 @@ async fn chat(
         Err(_) => return Reply::error(&ApiError::invalid("the request body could not be read")),
     };
     let order = req.headers().get(HEADER_ORDER).ok().flatten();
-    gw.chat(&body, order.as_deref(), log, clock, &FetchUpstream, rng)
-        .await
+    gw.chat(&body, order.as_deref(), log, clock, &FetchUpstream, rng).await
 }
 
 fn respond(reply: Reply, request_id: &str) -> Result<Response> {

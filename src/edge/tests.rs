@@ -55,13 +55,9 @@ fn config_is_read_from_a_json_string_or_an_object_var() {
 #[wasm_bindgen_test]
 fn a_bad_or_missing_config_names_the_problem() {
     let bad = CONFIG.replace("\"openai\"", "\"palm\"");
-    let err = load_gateway(&env_with(JsValue::from_str(&bad), None))
-        .err()
-        .unwrap();
+    let err = load_gateway(&env_with(JsValue::from_str(&bad), None)).err().unwrap();
     assert!(err.contains("providers.p.format"), "{err}");
-    let err = load_gateway(&env_with(JsValue::UNDEFINED, None))
-        .err()
-        .unwrap();
+    let err = load_gateway(&env_with(JsValue::UNDEFINED, None)).err().unwrap();
     assert!(err.contains("SWITCHYARD_CONFIG"), "{err}");
 }
 

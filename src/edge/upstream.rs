@@ -9,9 +9,7 @@ use futures_util::future::{select, Either};
 use std::pin::pin;
 use std::time::Duration;
 use wasm_bindgen::JsValue;
-use worker::{
-    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
-};
+use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
 
 pub struct FetchUpstream;
 
@@ -27,25 +25,17 @@ fn remaining(deadline_ms: u64) -> Duration {
 impl Upstream for FetchUpstream {
     type Body = FetchBody;
 
-    async fn send(
-        &self,
-        req: &UpstreamRequest,
-        deadline_ms: u64,
-    ) -> Result<UpstreamHead<FetchBody>, TransportError> {
+    async fn send(&self, req: &UpstreamRequest, deadline_ms: u64) -> Result<UpstreamHead<FetchBody>, TransportError> {
         let connect = |e: worker::Error| TransportError::Connect(e.to_string());
         let headers = Headers::new();
         for (k, v) in &req.headers {
             headers.set(k, v).map_err(connect)?;
         }
         let mut init = RequestInit::new();
-        init.with_method(if req.method == "GET" {
-            Method::Get
-        } else {
-            Method::Post
-        })
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual)
-        .with_body(req.body.as_deref().map(JsValue::from_str));
+        init.with_method(if req.method == "GET" { Method::Get } else { Method::Post })
+            .with_headers(headers)
+            .with_redirect(RequestRedirect::Manual)
+            .with_body(req.body.as_deref().map(JsValue::from_str));
         let request = Request::new_with_init(&req.url, &init).map_err(connect)?;
         let controller = AbortController::default();
         let signal = controller.signal();
@@ -67,10 +57,7 @@ impl Upstream for FetchUpstream {
                     retry_after: get("retry-after"),
                     retry_after_ms: get("retry-after-ms"),
                     content_type: get("content-type"),
-                    body: FetchBody {
-                        response,
-                        controller,
-                    },
+                    body: FetchBody { response, controller },
                 })
             }
             Some(Err(e)) => Err(connect(e)),

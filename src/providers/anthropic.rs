@@ -40,13 +40,11 @@
 
 use super::{clip, common_headers, Outbound};
 use crate::api::{
-    ApiError, ChatCompletion, ChatRequest, Choice, CompletionTokensDetails, Content, ContentPart,
-    FunctionCall, Message, PromptTokensDetails, ResponseFormatKind, ResponseMessage, Role,
-    ToolCall, ToolChoice, ToolChoiceMode, Usage,
+    ApiError, ChatCompletion, ChatRequest, Choice, CompletionTokensDetails, Content, ContentPart, FunctionCall,
+    Message, PromptTokensDetails, ResponseFormatKind, ResponseMessage, Role, ToolCall, ToolChoice, ToolChoiceMode,
+    Usage,
 };
-use crate::taxonomy::{
-    looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError,
-};
+use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -63,10 +61,7 @@ pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamReques
     if let Some(key) = out.api_key {
         headers.push(("x-api-key".to_owned(), key.to_owned()));
     }
-    headers.push((
-        "anthropic-version".to_owned(),
-        out.provider.anthropic_version.clone(),
-    ));
+    headers.push(("anthropic-version".to_owned(), out.provider.anthropic_version.clone()));
     Ok(UpstreamRequest {
         method: "POST",
         url: format!("{}/v1/messages", out.provider.base_url),
@@ -77,16 +72,11 @@ pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamReques
 
 fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
     if req.n.is_some_and(|n| n > 1) {
-        return Err(ApiError::invalid_param(
-            "n",
-            "n > 1 is not supported by anthropic",
-        ));
+        return Err(ApiError::invalid_param("n", "n > 1 is not supported by anthropic"));
     }
     let mut body = Map::new();
     body.insert("model".into(), json!(out.model));
-    let max_tokens = req
-        .max_output_tokens()
-        .unwrap_or(out.provider.default_max_tokens);
+    let max_tokens = req.max_output_tokens().unwrap_or(out.provider.default_max_tokens);
     body.insert("max_tokens".into(), json!(max_tokens));
 
     let (mut system, messages) = translate_messages(&req.messages)?;
@@ -96,16 +86,12 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
             ResponseFormatKind::Text => {}
             ResponseFormatKind::JsonObject => system.push(JSON_OBJECT_INSTRUCTION.to_owned()),
             ResponseFormatKind::JsonSchema => {
-                let schema = rf
-                    .json_schema
-                    .as_ref()
-                    .and_then(|s| s.get("schema"))
-                    .ok_or_else(|| {
-                        ApiError::invalid_param(
-                            "response_format.json_schema.schema",
-                            "a `json_schema` response format needs `json_schema.schema`",
-                        )
-                    })?;
+                let schema = rf.json_schema.as_ref().and_then(|s| s.get("schema")).ok_or_else(|| {
+                    ApiError::invalid_param(
+                        "response_format.json_schema.schema",
+                        "a `json_schema` response format needs `json_schema.schema`",
+                    )
+                })?;
                 body.insert(
                     "output_config".into(),
                     json!({"format": {"type": "json_schema", "schema": schema}}),
@@ -212,10 +198,12 @@ fn translate_messages(messages: &[Message]) -> Result<(Vec<String>, Vec<Value>),
                     vec![json!({"type": "tool_result", "tool_use_id": id, "content": content})],
                 )
             }
-            Role::Function => return Err(ApiError::invalid_param(
-                format!("messages[{i}].role"),
-                "the deprecated `function` role is not supported by anthropic: use `tool` messages",
-            )),
+            Role::Function => {
+                return Err(ApiError::invalid_param(
+                    format!("messages[{i}].role"),
+                    "the deprecated `function` role is not supported by anthropic: use `tool` messages",
+                ))
+            }
         };
         match turns.last_mut() {
             Some(last) if last.role == role => last.blocks.extend(blocks),
@@ -233,10 +221,8 @@ fn translate_messages(messages: &[Message]) -> Result<(Vec<String>, Vec<Value>),
         .map(|mut t| {
             if t.role == "user" {
                 // tool_result blocks must come first in a user turn.
-                let (mut results, rest): (Vec<Value>, Vec<Value>) = t
-                    .blocks
-                    .into_iter()
-                    .partition(|b| b["type"] == "tool_result");
+                let (mut results, rest): (Vec<Value>, Vec<Value>) =
+                    t.blocks.into_iter().partition(|b| b["type"] == "tool_result");
                 results.extend(rest);
                 t.blocks = results;
             }
@@ -248,10 +234,7 @@ fn translate_messages(messages: &[Message]) -> Result<(Vec<String>, Vec<Value>),
 
 /// A single plain text block is sent as string content; anything else as blocks.
 fn turn_content(mut blocks: Vec<Value>) -> Value {
-    if blocks.len() == 1
-        && blocks[0]["type"] == "text"
-        && blocks[0].as_object().is_some_and(|o| o.len() == 2)
-    {
+    if blocks.len() == 1 && blocks[0]["type"] == "text" && blocks[0].as_object().is_some_and(|o| o.len() == 2) {
         if let Some(Value::String(s)) = blocks[0].get_mut("text").map(Value::take) {
             return Value::String(s);
         }
@@ -272,12 +255,8 @@ fn user_blocks(i: usize, content: Option<&Content>) -> Result<Vec<Value>, ApiErr
             .enumerate()
             .map(|(j, p)| match p {
                 ContentPart::Text { text } => Ok(text_block(text)),
-                ContentPart::ImageUrl { image_url } => image_block(&image_url.url).map_err(|msg| {
-                    ApiError::invalid_param(
-                        format!("messages[{i}].content[{j}].image_url.url"),
-                        msg,
-                    )
-                }),
+                ContentPart::ImageUrl { image_url } => image_block(&image_url.url)
+                    .map_err(|msg| ApiError::invalid_param(format!("messages[{i}].content[{j}].image_url.url"), msg)),
                 ContentPart::InputAudio { .. } => Err(unsupported_part(i, j, "input_audio")),
                 ContentPart::File { .. } => Err(unsupported_part(i, j, "file")),
             })
@@ -296,15 +275,9 @@ fn unsupported_part(i: usize, j: usize, kind: &str) -> ApiError {
 /// source for http(s).
 fn image_block(url: &str) -> Result<Value, String> {
     if let Some(rest) = url.strip_prefix("data:") {
-        let (header, data) = rest
-            .split_once(',')
-            .ok_or("the data URI has no `,` before its data")?;
+        let (header, data) = rest.split_once(',').ok_or("the data URI has no `,` before its data")?;
         let mut params = header.split(';');
-        let media_type = params
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
+        let media_type = params.next().unwrap_or_default().trim().to_ascii_lowercase();
         if !params.any(|p| p.trim().eq_ignore_ascii_case("base64")) {
             return Err("only base64 data URIs are supported by anthropic".to_owned());
         }
@@ -360,9 +333,8 @@ fn assistant_blocks(i: usize, m: &Message) -> Result<Vec<Value>, ApiError> {
         let input: Value = if c.function.arguments.trim().is_empty() {
             json!({})
         } else {
-            serde_json::from_str(&c.function.arguments).map_err(|e| {
-                ApiError::invalid_param(param.clone(), format!("`{param}` is not valid JSON: {e}"))
-            })?
+            serde_json::from_str(&c.function.arguments)
+                .map_err(|e| ApiError::invalid_param(param.clone(), format!("`{param}` is not valid JSON: {e}")))?
         };
         if !input.is_object() {
             return Err(ApiError::invalid_param(
@@ -370,8 +342,7 @@ fn assistant_blocks(i: usize, m: &Message) -> Result<Vec<Value>, ApiError> {
                 format!("`{param}` must be a JSON object"),
             ));
         }
-        blocks
-            .push(json!({"type": "tool_use", "id": c.id, "name": c.function.name, "input": input}));
+        blocks.push(json!({"type": "tool_use", "id": c.id, "name": c.function.name, "input": input}));
     }
     Ok(blocks)
 }
@@ -426,8 +397,7 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
 /// Parses a Messages response. Text blocks are concatenated, `tool_use`
 /// blocks become tool calls, `thinking` and other blocks are skipped.
 pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> {
-    let r: MessageResponse =
-        serde_json::from_str(body).map_err(|e| format!("not an anthropic message: {e}"))?;
+    let r: MessageResponse = serde_json::from_str(body).map_err(|e| format!("not an anthropic message: {e}"))?;
     if let Some(kind) = &r.kind {
         if kind != "message" {
             return Err(format!("expected an anthropic message, got type `{kind}`"));
@@ -440,9 +410,7 @@ pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> 
             Some("text") => text.push_str(block["text"].as_str().unwrap_or_default()),
             Some("tool_use") => {
                 let (Some(id), Some(name)) = (block["id"].as_str(), block["name"].as_str()) else {
-                    return Err(format!(
-                        "content[{i}] is a tool_use block without id or name"
-                    ));
+                    return Err(format!("content[{i}] is a tool_use block without id or name"));
                 };
                 let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
                 calls.push(ToolCall {
@@ -472,11 +440,10 @@ pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> 
             prompt_tokens_details: u
                 .cache_read_input_tokens
                 .map(|c| PromptTokensDetails { cached_tokens: c }),
-            completion_tokens_details: u.output_tokens_details.and_then(|d| d.thinking_tokens).map(
-                |t| CompletionTokensDetails {
-                    reasoning_tokens: t,
-                },
-            ),
+            completion_tokens_details: u
+                .output_tokens_details
+                .and_then(|d| d.thinking_tokens)
+                .map(|t| CompletionTokensDetails { reasoning_tokens: t }),
         }
     });
     Ok(ChatCompletion {
@@ -492,10 +459,7 @@ pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> 
                 tool_calls: if calls.is_empty() { None } else { Some(calls) },
                 refusal: None,
             },
-            finish_reason: r
-                .stop_reason
-                .as_deref()
-                .map(|s| finish_reason(s).to_owned()),
+            finish_reason: r.stop_reason.as_deref().map(|s| finish_reason(s).to_owned()),
             logprobs: None,
         }],
         usage,
@@ -522,17 +486,13 @@ struct ErrorDetail {
 /// ("input length and `max_tokens` exceed context limit: ..."), which the
 /// shared phrase list does not cover.
 fn anthropic_context_overflow(message: &str) -> bool {
-    message
-        .to_ascii_lowercase()
-        .contains("exceed context limit")
+    message.to_ascii_lowercase().contains("exceed context limit")
 }
 
 /// Classifies an error body `{type:"error", error:{type, message}}`; a body
 /// that is not one falls back to the HTTP status.
 pub fn classify_error(status: u16, body: &str) -> UpstreamError {
-    let detail = serde_json::from_str::<ErrorBody>(body)
-        .ok()
-        .map(|b| b.error);
+    let detail = serde_json::from_str::<ErrorBody>(body).ok().map(|b| b.error);
     let message = detail
         .as_ref()
         .and_then(|d| d.message.clone())
@@ -567,11 +527,7 @@ mod tests {
     use crate::config::Config;
 
     fn read(path: &str) -> String {
-        std::fs::read_to_string(format!(
-            "{}/tests/fixtures/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
+        std::fs::read_to_string(format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
     }
     fn fixture(name: &str) -> String {
         read(&format!("anthropic/{name}"))
@@ -632,24 +588,15 @@ mod tests {
         assert_eq!(body["system"], "You are a helpful assistant.");
         assert_eq!(body["max_tokens"], 300);
         assert_eq!(body["temperature"], 0.7);
-        assert!(
-            body.get("top_p").is_none(),
-            "top_p 1 is a no-op and is dropped"
-        );
+        assert!(body.get("top_p").is_none(), "top_p 1 is a no-op and is dropped");
         assert!(body.get("stream").is_none() && body.get("stream_options").is_none());
         assert_eq!(body["stop_sequences"], json!(["\n\nUser:"]));
         assert_eq!(body["tool_choice"], json!({"type": "auto"}));
         let openai: Value = serde_json::from_str(&read("openai/chat_request.json")).unwrap();
         let tool = &body["tools"][0];
         assert_eq!(tool["name"], "get_current_weather");
-        assert_eq!(
-            tool["description"],
-            "Get the current weather in a given location"
-        );
-        assert_eq!(
-            tool["input_schema"],
-            openai["tools"][0]["function"]["parameters"]
-        );
+        assert_eq!(tool["description"], "Get the current weather in a given location");
+        assert_eq!(tool["input_schema"], openai["tools"][0]["function"]["parameters"]);
         let recorded = fixture_json("messages_request.json");
         let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
         assert_eq!(keys(tool), keys(&recorded["tools"][0]));
@@ -665,10 +612,7 @@ mod tests {
             content[1]["source"]["url"],
             openai["messages"][1]["content"][1]["image_url"]["url"]
         );
-        assert_eq!(
-            keys(&content[1]),
-            keys(&recorded["messages"][0]["content"][1])
-        );
+        assert_eq!(keys(&content[1]), keys(&recorded["messages"][0]["content"][1]));
         assert_eq!(
             keys(&content[1]["source"]),
             keys(&recorded["messages"][0]["content"][1]["source"])
@@ -692,10 +636,7 @@ mod tests {
         let body = build(&read("openai/chat_request_image_base64.json")).unwrap();
         let recorded = fixture_json("messages_request.json");
         let content = &body["messages"][0]["content"];
-        assert_eq!(
-            content[0],
-            json!({"type":"text","text":"What's in this image?"})
-        );
+        assert_eq!(content[0], json!({"type":"text","text":"What's in this image?"}));
         assert_eq!(
             content[1], recorded["messages"][0]["content"][0],
             "data URI split into media_type + data"
@@ -830,13 +771,9 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.status, 400);
-        assert_eq!(
-            e.param.as_deref(),
-            Some("messages[1].tool_calls[1].function.arguments")
-        );
+        assert_eq!(e.param.as_deref(), Some("messages[1].tool_calls[1].function.arguments"));
         assert!(
-            e.message
-                .contains("messages[1].tool_calls[1].function.arguments"),
+            e.message.contains("messages[1].tool_calls[1].function.arguments"),
             "{}",
             e.message
         );
@@ -845,16 +782,15 @@ mod tests {
                 {"id":"a","type":"function","function":{"name":"f","arguments":"[1,2]"}}]}]"#,
         ))
         .unwrap_err();
-        assert_eq!(
-            e.param.as_deref(),
-            Some("messages[1].tool_calls[0].function.arguments")
-        );
+        assert_eq!(e.param.as_deref(), Some("messages[1].tool_calls[0].function.arguments"));
     }
 
     #[test]
     fn sampling_limits_and_metadata() {
-        let body = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":1.7,"top_p":0.9,
-            "max_tokens":50,"max_completion_tokens":70,"user":"u-42","seed":3,"presence_penalty":1,"stop":"END"}"#)
+        let body = build(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":1.7,"top_p":0.9,
+            "max_tokens":50,"max_completion_tokens":70,"user":"u-42","seed":3,"presence_penalty":1,"stop":"END"}"#,
+        )
         .unwrap();
         assert_eq!(body["temperature"], 1.0);
         assert_eq!(body["top_p"], 0.9);
@@ -862,18 +798,10 @@ mod tests {
         assert_eq!(body["metadata"], json!({"user_id": "u-42"}));
         assert_eq!(body["stop_sequences"], json!(["END"]));
         assert_eq!(body["messages"], json!([{"role":"user","content":"hi"}]));
-        for dropped in [
-            "seed",
-            "presence_penalty",
-            "user",
-            "stop",
-            "max_completion_tokens",
-        ] {
+        for dropped in ["seed", "presence_penalty", "user", "stop", "max_completion_tokens"] {
             assert!(body.get(dropped).is_none(), "{dropped}");
         }
-        let body =
-            build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":50}"#)
-                .unwrap();
+        let body = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":50}"#).unwrap();
         assert_eq!(body["max_tokens"], 50);
         let (_, body) = build_with(
             &config(r#","default_max_tokens":2048"#),
@@ -894,19 +822,10 @@ mod tests {
             .unwrap()
         };
         let b = with("");
-        assert_eq!(
-            b["tools"],
-            json!([{"name":"f","input_schema":{"type":"object"}}])
-        );
+        assert_eq!(b["tools"], json!([{"name":"f","input_schema":{"type":"object"}}]));
         assert!(b.get("tool_choice").is_none());
-        assert_eq!(
-            with(r#","tool_choice":"none""#)["tool_choice"],
-            json!({"type":"none"})
-        );
-        assert_eq!(
-            with(r#","tool_choice":"auto""#)["tool_choice"],
-            json!({"type":"auto"})
-        );
+        assert_eq!(with(r#","tool_choice":"none""#)["tool_choice"], json!({"type":"none"}));
+        assert_eq!(with(r#","tool_choice":"auto""#)["tool_choice"], json!({"type":"auto"}));
         assert_eq!(
             with(r#","tool_choice":"required""#)["tool_choice"],
             json!({"type":"any"})
@@ -927,20 +846,17 @@ mod tests {
             with(r#","tool_choice":"none","parallel_tool_calls":false"#)["tool_choice"],
             json!({"type":"none"})
         );
-        assert!(with(r#","parallel_tool_calls":true"#)
-            .get("tool_choice")
-            .is_none());
+        assert!(with(r#","parallel_tool_calls":true"#).get("tool_choice").is_none());
     }
 
     #[test]
     fn response_formats() {
-        let b = build(r#"{"model":"m","messages":[{"role":"system","content":"Be terse."},{"role":"user","content":"hi"}],
-            "response_format":{"type":"json_object"}}"#)
+        let b = build(
+            r#"{"model":"m","messages":[{"role":"system","content":"Be terse."},{"role":"user","content":"hi"}],
+            "response_format":{"type":"json_object"}}"#,
+        )
         .unwrap();
-        assert_eq!(
-            b["system"],
-            format!("Be terse.\n\n{JSON_OBJECT_INSTRUCTION}")
-        );
+        assert_eq!(b["system"], format!("Be terse.\n\n{JSON_OBJECT_INSTRUCTION}"));
         assert!(b.get("output_config").is_none());
         let b = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],
             "response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":{"type":"object"}}}}"#)
@@ -950,45 +866,42 @@ mod tests {
             json!({"format":{"type":"json_schema","schema":{"type":"object"}}})
         );
         assert!(b.get("system").is_none());
-        let e = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema"}}"#)
-            .unwrap_err();
+        let e = build(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema"}}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.status, 400);
-        let b = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"text"}}"#).unwrap();
+        let b = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"text"}}"#)
+            .unwrap();
         assert!(b.get("output_config").is_none() && b.get("system").is_none());
     }
 
     #[test]
     fn unsupported_inputs_are_client_errors() {
-        let e = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":2}"#)
-            .unwrap_err();
+        let e = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":2}"#).unwrap_err();
         assert_eq!((e.status, e.param.as_deref()), (400, Some("n")));
         assert_eq!(e.message, "n > 1 is not supported by anthropic");
-        assert!(
-            build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":1}"#).is_ok()
-        );
+        assert!(build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":1}"#).is_ok());
         let e = build(&msgs(r#"[{"role":"user","content":[{"type":"text","text":"hi"},{"type":"input_audio","input_audio":{"data":"x","format":"wav"}}]}]"#)).unwrap_err();
-        assert_eq!(
-            (e.status, e.param.as_deref()),
-            (400, Some("messages[0].content[1]"))
-        );
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("messages[0].content[1]")));
         let e = build(&msgs(
             r#"[{"role":"user","content":[{"type":"file","file":{"file_id":"f"}}]}]"#,
         ))
         .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].content[0]"));
         let e = build(&msgs(r#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:application/pdf;base64,AAAA"}}]}]"#)).unwrap_err();
-        assert_eq!(
-            e.param.as_deref(),
-            Some("messages[0].content[0].image_url.url")
-        );
-        let e = build(&msgs(r#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"ftp://x/y.png"}}]}]"#)).unwrap_err();
-        assert_eq!(e.status, 400);
-        let e = build(&msgs(r#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png,rawbytes"}}]}]"#)).unwrap_err();
-        assert_eq!(e.status, 400);
+        assert_eq!(e.param.as_deref(), Some("messages[0].content[0].image_url.url"));
         let e = build(&msgs(
-            r#"[{"role":"system","content":"only a system prompt"}]"#,
+            r#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"ftp://x/y.png"}}]}]"#,
         ))
         .unwrap_err();
+        assert_eq!(e.status, 400);
+        let e = build(&msgs(
+            r#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png,rawbytes"}}]}]"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.status, 400);
+        let e = build(&msgs(r#"[{"role":"system","content":"only a system prompt"}]"#)).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages"));
         let e = build(&msgs(
             r#"[{"role":"user","content":"q"},{"role":"function","name":"f","content":"x"}]"#,
@@ -996,11 +909,11 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[1].role"));
         // image/jpg is a common misspelling of image/jpeg.
-        let b = build(&msgs(r#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/jpg;base64,AAAA"}}]}]"#)).unwrap();
-        assert_eq!(
-            b["messages"][0]["content"][0]["source"]["media_type"],
-            "image/jpeg"
-        );
+        let b = build(&msgs(
+            r#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/jpg;base64,AAAA"}}]}]"#,
+        ))
+        .unwrap();
+        assert_eq!(b["messages"][0]["content"][0]["source"]["media_type"], "image/jpeg");
     }
 
     #[test]
@@ -1019,26 +932,14 @@ mod tests {
         assert!(c.choices[0].message.tool_calls.is_none());
         assert_eq!(c.choices[0].finish_reason.as_deref(), Some("stop"));
         let u = c.usage.unwrap();
-        assert_eq!(
-            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
-            (249, 26, 275)
-        );
-        assert_eq!(
-            u.prompt_tokens_details,
-            Some(PromptTokensDetails { cached_tokens: 0 })
-        );
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (249, 26, 275));
+        assert_eq!(u.prompt_tokens_details, Some(PromptTokensDetails { cached_tokens: 0 }));
 
         let c = parse_response(&fixture("messages_response_minimal.json"), 1).unwrap();
         assert_eq!(c.model, "claude-3-5-sonnet-20240620");
-        assert_eq!(
-            c.choices[0].message.content.as_deref(),
-            Some("Hi! My name is Claude.")
-        );
+        assert_eq!(c.choices[0].message.content.as_deref(), Some("Hi! My name is Claude."));
         let u = c.usage.unwrap();
-        assert_eq!(
-            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
-            (10, 25, 35)
-        );
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (10, 25, 35));
         assert!(u.prompt_tokens_details.is_none());
 
         let c = parse_response(&fixture("messages_response_stop_sequence.json"), 1).unwrap();
@@ -1062,10 +963,7 @@ mod tests {
         assert_eq!(calls[0].kind, "function");
         assert_eq!(calls[0].function.name, "get_weather");
         let args: Value = serde_json::from_str(&calls[0].function.arguments).unwrap();
-        assert_eq!(
-            args,
-            json!({"location":"San Francisco, CA","unit":"celsius"})
-        );
+        assert_eq!(args, json!({"location":"San Francisco, CA","unit":"celsius"}));
         assert_eq!(c.usage.unwrap().total_tokens, 561);
     }
 
@@ -1105,17 +1003,11 @@ mod tests {
         assert_eq!(m.content, None);
         let calls = m.tool_calls.as_ref().unwrap();
         assert_eq!(
-            calls
-                .iter()
-                .map(|c| c.function.arguments.as_str())
-                .collect::<Vec<_>>(),
+            calls.iter().map(|c| c.function.arguments.as_str()).collect::<Vec<_>>(),
             ["{}", "{\"a\":[1,2]}"]
         );
         let u = c.usage.unwrap();
-        assert_eq!(
-            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
-            (1105, 20, 1125)
-        );
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (1105, 20, 1125));
         assert_eq!(u.prompt_tokens_details.unwrap().cached_tokens, 1000);
         assert_eq!(u.completion_tokens_details.unwrap().reasoning_tokens, 12);
         // No text and no tool calls: empty string, not null.
@@ -1174,17 +1066,11 @@ mod tests {
     #[test]
     fn classifies_other_errors() {
         let err = |t: &str, m: &str| {
-            format!(
-                r#"{{"type":"error","error":{{"type":"{t}","message":"{m}"}},"request_id":null}}"#
-            )
+            format!(r#"{{"type":"error","error":{{"type":"{t}","message":"{m}"}},"request_id":null}}"#)
         };
         let cases = [
             (403, err("permission_error", "no access"), ErrorKind::Auth),
-            (
-                403,
-                err("billing_error", "credit balance too low"),
-                ErrorKind::Auth,
-            ),
+            (403, err("billing_error", "credit balance too low"), ErrorKind::Auth),
             (
                 413,
                 err(
@@ -1209,28 +1095,15 @@ mod tests {
                 ),
                 ErrorKind::ContentPolicy,
             ),
-            (
-                504,
-                err("timeout_error", "Request timed out"),
-                ErrorKind::Server,
-            ),
+            (504, err("timeout_error", "Request timed out"), ErrorKind::Server),
             (
                 500,
-                r#"{"type":"error","error":{"type":"api_error","message":"x","details":null}}"#
-                    .to_owned(),
+                r#"{"type":"error","error":{"type":"api_error","message":"x","details":null}}"#.to_owned(),
                 ErrorKind::Server,
             ),
             (418, err("brand_new_error", "?"), ErrorKind::BadRequest),
-            (
-                503,
-                "upstream connect error".to_owned(),
-                ErrorKind::Overloaded,
-            ),
-            (
-                502,
-                "<html>bad gateway</html>".to_owned(),
-                ErrorKind::Server,
-            ),
+            (503, "upstream connect error".to_owned(), ErrorKind::Overloaded),
+            (502, "<html>bad gateway</html>".to_owned(), ErrorKind::Server),
             (401, String::new(), ErrorKind::Auth),
             (
                 400,
@@ -1241,9 +1114,6 @@ mod tests {
         for (status, body, kind) in cases {
             assert_eq!(classify_error(status, &body).kind, kind, "{status} {body}");
         }
-        assert_eq!(
-            classify_error(502, "<html>").message,
-            "upstream answered HTTP 502"
-        );
+        assert_eq!(classify_error(502, "<html>").message, "upstream answered HTTP 502");
     }
 }

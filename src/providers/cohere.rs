@@ -29,13 +29,10 @@
 
 use super::{clip, common_headers, Outbound};
 use crate::api::{
-    ApiError, ChatCompletion, ChatRequest, Choice, Content, ContentPart, FunctionCall, Message,
-    PromptTokensDetails, ResponseFormatKind, ResponseMessage, Role, ToolCall, ToolChoice,
-    ToolChoiceMode, Usage,
+    ApiError, ChatCompletion, ChatRequest, Choice, Content, ContentPart, FunctionCall, Message, PromptTokensDetails,
+    ResponseFormatKind, ResponseMessage, Role, ToolCall, ToolChoice, ToolChoiceMode, Usage,
 };
-use crate::taxonomy::{
-    looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError,
-};
+use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -56,10 +53,7 @@ pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamReques
 
 fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
     if req.n.is_some_and(|n| n > 1) {
-        return Err(ApiError::invalid_param(
-            "n",
-            "n > 1 is not supported by cohere",
-        ));
+        return Err(ApiError::invalid_param("n", "n > 1 is not supported by cohere"));
     }
     let mut body = Map::new();
     body.insert("model".into(), json!(out.model));
@@ -114,16 +108,12 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
                 body.insert("response_format".into(), json!({"type": "json_object"}));
             }
             ResponseFormatKind::JsonSchema => {
-                let schema = rf
-                    .json_schema
-                    .as_ref()
-                    .and_then(|s| s.get("schema"))
-                    .ok_or_else(|| {
-                        ApiError::invalid_param(
-                            "response_format.json_schema.schema",
-                            "a `json_schema` response format needs `json_schema.schema`",
-                        )
-                    })?;
+                let schema = rf.json_schema.as_ref().and_then(|s| s.get("schema")).ok_or_else(|| {
+                    ApiError::invalid_param(
+                        "response_format.json_schema.schema",
+                        "a `json_schema` response format needs `json_schema.schema`",
+                    )
+                })?;
                 body.insert(
                     "response_format".into(),
                     json!({"type": "json_object", "json_schema": schema}),
@@ -172,10 +162,7 @@ fn message(i: usize, m: &Message) -> Result<Value, ApiError> {
             let mut out = Map::new();
             out.insert("role".into(), json!("assistant"));
             if let Some(Content::Parts(parts)) = &m.content {
-                if let Some(j) = parts
-                    .iter()
-                    .position(|p| !matches!(p, ContentPart::Text { .. }))
-                {
+                if let Some(j) = parts.iter().position(|p| !matches!(p, ContentPart::Text { .. })) {
                     return Err(ApiError::invalid_param(
                         format!("messages[{i}].content[{j}]"),
                         "assistant messages may only hold text parts",
@@ -289,8 +276,7 @@ fn count(v: &Value) -> Option<u64> {
 
 /// `usage.tokens` (what the model processed) falling back to `usage.billed_units`.
 fn usage(u: &Value) -> Option<Usage> {
-    let pick =
-        |field: &str| count(&u["tokens"][field]).or_else(|| count(&u["billed_units"][field]));
+    let pick = |field: &str| count(&u["tokens"][field]).or_else(|| count(&u["billed_units"][field]));
     let (input, output) = (pick("input_tokens"), pick("output_tokens"));
     if input.is_none() && output.is_none() {
         return None;
@@ -300,17 +286,14 @@ fn usage(u: &Value) -> Option<Usage> {
         prompt_tokens: input,
         completion_tokens: output,
         total_tokens: input + output,
-        prompt_tokens_details: count(&u["cached_tokens"])
-            .map(|c| PromptTokensDetails { cached_tokens: c }),
+        prompt_tokens_details: count(&u["cached_tokens"]).map(|c| PromptTokensDetails { cached_tokens: c }),
         completion_tokens_details: None,
     })
 }
 
 fn tool_call(i: usize, v: &Value) -> Result<ToolCall, String> {
     let (Some(id), Some(name)) = (v["id"].as_str(), v["function"]["name"].as_str()) else {
-        return Err(format!(
-            "message.tool_calls[{i}] has no id or function name"
-        ));
+        return Err(format!("message.tool_calls[{i}] has no id or function name"));
     };
     let arguments = match &v["function"]["arguments"] {
         Value::String(s) => s.clone(),
@@ -333,8 +316,7 @@ fn tool_call(i: usize, v: &Value) -> Result<ToolCall, String> {
 /// Cohere's response names no model, so `model` is left empty here: the
 /// gateway fills in the target's model name.
 pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> {
-    let r: ChatResponse =
-        serde_json::from_str(body).map_err(|e| format!("not a cohere chat response: {e}"))?;
+    let r: ChatResponse = serde_json::from_str(body).map_err(|e| format!("not a cohere chat response: {e}"))?;
     let finish = r.finish_reason.as_deref().map(finish_reason).transpose()?;
     let mut text = String::new();
     match &r.message.content {
@@ -347,9 +329,7 @@ pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> 
                 }
             }
         }
-        Some(_) => {
-            return Err("message.content is neither a list of blocks nor a string".to_owned())
-        }
+        Some(_) => return Err("message.content is neither a list of blocks nor a string".to_owned()),
     }
     let calls = r
         .message
@@ -417,11 +397,7 @@ mod tests {
     use crate::config::Config;
 
     fn read(path: &str) -> String {
-        std::fs::read_to_string(format!(
-            "{}/tests/fixtures/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
+        std::fs::read_to_string(format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
     }
     fn fixture(name: &str) -> String {
         read(&format!("cohere/{name}"))
@@ -492,21 +468,12 @@ mod tests {
             "user parts keep OpenAI's shape"
         );
         assert_eq!(body["tools"], openai["tools"], "tools keep OpenAI's shape");
-        assert!(
-            body.get("tool_choice").is_none(),
-            "auto is Cohere's default"
-        );
+        assert!(body.get("tool_choice").is_none(), "auto is Cohere's default");
         assert_eq!(body["max_tokens"], 300);
         assert_eq!(body["temperature"], 0.7);
         assert_eq!(body["p"], 0.99, "top_p 1 clamped into 0.01..0.99");
         assert_eq!(body["stop_sequences"], json!(["\n\nUser:"]));
-        for dropped in [
-            "stream",
-            "stream_options",
-            "top_p",
-            "stop",
-            "max_completion_tokens",
-        ] {
+        for dropped in ["stream", "stream_options", "top_p", "stop", "max_completion_tokens"] {
             assert!(body.get(dropped).is_none(), "{dropped}");
         }
         let cfg = config();
@@ -526,8 +493,7 @@ mod tests {
     #[test]
     fn image_requests_match_the_recorded_shape() {
         let body = build(&read("openai/chat_request_image_base64.json")).unwrap();
-        let openai: Value =
-            serde_json::from_str(&read("openai/chat_request_image_base64.json")).unwrap();
+        let openai: Value = serde_json::from_str(&read("openai/chat_request_image_base64.json")).unwrap();
         assert_eq!(
             body["messages"][0]["content"], openai["messages"][0]["content"],
             "data URI and detail kept"
@@ -558,10 +524,7 @@ mod tests {
         let (_, body) = build_as("command-a-plus-05-2026", &req.to_string()).unwrap();
         let mut expected = without(recorded, &["stream"]);
         // OpenAI has no tool_plan, so the translation has none.
-        expected["messages"][1]
-            .as_object_mut()
-            .unwrap()
-            .remove("tool_plan");
+        expected["messages"][1].as_object_mut().unwrap().remove("tool_plan");
         assert_eq!(body, expected);
 
         let body = build(&read("openai/chat_request_tool_result.json")).unwrap();
@@ -597,10 +560,7 @@ mod tests {
         assert_eq!(m.len(), 5, "no merging for cohere");
         assert_eq!(m[1]["content"], "Let me check.");
         assert_eq!(m[1]["tool_calls"][0]["function"]["arguments"], "{}");
-        assert_eq!(
-            m[2],
-            json!({"role":"tool","tool_call_id":"a","content":"42"})
-        );
+        assert_eq!(m[2], json!({"role":"tool","tool_call_id":"a","content":"42"}));
         assert_eq!(m[4], json!({"role":"assistant","content":"done"}));
     }
 
@@ -641,25 +601,15 @@ mod tests {
             json!([{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{}}}}])
         );
         assert!(b.get("tool_choice").is_none());
-        assert_eq!(
-            with(r#","tool_choice":"required""#).unwrap()["tool_choice"],
-            "REQUIRED"
-        );
-        assert_eq!(
-            with(r#","tool_choice":"none""#).unwrap()["tool_choice"],
-            "NONE"
-        );
+        assert_eq!(with(r#","tool_choice":"required""#).unwrap()["tool_choice"], "REQUIRED");
+        assert_eq!(with(r#","tool_choice":"none""#).unwrap()["tool_choice"], "NONE");
         assert!(with(r#","tool_choice":"auto","parallel_tool_calls":false"#)
             .unwrap()
             .get("tool_choice")
             .is_none());
         let e = with(r#","tool_choice":{"type":"function","function":{"name":"f"}}"#).unwrap_err();
         assert_eq!((e.status, e.param.as_deref()), (400, Some("tool_choice")));
-        assert!(
-            e.message.contains("cohere cannot force a named tool"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("cohere cannot force a named tool"), "{}", e.message);
     }
 
     #[test]
@@ -674,19 +624,11 @@ mod tests {
             json!({"type":"json_object"})
         );
         let schema = json!({"type":"object","properties":{"a":{"type":"string"}},"required":["a"]});
-        let b = with(
-            &json!({"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":schema}})
-                .to_string(),
-        )
-        .unwrap();
-        assert_eq!(
-            b["response_format"],
-            json!({"type":"json_object","json_schema":schema})
-        );
-        assert!(with(r#"{"type":"text"}"#)
-            .unwrap()
-            .get("response_format")
-            .is_none());
+        let b =
+            with(&json!({"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":schema}}).to_string())
+                .unwrap();
+        assert_eq!(b["response_format"], json!({"type":"json_object","json_schema":schema}));
+        assert!(with(r#"{"type":"text"}"#).unwrap().get("response_format").is_none());
         assert_eq!(
             with(r#"{"type":"json_schema","json_schema":{"name":"x"}}"#)
                 .unwrap_err()
@@ -697,15 +639,15 @@ mod tests {
 
     #[test]
     fn unsupported_inputs_are_client_errors() {
-        let e = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":3}"#)
-            .unwrap_err();
+        let e = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":3}"#).unwrap_err();
         assert_eq!((e.status, e.param.as_deref()), (400, Some("n")));
-        let e = build(r#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}"#).unwrap_err();
+        let e =
+            build(r#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}"#)
+                .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].content[0]"));
         let e = build(r#"{"model":"m","messages":[{"role":"user","content":"q"},{"role":"user","content":[{"type":"text","text":"a"},{"type":"file","file":{}}]}]}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[1].content[1]"));
-        let e = build(r#"{"model":"m","messages":[{"role":"function","name":"f","content":"x"}]}"#)
-            .unwrap_err();
+        let e = build(r#"{"model":"m","messages":[{"role":"function","name":"f","content":"x"}]}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
     }
 
@@ -745,25 +687,15 @@ mod tests {
         ] {
             let c = parse_response(&fixture(file), 0).unwrap();
             let m = &c.choices[0].message;
-            assert_eq!(
-                c.choices[0].finish_reason.as_deref(),
-                Some("tool_calls"),
-                "{file}"
-            );
-            assert_eq!(
-                m.content, None,
-                "thinking and tool_plan are not content ({file})"
-            );
+            assert_eq!(c.choices[0].finish_reason.as_deref(), Some("tool_calls"), "{file}");
+            assert_eq!(m.content, None, "thinking and tool_plan are not content ({file})");
             let calls = m.tool_calls.as_ref().unwrap();
             assert_eq!(calls.len(), 2);
             assert_eq!(calls[0].id, "query_daily_sales_report_hgxxmkby3wta");
             assert_eq!(calls[0].function.name, "query_daily_sales_report");
             assert_eq!(calls[0].function.arguments, "{\"day\": \"2023-09-29\"}");
             assert_eq!(calls[1].function.name, "query_product_catalog");
-            assert_eq!(
-                calls[1].function.arguments,
-                "{\"category\": \"Electronics\"}"
-            );
+            assert_eq!(calls[1].function.arguments, "{\"category\": \"Electronics\"}");
             let u = c.usage.unwrap();
             assert_eq!(
                 (u.prompt_tokens, u.completion_tokens, u.total_tokens),
@@ -796,9 +728,7 @@ mod tests {
                     Some(w),
                     "{r}"
                 ),
-                None => assert!(parse_response(&body.to_string(), 0)
-                    .unwrap_err()
-                    .contains("ERROR")),
+                None => assert!(parse_response(&body.to_string(), 0).unwrap_err().contains("ERROR")),
             }
         }
     }
@@ -815,10 +745,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.choices[0].message.content.as_deref(), Some("ab"));
         let u = c.usage.unwrap();
-        assert_eq!(
-            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
-            (5, 7, 12)
-        );
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (5, 7, 12));
         assert_eq!(u.prompt_tokens_details.unwrap().cached_tokens, 3);
         let c = parse_response(
             r#"{"id":"x","finish_reason":"COMPLETE","message":{"role":"assistant"},"usage":{}}"#,
@@ -852,43 +779,23 @@ mod tests {
             let e = classify_error(status, &body);
             assert_eq!(e.kind, kind, "{file}");
             let expected: Value = serde_json::from_str(&body).unwrap();
-            assert_eq!(
-                e.message,
-                clip(expected["message"].as_str().unwrap()),
-                "{file}"
-            );
+            assert_eq!(e.message, clip(expected["message"].as_str().unwrap()), "{file}");
         }
     }
 
     #[test]
     fn classifies_cohere_statuses() {
         let cases = [
-            (
-                498,
-                r#"{"message":"invalid or blocked token"}"#,
-                ErrorKind::Auth,
-            ),
+            (498, r#"{"message":"invalid or blocked token"}"#, ErrorKind::Auth),
             (499, r#"{"message":"request cancelled"}"#, ErrorKind::Server),
-            (
-                402,
-                r#"{"message":"billing limit reached"}"#,
-                ErrorKind::Auth,
-            ),
-            (
-                404,
-                r#"{"message":"model 'x' not found"}"#,
-                ErrorKind::NotFound,
-            ),
+            (402, r#"{"message":"billing limit reached"}"#, ErrorKind::Auth),
+            (404, r#"{"message":"model 'x' not found"}"#, ErrorKind::NotFound),
             (
                 400,
                 r#"{"message":"blocked by our content policy"}"#,
                 ErrorKind::ContentPolicy,
             ),
-            (
-                422,
-                r#"{"message":"too many tokens"}"#,
-                ErrorKind::ContextLength,
-            ),
+            (422, r#"{"message":"too many tokens"}"#, ErrorKind::ContextLength),
             (
                 429,
                 r#"{"message":"too many tokens per minute"}"#,
@@ -905,9 +812,6 @@ mod tests {
         for (status, body, kind) in cases {
             assert_eq!(classify_error(status, body).kind, kind, "{status} {body}");
         }
-        assert_eq!(
-            classify_error(504, "").message,
-            "upstream answered HTTP 504"
-        );
+        assert_eq!(classify_error(504, "").message, "upstream answered HTTP 504");
     }
 }

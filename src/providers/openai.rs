@@ -7,9 +7,7 @@
 
 use super::{clip, common_headers, Outbound};
 use crate::api::{ApiError, ChatCompletion, ChatRequest};
-use crate::taxonomy::{
-    looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError,
-};
+use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
 use serde::Deserialize;
 
@@ -38,17 +36,13 @@ fn body_for(req: &ChatRequest, model: &str) -> Result<String, ApiError> {
         )
     })?;
     if let Some(obj) = v.as_object_mut() {
-        obj.insert(
-            "model".to_owned(),
-            serde_json::Value::String(model.to_owned()),
-        );
+        obj.insert("model".to_owned(), serde_json::Value::String(model.to_owned()));
     }
     Ok(v.to_string())
 }
 
 pub fn parse_response(body: &str) -> Result<ChatCompletion, String> {
-    let c: ChatCompletion =
-        serde_json::from_str(body).map_err(|e| format!("not a chat.completion: {e}"))?;
+    let c: ChatCompletion = serde_json::from_str(body).map_err(|e| format!("not a chat.completion: {e}"))?;
     if c.choices.is_empty() {
         return Err("the response has no choices".to_owned());
     }
@@ -71,9 +65,7 @@ struct ErrorDetail {
 }
 
 pub fn classify_error(status: u16, body: &str) -> UpstreamError {
-    let parsed: Option<ErrorDetail> = serde_json::from_str::<ErrorBody>(body)
-        .ok()
-        .map(|b| b.error);
+    let parsed: Option<ErrorDetail> = serde_json::from_str::<ErrorBody>(body).ok().map(|b| b.error);
     let message = parsed
         .as_ref()
         .and_then(|d| d.message.clone())
@@ -83,17 +75,9 @@ pub fn classify_error(status: u16, body: &str) -> UpstreamError {
         .and_then(|d| d.code.as_ref())
         .and_then(|c| c.as_str().map(str::to_owned))
         .unwrap_or_default();
-    let kind_field = parsed
-        .as_ref()
-        .and_then(|d| d.kind.clone())
-        .unwrap_or_default();
+    let kind_field = parsed.as_ref().and_then(|d| d.kind.clone()).unwrap_or_default();
     let mut kind = ErrorKind::from_status(status);
-    if (400..500).contains(&status)
-        && status != 429
-        && status != 401
-        && status != 403
-        && status != 404
-    {
+    if (400..500).contains(&status) && status != 429 && status != 401 && status != 403 && status != 404 {
         if code == "context_length_exceeded" || looks_like_context_length(&message) {
             kind = ErrorKind::ContextLength;
         } else if code == "content_policy_violation"
@@ -104,8 +88,7 @@ pub fn classify_error(status: u16, body: &str) -> UpstreamError {
             kind = ErrorKind::ContentPolicy;
         }
     }
-    if status == 404 && code != "model_not_found" && !message.to_ascii_lowercase().contains("model")
-    {
+    if status == 404 && code != "model_not_found" && !message.to_ascii_lowercase().contains("model") {
         // A 404 that is not about the model means a wrong base URL: still the operator's to fix.
         kind = ErrorKind::NotFound;
     }
@@ -119,11 +102,7 @@ mod tests {
     use serde_json::Value;
 
     fn fixture(name: &str) -> String {
-        std::fs::read_to_string(format!(
-            "{}/tests/fixtures/openai/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
+        std::fs::read_to_string(format!("{}/tests/fixtures/openai/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
     }
     fn envelope(name: &str) -> (u16, String) {
         let v: Value = serde_json::from_str(&fixture(name)).unwrap();
@@ -140,12 +119,7 @@ mod tests {
     #[test]
     fn request_swaps_model_and_keeps_every_other_field() {
         let cfg = config();
-        let req = ChatRequest::parse(
-            fixture("chat_request.json")
-                .replace("gpt-4o-mini", "chat")
-                .as_bytes(),
-        )
-        .unwrap();
+        let req = ChatRequest::parse(fixture("chat_request.json").replace("gpt-4o-mini", "chat").as_bytes()).unwrap();
         let out = Outbound {
             provider: &cfg.providers[0],
             model: "gpt-4o-mini-2024-07-18",
@@ -153,9 +127,7 @@ mod tests {
         };
         let r = build_request(&out, &req).unwrap();
         assert_eq!(r.url, "https://api.example.com/v1/chat/completions");
-        assert!(r
-            .headers
-            .contains(&("authorization".into(), "Bearer sk-test".into())));
+        assert!(r.headers.contains(&("authorization".into(), "Bearer sk-test".into())));
         let sent: Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
         let mut expected: Value = serde_json::from_str(&fixture("chat_request.json")).unwrap();
         expected["model"] = "gpt-4o-mini-2024-07-18".into();
@@ -172,9 +144,7 @@ mod tests {
         let c = parse_response(&fixture("chat_response_tool_calls.json")).unwrap();
         assert_eq!(c.choices[0].finish_reason.as_deref(), Some("tool_calls"));
         assert_eq!(
-            c.choices[0].message.tool_calls.as_ref().unwrap()[0]
-                .function
-                .name,
+            c.choices[0].message.tool_calls.as_ref().unwrap()[0].function.name,
             "get_current_weather"
         );
         assert!(parse_response("{\"id\":1}").is_err());
@@ -184,10 +154,7 @@ mod tests {
     #[test]
     fn classifies_recorded_errors() {
         let cases = [
-            (
-                "error_400_context_length_exceeded.json",
-                ErrorKind::ContextLength,
-            ),
+            ("error_400_context_length_exceeded.json", ErrorKind::ContextLength),
             ("error_401_invalid_api_key.json", ErrorKind::Auth),
             ("error_429_rate_limit_exceeded.json", ErrorKind::RateLimited),
             ("error_500_server_error.json", ErrorKind::Server),
@@ -205,9 +172,6 @@ mod tests {
             classify_error(400, "{\"error\":{\"message\":\"bad temperature\"}}").kind,
             ErrorKind::BadRequest
         );
-        assert_eq!(
-            classify_error(502, "<html>bad gateway</html>").kind,
-            ErrorKind::Server
-        );
+        assert_eq!(classify_error(502, "<html>bad gateway</html>").kind, ErrorKind::Server);
     }
 }
