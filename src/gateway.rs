@@ -51,6 +51,8 @@ pub enum Endpoint {
     Chat,
     Models,
     Health,
+    /// Provider health, circuits and weights; behind the admin key.
+    Status,
     NotFound,
     /// The path exists but not for this method; carries the allowed methods.
     MethodNotAllowed(&'static str),
@@ -63,6 +65,8 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
         ("/v1/chat/completions", _) => Endpoint::MethodNotAllowed("POST"),
         ("/v1/models", "GET" | "HEAD") => Endpoint::Models,
         ("/v1/models", _) => Endpoint::MethodNotAllowed("GET"),
+        ("/v1/status", "GET") => Endpoint::Status,
+        ("/v1/status", _) => Endpoint::MethodNotAllowed("GET"),
         ("/healthz", "GET" | "HEAD") => Endpoint::Health,
         ("/healthz", _) => Endpoint::MethodNotAllowed("GET"),
         _ => Endpoint::NotFound,
@@ -76,7 +80,11 @@ pub struct Gateway {
     keys: Vec<Option<String>>,
     pub states: RefCell<ProviderStates>,
     models_body: String,
+    admin_key: Option<String>,
 }
+
+/// The Worker secret holding the admin key for `/v1/status`.
+pub const ADMIN_KEY_SECRET: &str = "ADMIN_KEY";
 
 impl Gateway {
     /// `secret(name)` looks a Worker secret up.
@@ -102,17 +110,123 @@ impl Gateway {
             })).collect::<Vec<_>>(),
         })
         .to_string();
+        let admin_key = secret(ADMIN_KEY_SECRET).filter(|k| !k.is_empty());
         Gateway {
             config,
             keys,
             states,
             models_body,
+            admin_key,
         }
+    }
+
+    /// Provider `idx`'s API key, for building its requests.
+    pub(crate) fn key(&self, idx: usize) -> Option<&str> {
+        self.keys.get(idx).and_then(|k| k.as_deref())
     }
 
     /// Whether provider `idx` has its API key (never the key itself).
     pub fn has_key(&self, idx: usize) -> bool {
         self.keys.get(idx).is_some_and(Option::is_some)
+    }
+
+    /// Checks the admin key on an admin endpoint; `Err` is the reply to send.
+    pub fn authorize_admin(&self, authorization: Option<&str>) -> Result<(), Reply> {
+        let Some(expected) = &self.admin_key else {
+            return Err(Reply::error(
+                &ApiError::new(
+                    403,
+                    "permission_error",
+                    "admin endpoints are off: set the ADMIN_KEY Worker secret",
+                )
+                .with_code("admin_disabled"),
+            ));
+        };
+        match crate::auth::bearer(authorization) {
+            Some(token) if crate::auth::constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
+            _ => {
+                let mut r = Reply::error(
+                    &ApiError::new(
+                        401,
+                        "authentication_error",
+                        "this endpoint needs the admin key as a bearer token",
+                    )
+                    .with_code("invalid_admin_key"),
+                );
+                r.headers.push(("www-authenticate", "Bearer".to_owned()));
+                Err(r)
+            }
+        }
+    }
+
+    /// `GET /v1/status`: every provider's health, circuit, failure count and
+    /// last probe, and every route's effective weights. No secrets.
+    pub fn status(&self, now: u64) -> Reply {
+        let states = self.states.borrow();
+        let providers: Vec<serde_json::Value> = self
+            .config
+            .providers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let rec = states.record(i);
+                let h = states.health(i);
+                let b = states.breaker(i);
+                json!({
+                    "name": p.name,
+                    "format": p.format.as_str(),
+                    "base_url": p.base_url,
+                    "key_configured": p.key_secret.is_none() || self.has_key(i),
+                    "available": states.available(i, now),
+                    "health": {
+                        "status": h.status.as_str(),
+                        "last_probe_ms": (h.last_probe_ms > 0).then_some(h.last_probe_ms),
+                        "last_probe_latency_ms": (h.last_probe_ms > 0).then_some(h.last_latency_ms),
+                        "consecutive_probe_failures": h.consecutive_failures,
+                        "consecutive_probe_successes": h.consecutive_successes,
+                        "changed_ms": (h.changed_ms > 0).then_some(h.changed_ms),
+                    },
+                    "circuit": {
+                        "state": b.state(now).as_str(),
+                        "cooldown_ms": b.shared.cooldown_ms,
+                        "retry_at_ms": b.retry_at_ms(),
+                        "consecutive_failures": b.consecutive_failures(),
+                    },
+                    "failures": states.effective_failures(i, now),
+                    "penalty": states.penalty(i, now),
+                    "last_failure_ms": (rec.last_failure_ms > 0).then_some(rec.last_failure_ms),
+                    "last_success_ms": (rec.last_success_ms > 0).then_some(rec.last_success_ms),
+                    "last_error": h.last_error,
+                    "last_error_ms": (h.last_error_ms > 0).then_some(h.last_error_ms),
+                })
+            })
+            .collect();
+        let routes: Vec<serde_json::Value> = self
+            .config
+            .routes
+            .iter()
+            .map(|r| {
+                json!({
+                    "name": r.name,
+                    "strategy": format!("{:?}", r.strategy).to_ascii_lowercase(),
+                    "targets": r.targets.iter().map(|t| {
+                        let available = states.available(t.provider, now);
+                        json!({
+                            "target": t.id,
+                            "weight": t.weight,
+                            "effective_weight": if available {
+                                selection::effective_weight(t, states.effective_failures(t.provider, now))
+                            } else { 0.0 },
+                            "available": available,
+                        })
+                    }).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        Reply::json(
+            200,
+            json!({"now_ms": now, "providers": providers, "routes": routes}).to_string(),
+        )
     }
 
     pub fn models(&self) -> Reply {

@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod auth;
 pub mod breaker;
 pub mod clock;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod failures;
 pub mod gateway;
 pub mod health;
 pub mod log;
+pub mod probe;
 pub mod providers;
 pub mod retry;
 pub mod rng;

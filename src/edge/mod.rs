@@ -6,17 +6,21 @@ mod kv;
 mod upstream;
 
 use crate::api::ApiError;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::gateway::{endpoint, Endpoint, Gateway, Reply, HEADER_ORDER, HEADER_REQUEST_ID};
 use crate::log::RequestLog;
 use crate::rng::{Rng, SplitMix64};
-use crate::state;
+use crate::{probe, state};
 use clock::WorkerClock;
 use kv::KvState;
 use std::cell::RefCell;
 use std::rc::Rc;
 use upstream::FetchUpstream;
-use worker::{console_error, console_log, event, Context, Env, Headers, Request, Response, Result};
+use worker::{
+    console_error, console_log, event, Context, Env, Headers, Request, Response, Result, ScheduleContext,
+    ScheduledEvent,
+};
 
 /// The KV namespace binding holding shared provider state.
 const STATE_BINDING: &str = "STATE";
@@ -106,6 +110,25 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let reply = match endpoint(&method, &path) {
         Endpoint::Chat => chat(&gw, req, &env, &mut log, &clock, &mut rng).await,
         Endpoint::Models => gw.models(),
+        Endpoint::Status => {
+            let auth = req.headers().get("authorization").ok().flatten();
+            match gw.authorize_admin(auth.as_deref()) {
+                Err(r) => r,
+                Ok(()) => {
+                    // An admin read may pay for a fresh look at the shared state.
+                    let now = clock.now_ms();
+                    if let Ok(kv) = env.kv(STATE_BINDING) {
+                        if gw.states.borrow().refresh_due(now) {
+                            log_errors(
+                                "state refresh failed",
+                                state::refresh(&gw.states, &KvState(kv), now).await,
+                            );
+                        }
+                    }
+                    gw.status(clock.now_ms())
+                }
+            }
+        }
         Endpoint::Health => Reply::json(200, r#"{"status":"ok"}"#.to_owned()),
         Endpoint::NotFound => {
             Reply::error(&ApiError::not_found(format!("no route for {method} {path}")).with_code("unknown_url"))
@@ -130,6 +153,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         log.outcome = if reply.status < 400 { "ok" } else { "client_error" };
     }
     console_log!("{}", log.to_line());
+    log_events(&gw);
 
     // Shared state upkeep happens after the response.
     if let Ok(kv) = env.kv(STATE_BINDING) {
@@ -185,6 +209,65 @@ async fn chat(
     };
     let order = req.headers().get(HEADER_ORDER).ok().flatten();
     gw.chat(&body, order.as_deref(), log, clock, &FetchUpstream, rng).await
+}
+
+/// The cron trigger: probe every provider, fold the results into health and
+/// circuits, and share the transitions through KV.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let gw = match gateway(&env) {
+        Ok(gw) => gw,
+        Err(message) => {
+            console_error!(
+                "{}",
+                serde_json::json!({"level":"error","msg":"health check skipped","detail":message})
+            );
+            return;
+        }
+    };
+    let clock = WorkerClock;
+    let kv = env.kv(STATE_BINDING).ok().map(KvState);
+    // Start from what other isolates know, so transitions are judged right.
+    if let Some(store) = &kv {
+        log_errors(
+            "state refresh failed",
+            state::refresh(&gw.states, store, clock.now_ms()).await,
+        );
+    }
+    let results = probe::probe_all(&gw, &clock, &FetchUpstream).await;
+    let summary: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(name, r)| {
+            serde_json::json!({
+                "provider": name,
+                "outcome": r.error.map_or("ok", |k| k.as_str()),
+                "latency_ms": r.latency_ms,
+            })
+        })
+        .collect();
+    console_log!(
+        "{}",
+        serde_json::json!({"level":"info","msg":"health check","probes":summary})
+    );
+    log_events(&gw);
+    if let Some(store) = &kv {
+        let (_, errors) = state::flush(&gw.states, store, clock.now_ms()).await;
+        log_errors("state write failed", errors);
+    }
+}
+
+/// Logs circuit and health transitions as structured events.
+fn log_events(gw: &Gateway) {
+    let events = gw.states.borrow_mut().take_events();
+    for e in events {
+        console_log!("{}", e);
+    }
+}
+
+fn log_errors(what: &str, errors: Vec<String>) {
+    for e in errors {
+        console_error!("{}", serde_json::json!({"level":"error","msg":what,"detail":e}));
+    }
 }
 
 fn respond(reply: Reply, request_id: &str) -> Result<Response> {

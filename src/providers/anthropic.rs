@@ -38,7 +38,7 @@
 // `ApiError` is large; the signatures are shared by every adapter (see mod.rs).
 #![allow(clippy::result_large_err)]
 
-use super::{clip, common_headers, Outbound};
+use super::{clip, request_headers, Outbound};
 use crate::api::{
     ApiError, ChatCompletion, ChatRequest, Choice, CompletionTokensDetails, Content, ContentPart, FunctionCall,
     Message, PromptTokensDetails, ResponseFormatKind, ResponseMessage, Role, ToolCall, ToolChoice, ToolChoiceMode,
@@ -57,11 +57,7 @@ const IMAGE_MEDIA_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "i
 
 pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamRequest, ApiError> {
     let body = body_for(out, req)?;
-    let mut headers = common_headers(out);
-    if let Some(key) = out.api_key {
-        headers.push(("x-api-key".to_owned(), key.to_owned()));
-    }
-    headers.push(("anthropic-version".to_owned(), out.provider.anthropic_version.clone()));
+    let headers = request_headers(out);
     Ok(UpstreamRequest {
         method: "POST",
         url: format!("{}/v1/messages", out.provider.base_url),

@@ -27,7 +27,7 @@
 // `ApiError` is large; the signatures are shared by every adapter (see mod.rs).
 #![allow(clippy::result_large_err)]
 
-use super::{clip, common_headers, Outbound};
+use super::{clip, request_headers, Outbound};
 use crate::api::{
     ApiError, ChatCompletion, ChatRequest, Choice, Content, ContentPart, FunctionCall, Message, PromptTokensDetails,
     ResponseFormatKind, ResponseMessage, Role, ToolCall, ToolChoice, ToolChoiceMode, Usage,
@@ -39,10 +39,7 @@ use serde_json::{json, Map, Value};
 
 pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamRequest, ApiError> {
     let body = body_for(out, req)?;
-    let mut headers = common_headers(out);
-    if let Some(key) = out.api_key {
-        headers.push(("authorization".to_owned(), format!("Bearer {key}")));
-    }
+    let headers = request_headers(out);
     Ok(UpstreamRequest {
         method: "POST",
         url: format!("{}/v2/chat", out.provider.base_url),

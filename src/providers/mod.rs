@@ -7,7 +7,7 @@ pub mod cohere;
 pub mod openai;
 
 use crate::api::{ApiError, ChatCompletion, ChatRequest};
-use crate::config::ProviderConfig;
+use crate::config::{Probe, ProviderConfig};
 use crate::taxonomy::UpstreamError;
 use crate::upstream::UpstreamRequest;
 
@@ -75,13 +75,63 @@ pub fn classify_error(format: Format, status: u16, body: &str) -> UpstreamError 
     }
 }
 
-/// Headers every provider request carries.
-pub(crate) fn common_headers(out: &Outbound) -> Vec<(String, String)> {
+/// Headers of every request to this provider: content type, the configured
+/// extra headers, and the key in the format's own header.
+pub(crate) fn request_headers(out: &Outbound) -> Vec<(String, String)> {
     let mut h = vec![("content-type".to_owned(), "application/json".to_owned())];
     for (k, v) in &out.provider.headers {
         h.push((k.clone(), v.clone()));
     }
+    match out.provider.format {
+        Format::OpenAi | Format::Cohere => {
+            if let Some(key) = out.api_key {
+                h.push(("authorization".to_owned(), format!("Bearer {key}")));
+            }
+        }
+        Format::Anthropic => {
+            if let Some(key) = out.api_key {
+                h.push(("x-api-key".to_owned(), key.to_owned()));
+            }
+            h.push(("anthropic-version".to_owned(), out.provider.anthropic_version.clone()));
+        }
+    }
     h
+}
+
+/// The cron trigger's health probe for a provider: its list-models endpoint
+/// (authenticated, no tokens), or a one-token completion when configured.
+/// `None` when the provider is not probed.
+pub fn build_probe(out: &Outbound) -> Result<Option<UpstreamRequest>, ApiError> {
+    match &out.provider.probe {
+        Probe::Off => Ok(None),
+        Probe::Models => {
+            let path = match out.provider.format {
+                // OpenAI-compatible base URLs already end in /v1.
+                Format::OpenAi => "/models",
+                // Cohere's model list lives only under /v1.
+                Format::Anthropic | Format::Cohere => "/v1/models",
+            };
+            let mut headers = request_headers(out);
+            headers.retain(|(k, _)| k != "content-type");
+            Ok(Some(UpstreamRequest {
+                method: "GET",
+                url: format!("{}{path}", out.provider.base_url),
+                headers,
+                body: None,
+            }))
+        }
+        Probe::Completion(model) => {
+            let body = serde_json::json!({
+                "model": model,
+                "messages": [{"role": "user", "content": "ping"}],
+                "max_tokens": 1,
+            })
+            .to_string();
+            let req = ChatRequest::parse(body.as_bytes())?;
+            let probe_out = Outbound { model, ..*out };
+            build_chat(&probe_out, &req).map(Some)
+        }
+    }
 }
 
 /// Shortens an upstream message so that error bodies stay small.
@@ -95,4 +145,75 @@ pub(crate) fn clip(s: &str) -> String {
         end -= 1;
     }
     format!("{}...", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn cfg(probe: &str) -> Config {
+        Config::from_json(&format!(
+            r#"{{"providers":{{
+                "o":{{"format":"openai","base_url":"http://127.0.0.1:1/v1","key_secret":"K"{probe}}},
+                "a":{{"format":"anthropic","base_url":"http://127.0.0.1:2","key_secret":"K"}},
+                "c":{{"format":"cohere","base_url":"http://127.0.0.1:3","key_secret":"K"}}}},
+              "routes":{{"r":{{"targets":[{{"provider":"o","model":"m"}}]}}}}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn probes_hit_each_formats_model_list_with_its_auth() {
+        let c = cfg("");
+        let urls: Vec<(String, Vec<(String, String)>)> = c
+            .providers
+            .iter()
+            .map(|p| {
+                let r = build_probe(&Outbound {
+                    provider: p,
+                    model: "",
+                    api_key: Some("sk-k"),
+                })
+                .unwrap()
+                .unwrap();
+                assert_eq!(r.method, "GET");
+                assert!(r.body.is_none());
+                (r.url, r.headers)
+            })
+            .collect();
+        // Providers are kept in name order: a, c, o.
+        assert_eq!(urls[0].0, "http://127.0.0.1:2/v1/models");
+        assert!(urls[0].1.contains(&("x-api-key".into(), "sk-k".into())));
+        assert!(urls[0].1.contains(&("anthropic-version".into(), "2023-06-01".into())));
+        assert_eq!(urls[1].0, "http://127.0.0.1:3/v1/models");
+        assert!(urls[1].1.contains(&("authorization".into(), "Bearer sk-k".into())));
+        assert_eq!(urls[2].0, "http://127.0.0.1:1/v1/models");
+    }
+
+    #[test]
+    fn a_completion_probe_asks_for_one_token() {
+        let c = cfg(r#","probe":"completion","probe_model":"tiny""#);
+        let p = c.providers.iter().find(|p| p.name == "o").unwrap();
+        let r = build_probe(&Outbound {
+            provider: p,
+            model: "",
+            api_key: None,
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.url, "http://127.0.0.1:1/v1/chat/completions");
+        let body: serde_json::Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+        assert_eq!(body["model"], "tiny");
+        assert_eq!(body["max_tokens"], 1);
+        let off = cfg(r#","probe":"off""#);
+        let p = off.providers.iter().find(|p| p.name == "o").unwrap();
+        assert!(build_probe(&Outbound {
+            provider: p,
+            model: "",
+            api_key: None
+        })
+        .unwrap()
+        .is_none());
+    }
 }

@@ -5,17 +5,14 @@
 //! client sent it, with `model` replaced by the target's upstream model and the
 //! gateway's own options removed; unknown fields pass through.
 
-use super::{clip, common_headers, Outbound};
+use super::{clip, request_headers, Outbound};
 use crate::api::{ApiError, ChatCompletion, ChatRequest};
 use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
 use serde::Deserialize;
 
 pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamRequest, ApiError> {
-    let mut headers = common_headers(out);
-    if let Some(key) = out.api_key {
-        headers.push(("authorization".to_owned(), format!("Bearer {key}")));
-    }
+    let headers = request_headers(out);
     let body = body_for(req, out.model)?;
     Ok(UpstreamRequest {
         method: "POST",

@@ -1,0 +1,83 @@
+//! Health probes, as the cron trigger runs them: every configured provider
+//! probed concurrently, each bounded by the probe timeout, the results
+//! classified with the same taxonomy as requests and folded into the
+//! provider's health and circuit.
+
+use crate::clock::Clock;
+use crate::gateway::Gateway;
+use crate::health::ProbeResult;
+use crate::providers::{self, Outbound};
+use crate::taxonomy::ErrorKind;
+use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamRequest};
+use futures_util::future::join_all;
+
+/// Probes every provider and records the results. Returns the providers
+/// probed with their results, in configuration order.
+pub async fn probe_all<C: Clock, U: Upstream>(gw: &Gateway, clock: &C, upstream: &U) -> Vec<(String, ProbeResult)> {
+    let cfg = &gw.config;
+    let probes = cfg.providers.iter().enumerate().filter_map(|(i, p)| {
+        let out = Outbound {
+            provider: p,
+            model: "",
+            api_key: gw.key(i),
+        };
+        let built = if p.key_secret.is_some() && out.api_key.is_none() {
+            Err(ErrorKind::MissingKey)
+        } else {
+            match providers::build_probe(&out) {
+                Ok(Some(r)) => Ok(r),
+                Ok(None) => return None,
+                Err(_) => Err(ErrorKind::BadRequest),
+            }
+        };
+        Some(async move {
+            let r = match built {
+                Ok(req) => probe_one(p.format, &req, cfg.probe_timeout_ms, clock, upstream).await,
+                Err(kind) => ProbeResult {
+                    error: Some(kind),
+                    latency_ms: 0,
+                },
+            };
+            (i, r)
+        })
+    });
+    let results = join_all(probes).await;
+    let now = clock.now_ms();
+    let mut states = gw.states.borrow_mut();
+    results
+        .into_iter()
+        .map(|(i, r)| {
+            states.record_probe(i, r, now);
+            (cfg.providers[i].name.clone(), r)
+        })
+        .collect()
+}
+
+async fn probe_one<C: Clock, U: Upstream>(
+    format: providers::Format,
+    req: &UpstreamRequest,
+    timeout_ms: u64,
+    clock: &C,
+    upstream: &U,
+) -> ProbeResult {
+    let start = clock.now_ms();
+    let deadline = start + timeout_ms;
+    let error = match upstream.send(req, deadline).await {
+        Ok(head) if (200..300).contains(&head.status) => match head.body.text(deadline).await {
+            Ok(_) => None,
+            Err(TransportError::Timeout) => Some(ErrorKind::Timeout),
+            Err(TransportError::Connect(_)) => Some(ErrorKind::Connect),
+        },
+        Ok(head) => {
+            let status = head.status;
+            let body = head.body.text(deadline).await.unwrap_or_default();
+            Some(providers::classify_error(format, status, &body).kind)
+        }
+        Err(TransportError::Timeout) => Some(ErrorKind::Timeout),
+        Err(TransportError::Connect(_)) => Some(ErrorKind::Connect),
+    };
+    ProbeResult {
+        error,
+        latency_ms: clock.now_ms().saturating_sub(start),
+    }
+}
