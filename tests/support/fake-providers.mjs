@@ -36,11 +36,17 @@
 //         firstByteDelayMs    wait this long before sending the response head
 // A stream:true request with { type: 'ok' } gets a well-formed stream.
 //
+// setOutage(behaviour) applies one behaviour to EVERY request, chat and
+// models listing alike (what a health probe sees), ahead of the script and
+// the default, until setOutage(null). E.g. setOutage({ type: 'error', status: 503 })
+// or setOutage({ type: 'hang' }).
+//
 // Admin API on the same server (for humans using `npm start`):
 //   POST /__fake/behaviour   JSON behaviour -> the default
 //   POST /__fake/script      JSON array of behaviours -> the script
+//   POST /__fake/outage      JSON behaviour (or null) -> every endpoint fails that way
 //   GET  /__fake/requests    { count, chats, last: [...] }
-//   POST /__fake/reset       clears requests and script, default back to ok
+//   POST /__fake/reset       clears requests, script and outage, default back to ok
 
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
@@ -691,6 +697,7 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
   const requests = [];
   let queue = [];
   let fallback = { type: 'ok' };
+  let outage = null;
   const sockets = new Set();
   const timers = new Set();
   let closed = false;
@@ -750,6 +757,14 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       const r = errorResponse(format, 401);
       return sendJson(res, r.status, r.body, r.headers);
     }
+    if (outage && (isModels || isChat)) {
+      try {
+        await respond(req, res, outage, body, isModels);
+      } catch {
+        res.destroy();
+      }
+      return;
+    }
     if (isModels) return sendJson(res, 200, fixture(MODELS_FIXTURES[format]), defaultResponseHeaders(format));
     if (!isChat) {
       const r = errorResponse(format, 404, {
@@ -778,7 +793,7 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
     return /^bearer /i.test(auth) && auth.slice(7) === key;
   }
 
-  async function respond(req, res, b, body) {
+  async function respond(req, res, b, body, isModels = false) {
     const type = b?.type ?? 'ok';
     const wantsStream = typeof body === 'object' && body?.stream === true;
 
@@ -803,6 +818,12 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       return sendJson(res, r.status, r.body, r.headers);
     }
 
+    if (isModels) {
+      // The models listing under an outage: ok/stream answer normally, malformed is cut short.
+      const text = JSON.stringify(fixture(MODELS_FIXTURES[format]));
+      const out = type === 'malformed' ? text.slice(0, Math.floor(text.length / 2)) : text;
+      return sendJson(res, 200, out, defaultResponseHeaders(format));
+    }
     if (validate && (type === 'ok' || type === 'stream' || type === 'malformed')) {
       const problem = validateRequest(format, body, req.headers);
       if (problem) return sendJson(res, problem.status, problem.body, defaultResponseHeaders(format));
@@ -888,8 +909,15 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
         last: requests.slice(-5),
       });
     }
+    if (req.method === 'POST' && pathname === '/__fake/outage') {
+      if (data !== null && data !== undefined && (typeof data !== 'object' || Array.isArray(data))) {
+        return sendJson(res, 400, { error: 'send one behaviour object, or null to end the outage' });
+      }
+      outage = data ?? null;
+      return sendJson(res, 200, { name, outage });
+    }
     if (req.method === 'GET' && pathname === '/__fake/behaviour') {
-      return sendJson(res, 200, { name, script: queue, default: fallback });
+      return sendJson(res, 200, { name, script: queue, default: fallback, outage });
     }
     if (req.method === 'POST' && pathname === '/__fake/reset') {
       api.reset();
@@ -934,10 +962,16 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       fallback = behaviour ?? { type: 'ok' };
       return api;
     },
+    /** Every endpoint (chat and models) behaves so until setOutage(null). */
+    setOutage(behaviour) {
+      outage = behaviour ?? null;
+      return api;
+    },
     reset() {
       requests.length = 0;
       queue = [];
       fallback = { type: 'ok' };
+      outage = null;
       return api;
     },
     async close() {

@@ -445,6 +445,45 @@ describe('faults', () => {
   });
 });
 
+describe('outage', () => {
+  test('setOutage applies to chat and models alike, ahead of the script, until cleared', async () => {
+    const f = fakes.anthropic.reset();
+    f.script({ type: 'ok', text: 'scripted' });
+    f.setOutage({ type: 'error', status: 529 });
+    let r = await fetch(`${f.origin}/v1/models`);
+    assert.equal(r.status, 529);
+    assert.deepEqual(await r.json(), json('anthropic/error_529_overloaded.json').body);
+    r = await post('anthropic', chatBody('anthropic'));
+    assert.equal(r.status, 529);
+    await r.text();
+    f.setOutage(null);
+    r = await fetch(`${f.origin}/v1/models`);
+    assert.deepEqual(await r.json(), json('anthropic/models_list.json'));
+    const body = await (await post('anthropic', chatBody('anthropic'))).json();
+    assert.equal(body.content[0].text, 'scripted', 'the script waited out the outage');
+    assert.deepEqual(f.requests.map((x) => x.kind), ['models', 'chat', 'models', 'chat']);
+  });
+
+  test('a hanging outage holds the models listing too; close() ends it', async () => {
+    const f = await startFakeProvider({ format: 'openai' });
+    f.setOutage({ type: 'hang' });
+    await assert.rejects(fetch(`${f.baseUrl}/models`, { signal: AbortSignal.timeout(100) }));
+    const pending = fetch(`${f.baseUrl}/models`).catch((e) => e);
+    await new Promise((r) => setTimeout(r, 50));
+    await f.close();
+    assert.ok((await pending) instanceof Error);
+  });
+
+  test('POST /__fake/outage sets and clears it', async () => {
+    const f = fakes.cohere.reset();
+    const set = (b) => fetch(`${f.origin}/__fake/outage`, { method: 'POST', body: JSON.stringify(b) }).then((r) => r.json());
+    await set({ type: 'error', status: 500 });
+    assert.equal((await fetch(`${f.origin}/v1/models`)).status, 500);
+    await set(null);
+    assert.equal((await fetch(`${f.origin}/v1/models`)).status, 200);
+  });
+});
+
 describe('admin API', () => {
   test('behaviour, script, requests, reset', async () => {
     const f = fakes.cohere.reset();

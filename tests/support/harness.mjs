@@ -18,7 +18,11 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const SHIM = path.join(ROOT, 'build/worker/shim.mjs');
+// SWITCHYARD_WORKER_SCRIPT runs the tests against another module worker
+// (a debug build elsewhere, or a stand-in while the Rust side is in progress).
+export const SHIM = process.env.SWITCHYARD_WORKER_SCRIPT
+  ? path.resolve(process.env.SWITCHYARD_WORKER_SCRIPT)
+  : path.join(ROOT, 'build/worker/shim.mjs');
 
 const MODULE_RULES = [
   { type: 'ESModule', include: ['**/*.js', '**/*.mjs'] },
@@ -69,7 +73,8 @@ function headersObject(h) {
 /**
  * Boots the gateway.
  * @param {object} opts
- * @param {object|string} opts.config   SWITCHYARD_CONFIG (object or JSON text)
+ * @param {object|string} opts.config   SWITCHYARD_CONFIG: an object (a JSON binding, like a
+ *                                      wrangler.toml table) or JSON text (a text binding)
  * @param {Record<string,string>} [opts.secrets]  extra text bindings (provider keys)
  * @param {string} [opts.kvPersist]     directory to keep KV in (shared between instances)
  * @param {string} [opts.compatibilityDate]
@@ -103,7 +108,9 @@ export async function startGateway({
     compatibilityDate,
     kvNamespaces: ['STATE'],
     bindings: {
-      SWITCHYARD_CONFIG: typeof config === 'string' ? config : JSON.stringify(config),
+      // An object becomes a JSON binding, as wrangler.toml's [vars.SWITCHYARD_CONFIG]
+      // table does when deployed; a string stays a text binding.
+      SWITCHYARD_CONFIG: config,
       ...secrets,
     },
     host: '127.0.0.1',
@@ -118,10 +125,23 @@ export async function startGateway({
   else {
     options.scriptPath = scriptPath;
     options.modulesRules = MODULE_RULES;
+    // worker-build 0.8's shim re-exports '../index.js': the modules root must
+    // be build/, or workerd refuses the '..'.
+    options.modulesRoot = path.dirname(path.dirname(scriptPath));
   }
 
   const mf = new Miniflare(options);
-  const ready = await mf.ready; // URL of the listening server
+  let ready;
+  try {
+    ready = await mf.ready; // URL of the listening server
+  } catch (e) {
+    // workerd explains itself on stderr, which handleRuntimeStdio captured.
+    await new Promise((r) => setTimeout(r, 50));
+    await mf.dispose().catch(() => {});
+    const said = lines.map((l) => (typeof l === 'string' ? l : JSON.stringify(l))).join('\n');
+    e.message += `\nworkerd said:\n${said || '(nothing)'}`;
+    throw e;
+  }
   const url = ready.href.replace(/\/$/, '');
 
   const gw = {

@@ -12,7 +12,8 @@ import { startFakeProvider } from './fake-providers.mjs';
 const WORKER = `
 export default {
   async fetch(req, env, ctx) {
-    const cfg = JSON.parse(env.SWITCHYARD_CONFIG);
+    const raw = env.SWITCHYARD_CONFIG;
+    const cfg = typeof raw === 'string' ? JSON.parse(raw) : raw;
     const id = crypto.randomUUID();
     const url = new URL(req.url);
     if (url.pathname === '/count') {
@@ -44,6 +45,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 test('harness boots a JS worker, captures logs, shares persisted KV', async () => {
   const fake = await startFakeProvider({ format: 'openai', name: 'openai', key: 'sk-test' });
   const config = { providers: { openai: { format: 'openai', base_url: fake.baseUrl } }, routes: {} };
+  assert.equal(typeof config, 'object');
   let gw = await startGateway({ script: WORKER, config, secrets: { OPENAI_API_KEY: 'sk-test' }, kvPersist: dir });
   try {
     const r = await gw.chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }] });
