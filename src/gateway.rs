@@ -318,7 +318,7 @@ impl Gateway {
             let provider = |i: usize| route.targets[i].provider;
             selection::keep_available(
                 order,
-                |i| states.available(provider(i), now),
+                |i| states.availability(provider(i), now),
                 |i| states.record(provider(i)).last_failure_ms,
                 self.config.when_all_unavailable,
             )

@@ -8,11 +8,6 @@ use crate::api::{ApiError, ChatRequest};
 use crate::config::{AllUnavailable, Route, Strategy, Target};
 use crate::rng::Rng;
 
-/// Under `priority` and `cost`, a target whose provider has at least this many
-/// recent (decayed) failures (two failures in the last half-life) moves behind the healthy ones, keeping its place
-/// among the other failing ones. It is still tried if they all fail.
-pub const DEMOTE_AFTER_FAILURES: f64 = 1.5;
-
 /// What a request needs from a target.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Needs {
@@ -146,7 +141,7 @@ pub fn order<R: Rng>(
         return eligible;
     }
     match route.strategy {
-        Strategy::Priority => demote_failing(eligible, &failures),
+        Strategy::Priority => eligible,
         Strategy::Cost => {
             let mut v = eligible;
             let out_tokens = 500.0;
@@ -156,36 +151,46 @@ pub fn order<R: Rng>(
             };
             // Stable sort: equal prices keep the configured order.
             v.sort_by(|&a, &b| price(a).total_cmp(&price(b)));
-            demote_failing(v, &failures)
+            v
         }
         Strategy::Weighted => weighted_order(route, eligible, &failures, rng),
     }
 }
 
-/// Removes targets whose provider is unavailable (circuit open, or probes
-/// say down). When that leaves nothing, the gateway still tries rather than
-/// answer "no healthy providers": every target, in `fallback` order. Returns
-/// the order and whether it was forced.
+/// Whether a target's provider can take a request now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    /// Circuit closed and not reported down.
+    Up,
+    /// Circuit half-open with no trial out: the next request is its trial.
+    Trial,
+    /// Circuit open (or its trial is out), or probes say down.
+    Down,
+}
+
+/// Removes targets whose provider is unavailable, and puts providers due a
+/// half-open trial first, so that recovery is noticed within a cooldown
+/// whatever their weight or place (one request per cooldown pays for it).
+/// When nothing is left, the gateway still tries rather than answer "no
+/// healthy providers": every target, in `fallback` order. Returns the order
+/// and whether it was forced.
 pub fn keep_available(
     order: Vec<usize>,
-    available: impl Fn(usize) -> bool,
+    availability: impl Fn(usize) -> Availability,
     last_failure_ms: impl Fn(usize) -> u64,
     fallback: AllUnavailable,
 ) -> (Vec<usize>, bool) {
-    let (ok, mut down): (Vec<usize>, Vec<usize>) = order.into_iter().partition(|&i| available(i));
-    if !ok.is_empty() {
-        return (ok, false);
+    let (trial, rest): (Vec<usize>, Vec<usize>) =
+        order.into_iter().partition(|&i| availability(i) == Availability::Trial);
+    let (up, mut down): (Vec<usize>, Vec<usize>) = rest.into_iter().partition(|&i| availability(i) == Availability::Up);
+    if !trial.is_empty() || !up.is_empty() {
+        return (trial.into_iter().chain(up).collect(), false);
     }
     if fallback == AllUnavailable::LeastRecentlyFailed {
         // Stable: equal times keep the strategy's order.
         down.sort_by_key(|&i| last_failure_ms(i));
     }
     (down, true)
-}
-
-fn demote_failing(v: Vec<usize>, failures: &impl Fn(usize) -> f64) -> Vec<usize> {
-    let (ok, failing): (Vec<usize>, Vec<usize>) = v.into_iter().partition(|&i| failures(i) < DEMOTE_AFTER_FAILURES);
-    ok.into_iter().chain(failing).collect()
 }
 
 /// The effective weight of a target: its configured weight times 0.5^failures
@@ -306,21 +311,12 @@ mod tests {
     }
 
     #[test]
-    fn priority_keeps_order_and_demotes_failing_providers() {
+    fn priority_keeps_the_configured_order() {
         let c = cfg();
         let r = c.route("p").unwrap();
         let mut rng = SplitMix64::new(1);
-        assert_eq!(
-            order(r, vec![0, 1, 2], |_| 0.0, false, &Needs::default(), &mut rng),
-            vec![0, 1, 2]
-        );
+        // Failure counts do not reorder priority: the breaker decides availability.
         let f = |i: usize| if i == 0 { 3.0 } else { 0.0 };
-        assert_eq!(
-            order(r, vec![0, 1, 2], f, false, &Needs::default(), &mut rng),
-            vec![1, 2, 0]
-        );
-        // One recent failure is not enough to demote.
-        let f = |i: usize| if i == 0 { 1.0 } else { 0.0 };
         assert_eq!(
             order(r, vec![0, 1, 2], f, false, &Needs::default(), &mut rng),
             vec![0, 1, 2]
@@ -375,14 +371,19 @@ mod tests {
 
     #[test]
     fn unavailable_targets_leave_selection_until_none_is_left() {
-        let up = |i: usize| i != 1;
-        let (o, forced) = keep_available(vec![1, 0, 2], up, |_| 0, AllUnavailable::LeastRecentlyFailed);
+        use Availability::*;
+        let av = |i: usize| [Up, Down, Up][i];
+        let (o, forced) = keep_available(vec![1, 0, 2], av, |_| 0, AllUnavailable::LeastRecentlyFailed);
         assert_eq!((o, forced), (vec![0, 2], false));
+        // A provider due its half-open trial goes first.
+        let av = |i: usize| [Up, Down, Trial][i];
+        let (o, _) = keep_available(vec![0, 1, 2], av, |_| 0, AllUnavailable::LeastRecentlyFailed);
+        assert_eq!(o, vec![2, 0]);
         // All down: try them anyway, the one that failed longest ago first.
         let last = |i: usize| [300, 100, 200][i];
-        let (o, forced) = keep_available(vec![0, 1, 2], |_| false, last, AllUnavailable::LeastRecentlyFailed);
+        let (o, forced) = keep_available(vec![0, 1, 2], |_| Down, last, AllUnavailable::LeastRecentlyFailed);
         assert_eq!((o, forced), (vec![1, 2, 0], true));
-        let (o, _) = keep_available(vec![0, 1, 2], |_| false, last, AllUnavailable::StrategyOrder);
+        let (o, _) = keep_available(vec![0, 1, 2], |_| Down, last, AllUnavailable::StrategyOrder);
         assert_eq!(o, vec![0, 1, 2]);
     }
 

@@ -16,9 +16,11 @@
 //!   seen elsewhere is not overwritten.
 
 use crate::breaker::{Breaker, BreakerSettings, CircuitState, Permit, SharedCircuit, Transition};
+use crate::clock::Clock;
 use crate::config::StateSettings;
 use crate::failures::FailureRecord;
 use crate::health::{Health, HealthSettings, HealthStatus, ProbeResult};
+use crate::selection::Availability;
 use crate::store::StateStore;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -133,6 +135,19 @@ impl ProviderStates {
     pub fn available(&self, idx: usize, now: u64) -> bool {
         let e = &self.entries[idx];
         e.breaker.available(now) && e.health.status.routable()
+    }
+
+    /// What selection should make of provider `idx` now.
+    pub fn availability(&self, idx: usize, now: u64) -> Availability {
+        let e = &self.entries[idx];
+        if !e.health.status.routable() {
+            return Availability::Down;
+        }
+        match e.breaker.state(now) {
+            CircuitState::Closed => Availability::Up,
+            CircuitState::HalfOpen if e.breaker.available(now) => Availability::Trial,
+            _ => Availability::Down,
+        }
     }
 
     /// Asks the breaker for a permit just before an attempt.
@@ -264,6 +279,16 @@ impl ProviderStates {
             .is_none_or(|t| now.saturating_sub(t) >= self.settings.min_write_interval_s * 1000)
     }
 
+    /// The earliest time a provider that wants a write may have one, if any
+    /// is waiting for its slot.
+    pub fn next_write_slot(&self, now: u64) -> Option<u64> {
+        (0..self.entries.len())
+            .filter(|&i| self.wants_write(i, now) && !self.write_allowed(i, now))
+            .filter_map(|i| self.entries[i].last_write_ms)
+            .map(|t| t + self.settings.min_write_interval_s * 1000)
+            .min()
+    }
+
     /// Providers whose state should be written now.
     pub fn due_writes(&self, now: u64) -> Vec<usize> {
         (0..self.entries.len())
@@ -343,13 +368,13 @@ pub async fn refresh<S: StateStore>(states: &RefCell<ProviderStates>, store: &S,
 }
 
 /// Writes the providers whose state changed, merging with the shared copy
-/// first. Returns how many keys were written.
-pub async fn flush<S: StateStore>(states: &RefCell<ProviderStates>, store: &S, now: u64) -> (u32, Vec<String>) {
+/// first. Returns the providers whose keys were written, and any errors.
+pub async fn flush<S: StateStore>(states: &RefCell<ProviderStates>, store: &S, now: u64) -> (Vec<String>, Vec<String>) {
     let (due, ttl) = {
         let s = states.borrow();
         (s.due_writes(now), s.settings.kv_ttl_s)
     };
-    let mut written = 0;
+    let mut written = Vec::new();
     let mut errors = Vec::new();
     for idx in due {
         let name = states.borrow().names[idx].clone();
@@ -379,9 +404,29 @@ pub async fn flush<S: StateStore>(states: &RefCell<ProviderStates>, store: &S, n
         };
         let text = serde_json::to_string(&merged).unwrap_or_default();
         match store.put(&key, text, ttl).await {
-            Ok(()) => written += 1,
+            Ok(()) => written.push(name),
             Err(e) => errors.push(format!("{name}: {e}")),
         }
+    }
+    (written, errors)
+}
+
+/// Like [`flush`], but waits (on `clock`) for a key whose write slot is not
+/// free yet, rather than leave a change for a later flush. For the cron
+/// handler, which has time; never on a request's path.
+pub async fn flush_waiting<S: StateStore, C: Clock>(
+    states: &RefCell<ProviderStates>,
+    store: &S,
+    clock: &C,
+) -> (Vec<String>, Vec<String>) {
+    let (mut written, mut errors) = flush(states, store, clock.now_ms()).await;
+    // Bounded: one wait is enough for a write claimed moments before.
+    let next = states.borrow().next_write_slot(clock.now_ms());
+    if let Some(at) = next {
+        clock.sleep(at.saturating_sub(clock.now_ms())).await;
+        let (w, e) = flush(states, store, clock.now_ms()).await;
+        written.extend(w);
+        errors.extend(e);
     }
     (written, errors)
 }
@@ -457,6 +502,26 @@ mod tests {
             block_on(flush(&st, &store, t * 1000));
         }
         assert_eq!(store.writes.get(), 2);
+    }
+
+    #[test]
+    fn a_transition_right_after_a_write_waits_for_its_slot() {
+        use crate::clock::FakeClock;
+        let store = MemoryStore::default();
+        let st = states();
+        let clock = FakeClock::new(100_000);
+        st.borrow_mut().record_failure(0, 100_000);
+        block_on(flush(&st, &store, 100_000));
+        st.borrow_mut().record_success(0, 100_500);
+        // A plain flush leaves it for later; the waiting one writes it.
+        clock.set(100_500);
+        let (written, _) = block_on(flush(&st, &store, 100_500));
+        assert!(written.is_empty());
+        let (written, _) = block_on(flush_waiting(&st, &store, &clock));
+        assert_eq!(written, vec!["a".to_owned()]);
+        assert_eq!(clock.now_ms(), 110_000, "waited for the 10 s slot");
+        let rec: SharedRecord = serde_json::from_str(&store.data.borrow()[&key_for("a")]).unwrap();
+        assert_eq!(rec.failures.failures, 0.0);
     }
 
     #[test]
