@@ -79,6 +79,9 @@ pub struct Capabilities {
     pub vision: bool,
     pub tools: bool,
     pub json: bool,
+    /// Continues a partial assistant message given as the last message
+    /// (Anthropic does natively; some OpenAI-compatible servers do).
+    pub prefill: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -127,6 +130,15 @@ pub struct Policy {
     pub max_retry_after_ms: u64,
     /// Whether a request may name its own fallback order.
     pub allow_client_order: bool,
+    /// Streaming: time allowed until the first content chunk; failing over
+    /// is still invisible to the client until then.
+    pub first_token_timeout_ms: u64,
+    /// Streaming: longest silence once content flows, before the stream is
+    /// declared stalled.
+    pub stream_idle_timeout_ms: u64,
+    /// Streaming: after a cut or stall, continue the answer on a target with
+    /// the `prefill` capability, so the client still gets one whole answer.
+    pub continue_on_failure: bool,
 }
 
 impl Default for Policy {
@@ -140,6 +152,9 @@ impl Default for Policy {
             backoff_max_ms: 2_000,
             max_retry_after_ms: 5_000,
             allow_client_order: true,
+            first_token_timeout_ms: 15_000,
+            stream_idle_timeout_ms: 30_000,
+            continue_on_failure: true,
         }
     }
 }
@@ -295,6 +310,9 @@ struct RawPolicy {
     backoff_max_ms: Option<u64>,
     max_retry_after_ms: Option<u64>,
     allow_client_order: Option<bool>,
+    first_token_timeout_ms: Option<u64>,
+    stream_idle_timeout_ms: Option<u64>,
+    continue_on_failure: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -317,7 +335,16 @@ impl RawPolicy {
             backoff_max_ms: self.backoff_max_ms.unwrap_or(base.backoff_max_ms),
             max_retry_after_ms: self.max_retry_after_ms.unwrap_or(base.max_retry_after_ms),
             allow_client_order: self.allow_client_order.unwrap_or(base.allow_client_order),
+            first_token_timeout_ms: self.first_token_timeout_ms.unwrap_or(base.first_token_timeout_ms),
+            stream_idle_timeout_ms: self.stream_idle_timeout_ms.unwrap_or(base.stream_idle_timeout_ms),
+            continue_on_failure: self.continue_on_failure.unwrap_or(base.continue_on_failure),
         };
+        if p.first_token_timeout_ms == 0 || p.stream_idle_timeout_ms == 0 {
+            return Err(err(
+                format!("{at}.first_token_timeout_ms"),
+                "stream timeouts must be greater than 0",
+            ));
+        }
         if p.attempt_timeout_ms == 0 {
             return Err(err(format!("{at}.attempt_timeout_ms"), "must be greater than 0"));
         }
@@ -484,10 +511,11 @@ impl Config {
                         "vision" => caps.vision = true,
                         "tools" => caps.tools = true,
                         "json" => caps.json = true,
+                        "prefill" => caps.prefill = true,
                         other => {
                             return Err(err(
                                 format!("{tat}.capabilities[{j}]"),
-                                format!("unknown capability `{other}`: use vision, tools or json"),
+                                format!("unknown capability `{other}`: use vision, tools, json or prefill"),
                             ))
                         }
                     }

@@ -163,7 +163,13 @@ where
             }
             attempts_left -= 1;
             at_target += 1;
-            let timeout = provider.timeout_ms.unwrap_or(policy.attempt_timeout_ms);
+            // A stream's attempt lasts until its first content: the
+            // time-to-first-token limit.
+            let timeout = if plan.request.is_stream() {
+                policy.first_token_timeout_ms
+            } else {
+                provider.timeout_ms.unwrap_or(policy.attempt_timeout_ms)
+            };
             let attempt_deadline = (now + timeout).min(deadline);
             let result: AttemptResult<A::Output> = match upstream.send(&upstream_req, attempt_deadline).await {
                 Ok(head) if (200..300).contains(&head.status) => {

@@ -11,6 +11,7 @@ use crate::providers::{self, Format};
 use crate::rng::Rng;
 use crate::selection::{self, Needs};
 use crate::state::ProviderStates;
+use crate::stream::{Relay, StreamAccept, StreamOutcome};
 use crate::taxonomy::{ErrorKind, UpstreamError};
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead};
 use serde_json::json;
@@ -233,8 +234,9 @@ impl Gateway {
         Reply::json(200, self.models_body.clone())
     }
 
-    /// Handles `POST /v1/chat/completions`. Fills `log` as it goes.
-    pub async fn chat<C: Clock, U: Upstream, R: Rng>(
+    /// Handles `POST /v1/chat/completions`. Fills `log` as it goes; for a
+    /// stream, the log line is finished by [`Gateway::end_stream`].
+    pub async fn chat<C: Clock + Clone, U: Upstream, R: Rng>(
         &self,
         body: &[u8],
         order_header: Option<&str>,
@@ -242,52 +244,46 @@ impl Gateway {
         clock: &C,
         upstream: &U,
         rng: &mut R,
-    ) -> Reply {
+    ) -> ChatReply<U::Body, C> {
         let started = clock.now_ms();
-        let reply = self.chat_inner(body, order_header, log, clock, upstream, rng).await;
-        log.status = reply.status;
+        let reply = match self.prepare(body, order_header, log, clock, rng) {
+            Err(reply) => ChatReply::Whole(reply),
+            Ok(p) if p.req.is_stream() => self.chat_stream(p, log, clock, upstream, rng).await,
+            Ok(p) => ChatReply::Whole(self.chat_whole(p, log, clock, upstream, rng).await),
+        };
+        log.status = match &reply {
+            ChatReply::Whole(r) => r.status,
+            ChatReply::Stream { head, .. } => head.status,
+        };
         log.latency_ms = clock.now_ms().saturating_sub(started);
         reply
     }
 
-    async fn chat_inner<C: Clock, U: Upstream, R: Rng>(
-        &self,
+    /// Parses the request and chooses the targets, in order.
+    fn prepare<'a, C: Clock, R: Rng>(
+        &'a self,
         body: &[u8],
         order_header: Option<&str>,
         log: &mut RequestLog,
         clock: &C,
-        upstream: &U,
         rng: &mut R,
-    ) -> Reply {
-        let req = match ChatRequest::parse(body) {
-            Ok(r) => r,
-            Err(e) => return client_error(e, log),
-        };
+    ) -> Result<Prepared<'a>, Reply> {
+        let req = ChatRequest::parse(body).map_err(|e| client_error(e, log))?;
         let Some(route) = self.config.route(&req.model) else {
             let names: Vec<&str> = self.config.routes.iter().map(|r| r.name.as_str()).collect();
-            let e = ApiError::not_found(format!(
+            let mut e = ApiError::not_found(format!(
                 "The model `{}` does not exist on this gateway. Available: {}",
                 req.model,
                 names.join(", ")
             ))
             .with_code("model_not_found");
-            let mut e = e;
             e.param = Some("model".into());
-            return client_error(e, log);
+            return Err(client_error(e, log));
         };
         log.route = Some(route.name.clone());
+        log.stream = req.is_stream();
         if self.config.log_prompts {
             log.prompt = req.messages.last().and_then(|m| m.content.as_ref()).map(|c| c.text());
-        }
-        if req.is_stream() {
-            return client_error(
-                ApiError::invalid_param(
-                    "stream",
-                    "streaming is not available on this gateway yet; send `stream: false`",
-                )
-                .with_code("stream_unsupported"),
-                log,
-            );
         }
         let header_order: Option<Vec<String>> = order_header.map(|h| {
             h.split(',')
@@ -297,88 +293,223 @@ impl Gateway {
         });
         let client_order = req.gateway.as_ref().and_then(|g| g.order.clone()).or(header_order);
         let needs = Needs::of(&req);
-        let eligible = match selection::eligible(route, &needs, client_order.as_deref()) {
-            Ok(e) => e,
-            Err(e) => return client_error(e, log),
-        };
+        let eligible = selection::eligible(route, &needs, client_order.as_deref()).map_err(|e| client_error(e, log))?;
         let now = clock.now_ms();
-        let order = {
-            let states = self.states.borrow();
-            selection::order(
-                route,
-                eligible,
-                |i| states.effective_failures(route.targets[i].provider, now),
-                client_order.is_some(),
-                &needs,
-                rng,
-            )
-        };
-        let (order, forced) = {
-            let states = self.states.borrow();
-            let provider = |i: usize| route.targets[i].provider;
-            selection::keep_available(
-                order,
-                |i| states.availability(provider(i), now),
-                |i| states.record(provider(i)).last_failure_ms,
-                self.config.when_all_unavailable,
-            )
-        };
-        log.forced = forced;
-        let plan = Plan {
-            config: &self.config,
+        let states = self.states.borrow();
+        let provider = |i: usize| route.targets[i].provider;
+        let order = selection::order(
             route,
-            order: &order,
-            request: &req,
+            eligible,
+            |i| states.effective_failures(provider(i), now),
+            client_order.is_some(),
+            &needs,
+            rng,
+        );
+        let (order, forced) = selection::keep_available(
+            order,
+            |i| states.availability(provider(i), now),
+            |i| states.record(provider(i)).last_failure_ms,
+            self.config.when_all_unavailable,
+        );
+        log.forced = forced;
+        Ok(Prepared {
+            req,
+            route,
+            order,
+            forced,
+        })
+    }
+
+    fn plan<'a>(&'a self, p: &'a Prepared<'a>) -> Plan<'a> {
+        Plan {
+            config: &self.config,
+            route: p.route,
+            order: &p.order,
+            request: &p.req,
             keys: &self.keys,
             states: &self.states,
-            forced,
+            forced: p.forced,
+        }
+    }
+
+    async fn chat_whole<C: Clock, U: Upstream, R: Rng>(
+        &self,
+        p: Prepared<'_>,
+        log: &mut RequestLog,
+        clock: &C,
+        upstream: &U,
+        rng: &mut R,
+    ) -> Reply {
+        let mut accept = ReadWhole {
+            now_s: clock.now_ms() / 1000,
         };
-        let mut accept = ReadWhole { now_s: now / 1000 };
-        let d = dispatch::dispatch(&plan, clock, upstream, rng, &mut accept).await;
-        let attempts_header = d.attempts.len().to_string();
+        let d = dispatch::dispatch(&self.plan(&p), clock, upstream, rng, &mut accept).await;
+        let route = p.route;
         let mut reply = match d.outcome {
             Outcome::Served { target, output } => {
                 let t = &route.targets[target];
-                let p = self.config.provider_of(t);
+                let provider = self.config.provider_of(t);
                 log.outcome = "ok";
-                log.provider = Some(p.name.clone());
+                log.provider = Some(provider.name.clone());
                 log.model = Some(output.model.clone());
                 log.usage = output.usage;
                 let mut r = Reply::json(200, output.body);
-                r.headers.push((HEADER_PROVIDER, p.name.clone()));
+                r.headers.push((HEADER_PROVIDER, provider.name.clone()));
                 r.headers.push((HEADER_MODEL, output.model));
                 r
             }
-            Outcome::ToClient { status, error } => {
-                log.outcome = "upstream_refused";
-                let last = d.attempts.last();
-                let who = last.map_or(String::new(), |a| format!("{} ({}): ", a.provider, a.model));
-                let status = if (400..500).contains(&status) { status } else { 400 };
-                let mut e = ApiError::invalid(format!("{who}{}", error.message)).with_code(error.kind.as_str());
-                e.status = status;
-                if let Some(a) = last {
-                    log.provider = Some(a.provider.clone());
-                }
-                e.attempts = Some(attempts_json(&d.attempts, true));
-                log.error = Some(e.message.clone());
-                Reply::error(&e)
-            }
-            Outcome::Rejected(e) => {
-                log.outcome = "client_error";
-                log.error = Some(e.message.clone());
-                Reply::error(&e)
-            }
-            Outcome::Exhausted => {
-                log.outcome = "exhausted";
-                let e = exhausted_error(&d.attempts);
-                Reply::error(&e)
-            }
+            other => failure_reply(other, &d.attempts, log),
         };
-        log.attempts = d.attempts;
-        reply.headers.push((HEADER_ATTEMPTS, attempts_header));
+        reply.headers.push((HEADER_ATTEMPTS, d.attempts.len().to_string()));
         reply.headers.push((HEADER_ROUTE, route.name.clone()));
+        log.attempts = d.attempts;
         reply
     }
+
+    async fn chat_stream<C: Clock + Clone, U: Upstream, R: Rng>(
+        &self,
+        p: Prepared<'_>,
+        log: &mut RequestLog,
+        clock: &C,
+        upstream: &U,
+        rng: &mut R,
+    ) -> ChatReply<U::Body, C> {
+        let now = clock.now_ms();
+        let policy = p.route.policy;
+        let mut accept = StreamAccept {
+            clock: clock.clone(),
+            id: format!("chatcmpl-{}", log.request_id.trim_start_matches("sy-")),
+            created: now / 1000,
+            include_usage: p
+                .req
+                .stream_options
+                .as_ref()
+                .and_then(|o| o.include_usage)
+                .unwrap_or(false),
+            idle_timeout_ms: policy.stream_idle_timeout_ms,
+        };
+        let d = dispatch::dispatch(&self.plan(&p), clock, upstream, rng, &mut accept).await;
+        let route = p.route;
+        let attempts = d.attempts.len().to_string();
+        match d.outcome {
+            Outcome::Served { target, output } => {
+                let t = &route.targets[target];
+                let provider = self.config.provider_of(t);
+                log.outcome = "ok";
+                log.provider = Some(provider.name.clone());
+                log.model = Some(t.model.clone());
+                log.attempts = d.attempts;
+                let headers = vec![
+                    ("content-type", "text/event-stream; charset=utf-8".to_owned()),
+                    ("cache-control", "no-cache".to_owned()),
+                    (HEADER_PROVIDER, provider.name.clone()),
+                    (HEADER_MODEL, t.model.clone()),
+                    (HEADER_ATTEMPTS, attempts),
+                    (HEADER_ROUTE, route.name.clone()),
+                ];
+                ChatReply::Stream {
+                    head: Reply {
+                        status: 200,
+                        headers,
+                        body: String::new(),
+                    },
+                    relay: output,
+                }
+            }
+            other => {
+                let mut reply = failure_reply(other, &d.attempts, log);
+                reply.headers.push((HEADER_ATTEMPTS, attempts));
+                reply.headers.push((HEADER_ROUTE, route.name.clone()));
+                log.attempts = d.attempts;
+                ChatReply::Whole(reply)
+            }
+        }
+    }
+
+    /// A relayed stream has ended: count a mid-stream failure against its
+    /// provider and complete the request's log line.
+    pub fn end_stream<B, C: Clock, R>(&self, relay: &Relay<B, C, R>, log: &mut RequestLog, clock: &C) {
+        let now = clock.now_ms();
+        {
+            let mut states = self.states.borrow_mut();
+            for &(provider, kind) in &relay.failed_providers {
+                if kind.counts_as_provider_failure() {
+                    states.record_failure(provider, now);
+                }
+            }
+        }
+        log.stream_chunks = Some(relay.chunks);
+        log.stream_malformed = relay.malformed;
+        log.usage = relay.usage().or(log.usage.take());
+        log.continued_on = relay.continued_on.clone();
+        match relay.outcome() {
+            StreamOutcome::Failed(e) => {
+                log.outcome = "stream_failed";
+                log.error = Some(format!("{}: {}", e.kind.as_str(), e.message));
+            }
+            StreamOutcome::Complete if !relay.continued_on.is_empty() => log.outcome = "ok_continued",
+            _ => {}
+        }
+    }
+}
+
+/// A parsed request and its targets in the order to try them.
+struct Prepared<'a> {
+    req: ChatRequest,
+    route: &'a crate::config::Route,
+    order: Vec<usize>,
+    forced: bool,
+}
+
+/// The answer to a chat request: whole, or a stream to relay. Short-lived,
+/// so the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum ChatReply<B, C> {
+    Whole(Reply),
+    /// `head` has the status and headers; the body comes from `relay`.
+    Stream {
+        head: Reply,
+        relay: Relay<B, C>,
+    },
+}
+
+/// The reply when no target served: the provider's refusal, the client's
+/// mistake, or the list of failed attempts.
+fn failure_reply<T>(outcome: Outcome<T>, attempts: &[AttemptRecord], log: &mut RequestLog) -> Reply {
+    match outcome {
+        Outcome::Served { .. } => unreachable_reply(),
+        Outcome::ToClient { status, error } => {
+            log.outcome = "upstream_refused";
+            let last = attempts.last();
+            let who = last.map_or(String::new(), |a| format!("{} ({}): ", a.provider, a.model));
+            let status = if (400..500).contains(&status) { status } else { 400 };
+            let mut e = ApiError::invalid(format!("{who}{}", error.message)).with_code(error.kind.as_str());
+            e.status = status;
+            if let Some(a) = last {
+                log.provider = Some(a.provider.clone());
+            }
+            e.attempts = Some(attempts_json(attempts, true));
+            log.error = Some(e.message.clone());
+            Reply::error(&e)
+        }
+        Outcome::Rejected(e) => {
+            log.outcome = "client_error";
+            log.error = Some(e.message.clone());
+            Reply::error(&e)
+        }
+        Outcome::Exhausted => {
+            log.outcome = "exhausted";
+            Reply::error(&exhausted_error(attempts))
+        }
+    }
+}
+
+fn unreachable_reply() -> Reply {
+    Reply::error(&ApiError::new(
+        500,
+        "server_error",
+        "internal error: a served outcome reached the failure path",
+    ))
 }
 
 fn client_error(e: ApiError, log: &mut RequestLog) -> Reply {

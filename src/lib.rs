@@ -24,8 +24,10 @@ pub mod providers;
 pub mod retry;
 pub mod rng;
 pub mod selection;
+pub mod sse;
 pub mod state;
 pub mod store;
+pub mod stream;
 pub mod taxonomy;
 pub mod upstream;
 

@@ -24,6 +24,13 @@ pub struct RequestLog {
     /// Every target's circuit was open (or its health down) and they were
     /// tried anyway.
     pub forced: bool,
+    pub stream: bool,
+    /// Chunks relayed to the client (streams only).
+    pub stream_chunks: Option<u32>,
+    /// Malformed upstream events skipped (streams only).
+    pub stream_malformed: u32,
+    /// Targets that continued a broken stream.
+    pub continued_on: Vec<String>,
     /// Set only when `log_prompts` is on.
     pub prompt: Option<String>,
 }
@@ -91,6 +98,18 @@ impl RequestLog {
                 "alert".into(),
                 json!("a provider key or model is misconfigured: see attempts"),
             );
+        }
+        if self.stream {
+            m.insert("stream".into(), json!(true));
+        }
+        if let Some(c) = self.stream_chunks {
+            m.insert("chunks".into(), json!(c));
+        }
+        if self.stream_malformed > 0 {
+            m.insert("malformed_chunks".into(), json!(self.stream_malformed));
+        }
+        if !self.continued_on.is_empty() {
+            m.insert("continued_on".into(), json!(self.continued_on));
         }
         if self.forced {
             m.insert(

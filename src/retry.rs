@@ -150,6 +150,7 @@ mod tests {
             backoff_max_ms: 1_000,
             max_retry_after_ms: 3_000,
             allow_client_order: true,
+            ..Policy::default()
         }
     }
     fn f(kind: ErrorKind, ra: Option<u64>, n: u32, left: u64) -> Failure {

@@ -38,6 +38,9 @@ pub struct UpstreamHead<B> {
 pub trait UpstreamBody {
     /// Reads the whole body as text, giving up at `deadline_ms` (clock time).
     async fn text(self, deadline_ms: u64) -> Result<String, TransportError>;
+    /// Reads the next piece of a streamed body as it arrives; `None` at the
+    /// end. Gives up at `deadline_ms`.
+    async fn chunk(&mut self, deadline_ms: u64) -> Result<Option<Vec<u8>>, TransportError>;
 }
 
 /// Sends requests upstream.

@@ -8,15 +8,16 @@ mod upstream;
 use crate::api::ApiError;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::gateway::{endpoint, Endpoint, Gateway, Reply, HEADER_ORDER, HEADER_REQUEST_ID};
+use crate::gateway::{endpoint, ChatReply, Endpoint, Gateway, Reply, HEADER_ORDER, HEADER_REQUEST_ID};
 use crate::log::RequestLog;
 use crate::rng::{Rng, SplitMix64};
+use crate::stream::Relay;
 use crate::{probe, state};
 use clock::WorkerClock;
 use kv::KvState;
 use std::cell::RefCell;
 use std::rc::Rc;
-use upstream::FetchUpstream;
+use upstream::{FetchBody, FetchUpstream};
 use worker::{
     console_error, console_log, event, Context, Env, Headers, Request, Response, Result, ScheduleContext,
     ScheduledEvent,
@@ -108,7 +109,14 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     };
 
     let reply = match endpoint(&method, &path) {
-        Endpoint::Chat => chat(&gw, req, &env, &mut log, &clock, &mut rng).await,
+        Endpoint::Chat => match chat(&gw, req, &env, &mut log, &clock, &mut rng).await {
+            ChatReply::Whole(reply) => reply,
+            ChatReply::Stream { head, relay } => {
+                // The attempts before the stream started are recorded by now.
+                schedule_upkeep(&gw, &env, &ctx);
+                return stream_response(gw, head, relay, log, &request_id);
+            }
+        },
         Endpoint::Models => gw.models(),
         Endpoint::Status => {
             let auth = req.headers().get("authorization").ok().flatten();
@@ -154,8 +162,13 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     }
     console_log!("{}", log.to_line());
     log_events(&gw);
+    schedule_upkeep(&gw, &env, &ctx);
+    respond(reply, &request_id)
+}
 
-    // Shared state upkeep happens after the response.
+/// Shared state upkeep after the response (`waitUntil`): a refresh when due,
+/// and the writes of whatever changed.
+fn schedule_upkeep(gw: &Rc<Gateway>, env: &Env, ctx: &Context) {
     if let Ok(kv) = env.kv(STATE_BINDING) {
         let gw = gw.clone();
         ctx.wait_until(async move {
@@ -167,7 +180,39 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             log_flush(state::flush(&gw.states, &store, now).await);
         });
     }
-    respond(reply, &request_id)
+}
+
+/// Relays a stream to the client chunk by chunk; the request's log line is
+/// written when the stream ends, with how it ended.
+fn stream_response(
+    gw: Rc<Gateway>,
+    head: Reply,
+    relay: Relay<FetchBody, WorkerClock>,
+    log: RequestLog,
+    request_id: &str,
+) -> Result<Response> {
+    let started = WorkerClock.now_ms().saturating_sub(log.latency_ms);
+    let body = futures_util::stream::unfold(Some((relay, log, gw)), move |state| async move {
+        let (mut relay, mut log, gw) = state?;
+        match relay.next().await {
+            Some(text) => Some((Ok::<Vec<u8>, worker::Error>(text.into_bytes()), Some((relay, log, gw)))),
+            None => {
+                gw.end_stream(&relay, &mut log, &WorkerClock);
+                log.latency_ms = WorkerClock.now_ms().saturating_sub(started);
+                console_log!("{}", log.to_line());
+                log_events(&gw);
+                None
+            }
+        }
+    });
+    let headers = Headers::new();
+    headers.set(HEADER_REQUEST_ID, request_id)?;
+    for (k, v) in &head.headers {
+        headers.set(k, v)?;
+    }
+    Ok(Response::from_stream(body)?
+        .with_status(head.status)
+        .with_headers(headers))
 }
 
 async fn chat(
@@ -177,7 +222,7 @@ async fn chat(
     log: &mut RequestLog,
     clock: &WorkerClock,
     rng: &mut SplitMix64,
-) -> Reply {
+) -> ChatReply<FetchBody, WorkerClock> {
     // A new isolate reads the shared state before its first decision; after
     // that, refreshes happen after responses.
     if gw.states.borrow().never_loaded() {
@@ -191,7 +236,7 @@ async fn chat(
     }
     let body = match req.bytes().await {
         Ok(b) => b,
-        Err(_) => return Reply::error(&ApiError::invalid("the request body could not be read")),
+        Err(_) => return ChatReply::Whole(Reply::error(&ApiError::invalid("the request body could not be read"))),
     };
     let order = req.headers().get(HEADER_ORDER).ok().flatten();
     gw.chat(&body, order.as_deref(), log, clock, &FetchUpstream, rng).await

@@ -6,16 +6,20 @@ use super::clock::WorkerClock;
 use crate::clock::Clock;
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead, UpstreamRequest};
 use futures_util::future::{select, Either};
+use futures_util::StreamExt;
 use std::pin::pin;
 use std::time::Duration;
 use wasm_bindgen::JsValue;
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
+use worker::{
+    AbortController, ByteStream, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
+};
 
 pub struct FetchUpstream;
 
 pub struct FetchBody {
     response: Response,
     controller: AbortController,
+    stream: Option<ByteStream>,
 }
 
 fn remaining(deadline_ms: u64) -> Duration {
@@ -57,7 +61,11 @@ impl Upstream for FetchUpstream {
                     retry_after: get("retry-after"),
                     retry_after_ms: get("retry-after-ms"),
                     content_type: get("content-type"),
-                    body: FetchBody { response, controller },
+                    body: FetchBody {
+                        response,
+                        controller,
+                        stream: None,
+                    },
                 })
             }
             Some(Err(e)) => Err(connect(e)),
@@ -70,6 +78,35 @@ impl Upstream for FetchUpstream {
 }
 
 impl UpstreamBody for FetchBody {
+    async fn chunk(&mut self, deadline_ms: u64) -> Result<Option<Vec<u8>>, TransportError> {
+        if self.stream.is_none() {
+            self.stream = Some(
+                self.response
+                    .stream()
+                    .map_err(|e| TransportError::Connect(e.to_string()))?,
+            );
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(None);
+        };
+        let outcome = {
+            let next = stream.next();
+            let timer = Delay::from(remaining(deadline_ms));
+            match select(next, pin!(timer)).await {
+                Either::Left((r, _)) => Some(r),
+                Either::Right(_) => None,
+            }
+        };
+        match outcome {
+            Some(Some(Ok(bytes))) => Ok(Some(bytes)),
+            Some(Some(Err(e))) => Err(TransportError::Connect(e.to_string())),
+            Some(None) => Ok(None),
+            // The caller decides what a timeout means (a stall, or a grace
+            // period over); the connection is aborted when the body drops.
+            None => Err(TransportError::Timeout),
+        }
+    }
+
     async fn text(mut self, deadline_ms: u64) -> Result<String, TransportError> {
         let outcome = {
             let read = self.response.text();
@@ -83,9 +120,18 @@ impl UpstreamBody for FetchBody {
             Some(Ok(text)) => Ok(text),
             Some(Err(e)) => Err(TransportError::Connect(e.to_string())),
             None => {
-                self.controller.abort();
+                std::mem::take(&mut self.controller).abort();
                 Err(TransportError::Timeout)
             }
         }
+    }
+}
+
+impl Drop for FetchBody {
+    /// A body dropped unread (a failed-over stream, a stalled one) is
+    /// aborted, so the upstream connection does not linger.
+    fn drop(&mut self) {
+        let controller = std::mem::take(&mut self.controller);
+        controller.abort();
     }
 }

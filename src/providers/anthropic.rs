@@ -32,18 +32,22 @@
 //!   content parts, non-image data URIs, the deprecated `function` role.
 //! - Dropped silently (no Anthropic equivalent): `seed`, `frequency_penalty`,
 //!   `presence_penalty`, message `name`, and unknown top-level fields.
-//! - `stream` is never sent: this adapter builds the non-streaming call whose
-//!   answer [`parse_response`] reads.
+//! - `stream: true` is sent when the client streams (and nothing otherwise);
+//!   [`StreamState`] translates that stream, [`parse_response`] the plain
+//!   answer. `stream_options` is not sent: a Messages stream always reports
+//!   usage.
 
 // `ApiError` is large; the signatures are shared by every adapter (see mod.rs).
 #![allow(clippy::result_large_err)]
 
-use super::{clip, request_headers, Outbound};
+use super::openai::{ChunkWriter, Delta, ToolCallDelta};
+use super::{clip, request_headers, Outbound, StreamItem, StreamMeta, StreamTranslator};
 use crate::api::{
     ApiError, ChatCompletion, ChatRequest, Choice, CompletionTokensDetails, Content, ContentPart, FunctionCall,
     Message, PromptTokensDetails, ResponseFormatKind, ResponseMessage, Role, ToolCall, ToolChoice, ToolChoiceMode,
     Usage,
 };
+use crate::sse::SseEvent;
 use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
 use serde::Deserialize;
@@ -74,6 +78,9 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
     body.insert("model".into(), json!(out.model));
     let max_tokens = req.max_output_tokens().unwrap_or(out.provider.default_max_tokens);
     body.insert("max_tokens".into(), json!(max_tokens));
+    if req.is_stream() {
+        body.insert("stream".into(), Value::Bool(true));
+    }
 
     let (mut system, messages) = translate_messages(&req.messages)?;
 
@@ -358,7 +365,7 @@ struct MessageResponse {
     usage: Option<AnthropicUsage>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct AnthropicUsage {
     #[serde(default)]
     input_tokens: u64,
@@ -372,10 +379,53 @@ struct AnthropicUsage {
     output_tokens_details: Option<OutputDetails>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct OutputDetails {
     #[serde(default)]
     thinking_tokens: Option<u64>,
+}
+
+impl AnthropicUsage {
+    /// OpenAI's usage (MAPPING.md §5): the prompt counts cached tokens too.
+    fn to_openai(&self) -> Usage {
+        let cache_read = self.cache_read_input_tokens.unwrap_or(0);
+        let prompt = self.input_tokens + self.cache_creation_input_tokens.unwrap_or(0) + cache_read;
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: self.output_tokens,
+            total_tokens: prompt + self.output_tokens,
+            prompt_tokens_details: self
+                .cache_read_input_tokens
+                .map(|c| PromptTokensDetails { cached_tokens: c }),
+            completion_tokens_details: self
+                .output_tokens_details
+                .as_ref()
+                .and_then(|d| d.thinking_tokens)
+                .map(|t| CompletionTokensDetails { reasoning_tokens: t }),
+        }
+    }
+
+    /// Takes in the counts a stream event reports (`message_start.message.usage`,
+    /// `message_delta.usage`). They are cumulative, so each replaces the last.
+    fn update(&mut self, u: &Value) {
+        if let Some(n) = u["input_tokens"].as_u64() {
+            self.input_tokens = n;
+        }
+        if let Some(n) = u["output_tokens"].as_u64() {
+            self.output_tokens = n;
+        }
+        if let Some(n) = u["cache_creation_input_tokens"].as_u64() {
+            self.cache_creation_input_tokens = Some(n);
+        }
+        if let Some(n) = u["cache_read_input_tokens"].as_u64() {
+            self.cache_read_input_tokens = Some(n);
+        }
+        if let Some(n) = u["output_tokens_details"]["thinking_tokens"].as_u64() {
+            self.output_tokens_details = Some(OutputDetails {
+                thinking_tokens: Some(n),
+            });
+        }
+    }
 }
 
 /// OpenAI's `finish_reason` for an Anthropic `stop_reason` (MAPPING.md §4).
@@ -426,22 +476,7 @@ pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> 
     } else {
         Some(text)
     };
-    let usage = r.usage.map(|u| {
-        let cache_read = u.cache_read_input_tokens.unwrap_or(0);
-        let prompt = u.input_tokens + u.cache_creation_input_tokens.unwrap_or(0) + cache_read;
-        Usage {
-            prompt_tokens: prompt,
-            completion_tokens: u.output_tokens,
-            total_tokens: prompt + u.output_tokens,
-            prompt_tokens_details: u
-                .cache_read_input_tokens
-                .map(|c| PromptTokensDetails { cached_tokens: c }),
-            completion_tokens_details: u
-                .output_tokens_details
-                .and_then(|d| d.thinking_tokens)
-                .map(|t| CompletionTokensDetails { reasoning_tokens: t }),
-        }
-    });
+    let usage = r.usage.as_ref().map(AnthropicUsage::to_openai);
     Ok(ChatCompletion {
         id: r.id,
         object: "chat.completion".to_owned(),
@@ -517,6 +552,196 @@ pub fn classify_error(status: u16, body: &str) -> UpstreamError {
     UpstreamError::new(kind, clip(&message))
 }
 
+// ---------------------------------------------------------------- streaming
+
+/// A `tool_use` block seen in the stream.
+struct ToolBlock {
+    /// Anthropic's content block index.
+    block: Option<u64>,
+    /// OpenAI's tool call index: the call's position among the tool calls
+    /// (Anthropic's block index also counts text and thinking blocks).
+    ordinal: usize,
+    /// Some `arguments` text was sent for it.
+    has_arguments: bool,
+}
+
+/// Translates a Messages stream into OpenAI chunks (MAPPING.md §6):
+///
+/// - `message_start` -> the role chunk. Chunks carry the message's own id
+///   (`msg_...`, as [`parse_response`] answers) and model; `meta.id` and
+///   `meta.model` stand in when `message_start` names none.
+/// - Text deltas -> `delta.content`; a `tool_use` block start -> the call's
+///   first fragment (`id`, `name`, `arguments:""`), its `input_json_delta`
+///   pieces -> `arguments` fragments (empty pieces are skipped). A tool call
+///   that got no arguments text at all gets `"{}"` at `content_block_stop`, as
+///   [`parse_response`] would give. Thinking and signature deltas are dropped.
+/// - `message_delta` -> an empty-delta chunk with the mapped finish reason.
+/// - `message_stop` -> the usage chunk (with `include_usage`, and only if the
+///   stream reported usage), then [`StreamItem::Done`]. Later events are ignored.
+/// - `event: error` -> [`StreamItem::Error`], classified as [`classify_error`]
+///   does; Anthropic ends the stream after it.
+pub struct StreamState {
+    writer: ChunkWriter,
+    include_usage: bool,
+    usage: Option<AnthropicUsage>,
+    tools: Vec<ToolBlock>,
+    done: bool,
+}
+
+impl StreamState {
+    pub fn new(meta: StreamMeta) -> Self {
+        StreamState {
+            writer: ChunkWriter::new(&meta),
+            include_usage: meta.include_usage,
+            usage: None,
+            tools: Vec::new(),
+            done: false,
+        }
+    }
+
+    fn update_usage(&mut self, u: &Value) {
+        if u.is_object() {
+            self.usage.get_or_insert_with(AnthropicUsage::default).update(u);
+        }
+    }
+
+    fn message_start(&mut self, message: &Value, out: &mut Vec<StreamItem>) {
+        if let Some(id) = message["id"].as_str().filter(|s| !s.is_empty()) {
+            self.writer.id = id.to_owned();
+        }
+        if let Some(model) = message["model"].as_str().filter(|s| !s.is_empty()) {
+            self.writer.model = model.to_owned();
+        }
+        self.update_usage(&message["usage"]);
+        out.push(self.writer.chunk(Delta::role(), None));
+    }
+
+    fn block_start(&mut self, v: &Value, out: &mut Vec<StreamItem>) {
+        let block = &v["content_block"];
+        match block["type"].as_str() {
+            Some("tool_use") => {
+                let (Some(id), Some(name)) = (block["id"].as_str(), block["name"].as_str()) else {
+                    out.push(StreamItem::Malformed);
+                    return;
+                };
+                let ordinal = self.tools.len();
+                self.tools.push(ToolBlock {
+                    block: v["index"].as_u64(),
+                    ordinal,
+                    has_arguments: false,
+                });
+                out.push(
+                    self.writer
+                        .chunk(Delta::tool_call(ToolCallDelta::start(ordinal, id, name, "")), None),
+                );
+            }
+            // A text block starts empty; should it not, its text is content too.
+            Some("text") => {
+                if let Some(text) = block["text"].as_str().filter(|t| !t.is_empty()) {
+                    out.push(self.writer.chunk(Delta::content(text), None));
+                }
+            }
+            // thinking, redacted_thinking, server tool blocks and their results.
+            _ => {}
+        }
+    }
+
+    fn block_delta(&mut self, v: &Value, out: &mut Vec<StreamItem>) {
+        let delta = &v["delta"];
+        match delta["type"].as_str() {
+            Some("text_delta") => match delta["text"].as_str() {
+                Some("") => {}
+                Some(text) => out.push(self.writer.chunk(Delta::content(text), None)),
+                None => out.push(StreamItem::Malformed),
+            },
+            Some("input_json_delta") => {
+                let index = v["index"].as_u64();
+                let (Some(piece), Some(tool)) = (
+                    delta["partial_json"].as_str(),
+                    self.tools.iter_mut().rev().find(|t| t.block == index),
+                ) else {
+                    out.push(StreamItem::Malformed);
+                    return;
+                };
+                if !piece.is_empty() {
+                    tool.has_arguments = true;
+                    let call = ToolCallDelta::arguments(tool.ordinal, piece);
+                    out.push(self.writer.chunk(Delta::tool_call(call), None));
+                }
+            }
+            // thinking_delta, signature_delta, citations_delta and newer ones.
+            _ => {}
+        }
+    }
+
+    fn block_stop(&mut self, v: &Value, out: &mut Vec<StreamItem>) {
+        let index = v["index"].as_u64();
+        if let Some(tool) = self.tools.iter_mut().rev().find(|t| t.block == index) {
+            if !tool.has_arguments {
+                tool.has_arguments = true;
+                let call = ToolCallDelta::arguments(tool.ordinal, "{}");
+                out.push(self.writer.chunk(Delta::tool_call(call), None));
+            }
+        }
+    }
+
+    fn message_stop(&mut self, out: &mut Vec<StreamItem>) {
+        if self.include_usage {
+            if let Some(u) = &self.usage {
+                out.push(self.writer.usage_chunk(&u.to_openai()));
+            }
+        }
+        self.done = true;
+        out.push(StreamItem::Done);
+    }
+}
+
+impl StreamTranslator for StreamState {
+    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamItem>) {
+        if self.done {
+            return;
+        }
+        let v = match serde_json::from_str::<Value>(&ev.data) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                out.push(StreamItem::Malformed);
+                return;
+            }
+        };
+        // `data.type` always equals the event name; the data is read first.
+        match v["type"].as_str().or(ev.event.as_deref()).unwrap_or_default() {
+            "message_start" => self.message_start(&v["message"], out),
+            "content_block_start" => self.block_start(&v, out),
+            "content_block_delta" => self.block_delta(&v, out),
+            "content_block_stop" => self.block_stop(&v, out),
+            "message_delta" => {
+                self.update_usage(&v["usage"]);
+                if let Some(reason) = v["delta"]["stop_reason"].as_str() {
+                    out.push(self.writer.chunk(Delta::default(), Some(finish_reason(reason))));
+                }
+            }
+            "message_stop" => self.message_stop(out),
+            "error" => out.push(StreamItem::Error(stream_error(&v, &ev.data))),
+            // ping, and event types added later.
+            _ => {}
+        }
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage.as_ref().map(AnthropicUsage::to_openai)
+    }
+}
+
+/// An in-stream error event `{type:"error", error:{type, message}}`. It has no
+/// HTTP status of its own: an unknown error type counts as a 500.
+fn stream_error(v: &Value, data: &str) -> UpstreamError {
+    let mut e = classify_error(500, data);
+    if !v["error"]["message"].is_string() {
+        e.message = "anthropic sent an error event".to_owned();
+    }
+    e
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -585,7 +810,8 @@ mod tests {
         assert_eq!(body["max_tokens"], 300);
         assert_eq!(body["temperature"], 0.7);
         assert!(body.get("top_p").is_none(), "top_p 1 is a no-op and is dropped");
-        assert!(body.get("stream").is_none() && body.get("stream_options").is_none());
+        assert_eq!(body["stream"], true, "the fixture request streams");
+        assert!(body.get("stream_options").is_none());
         assert_eq!(body["stop_sequences"], json!(["\n\nUser:"]));
         assert_eq!(body["tool_choice"], json!({"type": "auto"}));
         let openai: Value = serde_json::from_str(&read("openai/chat_request.json")).unwrap();
@@ -1111,5 +1337,305 @@ mod tests {
             assert_eq!(classify_error(status, &body).kind, kind, "{status} {body}");
         }
         assert_eq!(classify_error(502, "<html>").message, "upstream answered HTTP 502");
+    }
+
+    use crate::providers::openai::stream_test::{self as st, summarise};
+
+    fn meta(include_usage: bool) -> StreamMeta {
+        StreamMeta {
+            id: "chatcmpl-gateway".into(),
+            created: 1_700_000_000,
+            model: "claude-target".into(),
+            include_usage,
+        }
+    }
+    fn stream(file: &str, include_usage: bool) -> (Vec<StreamItem>, Option<Usage>) {
+        let mut t = StreamState::new(meta(include_usage));
+        let items = st::run(&mut t, &fixture(file));
+        (items, t.usage())
+    }
+
+    #[test]
+    fn build_request_streams_only_when_asked() {
+        for (stream, want) in [("true", Some(true)), ("false", None), ("null", None)] {
+            let b = build(&format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],"stream":{stream},
+                   "stream_options":{{"include_usage":true}}}}"#
+            ))
+            .unwrap();
+            assert_eq!(b.get("stream").and_then(Value::as_bool), want, "{stream}");
+            assert!(b.get("stream_options").is_none());
+        }
+    }
+
+    #[test]
+    fn recorded_text_streams_translate() {
+        let cases = [
+            (
+                "stream_text.sse",
+                "msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY",
+                "claude-opus-4-1-20250805",
+                "Hello!",
+                (25, 15, 40),
+            ),
+            (
+                "stream_sdk_text.sse",
+                "msg_4QpJur2dWWDjF6C758FbBw5vm12BaVipnK",
+                "claude-3-opus-latest",
+                "Hello there!",
+                (11, 6, 17),
+            ),
+        ];
+        for (file, id, model, text, (p, c, t)) in cases {
+            let (items, usage) = stream(file, false);
+            let s = summarise(&items);
+            assert_eq!(s.text, text, "{file}");
+            assert_eq!(s.finish, ["stop"], "{file}");
+            assert!(s.calls.is_empty(), "{file}");
+            assert_eq!((s.dones, s.malformed, s.errors.len()), (1, 0, 0), "{file}");
+            assert!(
+                s.usage_chunks.is_empty(),
+                "no usage chunk without include_usage ({file})"
+            );
+            let u = usage.unwrap();
+            assert_eq!(
+                (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+                (p, c, t),
+                "{file}"
+            );
+            assert_eq!(
+                s.chunks[0]["choices"][0]["delta"],
+                json!({"role":"assistant","content":""}),
+                "{file}"
+            );
+            for c in &s.chunks {
+                assert_eq!(
+                    (c["id"].as_str(), c["model"].as_str()),
+                    (Some(id), Some(model)),
+                    "{file}"
+                );
+                assert_eq!(c["created"], 1_700_000_000, "{file}");
+            }
+            let last = s.chunks.last().unwrap();
+            assert_eq!(last["choices"][0]["delta"], json!({}), "{file}");
+        }
+    }
+
+    #[test]
+    fn recorded_tool_streams_renumber_the_tool_call() {
+        let cases = [
+            (
+                "stream_tool_use.sse",
+                "Okay, let's check the weather for San Francisco, CA:",
+                "toolu_01T1x1fJ34qAmk2tNTrN7Up6",
+                json!({"location":"San Francisco, CA","unit":"fahrenheit"}),
+                (472, 89),
+            ),
+            (
+                "stream_sdk_tool_use.sse",
+                "I'll check the current weather in Paris for you.",
+                "toolu_01NRLabsLyVHZPKxbKvkfSMn",
+                json!({"location":"Paris"}),
+                (377, 65),
+            ),
+        ];
+        for (file, text, id, args, (p, c)) in cases {
+            let (items, usage) = stream(file, true);
+            let s = summarise(&items);
+            assert_eq!(s.text, text, "{file}");
+            // The tool is content block 1, and tool call 0.
+            assert_eq!(s.calls.len(), 1, "{file}");
+            assert_eq!(s.calls[0].id, id, "{file}");
+            assert_eq!(s.calls[0].name, "get_weather", "{file}");
+            assert_eq!(s.calls[0].args(), args, "{file}");
+            assert_eq!(s.finish, ["tool_calls"], "{file}");
+            assert_eq!(s.dones, 1, "{file}");
+            let u = usage.unwrap();
+            assert_eq!(
+                (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+                (p, c, p + c),
+                "{file}"
+            );
+            // include_usage: the usage chunk comes right before Done.
+            assert_eq!(s.usage_chunks.len(), 1, "{file}");
+            let StreamItem::Chunk { json, .. } = &items[items.len() - 2] else {
+                panic!("{file}")
+            };
+            let v: Value = serde_json::from_str(json).unwrap();
+            assert_eq!(v["choices"], json!([]), "{file}");
+            assert_eq!(v["usage"], serde_json::to_value(&u).unwrap(), "{file}");
+            assert_eq!(v["id"], s.chunks[0]["id"], "{file}");
+        }
+        let (items, _) = stream("stream_sdk_tool_use.sse", true);
+        let usage_chunk = summarise(&items).usage_chunks.remove(0);
+        assert_eq!(
+            usage_chunk["usage"],
+            json!({"prompt_tokens":377,"completion_tokens":65,"total_tokens":442,
+                   "prompt_tokens_details":{"cached_tokens":0}})
+        );
+    }
+
+    #[test]
+    fn an_overloaded_error_event_ends_the_stream() {
+        let (items, usage) = stream("stream_error_overloaded.sse", true);
+        let s = summarise(&items);
+        assert_eq!(s.text, "Sure, here is");
+        assert_eq!(s.dones, 0);
+        assert!(s.finish.is_empty());
+        let StreamItem::Error(e) = items.last().unwrap() else {
+            panic!("{items:?}")
+        };
+        assert_eq!(e.kind, ErrorKind::Overloaded);
+        assert_eq!(e.message, "Overloaded");
+        assert!(items[..items.len() - 1].iter().any(StreamItem::has_content));
+        assert_eq!(usage.unwrap().prompt_tokens, 25);
+
+        let one = |data: &str| {
+            let mut out = Vec::new();
+            StreamState::new(meta(false)).on_event(
+                &SseEvent {
+                    event: Some("error".into()),
+                    data: data.to_owned(),
+                },
+                &mut out,
+            );
+            match out.as_slice() {
+                [StreamItem::Error(e)] => e.clone(),
+                other => panic!("{data}: {other:?}"),
+            }
+        };
+        let err = |t: &str| format!(r#"{{"type":"error","error":{{"type":"{t}","message":"m","details":null}}}}"#);
+        assert_eq!(one(&err("api_error")).kind, ErrorKind::Server);
+        assert_eq!(one(&err("rate_limit_error")).kind, ErrorKind::RateLimited);
+        assert_eq!(one(&err("overloaded_error")).kind, ErrorKind::Overloaded);
+        assert_eq!(one(&err("something_new")).kind, ErrorKind::Server);
+        let e = one(r#"{"type":"error","error":{}}"#);
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (ErrorKind::Server, "anthropic sent an error event")
+        );
+    }
+
+    #[test]
+    fn thinking_blocks_and_several_tools() {
+        let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+        let mut sse = ev(
+            "message_start",
+            json!({"type":"message_start","message":{"id":"msg_x","model":"claude-x","content":[],
+                "usage":{"input_tokens":10,"cache_creation_input_tokens":5,"cache_read_input_tokens":100,"output_tokens":1}}}),
+        );
+        for (i, block, deltas) in [
+            (
+                0,
+                json!({"type":"thinking","thinking":""}),
+                vec![
+                    json!({"type":"thinking_delta","thinking":"hmm"}),
+                    json!({"type":"signature_delta","signature":"sig"}),
+                ],
+            ),
+            (
+                1,
+                json!({"type":"text","text":""}),
+                vec![
+                    json!({"type":"text_delta","text":"Checking."}),
+                    json!({"type":"text_delta","text":""}),
+                ],
+            ),
+            (
+                2,
+                json!({"type":"tool_use","id":"t_a","name":"f","input":{}}),
+                vec![json!({"type":"input_json_delta","partial_json":""})],
+            ),
+            (
+                3,
+                json!({"type":"tool_use","id":"t_b","name":"g","input":{}}),
+                vec![
+                    json!({"type":"input_json_delta","partial_json":"{\"a\":"}),
+                    json!({"type":"input_json_delta","partial_json":"[1,2]}"}),
+                ],
+            ),
+        ] {
+            sse += &ev(
+                "content_block_start",
+                json!({"type":"content_block_start","index":i,"content_block":block}),
+            );
+            for d in deltas {
+                sse += &ev(
+                    "content_block_delta",
+                    json!({"type":"content_block_delta","index":i,"delta":d}),
+                );
+            }
+            sse += &ev("content_block_stop", json!({"type":"content_block_stop","index":i}));
+        }
+        sse += &ev("brand_new_event", json!({"type":"brand_new_event"}));
+        sse += &ev(
+            "message_delta",
+            json!({"type":"message_delta","delta":{"stop_reason":"tool_use"},
+                   "usage":{"output_tokens":40,"output_tokens_details":{"thinking_tokens":12}}}),
+        );
+        sse += &ev("message_stop", json!({"type":"message_stop"}));
+        sse += &ev("message_stop", json!({"type":"message_stop"}));
+        let mut t = StreamState::new(meta(true));
+        let items = st::run(&mut t, &sse);
+        let s = summarise(&items);
+        assert_eq!(s.text, "Checking.");
+        assert_eq!(s.calls.len(), 2);
+        assert_eq!((s.calls[0].id.as_str(), s.calls[0].name.as_str()), ("t_a", "f"));
+        assert_eq!(s.calls[0].args(), json!({}), "a call without input gets {{}}");
+        assert_eq!((s.calls[1].id.as_str(), s.calls[1].name.as_str()), ("t_b", "g"));
+        assert_eq!(s.calls[1].args(), json!({"a":[1,2]}));
+        assert_eq!((s.dones, s.malformed), (1, 0), "one Done despite two message_stop");
+        let u = t.usage().unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (115, 40, 155));
+        assert_eq!(u.prompt_tokens_details.unwrap().cached_tokens, 100);
+        assert_eq!(u.completion_tokens_details.unwrap().reasoning_tokens, 12);
+        assert_eq!(s.usage_chunks[0]["usage"]["total_tokens"], 155);
+        assert!(s.chunks.iter().all(|c| c["id"] == "msg_x" && c["model"] == "claude-x"));
+    }
+
+    #[test]
+    fn unreadable_events_are_skipped() {
+        let sse = fixture("stream_text.sse").replacen(
+            "event: ping\n",
+            "event: content_block_delta\ndata: {\"type\": \"content_block_del\n\n\
+             event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":7,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"x\"}}\n\n\
+             event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":5,\"content_block\":{\"type\":\"tool_use\"}}\n\n\
+             data: [1]\n\nevent: ping\n",
+            1,
+        );
+        let mut t = StreamState::new(meta(false));
+        let s = summarise(&st::run(&mut t, &sse));
+        assert_eq!(s.malformed, 4);
+        assert_eq!(s.text, "Hello!");
+        assert_eq!((s.dones, s.finish.len()), (1, 1));
+        assert!(s.calls.is_empty());
+        assert_eq!(t.usage().unwrap().completion_tokens, 15);
+    }
+
+    #[test]
+    fn without_message_start_the_meta_names_the_chunks() {
+        let mut out = Vec::new();
+        let mut t = StreamState::new(meta(true));
+        for data in [
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"max_tokens"}}"#,
+            r#"{"type":"message_stop"}"#,
+        ] {
+            t.on_event(
+                &SseEvent {
+                    event: None,
+                    data: data.into(),
+                },
+                &mut out,
+            );
+        }
+        let s = summarise(&out);
+        assert_eq!(s.finish, ["length"]);
+        assert!(s.usage_chunks.is_empty(), "no usage reported, no usage chunk");
+        assert!(t.usage().is_none());
+        assert!(s
+            .chunks
+            .iter()
+            .all(|c| c["id"] == "chatcmpl-gateway" && c["model"] == "claude-target"));
     }
 }

@@ -21,17 +21,21 @@
 //! - Rejected with a 400: `n > 1`, `input_audio` / `file` parts, the deprecated
 //!   `function` role. Dropped (no Cohere equivalent): `user`,
 //!   `parallel_tool_calls`, message `name`, unknown top-level fields.
-//! - `stream` is never sent: this adapter builds the non-streaming call whose
-//!   answer [`parse_response`] reads.
+//! - `stream: true` is sent when the client streams (and nothing otherwise);
+//!   [`StreamState`] translates that stream, [`parse_response`] the plain
+//!   answer. `stream_options` is not sent: a Chat v2 stream always reports
+//!   usage.
 
 // `ApiError` is large; the signatures are shared by every adapter (see mod.rs).
 #![allow(clippy::result_large_err)]
 
-use super::{clip, request_headers, Outbound};
+use super::openai::{ChunkWriter, Delta, ToolCallDelta};
+use super::{clip, request_headers, Outbound, StreamItem, StreamMeta, StreamTranslator};
 use crate::api::{
     ApiError, ChatCompletion, ChatRequest, Choice, Content, ContentPart, FunctionCall, Message, PromptTokensDetails,
     ResponseFormatKind, ResponseMessage, Role, ToolCall, ToolChoice, ToolChoiceMode, Usage,
 };
+use crate::sse::SseEvent;
 use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
 use serde::Deserialize;
@@ -61,6 +65,9 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
         .map(|(i, m)| message(i, m))
         .collect::<Result<Vec<_>, _>>()?;
     body.insert("messages".into(), Value::Array(messages));
+    if req.is_stream() {
+        body.insert("stream".into(), Value::Bool(true));
+    }
 
     let tools = req.tools.as_deref().unwrap_or_default();
     let choice = match &req.tool_choice {
@@ -388,6 +395,177 @@ pub fn classify_error(status: u16, body: &str) -> UpstreamError {
     UpstreamError::new(kind, clip(&message))
 }
 
+// ---------------------------------------------------------------- streaming
+
+/// A tool call seen in the stream.
+struct ToolSlot {
+    /// Cohere's `index` on the tool-call events.
+    index: Option<u64>,
+    /// OpenAI's tool call index: the call's position among the tool calls.
+    /// Cohere's `index` is that too in every recording, but it is renumbered
+    /// anyway in case it ever counts content blocks as well.
+    ordinal: usize,
+    /// Some `arguments` text was sent for it.
+    has_arguments: bool,
+}
+
+/// Translates a Chat v2 stream into OpenAI chunks (MAPPING.md §6):
+///
+/// - `message-start` -> the role chunk. Chunks carry the event's `id` (as
+///   [`parse_response`] answers), else `meta.id`, and always `meta.model`.
+/// - `content-delta` text -> `delta.content` (thinking deltas are dropped);
+///   `tool-call-start` -> the call's first fragment (`id`, `name`, and the
+///   `arguments` it carries, usually `""`); `tool-call-delta` -> `arguments`
+///   fragments. A call that got no arguments text at all gets `"{}"` at
+///   `tool-call-end`, as [`parse_response`] would give.
+/// - `message-end` -> a chunk with the mapped finish reason, the usage chunk
+///   (with `include_usage`), then [`StreamItem::Done`]. A `finish_reason` of
+///   `ERROR` becomes a [`StreamItem::Error`] (kind `Server`) and the stream
+///   ends there, with neither finish chunk nor `Done`.
+/// - `data: [DONE]` -> `Done` if `message-end` has not already ended the
+///   stream. Events after the end are ignored.
+pub struct StreamState {
+    writer: ChunkWriter,
+    include_usage: bool,
+    usage: Option<Usage>,
+    tools: Vec<ToolSlot>,
+    done: bool,
+}
+
+impl StreamState {
+    pub fn new(meta: StreamMeta) -> Self {
+        StreamState {
+            writer: ChunkWriter::new(&meta),
+            include_usage: meta.include_usage,
+            usage: None,
+            tools: Vec::new(),
+            done: false,
+        }
+    }
+
+    fn tool_call_start(&mut self, v: &Value, out: &mut Vec<StreamItem>) {
+        // A single object; a list is tolerated (its first call).
+        let call = &v["delta"]["message"]["tool_calls"];
+        let call = if call.is_array() { &call[0] } else { call };
+        let (Some(id), Some(name)) = (call["id"].as_str(), call["function"]["name"].as_str()) else {
+            out.push(StreamItem::Malformed);
+            return;
+        };
+        let arguments = call["function"]["arguments"].as_str().unwrap_or_default();
+        let ordinal = self.tools.len();
+        self.tools.push(ToolSlot {
+            index: v["index"].as_u64(),
+            ordinal,
+            has_arguments: !arguments.is_empty(),
+        });
+        let call = ToolCallDelta::start(ordinal, id, name, arguments);
+        out.push(self.writer.chunk(Delta::tool_call(call), None));
+    }
+
+    /// The call an event is about: by its `index`, else the latest call.
+    fn tool(&mut self, v: &Value) -> Option<&mut ToolSlot> {
+        match v["index"].as_u64() {
+            Some(i) => self.tools.iter_mut().rev().find(|t| t.index == Some(i)),
+            None => self.tools.last_mut(),
+        }
+    }
+
+    fn tool_call_delta(&mut self, v: &Value, out: &mut Vec<StreamItem>) {
+        let call = &v["delta"]["message"]["tool_calls"];
+        let call = if call.is_array() { &call[0] } else { call };
+        let piece = call["function"]["arguments"].as_str();
+        let (Some(piece), Some(tool)) = (piece, self.tool(v)) else {
+            out.push(StreamItem::Malformed);
+            return;
+        };
+        if piece.is_empty() {
+            return;
+        }
+        tool.has_arguments = true;
+        let call = ToolCallDelta::arguments(tool.ordinal, piece);
+        out.push(self.writer.chunk(Delta::tool_call(call), None));
+    }
+
+    fn tool_call_end(&mut self, v: &Value, out: &mut Vec<StreamItem>) {
+        if let Some(tool) = self.tool(v) {
+            if !tool.has_arguments {
+                tool.has_arguments = true;
+                let call = ToolCallDelta::arguments(tool.ordinal, "{}");
+                out.push(self.writer.chunk(Delta::tool_call(call), None));
+            }
+        }
+    }
+
+    fn message_end(&mut self, v: &Value, out: &mut Vec<StreamItem>) {
+        let delta = &v["delta"];
+        if let Some(u) = usage(&delta["usage"]) {
+            self.usage = Some(u);
+        }
+        self.done = true;
+        match delta["finish_reason"].as_str().map(finish_reason) {
+            Some(Err(message)) => {
+                out.push(StreamItem::Error(UpstreamError::new(ErrorKind::Server, message)));
+                return;
+            }
+            Some(Ok(reason)) => out.push(self.writer.chunk(Delta::default(), Some(reason))),
+            None => {}
+        }
+        if self.include_usage {
+            if let Some(u) = &self.usage {
+                out.push(self.writer.usage_chunk(u));
+            }
+        }
+        out.push(StreamItem::Done);
+    }
+}
+
+impl StreamTranslator for StreamState {
+    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamItem>) {
+        if self.done {
+            return;
+        }
+        if ev.data.trim() == "[DONE]" {
+            self.done = true;
+            out.push(StreamItem::Done);
+            return;
+        }
+        let v = match serde_json::from_str::<Value>(&ev.data) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                out.push(StreamItem::Malformed);
+                return;
+            }
+        };
+        // `data.type` always equals the event name; the data is read first.
+        match v["type"].as_str().or(ev.event.as_deref()).unwrap_or_default() {
+            "message-start" => {
+                if let Some(id) = v["id"].as_str().filter(|s| !s.is_empty()) {
+                    self.writer.id = id.to_owned();
+                }
+                out.push(self.writer.chunk(Delta::role(), None));
+            }
+            "content-delta" => {
+                // `text` for answer text; `thinking` pieces have none.
+                if let Some(text) = v["delta"]["message"]["content"]["text"].as_str() {
+                    if !text.is_empty() {
+                        out.push(self.writer.chunk(Delta::content(text), None));
+                    }
+                }
+            }
+            "tool-call-start" => self.tool_call_start(&v, out),
+            "tool-call-delta" => self.tool_call_delta(&v, out),
+            "tool-call-end" => self.tool_call_end(&v, out),
+            "message-end" => self.message_end(&v, out),
+            // content-start / -end, tool-plan-delta, citation-*, debug, and newer ones.
+            _ => {}
+        }
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,7 +648,8 @@ mod tests {
         assert_eq!(body["temperature"], 0.7);
         assert_eq!(body["p"], 0.99, "top_p 1 clamped into 0.01..0.99");
         assert_eq!(body["stop_sequences"], json!(["\n\nUser:"]));
-        for dropped in ["stream", "stream_options", "top_p", "stop", "max_completion_tokens"] {
+        assert_eq!(body["stream"], true, "the fixture request streams");
+        for dropped in ["stream_options", "top_p", "stop", "max_completion_tokens"] {
             assert!(body.get(dropped).is_none(), "{dropped}");
         }
         let cfg = config();
@@ -810,5 +989,205 @@ mod tests {
             assert_eq!(classify_error(status, body).kind, kind, "{status} {body}");
         }
         assert_eq!(classify_error(504, "").message, "upstream answered HTTP 504");
+    }
+
+    use crate::providers::openai::stream_test::{self as st, summarise};
+
+    fn meta(include_usage: bool) -> StreamMeta {
+        StreamMeta {
+            id: "chatcmpl-gateway".into(),
+            created: 1_700_000_000,
+            model: "command-a-03-2025".into(),
+            include_usage,
+        }
+    }
+    fn stream(sse: &str, include_usage: bool) -> (Vec<StreamItem>, Option<Usage>) {
+        let mut t = StreamState::new(meta(include_usage));
+        let items = st::run(&mut t, sse);
+        (items, t.usage())
+    }
+    fn ev(name: &str, data: Value) -> String {
+        format!("event: {name}\ndata: {data}\n\n")
+    }
+
+    #[test]
+    fn build_request_streams_only_when_asked() {
+        for (stream, want) in [("true", Some(true)), ("false", None), ("null", None)] {
+            let b = build(&format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],"stream":{stream},
+                   "stream_options":{{"include_usage":true}}}}"#
+            ))
+            .unwrap();
+            assert_eq!(b.get("stream").and_then(Value::as_bool), want, "{stream}");
+            assert!(b.get("stream_options").is_none());
+        }
+    }
+
+    #[test]
+    fn recorded_text_stream_translates() {
+        for include_usage in [false, true] {
+            let (items, usage) = stream(&fixture("chat_stream_text.sse"), include_usage);
+            let s = summarise(&items);
+            assert_eq!(
+                s.text,
+                "LLMs stand for Large Language Models, which are a type of neural network model \
+                 specialized in processing and generating human language."
+            );
+            assert_eq!(s.finish, ["stop"]);
+            assert!(s.calls.is_empty());
+            assert_eq!(
+                (s.dones, s.malformed, s.errors.len()),
+                (1, 0, 0),
+                "[DONE] after message-end"
+            );
+            let u = usage.unwrap();
+            assert_eq!(
+                (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+                (71, 26, 97),
+                "tokens"
+            );
+            assert_eq!(
+                s.chunks[0]["choices"][0]["delta"],
+                json!({"role":"assistant","content":""})
+            );
+            for c in &s.chunks {
+                assert_eq!(c["id"], "29f14a5a-11de-4cae-9800-25e4747408ea");
+                assert_eq!(
+                    (c["model"].as_str(), c["created"].as_u64()),
+                    (Some("command-a-03-2025"), Some(1_700_000_000))
+                );
+            }
+            if include_usage {
+                assert_eq!(s.usage_chunks.len(), 1);
+                assert_eq!(
+                    s.usage_chunks[0]["usage"],
+                    json!({"prompt_tokens":71,"completion_tokens":26,"total_tokens":97})
+                );
+                // finish chunk, usage chunk, Done.
+                assert!(matches!(
+                    &items[items.len() - 3],
+                    StreamItem::Chunk {
+                        finish_reason: Some(_),
+                        ..
+                    }
+                ));
+                assert!(
+                    matches!(&items[items.len() - 2], StreamItem::Chunk { finish_reason: None, text, .. } if text.is_empty())
+                );
+            } else {
+                assert!(s.usage_chunks.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn recorded_tool_stream_translates() {
+        let (items, usage) = stream(&fixture("chat_stream_tool_calls.sse"), true);
+        let s = summarise(&items);
+        assert_eq!(s.text, "", "the tool plan is not content");
+        assert_eq!(s.calls.len(), 2);
+        assert_eq!(s.calls[0].id, "query_daily_sales_report_j3f0adww9pmr");
+        assert_eq!(s.calls[0].name, "query_daily_sales_report");
+        assert_eq!(s.calls[0].args(), json!({"day": "2023-09-29"}));
+        assert_eq!(s.calls[1].id, "query_product_catalog_c66nf11r6s8g");
+        assert_eq!(s.calls[1].name, "query_product_catalog");
+        assert_eq!(s.calls[1].args(), json!({"category": "Electronics"}));
+        assert_eq!(s.finish, ["tool_calls"]);
+        assert_eq!(s.dones, 1);
+        let u = usage.unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (1589, 135, 1724)
+        );
+        assert_eq!(s.usage_chunks[0]["usage"]["total_tokens"], 1724);
+    }
+
+    #[test]
+    fn tool_calls_are_renumbered_and_argument_less_calls_get_an_object() {
+        let call = |id: &str, name: &str| json!({"message":{"tool_calls":{"id":id,"type":"function","function":{"name":name,"arguments":""}}}});
+        let args = |a: &str| json!({"message":{"tool_calls":{"function":{"arguments":a}}}});
+        let sse = [
+            ev("message-start", json!({"type":"message-start","delta":{"message":{"role":"assistant","content":[],"tool_plan":"","tool_calls":[],"citations":[]}}})),
+            ev("content-start", json!({"type":"content-start","index":0,"delta":{"message":{"content":{"type":"thinking","thinking":""}}}})),
+            ev("content-delta", json!({"type":"content-delta","index":0,"delta":{"message":{"content":{"thinking":"hm"}}}})),
+            ev("content-end", json!({"type":"content-end","index":0})),
+            // Cohere's index counting the content block too: renumbered to 0 and 1.
+            ev("tool-call-start", json!({"type":"tool-call-start","index":1,"delta":call("a","f")})),
+            ev("tool-call-end", json!({"type":"tool-call-end","index":1})),
+            ev("tool-call-start", json!({"type":"tool-call-start","index":2,"delta":call("b","g")})),
+            ev("tool-call-delta", json!({"type":"tool-call-delta","index":2,"delta":args("{\"x\":")})),
+            ev("tool-call-delta", json!({"type":"tool-call-delta","delta":args("1}")})),
+            ev("tool-call-end", json!({"type":"tool-call-end","index":2})),
+            ev("citation-start", json!({"type":"citation-start","index":0})),
+            ev("debug", json!({"type":"debug"})),
+            ev("message-end", json!({"type":"message-end","delta":{"finish_reason":"TOOL_CALL",
+                "usage":{"billed_units":{"input_tokens":5.0,"output_tokens":7},"cached_tokens":2}}})),
+        ]
+        .concat();
+        let (items, usage) = stream(&sse, false);
+        let s = summarise(&items);
+        assert_eq!(s.calls.len(), 2);
+        assert_eq!((s.calls[0].id.as_str(), s.calls[0].args()), ("a", json!({})));
+        assert_eq!((s.calls[1].id.as_str(), s.calls[1].args()), ("b", json!({"x":1})));
+        assert_eq!((s.text.as_str(), s.dones, s.malformed), ("", 1, 0));
+        assert!(
+            s.chunks.iter().all(|c| c["id"] == "chatcmpl-gateway"),
+            "no id on message-start"
+        );
+        let u = usage.unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (5, 7, 12),
+            "billed_units fallback"
+        );
+        assert_eq!(u.prompt_tokens_details.unwrap().cached_tokens, 2);
+    }
+
+    #[test]
+    fn an_error_finish_is_a_server_error() {
+        let sse = fixture("chat_stream_text.sse").replace("\"COMPLETE\"", "\"ERROR\"");
+        let (items, usage) = stream(&sse, true);
+        let s = summarise(&items);
+        assert!(s.text.starts_with("LLMs stand for"));
+        assert!(s.finish.is_empty() && s.usage_chunks.is_empty());
+        assert_eq!(s.dones, 0, "the error ends the stream; the later [DONE] is ignored");
+        let StreamItem::Error(e) = items.last().unwrap() else {
+            panic!("{items:?}")
+        };
+        assert_eq!(e.kind, ErrorKind::Server);
+        assert!(e.message.contains("ERROR"));
+        assert_eq!(usage.unwrap().total_tokens, 97);
+    }
+
+    #[test]
+    fn done_without_message_end_still_ends_the_stream() {
+        let sse = fixture("chat_stream_text.sse");
+        let cut = sse.find("event: message-end").unwrap();
+        let sse = format!("{}data: [DONE]\n\n", &sse[..cut]);
+        let (items, usage) = stream(&sse, true);
+        let s = summarise(&items);
+        assert_eq!(s.dones, 1);
+        assert!(s.finish.is_empty() && s.usage_chunks.is_empty());
+        assert!(usage.is_none());
+        assert!(s.text.ends_with("human language."));
+    }
+
+    #[test]
+    fn unreadable_events_are_skipped() {
+        let sse = fixture("chat_stream_text.sse").replacen(
+            "event: content-start\n",
+            "event: content-delta\ndata: {\"type\":\"content-delta\",\"index\":0,\"del\n\n\
+             event: tool-call-delta\ndata: {\"type\":\"tool-call-delta\",\"index\":4,\"delta\":{\"message\":{\"tool_calls\":{\"function\":{\"arguments\":\"x\"}}}}}\n\n\
+             event: tool-call-start\ndata: {\"type\":\"tool-call-start\",\"index\":0,\"delta\":{\"message\":{\"tool_calls\":{}}}}\n\n\
+             data: 42\n\nevent: content-start\n",
+            1,
+        );
+        let (items, usage) = stream(&sse, false);
+        let s = summarise(&items);
+        assert_eq!(s.malformed, 4);
+        assert!(s.calls.is_empty());
+        assert_eq!((s.dones, s.finish.len()), (1, 1));
+        assert!(s.text.starts_with("LLMs stand for Large"));
+        assert_eq!(usage.unwrap().total_tokens, 97);
     }
 }

@@ -6,8 +6,9 @@ pub mod anthropic;
 pub mod cohere;
 pub mod openai;
 
-use crate::api::{ApiError, ChatCompletion, ChatRequest};
+use crate::api::{ApiError, ChatCompletion, ChatRequest, Usage};
 use crate::config::{Probe, ProviderConfig};
+use crate::sse::SseEvent;
 use crate::taxonomy::UpstreamError;
 use crate::upstream::UpstreamRequest;
 
@@ -36,6 +37,61 @@ impl Format {
             Format::Anthropic => "anthropic",
             Format::Cohere => "cohere",
         }
+    }
+}
+
+/// What one upstream stream event becomes, in the client's (OpenAI's) terms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamItem {
+    /// An OpenAI `chat.completion.chunk`, as JSON text.
+    Chunk {
+        json: String,
+        /// The content text this chunk adds (empty if none).
+        text: String,
+        /// The chunk carries a tool call delta.
+        tool_delta: bool,
+        /// The chunk's `finish_reason`, when it has one.
+        finish_reason: Option<String>,
+    },
+    /// The provider's end-of-stream marker (`[DONE]`, `message_stop`).
+    Done,
+    /// An error event inside the stream (`event: error`, an `error` object).
+    Error(UpstreamError),
+    /// An event that could not be read; skipped.
+    Malformed,
+}
+
+impl StreamItem {
+    /// Whether the item carries answer content (text or a tool call).
+    pub fn has_content(&self) -> bool {
+        matches!(self, StreamItem::Chunk { text, tool_delta, .. } if !text.is_empty() || *tool_delta)
+    }
+}
+
+/// What a translator needs to write chunks in OpenAI's shape.
+#[derive(Debug, Clone)]
+pub struct StreamMeta {
+    /// `chatcmpl-...` id for formats whose events carry none usable.
+    pub id: String,
+    pub created: u64,
+    /// The target's upstream model, unless the stream names its own.
+    pub model: String,
+    /// The client asked for `stream_options.include_usage`.
+    pub include_usage: bool,
+}
+
+/// Turns a provider's stream events into OpenAI chunks, one event at a time.
+pub trait StreamTranslator {
+    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamItem>);
+    /// Token usage seen so far.
+    fn usage(&self) -> Option<Usage>;
+}
+
+pub fn stream_translator(format: Format, meta: StreamMeta) -> Box<dyn StreamTranslator> {
+    match format {
+        Format::OpenAi => Box::new(openai::StreamState::new(meta)),
+        Format::Anthropic => Box::new(anthropic::StreamState::new(meta)),
+        Format::Cohere => Box::new(cohere::StreamState::new(meta)),
     }
 }
 

@@ -1,0 +1,185 @@
+//! Server-sent events: an incremental parser for upstream streams (bytes may
+//! split anywhere, even inside a UTF-8 character or a CRLF), and the encoder
+//! for the client's stream.
+
+/// One event: its `event:` name (if any) and its `data:` lines joined by `\n`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SseEvent {
+    pub event: Option<String>,
+    pub data: String,
+}
+
+/// Feeds on byte chunks, yields complete events.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    /// Bytes of the current, incomplete line.
+    line: Vec<u8>,
+    /// The last byte seen was a CR (a following LF belongs to it).
+    after_cr: bool,
+    event: Option<String>,
+    data: Vec<String>,
+    has_field: bool,
+}
+
+impl SseParser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses `bytes` and appends every event they complete to `out`.
+    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) {
+        for &b in bytes {
+            if self.after_cr {
+                self.after_cr = false;
+                if b == b'\n' {
+                    continue;
+                }
+            }
+            match b {
+                b'\r' => {
+                    self.after_cr = true;
+                    self.end_line(out);
+                }
+                b'\n' => self.end_line(out),
+                _ => self.line.push(b),
+            }
+        }
+    }
+
+    /// The stream ended: an event not followed by a blank line still counts
+    /// (some providers omit the final blank line).
+    pub fn finish(&mut self, out: &mut Vec<SseEvent>) {
+        if !self.line.is_empty() {
+            self.end_line(out);
+        }
+        self.dispatch(out);
+    }
+
+    fn end_line(&mut self, out: &mut Vec<SseEvent>) {
+        let line = std::mem::take(&mut self.line);
+        if line.is_empty() {
+            self.dispatch(out);
+            return;
+        }
+        if line[0] == b':' {
+            return; // a comment (keep-alive)
+        }
+        let text = String::from_utf8_lossy(&line);
+        let (field, value) = match text.find(':') {
+            Some(i) => {
+                let v = &text[i + 1..];
+                (&text[..i], v.strip_prefix(' ').unwrap_or(v))
+            }
+            None => (&text[..], ""),
+        };
+        match field {
+            "event" => {
+                self.event = Some(value.to_owned());
+                self.has_field = true;
+            }
+            "data" => {
+                self.data.push(value.to_owned());
+                self.has_field = true;
+            }
+            _ => {} // id, retry and unknown fields do not matter here
+        }
+    }
+
+    fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
+        if !self.has_field {
+            return;
+        }
+        let data = std::mem::take(&mut self.data).join("\n");
+        let event = self.event.take();
+        self.has_field = false;
+        out.push(SseEvent { event, data });
+    }
+}
+
+/// `data: <payload>` and the blank line that ends the event.
+pub fn data_event(payload: &str) -> String {
+    let mut s = String::with_capacity(payload.len() + 8);
+    s.push_str("data: ");
+    s.push_str(payload);
+    s.push_str("\n\n");
+    s
+}
+
+pub const DONE: &str = "data: [DONE]\n\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(chunks: &[&[u8]]) -> Vec<SseEvent> {
+        let mut p = SseParser::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            p.feed(c, &mut out);
+        }
+        p.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn parses_named_and_unnamed_events() {
+        let ev = parse_all(&[b"event: ping\ndata: {\"type\":\"ping\"}\n\ndata: {\"a\":1}\n\n"]);
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[0].event.as_deref(), Some("ping"));
+        assert_eq!(ev[0].data, "{\"type\":\"ping\"}");
+        assert_eq!(ev[1].event, None);
+    }
+
+    #[test]
+    fn events_split_at_every_byte_parse_the_same() {
+        let text = "event: a\r\ndata: one\r\ndata: two\r\n\r\n: comment\n\ndata:x\n\n";
+        let whole = parse_all(&[text.as_bytes()]);
+        let bytes: Vec<&[u8]> = text.as_bytes().chunks(1).collect();
+        assert_eq!(parse_all(&bytes), whole);
+        assert_eq!(whole.len(), 2);
+        assert_eq!(whole[0].data, "one\ntwo");
+        assert_eq!(whole[1].data, "x");
+    }
+
+    #[test]
+    fn a_multibyte_character_split_across_chunks_survives() {
+        let text = "data: {\"t\":\"héllo ✓\"}\n\n".as_bytes();
+        let (a, b) = text.split_at(15);
+        let ev = parse_all(&[a, b]);
+        assert_eq!(ev[0].data, "{\"t\":\"héllo ✓\"}");
+    }
+
+    #[test]
+    fn a_last_event_without_a_blank_line_is_kept() {
+        let ev = parse_all(&[b"event: message_stop\ndata: {\"type\":\"message_stop\"}"]);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].event.as_deref(), Some("message_stop"));
+    }
+
+    #[test]
+    fn parses_every_recorded_stream_fixture() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        for (file, min_events) in [
+            ("openai/chat_stream_text_usage.sse", 5),
+            ("openai/chat_stream_tool_calls.sse", 5),
+            ("anthropic/stream_text.sse", 6),
+            ("anthropic/stream_sdk_tool_use.sse", 6),
+            ("cohere/chat_stream_text.sse", 5),
+        ] {
+            let text = std::fs::read(format!("{dir}/{file}")).unwrap();
+            let ev = parse_all(&[&text]);
+            assert!(ev.len() >= min_events, "{file}: {}", ev.len());
+            for e in &ev {
+                assert!(
+                    e.data == "[DONE]" || serde_json::from_str::<serde_json::Value>(&e.data).is_ok(),
+                    "{file}: {e:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn encodes_data_events() {
+        assert_eq!(data_event("{}"), "data: {}\n\n");
+    }
+}

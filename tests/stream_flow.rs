@@ -1,0 +1,390 @@
+//! Streaming through the whole core, natively: scripted upstream streams on a
+//! fake clock, through the attempt loop (failover before the first token)
+//! and the relay (errors, stalls, cuts and grace after it).
+
+use futures_executor::block_on;
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use switchyard::clock::{Clock, FakeClock};
+use switchyard::config::Config;
+use switchyard::gateway::{ChatReply, Gateway};
+use switchyard::log::RequestLog;
+use switchyard::rng::SplitMix64;
+use switchyard::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead, UpstreamRequest};
+
+/// One step of a scripted body: wait `after_ms`, then deliver.
+#[derive(Clone, Debug)]
+enum Piece {
+    Bytes(u64, String),
+    End(u64),
+}
+
+#[derive(Clone, Debug)]
+enum Script {
+    Status(u16, String),
+    Stream(Vec<Piece>),
+}
+
+struct Body<'c> {
+    clock: &'c FakeClock,
+    pieces: VecDeque<Piece>,
+}
+
+impl UpstreamBody for Body<'_> {
+    async fn text(mut self, deadline_ms: u64) -> Result<String, TransportError> {
+        let mut out = String::new();
+        while let Some(b) = self.chunk(deadline_ms).await? {
+            out.push_str(&String::from_utf8_lossy(&b));
+        }
+        Ok(out)
+    }
+    async fn chunk(&mut self, deadline_ms: u64) -> Result<Option<Vec<u8>>, TransportError> {
+        let Some(p) = self.pieces.front().cloned() else {
+            // A body that never ends: a stall.
+            self.clock.set(self.clock.now_ms().max(deadline_ms));
+            return Err(TransportError::Timeout);
+        };
+        let after = match &p {
+            Piece::Bytes(a, _) | Piece::End(a) => *a,
+        };
+        if self.clock.now_ms() + after > deadline_ms {
+            self.clock.set(deadline_ms);
+            // Keep the piece: time has passed, so it is that much closer.
+            if let Some(Piece::Bytes(a, _) | Piece::End(a)) = self.pieces.front_mut() {
+                *a -= (*a).min(after.min(deadline_ms.saturating_sub(self.clock.now_ms())));
+            }
+            return Err(TransportError::Timeout);
+        }
+        self.clock.advance(after);
+        self.pieces.pop_front();
+        Ok(match p {
+            Piece::Bytes(_, b) => Some(b.into_bytes()),
+            Piece::End(_) => None,
+        })
+    }
+}
+
+struct Fake<'c> {
+    clock: &'c FakeClock,
+    scripts: RefCell<HashMap<&'static str, VecDeque<Script>>>,
+    seen: RefCell<Vec<(String, Value)>>,
+}
+
+impl<'c> Fake<'c> {
+    fn new(clock: &'c FakeClock) -> Self {
+        Fake {
+            clock,
+            scripts: RefCell::new(HashMap::new()),
+            seen: RefCell::new(Vec::new()),
+        }
+    }
+    fn script(&self, host: &'static str, s: Vec<Script>) {
+        self.scripts.borrow_mut().insert(host, s.into());
+    }
+    fn calls(&self, host: &str) -> usize {
+        self.seen.borrow().iter().filter(|(u, _)| u.contains(host)).count()
+    }
+}
+
+impl<'c> Upstream for Fake<'c> {
+    type Body = Body<'c>;
+    async fn send(&self, req: &UpstreamRequest, _deadline_ms: u64) -> Result<UpstreamHead<Body<'c>>, TransportError> {
+        let body: Value = serde_json::from_str(req.body.as_deref().unwrap_or("null")).unwrap();
+        self.seen.borrow_mut().push((req.url.clone(), body));
+        let host = ["a.test", "b.test", "c.test"]
+            .into_iter()
+            .find(|h| req.url.contains(h))
+            .unwrap();
+        let step = self
+            .scripts
+            .borrow_mut()
+            .get_mut(host)
+            .and_then(VecDeque::pop_front)
+            .expect("scripted");
+        self.clock.advance(2);
+        let head = |status, pieces: Vec<Piece>| UpstreamHead {
+            status,
+            retry_after: None,
+            retry_after_ms: None,
+            content_type: None,
+            body: Body {
+                clock: self.clock,
+                pieces: pieces.into(),
+            },
+        };
+        Ok(match step {
+            Script::Status(s, b) => head(s, vec![Piece::Bytes(0, b), Piece::End(0)]),
+            Script::Stream(pieces) => head(200, pieces),
+        })
+    }
+}
+
+fn chunk(text: &str) -> String {
+    let c = json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",
+        "choices":[{"index":0,"delta":{"content":text},"finish_reason":null}]});
+    format!("data: {c}\n\n")
+}
+fn role() -> String {
+    let c = json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",
+        "choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]});
+    format!("data: {c}\n\n")
+}
+fn finish() -> String {
+    let c = json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",
+        "choices":[{"index":0,"delta":{},"finish_reason":"stop"}]});
+    format!("data: {c}\n\n")
+}
+const DONE: &str = "data: [DONE]\n\n";
+
+/// A healthy OpenAI stream of `n` words, `gap` ms apart.
+fn words(n: usize, gap: u64) -> Vec<Piece> {
+    let mut v = vec![Piece::Bytes(5, role())];
+    for i in 0..n {
+        v.push(Piece::Bytes(gap, chunk(&format!("w{i} "))));
+    }
+    v.push(Piece::Bytes(gap, finish()));
+    v.push(Piece::Bytes(1, DONE.into()));
+    v.push(Piece::End(0));
+    v
+}
+
+fn config() -> Config {
+    Config::from_json(
+        &json!({
+            "providers": {
+                "a": {"format": "openai", "base_url": "http://a.test/v1"},
+                "b": {"format": "openai", "base_url": "http://b.test/v1"}
+            },
+            "routes": {"chat": {"strategy": "priority",
+                "targets": [{"provider": "a", "model": "ma"}, {"provider": "b", "model": "mb"}],
+                "policy": {"first_token_timeout_ms": 500, "stream_idle_timeout_ms": 300,
+                           "retries_per_target": 0, "deadline_ms": 60000, "attempt_timeout_ms": 1000}}}
+        })
+        .to_string(),
+    )
+    .unwrap()
+}
+
+struct Streamed {
+    provider: String,
+    pieces: Vec<String>,
+    log: RequestLog,
+}
+
+impl Streamed {
+    fn text(&self) -> String {
+        self.pieces
+            .iter()
+            .filter_map(|p| p.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+            .collect()
+    }
+    fn ended_with_done(&self) -> bool {
+        self.pieces.last().map(String::as_str) == Some(DONE)
+    }
+    fn error(&self) -> Option<Value> {
+        let last = self.pieces.last()?.strip_prefix("data: ")?;
+        let v: Value = serde_json::from_str(last.trim()).ok()?;
+        v.get("error").cloned()
+    }
+}
+
+fn stream(gw: &Gateway, fake: &Fake, clock: &FakeClock) -> Result<Streamed, Value> {
+    let body = json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let mut log = RequestLog {
+        request_id: "sy-1".into(),
+        ..Default::default()
+    };
+    let mut rng = SplitMix64::new(1);
+    match block_on(gw.chat(body.to_string().as_bytes(), None, &mut log, &clock, fake, &mut rng)) {
+        ChatReply::Whole(r) => Err(serde_json::from_str(&r.body).unwrap()),
+        ChatReply::Stream { head, mut relay } => {
+            assert_eq!(
+                head.headers.iter().find(|h| h.0 == "content-type").unwrap().1,
+                "text/event-stream; charset=utf-8"
+            );
+            let provider = head
+                .headers
+                .iter()
+                .find(|h| h.0 == "x-switchyard-provider")
+                .unwrap()
+                .1
+                .clone();
+            let mut pieces = Vec::new();
+            while let Some(p) = block_on(relay.next()) {
+                pieces.push(p);
+            }
+            gw.end_stream(&relay, &mut log, &clock);
+            Ok(Streamed { provider, pieces, log })
+        }
+    }
+}
+
+#[test]
+fn a_healthy_stream_is_relayed_whole_and_ends_with_done() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    fake.script("a.test", vec![Script::Stream(words(60, 10))]);
+    let gw = Gateway::new(config(), |_| None);
+    let s = stream(&gw, &fake, &clock).unwrap();
+    assert_eq!(s.provider, "a");
+    assert_eq!(s.text(), (0..60).map(|i| format!("w{i} ")).collect::<String>());
+    assert!(s.ended_with_done());
+    assert_eq!(s.pieces.iter().filter(|p| p.as_str() == DONE).count(), 1);
+    assert_eq!(s.log.outcome, "ok");
+}
+
+#[test]
+fn an_error_status_before_the_stream_fails_over() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    fake.script("a.test", vec![Script::Status(503, "{}".into())]);
+    fake.script("b.test", vec![Script::Stream(words(3, 10))]);
+    let gw = Gateway::new(config(), |_| None);
+    let s = stream(&gw, &fake, &clock).unwrap();
+    assert_eq!(s.provider, "b");
+    assert!(s.ended_with_done());
+}
+
+#[test]
+fn an_error_event_before_any_content_fails_over_invisibly() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    let err = "data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n";
+    fake.script(
+        "a.test",
+        vec![Script::Stream(vec![
+            Piece::Bytes(5, role()),
+            Piece::Bytes(5, err.into()),
+            Piece::End(0),
+        ])],
+    );
+    fake.script("b.test", vec![Script::Stream(words(3, 10))]);
+    let gw = Gateway::new(config(), |_| None);
+    let s = stream(&gw, &fake, &clock).unwrap();
+    assert_eq!(s.provider, "b");
+    assert_eq!(s.text(), "w0 w1 w2 ");
+    assert!(s.ended_with_done());
+    assert!(
+        gw.states.borrow().effective_failures(0, clock.now_ms()) > 0.9,
+        "a's failure counted"
+    );
+}
+
+#[test]
+fn a_slow_first_token_fails_over_to_a_healthy_fallback() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    let mut slow = words(3, 10);
+    slow[1] = Piece::Bytes(2_000, chunk("late "));
+    fake.script("a.test", vec![Script::Stream(slow)]);
+    fake.script("b.test", vec![Script::Stream(words(3, 10))]);
+    let gw = Gateway::new(config(), |_| None);
+    let t0 = clock.now_ms();
+    let s = stream(&gw, &fake, &clock).unwrap();
+    assert_eq!(s.provider, "b");
+    assert!(!s.text().contains("late"));
+    assert!(
+        clock.now_ms() - t0 < 1_000,
+        "gave up on a at the 500 ms first-token limit"
+    );
+    assert_eq!(s.log.attempts[0].kind.unwrap().as_str(), "timeout");
+}
+
+#[test]
+fn a_cut_after_content_ends_with_an_error_event_and_no_done() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    let mut cut = words(60, 10);
+    cut.truncate(41); // role + 40 words, then the connection ends
+    cut.push(Piece::End(5));
+    fake.script("a.test", vec![Script::Stream(cut)]);
+    let gw = Gateway::new(config(), |_| None);
+    let s = stream(&gw, &fake, &clock).unwrap();
+    assert_eq!(s.text(), (0..40).map(|i| format!("w{i} ")).collect::<String>());
+    assert!(!s.ended_with_done(), "a cut answer never ends with [DONE]");
+    let e = s.error().expect("an error event ends the stream");
+    assert_eq!(e["code"], "stream_cut");
+    assert_eq!(e["type"], "upstream_error");
+    assert_eq!(s.log.outcome, "stream_failed");
+    assert!(
+        gw.states.borrow().effective_failures(0, clock.now_ms()) > 0.9,
+        "the cut counts against a"
+    );
+    assert_eq!(
+        fake.calls("b.test"),
+        0,
+        "no continuation without a prefill-capable target"
+    );
+}
+
+#[test]
+fn a_stall_after_content_ends_with_an_error_event_within_the_idle_timeout() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    let mut stall = words(20, 10);
+    stall.truncate(11); // role + 10 words, then silence
+    fake.script("a.test", vec![Script::Stream(stall)]);
+    let gw = Gateway::new(config(), |_| None);
+    let s = stream(&gw, &fake, &clock).unwrap();
+    assert_eq!(s.text().split_whitespace().count(), 10);
+    assert_eq!(s.error().unwrap()["code"], "stream_stalled");
+    assert!(!s.ended_with_done());
+}
+
+#[test]
+fn a_malformed_chunk_is_skipped_and_counted() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    let mut w = words(20, 10);
+    w[10] = Piece::Bytes(
+        10,
+        "data: {\"id\":\"c1\",\"choices\":[{\"delta\":{\"content\":\n\n".into(),
+    );
+    fake.script("a.test", vec![Script::Stream(w)]);
+    let gw = Gateway::new(config(), |_| None);
+    let s = stream(&gw, &fake, &clock).unwrap();
+    assert!(s.ended_with_done());
+    assert_eq!(s.text().split_whitespace().count(), 19);
+    assert_eq!(s.log.stream_malformed, 1);
+}
+
+#[test]
+fn a_finish_without_done_is_finalised_promptly() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    let mut w = words(5, 10);
+    w.truncate(7); // role, 5 words, finish; no [DONE] and the connection stays open
+    fake.script("a.test", vec![Script::Stream(w)]);
+    let gw = Gateway::new(config(), |_| None);
+    let t0 = clock.now_ms();
+    let s = stream(&gw, &fake, &clock).unwrap();
+    assert!(s.ended_with_done());
+    assert!(
+        clock.now_ms() - t0 <= 5 + 2 + 70 + 1_000,
+        "finalised within the grace period"
+    );
+    assert_eq!(s.log.outcome, "ok");
+}
+
+#[test]
+fn an_error_event_after_content_reaches_the_client() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    let mut w = words(10, 10);
+    w.truncate(6);
+    w.push(Piece::Bytes(
+        5,
+        "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n".into(),
+    ));
+    w.push(Piece::End(0));
+    fake.script("a.test", vec![Script::Stream(w)]);
+    let gw = Gateway::new(config(), |_| None);
+    let s = stream(&gw, &fake, &clock).unwrap();
+    assert_eq!(s.text().split_whitespace().count(), 5);
+    let e = s.error().unwrap();
+    assert_eq!(e["code"], "stream_error");
+    assert!(e["message"].as_str().unwrap().contains("overloaded"));
+}
