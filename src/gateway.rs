@@ -11,7 +11,7 @@ use crate::providers::{self, Format};
 use crate::rng::Rng;
 use crate::selection::{self, Needs};
 use crate::state::ProviderStates;
-use crate::stream::{Relay, StreamAccept, StreamOutcome};
+use crate::stream::{Relay, Resume, Resumed, StreamAccept, StreamOutcome};
 use crate::taxonomy::{ErrorKind, UpstreamError};
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead};
 use serde_json::json;
@@ -407,6 +407,8 @@ impl Gateway {
                     (HEADER_ATTEMPTS, attempts),
                     (HEADER_ROUTE, route.name.clone()),
                 ];
+                let used = log.attempts.len() as u32;
+                let resume = self.continue_plan(&p, target, used, &accept);
                 ChatReply::Stream {
                     head: Reply {
                         status: 200,
@@ -414,6 +416,7 @@ impl Gateway {
                         body: String::new(),
                     },
                     relay: output,
+                    resume,
                 }
             }
             other => {
@@ -424,6 +427,43 @@ impl Gateway {
                 ChatReply::Whole(reply)
             }
         }
+    }
+
+    /// Which targets may continue this stream if it breaks after content:
+    /// those with the `prefill` capability, other than the one serving,
+    /// within what is left of the attempt bound; `None` if the route does
+    /// not allow it.
+    fn continue_plan<C>(
+        &self,
+        p: &Prepared<'_>,
+        served: usize,
+        attempts_used: u32,
+        accept: &StreamAccept<C>,
+    ) -> Option<ContinuePlan> {
+        let policy = &p.route.policy;
+        if !policy.continue_on_failure {
+            return None;
+        }
+        let budget = policy.max_attempts.saturating_sub(attempts_used) as usize;
+        let candidates: Vec<usize> = p
+            .order
+            .iter()
+            .copied()
+            .filter(|&i| i != served && p.route.targets[i].caps.prefill)
+            .take(budget)
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let route = self.config.routes.iter().position(|r| r.name == p.route.name)?;
+        Some(ContinuePlan {
+            route,
+            request: p.req.clone(),
+            candidates,
+            id: accept.id.clone(),
+            created: accept.created,
+            include_usage: accept.include_usage,
+        })
     }
 
     /// A relayed stream has ended: count a mid-stream failure against its
@@ -453,6 +493,91 @@ impl Gateway {
     }
 }
 
+/// How a stream that breaks after content may be continued.
+#[derive(Debug, Clone)]
+pub struct ContinuePlan {
+    route: usize,
+    request: ChatRequest,
+    /// Prefill-capable targets (indexes into the route's), in order.
+    candidates: Vec<usize>,
+    id: String,
+    created: u64,
+    include_usage: bool,
+}
+
+/// Continues a broken stream on the next prefill-capable target: the
+/// request again, with the answer so far as a partial assistant message.
+/// A target that refuses is passed over without a word to the client, who
+/// gets the original failure if none continues.
+pub struct Continuer<G, U, C> {
+    pub gw: G,
+    pub plan: ContinuePlan,
+    pub upstream: U,
+    pub clock: C,
+}
+
+impl<G: std::ops::Deref<Target = Gateway>, U: Upstream, C: Clock> Resume<U::Body> for Continuer<G, U, C> {
+    async fn resume(&mut self, partial: &str) -> Option<Resumed<U::Body>> {
+        let prefill = partial.trim_end();
+        if prefill.is_empty() {
+            return None;
+        }
+        let gw = &*self.gw;
+        let route = gw.config.routes.get(self.plan.route)?;
+        while !self.plan.candidates.is_empty() {
+            let ti = self.plan.candidates.remove(0);
+            let t = &route.targets[ti];
+            let now = self.clock.now_ms();
+            if gw.states.borrow().availability(t.provider, now) == selection::Availability::Down {
+                continue;
+            }
+            let provider = gw.config.provider_of(t);
+            let mut req = self.plan.request.clone();
+            req.messages.push(crate::api::Message {
+                role: crate::api::Role::Assistant,
+                content: Some(crate::api::Content::Text(prefill.to_owned())),
+                name: None,
+                tool_calls: None,
+                tool_call_id: None,
+                extra: Default::default(),
+            });
+            let out = providers::Outbound {
+                provider,
+                model: &t.model,
+                api_key: gw.key(t.provider),
+            };
+            let Ok(upstream_req) = providers::build_chat(&out, &req) else {
+                continue;
+            };
+            let deadline = now + route.policy.first_token_timeout_ms;
+            match self.upstream.send(&upstream_req, deadline).await {
+                Ok(head) if (200..300).contains(&head.status) => {
+                    let meta = providers::StreamMeta {
+                        id: self.plan.id.clone(),
+                        created: self.plan.created,
+                        model: t.model.clone(),
+                        include_usage: self.plan.include_usage,
+                    };
+                    return Some(Resumed {
+                        body: head.body,
+                        translator: providers::stream_translator(provider.format, meta),
+                        provider: t.provider,
+                        target: t.id.clone(),
+                        trimmed: partial[prefill.len()..].to_owned(),
+                    });
+                }
+                Ok(head) if head.status >= 500 || head.status == 429 => {
+                    gw.states.borrow_mut().record_failure(t.provider, self.clock.now_ms());
+                }
+                // A refusal (it cannot continue this) says nothing about its health.
+                Ok(_) => {}
+                Err(_) => gw.states.borrow_mut().record_failure(t.provider, self.clock.now_ms()),
+            }
+        }
+        None
+    }
+}
+
 /// A parsed request and its targets in the order to try them.
 struct Prepared<'a> {
     req: ChatRequest,
@@ -470,6 +595,8 @@ pub enum ChatReply<B, C> {
     Stream {
         head: Reply,
         relay: Relay<B, C>,
+        /// How to continue the stream if it breaks, where the route allows.
+        resume: Option<ContinuePlan>,
     },
 }
 

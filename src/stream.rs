@@ -45,6 +45,10 @@ pub struct Resumed<B> {
     pub translator: Box<dyn StreamTranslator>,
     pub provider: usize,
     pub target: String,
+    /// Trailing whitespace cut from the partial answer before it was sent as
+    /// the prefill (Anthropic rejects a prefill that ends in whitespace); the
+    /// continuation's first text repeats it, and it is dropped there.
+    pub trimmed: String,
 }
 
 /// No continuation.
@@ -53,6 +57,15 @@ pub struct NoResume;
 impl<B> Resume<B> for NoResume {
     async fn resume(&mut self, _partial: &str) -> Option<Resumed<B>> {
         None
+    }
+}
+
+impl<B, R: Resume<B>> Resume<B> for Option<R> {
+    async fn resume(&mut self, partial: &str) -> Option<Resumed<B>> {
+        match self {
+            Some(r) => r.resume(partial).await,
+            None => None,
+        }
     }
 }
 
@@ -89,6 +102,8 @@ pub struct Relay<B, C, R = NoResume> {
     skip_role: bool,
     /// A chunk with text, a tool call or a finish has been buffered.
     content_seen: bool,
+    /// Whitespace to drop from the start of the next content (see [`Resumed`]).
+    strip: String,
     idle_timeout_ms: u64,
     /// Content text sent so far.
     pub text: String,
@@ -131,6 +146,7 @@ impl<B: UpstreamBody, C: Clock, R: Resume<B>> Relay<B, C, R> {
             ended: self.ended,
             skip_role: self.skip_role,
             content_seen: self.content_seen,
+            strip: self.strip,
             idle_timeout_ms: self.idle_timeout_ms,
             text: self.text,
             chunks: self.chunks,
@@ -157,11 +173,18 @@ impl<B: UpstreamBody, C: Clock, R: Resume<B>> Relay<B, C, R> {
         for item in self.items.drain(..) {
             match item {
                 StreamItem::Chunk {
-                    json,
-                    text,
+                    mut json,
+                    mut text,
                     tool_delta,
                     finish_reason,
                 } => {
+                    if !self.strip.is_empty() && !text.is_empty() {
+                        let strip = std::mem::take(&mut self.strip);
+                        if let Some(rest) = text.strip_prefix(strip.as_str()) {
+                            json = replace_content(&json, rest).unwrap_or(json);
+                            text = rest.to_owned();
+                        }
+                    }
                     let role_only = text.is_empty() && !tool_delta && finish_reason.is_none();
                     if self.skip_role && role_only {
                         continue;
@@ -285,12 +308,20 @@ impl<B: UpstreamBody, C: Clock, R: Resume<B>> Relay<B, C, R> {
             self.upstream_done = false;
             self.finish = None;
             self.skip_role = true;
+            self.strip = next.trimmed;
             return;
         }
         self.pending.push_back(error_event(&e));
         self.ended = true;
         self.outcome = StreamOutcome::Failed(e);
     }
+}
+
+/// The chunk with its first choice's `delta.content` replaced.
+fn replace_content(json: &str, content: &str) -> Option<String> {
+    let mut v: serde_json::Value = serde_json::from_str(json).ok()?;
+    *v.get_mut("choices")?.get_mut(0)?.get_mut("delta")?.get_mut("content")? = content.into();
+    Some(v.to_string())
 }
 
 /// An SSE event carrying an error in OpenAI's shape: the OpenAI SDKs raise
@@ -354,6 +385,7 @@ impl<B: UpstreamBody, C: Clock + Clone> Accept<B> for StreamAccept<C> {
             ended: false,
             skip_role: false,
             content_seen: false,
+            strip: String::new(),
             idle_timeout_ms: self.idle_timeout_ms,
             text: String::new(),
             chunks: 0,

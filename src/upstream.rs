@@ -50,3 +50,10 @@ pub trait Upstream {
     /// (clock time), after which the attempt is abandoned as a timeout.
     async fn send(&self, req: &UpstreamRequest, deadline_ms: u64) -> Result<UpstreamHead<Self::Body>, TransportError>;
 }
+
+impl<T: Upstream> Upstream for &T {
+    type Body = T::Body;
+    async fn send(&self, req: &UpstreamRequest, deadline_ms: u64) -> Result<UpstreamHead<Self::Body>, TransportError> {
+        (**self).send(req, deadline_ms).await
+    }
+}

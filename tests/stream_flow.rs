@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use switchyard::clock::{Clock, FakeClock};
 use switchyard::config::Config;
-use switchyard::gateway::{ChatReply, Gateway};
+use switchyard::gateway::{ChatReply, Continuer, Gateway};
 use switchyard::log::RequestLog;
 use switchyard::rng::SplitMix64;
 use switchyard::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead, UpstreamRequest};
@@ -150,14 +150,19 @@ fn words(n: usize, gap: u64) -> Vec<Piece> {
 }
 
 fn config() -> Config {
+    config_with(json!([{"provider": "a", "model": "ma"}, {"provider": "c", "model": "mc"}]))
+}
+
+fn config_with(targets: Value) -> Config {
     Config::from_json(
         &json!({
             "providers": {
                 "a": {"format": "openai", "base_url": "http://a.test/v1"},
-                "b": {"format": "openai", "base_url": "http://b.test/v1"}
+                "b": {"format": "anthropic", "base_url": "http://b.test"},
+                "c": {"format": "openai", "base_url": "http://c.test/v1"}
             },
             "routes": {"chat": {"strategy": "priority",
-                "targets": [{"provider": "a", "model": "ma"}, {"provider": "b", "model": "mb"}],
+                "targets": targets,
                 "policy": {"first_token_timeout_ms": 500, "stream_idle_timeout_ms": 300,
                            "retries_per_target": 0, "deadline_ms": 60000, "attempt_timeout_ms": 1000}}}
         })
@@ -200,7 +205,13 @@ fn stream(gw: &Gateway, fake: &Fake, clock: &FakeClock) -> Result<Streamed, Valu
     let mut rng = SplitMix64::new(1);
     match block_on(gw.chat(body.to_string().as_bytes(), None, &mut log, &clock, fake, &mut rng)) {
         ChatReply::Whole(r) => Err(serde_json::from_str(&r.body).unwrap()),
-        ChatReply::Stream { head, mut relay } => {
+        ChatReply::Stream { head, relay, resume } => {
+            let mut relay = relay.with_resume(resume.map(|plan| Continuer {
+                gw,
+                plan,
+                upstream: fake,
+                clock,
+            }));
             assert_eq!(
                 head.headers.iter().find(|h| h.0 == "content-type").unwrap().1,
                 "text/event-stream; charset=utf-8"
@@ -241,10 +252,10 @@ fn an_error_status_before_the_stream_fails_over() {
     let clock = FakeClock::new(1_000_000);
     let fake = Fake::new(&clock);
     fake.script("a.test", vec![Script::Status(503, "{}".into())]);
-    fake.script("b.test", vec![Script::Stream(words(3, 10))]);
+    fake.script("c.test", vec![Script::Stream(words(3, 10))]);
     let gw = Gateway::new(config(), |_| None);
     let s = stream(&gw, &fake, &clock).unwrap();
-    assert_eq!(s.provider, "b");
+    assert_eq!(s.provider, "c");
     assert!(s.ended_with_done());
 }
 
@@ -261,10 +272,10 @@ fn an_error_event_before_any_content_fails_over_invisibly() {
             Piece::End(0),
         ])],
     );
-    fake.script("b.test", vec![Script::Stream(words(3, 10))]);
+    fake.script("c.test", vec![Script::Stream(words(3, 10))]);
     let gw = Gateway::new(config(), |_| None);
     let s = stream(&gw, &fake, &clock).unwrap();
-    assert_eq!(s.provider, "b");
+    assert_eq!(s.provider, "c");
     assert_eq!(s.text(), "w0 w1 w2 ");
     assert!(s.ended_with_done());
     assert!(
@@ -280,11 +291,11 @@ fn a_slow_first_token_fails_over_to_a_healthy_fallback() {
     let mut slow = words(3, 10);
     slow[1] = Piece::Bytes(2_000, chunk("late "));
     fake.script("a.test", vec![Script::Stream(slow)]);
-    fake.script("b.test", vec![Script::Stream(words(3, 10))]);
+    fake.script("c.test", vec![Script::Stream(words(3, 10))]);
     let gw = Gateway::new(config(), |_| None);
     let t0 = clock.now_ms();
     let s = stream(&gw, &fake, &clock).unwrap();
-    assert_eq!(s.provider, "b");
+    assert_eq!(s.provider, "c");
     assert!(!s.text().contains("late"));
     assert!(
         clock.now_ms() - t0 < 1_000,
@@ -314,7 +325,7 @@ fn a_cut_after_content_ends_with_an_error_event_and_no_done() {
         "the cut counts against a"
     );
     assert_eq!(
-        fake.calls("b.test"),
+        fake.calls("c.test"),
         0,
         "no continuation without a prefill-capable target"
     );
@@ -387,4 +398,114 @@ fn an_error_event_after_content_reaches_the_client() {
     let e = s.error().unwrap();
     assert_eq!(e["code"], "stream_error");
     assert!(e["message"].as_str().unwrap().contains("overloaded"));
+}
+
+/// Anthropic's stream of the given text pieces (the continuation side).
+fn anthropic_stream(pieces: &[String]) -> Vec<Piece> {
+    let ev = |name: &str, data: Value| Piece::Bytes(5, format!("event: {name}\ndata: {data}\n\n"));
+    let mut v = vec![
+        ev(
+            "message_start",
+            json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant",
+            "model":"mb","content":[],"stop_reason":null,"usage":{"input_tokens":10,"output_tokens":1}}}),
+        ),
+        ev(
+            "content_block_start",
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+        ),
+    ];
+    for p in pieces {
+        v.push(ev(
+            "content_block_delta",
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":p}}),
+        ));
+    }
+    v.push(ev("content_block_stop", json!({"type":"content_block_stop","index":0})));
+    v.push(ev("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":20}})));
+    v.push(ev("message_stop", json!({"type":"message_stop"})));
+    v.push(Piece::End(0));
+    v
+}
+
+fn cut_after(n: usize) -> Vec<Piece> {
+    let mut cut = words(60, 10);
+    cut.truncate(n + 1);
+    cut.push(Piece::End(5));
+    cut
+}
+
+#[test]
+fn a_cut_stream_continues_on_a_prefill_capable_fallback_into_exactly_the_full_answer() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    fake.script("a.test", vec![Script::Stream(cut_after(40))]);
+    // The model continues right after the prefill, so its text starts with the space.
+    let rest: Vec<String> = (40..60).map(|i| format!(" w{i}")).chain([" ".to_owned()]).collect();
+    fake.script("b.test", vec![Script::Stream(anthropic_stream(&rest))]);
+    let targets =
+        json!([{"provider": "a", "model": "ma"}, {"provider": "b", "model": "mb", "capabilities": ["prefill"]}]);
+    let gw = Gateway::new(config_with(targets), |_| None);
+    let s = stream(&gw, &fake, &clock).unwrap();
+    let full: String = (0..60).map(|i| format!("w{i} ")).collect();
+    assert_eq!(s.text(), full, "one whole answer, no doubled space");
+    assert!(s.ended_with_done());
+    assert_eq!(s.log.outcome, "ok_continued");
+    assert_eq!(s.log.continued_on, vec!["b/mb".to_owned()]);
+    // b was asked to continue from the partial answer, without its trailing space.
+    let seen = fake.seen.borrow();
+    let sent = &seen.iter().find(|(u, _)| u.contains("b.test")).unwrap().1;
+    let last = sent["messages"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["role"], "assistant");
+    let partial: String = (0..40).map(|i| format!("w{i} ")).collect();
+    assert_eq!(last["content"].as_str().unwrap(), partial.trim_end());
+    // Only one role chunk reached the client.
+    assert_eq!(
+        s.pieces.iter().filter(|p| p.contains("\"role\":\"assistant\"")).count(),
+        1
+    );
+    assert!(
+        gw.states.borrow().effective_failures(0, clock.now_ms()) > 0.9,
+        "a's cut still counts against it"
+    );
+}
+
+#[test]
+fn a_fallback_that_refuses_to_continue_leaves_the_original_error() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    fake.script("a.test", vec![Script::Stream(cut_after(40))]);
+    let refusal = json!({"type":"error","error":{"type":"invalid_request_error","message":"This model does not support assistant message prefill."}});
+    fake.script("b.test", vec![Script::Status(400, refusal.to_string())]);
+    let targets =
+        json!([{"provider": "a", "model": "ma"}, {"provider": "b", "model": "mb", "capabilities": ["prefill"]}]);
+    let gw = Gateway::new(config_with(targets), |_| None);
+    let s = stream(&gw, &fake, &clock).unwrap();
+    assert_eq!(fake.calls("b.test"), 1, "the continuation was tried");
+    let e = s.error().unwrap();
+    assert_eq!(e["code"], "stream_cut", "the client sees the original failure");
+    assert!(
+        !e["message"].as_str().unwrap().contains("prefill"),
+        "not the fallback's rejection"
+    );
+    assert!(!s.ended_with_done());
+    assert_eq!(
+        gw.states.borrow().effective_failures(1, clock.now_ms()),
+        0.0,
+        "a refusal is not a failure"
+    );
+}
+
+#[test]
+fn no_continuation_when_the_route_forbids_it() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    fake.script("a.test", vec![Script::Stream(cut_after(10))]);
+    let targets =
+        json!([{"provider": "a", "model": "ma"}, {"provider": "b", "model": "mb", "capabilities": ["prefill"]}]);
+    let mut config = config_with(targets);
+    config.routes[0].policy.continue_on_failure = false;
+    let gw = Gateway::new(config, |_| None);
+    let s = stream(&gw, &fake, &clock).unwrap();
+    assert_eq!(fake.calls("b.test"), 0);
+    assert_eq!(s.error().unwrap()["code"], "stream_cut");
 }

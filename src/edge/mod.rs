@@ -8,7 +8,7 @@ mod upstream;
 use crate::api::ApiError;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::gateway::{endpoint, ChatReply, Endpoint, Gateway, Reply, HEADER_ORDER, HEADER_REQUEST_ID};
+use crate::gateway::{endpoint, ChatReply, Continuer, Endpoint, Gateway, Reply, HEADER_ORDER, HEADER_REQUEST_ID};
 use crate::log::RequestLog;
 use crate::rng::{Rng, SplitMix64};
 use crate::stream::Relay;
@@ -111,10 +111,16 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let reply = match endpoint(&method, &path) {
         Endpoint::Chat => match chat(&gw, req, &env, &mut log, &clock, &mut rng).await {
             ChatReply::Whole(reply) => reply,
-            ChatReply::Stream { head, relay } => {
+            ChatReply::Stream { head, relay, resume } => {
                 // The attempts before the stream started are recorded by now.
                 schedule_upkeep(&gw, &env, &ctx);
-                return stream_response(gw, head, relay, log, &request_id);
+                let resume = resume.map(|plan| Continuer {
+                    gw: gw.clone(),
+                    plan,
+                    upstream: FetchUpstream,
+                    clock,
+                });
+                return stream_response(gw, head, relay.with_resume(resume), log, &request_id);
             }
         },
         Endpoint::Models => gw.models(),
@@ -187,7 +193,7 @@ fn schedule_upkeep(gw: &Rc<Gateway>, env: &Env, ctx: &Context) {
 fn stream_response(
     gw: Rc<Gateway>,
     head: Reply,
-    relay: Relay<FetchBody, WorkerClock>,
+    relay: Relay<FetchBody, WorkerClock, Option<Continuer<Rc<Gateway>, FetchUpstream, WorkerClock>>>,
     log: RequestLog,
     request_id: &str,
 ) -> Result<Response> {
