@@ -34,6 +34,9 @@
 //         errorEventAfter: N  the provider's in-stream error after N deltas, then end
 //         noDone: true        leave out the terminator ([DONE] / message_stop)
 //         firstByteDelayMs    wait this long before sending the response head
+//   A request whose last message is from the assistant is a prefill: the reply
+//   continues it (the rest of `text` after it). `rejectPrefill: true` answers
+//   such a request with the provider's 400 instead.
 // A stream:true request with { type: 'ok' } gets a well-formed stream.
 //
 // setOutage(behaviour) applies one behaviour to EVERY request, chat and
@@ -255,8 +258,24 @@ function hasTools(body) {
 // ------------------------------------------------------------ response bodies
 
 /** The reply facts every format renders its own way. */
+/**
+ * A trailing assistant message is a prefill: the model continues from it, as
+ * Anthropic does (and OpenAI-compatible servers that support it).
+ */
+function prefillOf(reqBody) {
+  const msgs = Array.isArray(reqBody?.messages) ? reqBody.messages : [];
+  const last = msgs[msgs.length - 1];
+  if (!last || last.role !== 'assistant' || last.tool_calls) return null;
+  if (typeof last.content === 'string') return last.content;
+  if (Array.isArray(last.content)) return last.content.map((b) => b.text ?? '').join('');
+  return null;
+}
+
 function replyFacts(fmt, name, behaviour, reqBody) {
-  const text = behaviour.text ?? `Hello from ${name}`;
+  let text = behaviour.text ?? `Hello from ${name}`;
+  // Continue a prefill: the reply is what follows it in the scripted text.
+  const prefill = prefillOf(reqBody);
+  if (prefill && text.startsWith(prefill)) text = text.slice(prefill.length);
   const toolCall = behaviour.toolCall && hasTools(reqBody) ? behaviour.toolCall : null;
   const model = typeof reqBody?.model === 'string' ? reqBody.model : 'unknown-model';
   const input = promptTokens(reqBody);
@@ -829,6 +848,17 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       if (problem) return sendJson(res, problem.status, problem.body, defaultResponseHeaders(format));
     }
 
+    if (b.rejectPrefill && prefillOf(body)) {
+      const r = errorResponse(format, 400, {
+        body:
+          format === 'anthropic'
+            ? { type: 'error', error: { type: 'invalid_request_error', message: 'This model does not support assistant message prefill.' } }
+            : format === 'openai'
+              ? { error: { message: 'This model does not support assistant message prefill.', type: 'invalid_request_error', param: 'messages', code: null } }
+              : { message: 'This model does not support assistant message prefill.' },
+      });
+      return sendJson(res, r.status, r.body, r.headers);
+    }
     const facts = replyFacts(format, name, b, body);
     if (type === 'malformed') {
       const text = JSON.stringify(COMPLETION[format](facts));
