@@ -161,8 +161,9 @@ impl Gateway {
     }
 
     /// `GET /v1/status`: every provider's health, circuit, failure count and
-    /// last probe, and every route's effective weights. No secrets.
-    pub fn status(&self, now: u64) -> Reply {
+    /// last probe, and every route's effective weights; and the KV reads and
+    /// writes this isolate has made (`kv_ops`). No secrets.
+    pub fn status(&self, now: u64, kv_ops: (u64, u64)) -> Reply {
         let states = self.states.borrow();
         let providers: Vec<serde_json::Value> = self
             .config
@@ -226,7 +227,7 @@ impl Gateway {
             .collect();
         Reply::json(
             200,
-            json!({"now_ms": now, "providers": providers, "routes": routes}).to_string(),
+            json!({"now_ms": now, "providers": providers, "routes": routes, "kv_ops": {"reads": kv_ops.0, "writes": kv_ops.1, "scope": "this isolate since it started"}}).to_string(),
         )
     }
 

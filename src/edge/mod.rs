@@ -139,7 +139,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
                             );
                         }
                     }
-                    gw.status(clock.now_ms())
+                    gw.status(clock.now_ms(), kv::op_counts())
                 }
             }
         }
