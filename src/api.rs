@@ -27,14 +27,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, kind: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            kind,
-            message: message.into(),
-            param: None,
-            code: None,
-            attempts: None,
-        }
+        ApiError { status, kind, message: message.into(), param: None, code: None, attempts: None }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(400, "invalid_request_error", message)
@@ -55,14 +48,8 @@ impl ApiError {
         let mut err = Map::new();
         err.insert("message".into(), Value::String(self.message.clone()));
         err.insert("type".into(), Value::String(self.kind.into()));
-        err.insert(
-            "param".into(),
-            self.param.clone().map(Value::String).unwrap_or(Value::Null),
-        );
-        err.insert(
-            "code".into(),
-            self.code.clone().map(Value::String).unwrap_or(Value::Null),
-        );
+        err.insert("param".into(), self.param.clone().map(Value::String).unwrap_or(Value::Null));
+        err.insert("code".into(), self.code.clone().map(Value::String).unwrap_or(Value::Null));
         if let Some(a) = &self.attempts {
             err.insert("attempts".into(), a.clone());
         }
@@ -312,10 +299,7 @@ impl<'de> Deserialize<'de> for ToolChoice {
                     function: NamedFunction,
                 }
                 let n: Named = serde_json::from_value(v).map_err(de::Error::custom)?;
-                Ok(ToolChoice::Named {
-                    kind: n.kind,
-                    function: n.function,
-                })
+                Ok(ToolChoice::Named { kind: n.kind, function: n.function })
             }
             _ => Err(de::Error::custom("tool_choice must be a string or an object")),
         }
@@ -401,9 +385,7 @@ impl ChatRequest {
             }
         };
         if de.end().is_err() {
-            return Err(ApiError::invalid(
-                "the request body has trailing characters after the JSON value",
-            ));
+            return Err(ApiError::invalid("the request body has trailing characters after the JSON value"));
         }
         req.validate()?;
         Ok(req)
@@ -414,19 +396,13 @@ impl ChatRequest {
             return Err(ApiError::invalid_param("model", "`model` must name a route or model"));
         }
         if self.messages.is_empty() {
-            return Err(ApiError::invalid_param(
-                "messages",
-                "`messages` must hold at least one message",
-            ));
+            return Err(ApiError::invalid_param("messages", "`messages` must hold at least one message"));
         }
         range("temperature", self.temperature, 0.0, 2.0)?;
         range("top_p", self.top_p, 0.0, 1.0)?;
         range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)?;
         range("presence_penalty", self.presence_penalty, -2.0, 2.0)?;
-        for (name, v) in [
-            ("max_tokens", self.max_tokens),
-            ("max_completion_tokens", self.max_completion_tokens),
-        ] {
+        for (name, v) in [("max_tokens", self.max_tokens), ("max_completion_tokens", self.max_completion_tokens)] {
             if v == Some(0) {
                 return Err(ApiError::invalid_param(name, format!("`{name}` must be at least 1")));
             }
@@ -446,17 +422,11 @@ impl ChatRequest {
                 if t.kind != "function" {
                     return Err(ApiError::invalid_param(
                         format!("tools[{i}].type"),
-                        format!(
-                            "unsupported tool type `{}`: only `function` tools are supported",
-                            t.kind
-                        ),
+                        format!("unsupported tool type `{}`: only `function` tools are supported", t.kind),
                     ));
                 }
                 if t.function.name.is_empty() {
-                    return Err(ApiError::invalid_param(
-                        format!("tools[{i}].function.name"),
-                        "a tool needs a name",
-                    ));
+                    return Err(ApiError::invalid_param(format!("tools[{i}].function.name"), "a tool needs a name"));
                 }
             }
         }
@@ -494,30 +464,19 @@ impl ChatRequest {
         self.stream == Some(true)
     }
     pub fn has_images(&self) -> bool {
-        self.messages
-            .iter()
-            .any(|m| m.content.as_ref().is_some_and(Content::has_image))
+        self.messages.iter().any(|m| m.content.as_ref().is_some_and(Content::has_image))
     }
     pub fn uses_tools(&self) -> bool {
         self.tools.as_ref().is_some_and(|t| !t.is_empty())
-            || self
-                .messages
-                .iter()
-                .any(|m| m.role == Role::Tool || m.tool_calls.is_some())
+            || self.messages.iter().any(|m| m.role == Role::Tool || m.tool_calls.is_some())
     }
     pub fn wants_json(&self) -> bool {
-        self.response_format
-            .as_ref()
-            .is_some_and(|f| f.kind != ResponseFormatKind::Text)
+        self.response_format.as_ref().is_some_and(|f| f.kind != ResponseFormatKind::Text)
     }
     /// A rough prompt size in tokens (4 characters a token), used to skip
     /// targets whose context window is plainly too small.
     pub fn estimated_prompt_tokens(&self) -> u64 {
-        let chars: usize = self
-            .messages
-            .iter()
-            .map(|m| m.content.as_ref().map_or(0, |c| c.text().len()))
-            .sum();
+        let chars: usize = self.messages.iter().map(|m| m.content.as_ref().map_or(0, |c| c.text().len())).sum();
         (chars as u64) / 4
     }
 }
@@ -535,10 +494,9 @@ pub fn role_name(r: Role) -> &'static str {
 
 fn range(name: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<(), ApiError> {
     match v {
-        Some(x) if !(lo..=hi).contains(&x) => Err(ApiError::invalid_param(
-            name,
-            format!("`{name}` must be between {lo} and {hi}, got {x}"),
-        )),
+        Some(x) if !(lo..=hi).contains(&x) => {
+            Err(ApiError::invalid_param(name, format!("`{name}` must be between {lo} and {hi}, got {x}")))
+        }
         _ => Ok(()),
     }
 }

@@ -99,12 +99,7 @@ pub struct Breaker {
 impl Breaker {
     pub fn new(settings: &BreakerSettings) -> Self {
         Breaker {
-            shared: SharedCircuit {
-                open: false,
-                opened_ms: 0,
-                cooldown_ms: settings.cooldown_ms,
-                changed_ms: 0,
-            },
+            shared: SharedCircuit { open: false, opened_ms: 0, cooldown_ms: settings.cooldown_ms, changed_ms: 0 },
             consecutive: 0,
             window_start_ms: 0,
             window_requests: 0,
@@ -125,9 +120,7 @@ impl Breaker {
 
     /// When an open circuit half-opens.
     pub fn retry_at_ms(&self) -> Option<u64> {
-        self.shared
-            .open
-            .then(|| self.shared.opened_ms + self.shared.cooldown_ms)
+        self.shared.open.then(|| self.shared.opened_ms + self.shared.cooldown_ms)
     }
 
     pub fn consecutive_failures(&self) -> u32 {
@@ -155,9 +148,9 @@ impl Breaker {
         match self.state(now) {
             CircuitState::Closed => true,
             CircuitState::Open => false,
-            CircuitState::HalfOpen => self
-                .trial_started_ms
-                .is_none_or(|t| now.saturating_sub(t) >= self.shared.cooldown_ms),
+            CircuitState::HalfOpen => {
+                self.trial_started_ms.is_none_or(|t| now.saturating_sub(t) >= self.shared.cooldown_ms)
+            }
         }
     }
 
@@ -185,25 +178,14 @@ impl Breaker {
         self.window_start_ms = now;
         self.window_requests = 0;
         self.window_failures = 0;
-        Some(Transition {
-            from,
-            to: CircuitState::Closed,
-        })
+        Some(Transition { from, to: CircuitState::Closed })
     }
 
     fn open(&mut self, now: u64, cooldown_ms: u64) -> Option<Transition> {
         let from = self.state(now);
         self.trial_started_ms = None;
-        self.shared = SharedCircuit {
-            open: true,
-            opened_ms: now,
-            cooldown_ms,
-            changed_ms: now,
-        };
-        Some(Transition {
-            from,
-            to: CircuitState::Open,
-        })
+        self.shared = SharedCircuit { open: true, opened_ms: now, cooldown_ms, changed_ms: now };
+        Some(Transition { from, to: CircuitState::Open })
     }
 
     pub fn on_success(&mut self, now: u64, s: &BreakerSettings) -> Option<Transition> {
@@ -407,12 +389,7 @@ mod tests {
         b.merge_shared(&a.shared);
         assert_eq!(b.state(150), CircuitState::Open);
         // An older view does not undo it.
-        let stale = SharedCircuit {
-            open: false,
-            opened_ms: 0,
-            cooldown_ms: 1_000,
-            changed_ms: 50,
-        };
+        let stale = SharedCircuit { open: false, opened_ms: 0, cooldown_ms: 1_000, changed_ms: 50 };
         b.merge_shared(&stale);
         assert_eq!(b.state(150), CircuitState::Open);
     }

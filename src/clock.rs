@@ -20,9 +20,7 @@ pub struct FakeClock {
 
 impl FakeClock {
     pub fn new(start: Millis) -> Self {
-        FakeClock {
-            now: std::cell::Cell::new(start),
-        }
+        FakeClock { now: std::cell::Cell::new(start) }
     }
     pub fn advance(&self, ms: u64) {
         self.now.set(self.now.get() + ms);

@@ -111,6 +111,7 @@ pub struct Route {
     pub strategy: Strategy,
     pub targets: Vec<Target>,
     pub policy: Policy,
+    pub mirror: Option<crate::mirror::MirrorConfig>,
 }
 
 /// Bounds on one request's attempts.
@@ -174,6 +175,8 @@ pub struct StateSettings {
     pub min_write_interval_s: u64,
     /// Expiry of state keys in KV (at least 60, KV's minimum).
     pub kv_ttl_s: u64,
+    /// A route's mirror aggregates are written at most this often per isolate.
+    pub mirror_write_interval_s: u64,
 }
 
 impl Default for StateSettings {
@@ -183,6 +186,7 @@ impl Default for StateSettings {
             refresh_interval_s: 10,
             min_write_interval_s: 10,
             kv_ttl_s: 86_400,
+            mirror_write_interval_s: 60,
         }
     }
 }
@@ -201,10 +205,7 @@ impl fmt::Display for ConfigError {
 }
 
 fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field: field.into(),
-        message: message.into(),
-    }
+    ConfigError { field: field.into(), message: message.into() }
 }
 
 // ------------------------------------------------------------ raw (serde) shape
@@ -275,6 +276,18 @@ struct RawRoute {
     targets: Vec<RawTarget>,
     #[serde(default)]
     policy: RawPolicy,
+    #[serde(default)]
+    mirror: Option<RawMirror>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMirror {
+    /// `provider/model`.
+    target: String,
+    sample_rate: f64,
+    #[serde(default)]
+    cost: Option<RawCost>,
 }
 
 #[derive(Deserialize)]
@@ -322,6 +335,7 @@ struct RawState {
     refresh_interval_s: Option<u64>,
     min_write_interval_s: Option<u64>,
     kv_ttl_s: Option<u64>,
+    mirror_write_interval_s: Option<u64>,
 }
 
 impl RawPolicy {
@@ -340,10 +354,7 @@ impl RawPolicy {
             continue_on_failure: self.continue_on_failure.unwrap_or(base.continue_on_failure),
         };
         if p.first_token_timeout_ms == 0 || p.stream_idle_timeout_ms == 0 {
-            return Err(err(
-                format!("{at}.first_token_timeout_ms"),
-                "stream timeouts must be greater than 0",
-            ));
+            return Err(err(format!("{at}.first_token_timeout_ms"), "stream timeouts must be greater than 0"));
         }
         if p.attempt_timeout_ms == 0 {
             return Err(err(format!("{at}.attempt_timeout_ms"), "must be greater than 0"));
@@ -370,11 +381,7 @@ impl Config {
         let mut de = serde_json::Deserializer::from_str(text);
         let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
-            let path = if path == "." || path == "?" {
-                "SWITCHYARD_CONFIG".to_owned()
-            } else {
-                path
-            };
+            let path = if path == "." || path == "?" { "SWITCHYARD_CONFIG".to_owned() } else { path };
             err(path, e.into_inner().to_string())
         })?;
         Self::validate(raw)
@@ -388,10 +395,7 @@ impl Config {
                 return Err(err(at, "provider names use letters, digits, '-' and '_'"));
             }
             let format = Format::parse(&p.format).ok_or_else(|| {
-                err(
-                    format!("{at}.format"),
-                    format!("unknown format `{}`: use openai, anthropic or cohere", p.format),
-                )
+                err(format!("{at}.format"), format!("unknown format `{}`: use openai, anthropic or cohere", p.format))
             })?;
             let base_url = p.base_url.trim_end_matches('/').to_owned();
             if !(base_url.starts_with("https://") || base_url.starts_with("http://")) || base_url.len() < 10 {
@@ -422,10 +426,7 @@ impl Config {
                 ("off", _) => Probe::Off,
                 ("completion", Some(m)) if !m.is_empty() => Probe::Completion(m.clone()),
                 ("completion", _) => {
-                    return Err(err(
-                        format!("{at}.probe_model"),
-                        "a completion probe needs the model to ask",
-                    ))
+                    return Err(err(format!("{at}.probe_model"), "a completion probe needs the model to ask"))
                 }
                 (other, _) => {
                     return Err(err(
@@ -475,10 +476,7 @@ impl Config {
             for (i, t) in r.targets.iter().enumerate() {
                 let tat = format!("{at}.targets[{i}]");
                 let provider = providers.iter().position(|p| p.name == t.provider).ok_or_else(|| {
-                    err(
-                        format!("{tat}.provider"),
-                        format!("no provider named `{}` is configured", t.provider),
-                    )
+                    err(format!("{tat}.provider"), format!("no provider named `{}` is configured", t.provider))
                 })?;
                 if t.model.trim().is_empty() {
                     return Err(err(format!("{tat}.model"), "must name the upstream model"));
@@ -492,16 +490,10 @@ impl Config {
                         if !(c.input.is_finite() && c.input >= 0.0 && c.output.is_finite() && c.output >= 0.0) {
                             return Err(err(format!("{tat}.cost"), "prices must be non-negative numbers"));
                         }
-                        Cost {
-                            input: c.input,
-                            output: c.output,
-                        }
+                        Cost { input: c.input, output: c.output }
                     }
                     None if strategy == Strategy::Cost => {
-                        return Err(err(
-                            format!("{tat}.cost"),
-                            "the cost strategy needs a price on every target",
-                        ))
+                        return Err(err(format!("{tat}.cost"), "the cost strategy needs a price on every target"))
                     }
                     None => Cost::default(),
                 };
@@ -528,23 +520,14 @@ impl Config {
                 if context_window == 0 {
                     return Err(err(format!("{tat}.context_window"), "must be greater than 0"));
                 }
-                targets.push(Target {
-                    id,
-                    provider,
-                    model: t.model.clone(),
-                    weight,
-                    cost,
-                    caps,
-                    context_window,
-                });
+                targets.push(Target { id, provider, model: t.model.clone(), weight, cost, caps, context_window });
             }
             let policy = r.policy.apply(base_policy, &format!("{at}.policy"))?;
-            routes.push(Route {
-                name: name.clone(),
-                strategy,
-                targets,
-                policy,
-            });
+            let mirror = match &r.mirror {
+                None => None,
+                Some(m) => Some(mirror_config(m, &format!("{at}.mirror"), &providers, &targets)?),
+            };
+            routes.push(Route { name: name.clone(), strategy, targets, policy, mirror });
         }
 
         let d = StateSettings::default();
@@ -554,6 +537,7 @@ impl Config {
             refresh_interval_s: s.refresh_interval_s.unwrap_or(d.refresh_interval_s),
             min_write_interval_s: s.min_write_interval_s.unwrap_or(d.min_write_interval_s),
             kv_ttl_s: s.kv_ttl_s.unwrap_or(d.kv_ttl_s),
+            mirror_write_interval_s: s.mirror_write_interval_s.unwrap_or(d.mirror_write_interval_s).max(1),
         };
         if state.failure_half_life_s == 0 {
             return Err(err("state.failure_half_life_s", "must be greater than 0"));
@@ -565,10 +549,7 @@ impl Config {
             ));
         }
         if state.kv_ttl_s < 60 {
-            return Err(err(
-                "state.kv_ttl_s",
-                "must be at least 60 (KV's minimum expiration TTL)",
-            ));
+            return Err(err("state.kv_ttl_s", "must be at least 60 (KV's minimum expiration TTL)"));
         }
         let db = BreakerSettings::default();
         let b = &raw.breaker;
@@ -638,6 +619,43 @@ impl Config {
     }
 }
 
+fn mirror_config(
+    m: &RawMirror,
+    at: &str,
+    providers: &[ProviderConfig],
+    targets: &[Target],
+) -> Result<crate::mirror::MirrorConfig, ConfigError> {
+    if !(0.0..=1.0).contains(&m.sample_rate) {
+        return Err(err(format!("{at}.sample_rate"), "must be between 0 and 1"));
+    }
+    let (pname, model) = m
+        .target
+        .split_once('/')
+        .filter(|(p, m)| !p.is_empty() && !m.is_empty())
+        .ok_or_else(|| err(format!("{at}.target"), "must be `provider/model`"))?;
+    let provider = providers
+        .iter()
+        .position(|p| p.name == pname)
+        .ok_or_else(|| err(format!("{at}.target"), format!("no provider named `{pname}` is configured")))?;
+    // A route target of the same id lends its prices and capabilities.
+    let known = targets.iter().find(|t| t.id == m.target);
+    let cost = match (&m.cost, known) {
+        (Some(c), _) => Cost { input: c.input, output: c.output },
+        (None, Some(t)) => t.cost,
+        (None, None) => Cost::default(),
+    };
+    let target = Target {
+        id: m.target.clone(),
+        provider,
+        model: model.to_owned(),
+        weight: 1.0,
+        cost,
+        caps: known.map(|t| t.caps).unwrap_or_default(),
+        context_window: known.map_or(u64::MAX, |t| t.context_window),
+    };
+    Ok(crate::mirror::MirrorConfig { target, sample_rate: m.sample_rate })
+}
+
 fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
@@ -670,10 +688,7 @@ mod tests {
         assert_eq!(c.provider_of(&r.targets[0]).base_url, "https://api.openai.com/v1");
         assert!(r.targets[0].caps.vision && !r.targets[1].caps.vision);
         assert_eq!(r.policy.max_attempts, 4);
-        assert_eq!(
-            r.policy.attempt_timeout_ms, 10_000,
-            "global policy applies under the route's"
-        );
+        assert_eq!(r.policy.attempt_timeout_ms, 10_000, "global policy applies under the route's");
         assert_eq!(c.provider_of(&r.targets[1]).anthropic_version, "2023-06-01");
     }
 
@@ -691,18 +706,9 @@ mod tests {
             field_of(&GOOD.replace("\"format\":\"anthropic\"", "\"format\":\"bard\"")),
             "providers.claude.format"
         );
-        assert_eq!(
-            field_of(&GOOD.replace("\"weighted\"", "\"random\"")),
-            "routes.chat.strategy"
-        );
-        assert_eq!(
-            field_of(&GOOD.replace("\"weight\":3", "\"weight\":-1")),
-            "routes.chat.targets[0].weight"
-        );
-        assert_eq!(
-            field_of(&GOOD.replace("\"vision\",", "\"telepathy\",")),
-            "routes.chat.targets[0].capabilities[0]"
-        );
+        assert_eq!(field_of(&GOOD.replace("\"weighted\"", "\"random\"")), "routes.chat.strategy");
+        assert_eq!(field_of(&GOOD.replace("\"weight\":3", "\"weight\":-1")), "routes.chat.targets[0].weight");
+        assert_eq!(field_of(&GOOD.replace("\"vision\",", "\"telepathy\",")), "routes.chat.targets[0].capabilities[0]");
         assert_eq!(
             field_of(&GOOD.replace("\"max_attempts\": 4", "\"max_attempts\": 400")),
             "routes.chat.policy.max_attempts"
@@ -711,10 +717,7 @@ mod tests {
             field_of(&GOOD.replace("\"weight\":1}", "\"weight\":1,\"wieght\":2}")),
             "routes.chat.targets[1].wieght"
         );
-        assert_eq!(
-            field_of(&GOOD.replace("https://api.anthropic.com", "ftp://x")),
-            "providers.claude.base_url"
-        );
+        assert_eq!(field_of(&GOOD.replace("https://api.anthropic.com", "ftp://x")), "providers.claude.base_url");
         assert_eq!(field_of("{"), "SWITCHYARD_CONFIG");
         let e = Config::from_json(&GOOD.replace("\"weighted\"", "\"cost\"")).unwrap_err();
         assert_eq!(e.field, "routes.chat.targets[0].cost");

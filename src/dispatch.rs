@@ -80,6 +80,8 @@ pub struct Plan<'a> {
     /// Every target was unavailable and is tried anyway: circuit permits are
     /// not asked for.
     pub forced: bool,
+    /// Upstream attempts allowed (the route's bound, less any mirror call).
+    pub max_attempts: u32,
 }
 
 /// Replaces every occurrence of the key in an upstream message: some
@@ -107,7 +109,7 @@ where
     let policy = &plan.route.policy;
     let start = clock.now_ms();
     let deadline = start + policy.deadline_ms;
-    let mut attempts_left = policy.max_attempts;
+    let mut attempts_left = plan.max_attempts;
     let mut attempts: Vec<AttemptRecord> = Vec::new();
     let mut min_context: Option<u64> = None;
     let mut context_error: Option<(u16, UpstreamError)> = None;
@@ -139,11 +141,7 @@ where
             ));
             continue;
         }
-        let out = Outbound {
-            provider,
-            model: &target.model,
-            api_key: key,
-        };
+        let out = Outbound { provider, model: &target.model, api_key: key };
         let upstream_req = match providers::build_chat(&out, plan.request) {
             Ok(r) => r,
             Err(e) => {
@@ -187,11 +185,7 @@ where
                         clock.now_ms(),
                     );
                     let body = head.body.text(attempt_deadline).await.unwrap_or_default();
-                    Err((
-                        Some(status),
-                        providers::classify_error(provider.format, status, &body),
-                        ra,
-                    ))
+                    Err((Some(status), providers::classify_error(provider.format, status, &body), ra))
                 }
                 Err(TransportError::Timeout) => Err((
                     None,
@@ -206,10 +200,7 @@ where
                 Ok((status, output)) => {
                     plan.states.borrow_mut().record_success(target.provider, ended);
                     attempts.push(record(Some(status), None, latency, None));
-                    return Dispatch {
-                        attempts,
-                        outcome: Outcome::Served { target: ti, output },
-                    };
+                    return Dispatch { attempts, outcome: Outcome::Served { target: ti, output } };
                 }
                 Err((status, mut err, retry_after_ms)) => {
                     err.message = redact(&err.message, key);
@@ -241,10 +232,7 @@ where
                         Decision::ToClient => {
                             return Dispatch {
                                 attempts,
-                                outcome: Outcome::ToClient {
-                                    status: status.unwrap_or(400),
-                                    error: err,
-                                },
+                                outcome: Outcome::ToClient { status: status.unwrap_or(400), error: err },
                             };
                         }
                     }
@@ -253,9 +241,7 @@ where
         }
     }
 
-    let last_was_context = attempts
-        .last()
-        .is_some_and(|a| a.kind == Some(ErrorKind::ContextLength));
+    let last_was_context = attempts.last().is_some_and(|a| a.kind == Some(ErrorKind::ContextLength));
     let outcome = if let (Some((status, error)), true) = (context_error, last_was_context) {
         // The prompt is too long for every target left to try: the client
         // must shorten it, so say so rather than "all providers failed".

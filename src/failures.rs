@@ -64,15 +64,9 @@ impl FailureRecord {
         let failures = if last_success_ms > last_failure_ms {
             0.0
         } else {
-            self.effective(last_failure_ms, half_life_ms)
-                .max(other.effective(last_failure_ms, half_life_ms))
+            self.effective(last_failure_ms, half_life_ms).max(other.effective(last_failure_ms, half_life_ms))
         };
-        FailureRecord {
-            failures,
-            last_failure_ms,
-            last_success_ms,
-            updated_ms,
-        }
+        FailureRecord { failures, last_failure_ms, last_success_ms, updated_ms }
     }
 }
 

@@ -7,6 +7,7 @@ use crate::clock::Clock;
 use crate::config::{Config, ProviderConfig, Target};
 use crate::dispatch::{self, Accept, AttemptRecord, Outcome, Plan};
 use crate::log::{attempts_json, RequestLog};
+use crate::mirror::{Answer, MirrorJob, MirrorLedger, MirrorLink, MirrorResult, MirrorStats};
 use crate::providers::{self, Format};
 use crate::rng::Rng;
 use crate::selection::{self, Needs};
@@ -22,6 +23,8 @@ pub const HEADER_MODEL: &str = "x-switchyard-model";
 pub const HEADER_ATTEMPTS: &str = "x-switchyard-attempts";
 pub const HEADER_ROUTE: &str = "x-switchyard-route";
 pub const HEADER_REQUEST_ID: &str = "x-request-id";
+/// Set to `served` when the mirror's answer was served because the primary failed.
+pub const HEADER_MIRROR: &str = "x-switchyard-mirror";
 /// A client's own fallback order, as a comma-separated list of target ids.
 pub const HEADER_ORDER: &str = "x-switchyard-order";
 
@@ -35,11 +38,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(status: u16, body: String) -> Reply {
-        Reply {
-            status,
-            headers: Vec::new(),
-            body,
-        }
+        Reply { status, headers: Vec::new(), body }
     }
     pub fn error(e: &ApiError) -> Reply {
         Reply::json(e.status, e.to_json())
@@ -54,6 +53,8 @@ pub enum Endpoint {
     Health,
     /// Provider health, circuits and weights; behind the admin key.
     Status,
+    /// Mirror comparison aggregates; behind the admin key.
+    Mirror,
     NotFound,
     /// The path exists but not for this method; carries the allowed methods.
     MethodNotAllowed(&'static str),
@@ -67,6 +68,8 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
         ("/v1/models", "GET" | "HEAD") => Endpoint::Models,
         ("/v1/models", _) => Endpoint::MethodNotAllowed("GET"),
         ("/v1/status", "GET") => Endpoint::Status,
+        ("/v1/mirror", "GET") => Endpoint::Mirror,
+        ("/v1/mirror", _) => Endpoint::MethodNotAllowed("GET"),
         ("/v1/status", _) => Endpoint::MethodNotAllowed("GET"),
         ("/healthz", "GET" | "HEAD") => Endpoint::Health,
         ("/healthz", _) => Endpoint::MethodNotAllowed("GET"),
@@ -82,6 +85,8 @@ pub struct Gateway {
     pub states: RefCell<ProviderStates>,
     models_body: String,
     admin_key: Option<String>,
+    /// Mirror comparison sums not yet written to the store.
+    pub mirror_ledger: RefCell<MirrorLedger>,
 }
 
 /// The Worker secret holding the admin key for `/v1/status`.
@@ -112,13 +117,7 @@ impl Gateway {
         })
         .to_string();
         let admin_key = secret(ADMIN_KEY_SECRET).filter(|k| !k.is_empty());
-        Gateway {
-            config,
-            keys,
-            states,
-            models_body,
-            admin_key,
-        }
+        Gateway { config, keys, states, models_body, admin_key, mirror_ledger: RefCell::default() }
     }
 
     /// Provider `idx`'s API key, for building its requests.
@@ -135,24 +134,16 @@ impl Gateway {
     pub fn authorize_admin(&self, authorization: Option<&str>) -> Result<(), Reply> {
         let Some(expected) = &self.admin_key else {
             return Err(Reply::error(
-                &ApiError::new(
-                    403,
-                    "permission_error",
-                    "admin endpoints are off: set the ADMIN_KEY Worker secret",
-                )
-                .with_code("admin_disabled"),
+                &ApiError::new(403, "permission_error", "admin endpoints are off: set the ADMIN_KEY Worker secret")
+                    .with_code("admin_disabled"),
             ));
         };
         match crate::auth::bearer(authorization) {
             Some(token) if crate::auth::constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
             _ => {
                 let mut r = Reply::error(
-                    &ApiError::new(
-                        401,
-                        "authentication_error",
-                        "this endpoint needs the admin key as a bearer token",
-                    )
-                    .with_code("invalid_admin_key"),
+                    &ApiError::new(401, "authentication_error", "this endpoint needs the admin key as a bearer token")
+                        .with_code("invalid_admin_key"),
                 );
                 r.headers.push(("www-authenticate", "Bearer".to_owned()));
                 Err(r)
@@ -237,7 +228,8 @@ impl Gateway {
 
     /// Handles `POST /v1/chat/completions`. Fills `log` as it goes; for a
     /// stream, the log line is finished by [`Gateway::end_stream`].
-    pub async fn chat<C: Clock + Clone, U: Upstream, R: Rng>(
+    #[allow(clippy::too_many_arguments)]
+    pub async fn chat<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
         &self,
         body: &[u8],
         order_header: Option<&str>,
@@ -245,12 +237,25 @@ impl Gateway {
         clock: &C,
         upstream: &U,
         rng: &mut R,
+        mirror: &M,
     ) -> ChatReply<U::Body, C> {
         let started = clock.now_ms();
+        log.started_ms = started;
         let reply = match self.prepare(body, order_header, log, clock, rng) {
             Err(reply) => ChatReply::Whole(reply),
-            Ok(p) if p.req.is_stream() => self.chat_stream(p, log, clock, upstream, rng).await,
-            Ok(p) => ChatReply::Whole(self.chat_whole(p, log, clock, upstream, rng).await),
+            Ok(mut p) => {
+                if let Some(job) = self.mirror_job(&p, log, clock.now_ms(), rng) {
+                    // The mirror is one more subrequest: it comes out of the attempt budget.
+                    p.budget = p.budget.saturating_sub(1).max(1);
+                    mirror.start(job);
+                    log.mirrored = true;
+                }
+                if p.req.is_stream() {
+                    self.chat_stream(p, log, clock, upstream, rng, mirror).await
+                } else {
+                    ChatReply::Whole(self.chat_whole(p, log, clock, upstream, rng, mirror).await)
+                }
+            }
         };
         log.status = match &reply {
             ChatReply::Whole(r) => r.status,
@@ -286,12 +291,8 @@ impl Gateway {
         if self.config.log_prompts {
             log.prompt = req.messages.last().and_then(|m| m.content.as_ref()).map(|c| c.text());
         }
-        let header_order: Option<Vec<String>> = order_header.map(|h| {
-            h.split(',')
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect()
-        });
+        let header_order: Option<Vec<String>> =
+            order_header.map(|h| h.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
         let client_order = req.gateway.as_ref().and_then(|g| g.order.clone()).or(header_order);
         let needs = Needs::of(&req);
         let eligible = selection::eligible(route, &needs, client_order.as_deref()).map_err(|e| client_error(e, log))?;
@@ -313,12 +314,7 @@ impl Gateway {
             self.config.when_all_unavailable,
         );
         log.forced = forced;
-        Ok(Prepared {
-            req,
-            route,
-            order,
-            forced,
-        })
+        Ok(Prepared { budget: route.policy.max_attempts, req, route, order, forced })
     }
 
     fn plan<'a>(&'a self, p: &'a Prepared<'a>) -> Plan<'a> {
@@ -330,20 +326,21 @@ impl Gateway {
             keys: &self.keys,
             states: &self.states,
             forced: p.forced,
+            max_attempts: p.budget,
         }
     }
 
-    async fn chat_whole<C: Clock, U: Upstream, R: Rng>(
+    async fn chat_whole<C: Clock, U: Upstream, R: Rng, M: MirrorLink>(
         &self,
         p: Prepared<'_>,
         log: &mut RequestLog,
         clock: &C,
         upstream: &U,
         rng: &mut R,
+        mirror: &M,
     ) -> Reply {
-        let mut accept = ReadWhole {
-            now_s: clock.now_ms() / 1000,
-        };
+        let started = clock.now_ms();
+        let mut accept = ReadWhole { now_s: started / 1000 };
         let d = dispatch::dispatch(&self.plan(&p), clock, upstream, rng, &mut accept).await;
         let route = p.route;
         let mut reply = match d.outcome {
@@ -354,11 +351,22 @@ impl Gateway {
                 log.provider = Some(provider.name.clone());
                 log.model = Some(output.model.clone());
                 log.usage = output.usage;
+                let mut answer = output.answer;
+                answer.latency_ms = clock.now_ms().saturating_sub(started);
+                log.answer = Some(answer);
                 let mut r = Reply::json(200, output.body);
                 r.headers.push((HEADER_PROVIDER, provider.name.clone()));
                 r.headers.push((HEADER_MODEL, output.model));
                 r
             }
+            Outcome::Exhausted if log.mirrored => match self.mirror_answer(mirror, log).await {
+                Some((body, mut headers)) => {
+                    let mut r = Reply::json(200, body);
+                    r.headers.append(&mut headers);
+                    r
+                }
+                None => failure_reply(Outcome::<()>::Exhausted, &d.attempts, log),
+            },
             other => failure_reply(other, &d.attempts, log),
         };
         reply.headers.push((HEADER_ATTEMPTS, d.attempts.len().to_string()));
@@ -367,13 +375,14 @@ impl Gateway {
         reply
     }
 
-    async fn chat_stream<C: Clock + Clone, U: Upstream, R: Rng>(
+    async fn chat_stream<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
         &self,
         p: Prepared<'_>,
         log: &mut RequestLog,
         clock: &C,
         upstream: &U,
         rng: &mut R,
+        mirror: &M,
     ) -> ChatReply<U::Body, C> {
         let now = clock.now_ms();
         let policy = p.route.policy;
@@ -381,12 +390,7 @@ impl Gateway {
             clock: clock.clone(),
             id: format!("chatcmpl-{}", log.request_id.trim_start_matches("sy-")),
             created: now / 1000,
-            include_usage: p
-                .req
-                .stream_options
-                .as_ref()
-                .and_then(|o| o.include_usage)
-                .unwrap_or(false),
+            include_usage: p.req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false),
             idle_timeout_ms: policy.stream_idle_timeout_ms,
         };
         let d = dispatch::dispatch(&self.plan(&p), clock, upstream, rng, &mut accept).await;
@@ -410,15 +414,18 @@ impl Gateway {
                 ];
                 let used = log.attempts.len() as u32;
                 let resume = self.continue_plan(&p, target, used, &accept);
-                ChatReply::Stream {
-                    head: Reply {
-                        status: 200,
-                        headers,
-                        body: String::new(),
-                    },
-                    relay: output,
-                    resume,
-                }
+                ChatReply::Stream { head: Reply { status: 200, headers, body: String::new() }, relay: output, resume }
+            }
+            Outcome::Exhausted if log.mirrored && self.mirror_answer_ready(mirror).await => {
+                let Some((body, mut headers)) = self.mirror_answer(mirror, log).await else {
+                    return ChatReply::Whole(failure_reply(Outcome::<()>::Exhausted, &d.attempts, log));
+                };
+                // The client asked for a stream: the mirror's whole answer, as one.
+                headers.push(("content-type", "text/event-stream; charset=utf-8".to_owned()));
+                headers.push((HEADER_ATTEMPTS, attempts));
+                headers.push((HEADER_ROUTE, route.name.clone()));
+                log.attempts = d.attempts;
+                ChatReply::Whole(Reply { status: 200, headers, body: crate::stream::completion_as_sse(&body) })
             }
             other => {
                 let mut reply = failure_reply(other, &d.attempts, log);
@@ -428,6 +435,118 @@ impl Gateway {
                 ChatReply::Whole(reply)
             }
         }
+    }
+
+    /// Decides whether this request is mirrored: the route has a mirror, the
+    /// draw falls under its sample rate, and the mirror is not unavailable.
+    fn mirror_job<R: Rng>(&self, p: &Prepared<'_>, log: &RequestLog, now: u64, rng: &mut R) -> Option<MirrorJob> {
+        let m = p.route.mirror.as_ref()?;
+        if m.sample_rate <= 0.0 || rng.next_f64() >= m.sample_rate {
+            return None;
+        }
+        if self.states.borrow().availability(m.target.provider, now) == selection::Availability::Down {
+            return None;
+        }
+        let mut request = p.req.clone();
+        request.stream = None;
+        request.stream_options = None;
+        let _ = log;
+        Some(MirrorJob {
+            route: p.route.name.clone(),
+            target: m.target.clone(),
+            request,
+            key: self.key(m.target.provider).map(str::to_owned),
+            deadline_ms: now + p.route.policy.deadline_ms,
+        })
+    }
+
+    async fn mirror_answer_ready<M: MirrorLink>(&self, mirror: &M) -> bool {
+        matches!(mirror.result().await, Some(MirrorResult::Answered { .. }))
+    }
+
+    /// The primary failed: serve the mirror's answer if it has one (waiting
+    /// for it if it is still on its way).
+    async fn mirror_answer<M: MirrorLink>(
+        &self,
+        mirror: &M,
+        log: &mut RequestLog,
+    ) -> Option<(String, Vec<(&'static str, String)>)> {
+        match mirror.result().await? {
+            MirrorResult::Answered { answer, body } => {
+                log.outcome = "ok_from_mirror";
+                log.provider = Some(answer.provider.clone());
+                log.model = Some(answer.model.clone());
+                log.usage = answer.usage.clone();
+                let headers = vec![
+                    (HEADER_PROVIDER, answer.provider.clone()),
+                    (HEADER_MODEL, answer.model.clone()),
+                    (HEADER_MIRROR, "served".to_owned()),
+                ];
+                Some((body, headers))
+            }
+            MirrorResult::Failed { .. } => None,
+        }
+    }
+
+    /// The configured prices of the target that served, for cost figures.
+    fn target_cost(&self, log: &RequestLog) -> crate::config::Cost {
+        let route = log.route.as_deref().and_then(|r| self.config.route(r));
+        route
+            .and_then(|r| {
+                r.targets.iter().find(|t| {
+                    Some(t.model.as_str()) == log.model.as_deref()
+                        && Some(self.config.provider_of(t).name.as_str()) == log.provider.as_deref()
+                })
+            })
+            .map(|t| t.cost)
+            .unwrap_or_default()
+    }
+
+    /// A mirror call ended: its outcome counts toward the mirror provider's
+    /// health (a refusal of the request itself does not).
+    pub fn mirror_finished(&self, job: &MirrorJob, r: &MirrorResult, now: u64) {
+        let mut states = self.states.borrow_mut();
+        match r {
+            MirrorResult::Answered { .. } => states.record_success(job.target.provider, now),
+            MirrorResult::Failed { kind, .. } if kind.counts_as_provider_failure() => {
+                states.record_failure(job.target.provider, now)
+            }
+            MirrorResult::Failed { .. } => states.record_alive(job.target.provider, now),
+        }
+    }
+
+    /// Compares a primary answer with its mirror's, adds the pair to the
+    /// route's aggregates, and returns the pair's log line.
+    pub fn mirror_pair(&self, request_id: &str, route: &str, primary: &Answer, m: &MirrorResult, now: u64) -> String {
+        self.mirror_ledger.borrow_mut().add(route, primary, m, now);
+        crate::mirror::pair_line(request_id, route, primary, m)
+    }
+
+    /// `GET /v1/mirror`: each mirrored route's aggregates, the shared totals
+    /// (`shared`, read from the store) plus what this isolate has not
+    /// written yet.
+    pub fn mirror_report(&self, shared: &[(String, MirrorStats)]) -> Reply {
+        let ledger = self.mirror_ledger.borrow();
+        let routes: Vec<serde_json::Value> = self
+            .config
+            .routes
+            .iter()
+            .filter_map(|r| {
+                let m = r.mirror.as_ref()?;
+                let mut total = shared.iter().find(|(n, _)| n == &r.name).map(|(_, s)| s.clone()).unwrap_or_default();
+                if let Some(p) = ledger.pending(&r.name) {
+                    total.merge(p);
+                }
+                Some(json!({
+                    "route": r.name,
+                    "primary_targets": r.targets.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+                    "mirror": m.target.id,
+                    "sample_rate": m.sample_rate,
+                    "stats": total.summary(),
+                }))
+            })
+            .collect();
+        Reply::json(200, json!({ "routes": routes }).to_string())
     }
 
     /// Which targets may continue this stream if it breaks after content:
@@ -446,13 +565,8 @@ impl Gateway {
             return None;
         }
         let budget = policy.max_attempts.saturating_sub(attempts_used) as usize;
-        let candidates: Vec<usize> = p
-            .order
-            .iter()
-            .copied()
-            .filter(|&i| i != served && p.route.targets[i].caps.prefill)
-            .take(budget)
-            .collect();
+        let candidates: Vec<usize> =
+            p.order.iter().copied().filter(|&i| i != served && p.route.targets[i].caps.prefill).take(budget).collect();
         if candidates.is_empty() {
             return None;
         }
@@ -478,6 +592,18 @@ impl Gateway {
                     states.record_failure(provider, now);
                 }
             }
+        }
+        if matches!(relay.outcome(), StreamOutcome::Complete) {
+            log.answer = Some(Answer {
+                provider: log.provider.clone().unwrap_or_default(),
+                model: log.model.clone().unwrap_or_default(),
+                text: relay.text.clone(),
+                tool_calls: None,
+                finish_reason: relay.finish_reason().map(str::to_owned),
+                usage: relay.usage(),
+                latency_ms: now.saturating_sub(log.started_ms),
+                cost: relay.usage().map(|u| crate::mirror::cost_of(&u, &self.target_cost(log))),
+            });
         }
         log.stream_chunks = Some(relay.chunks);
         log.stream_malformed = relay.malformed;
@@ -542,11 +668,7 @@ impl<G: std::ops::Deref<Target = Gateway>, U: Upstream, C: Clock> Resume<U::Body
                 tool_call_id: None,
                 extra: Default::default(),
             });
-            let out = providers::Outbound {
-                provider,
-                model: &t.model,
-                api_key: gw.key(t.provider),
-            };
+            let out = providers::Outbound { provider, model: &t.model, api_key: gw.key(t.provider) };
             let Ok(upstream_req) = providers::build_chat(&out, &req) else {
                 continue;
             };
@@ -581,6 +703,8 @@ impl<G: std::ops::Deref<Target = Gateway>, U: Upstream, C: Clock> Resume<U::Body
 
 /// A parsed request and its targets in the order to try them.
 struct Prepared<'a> {
+    /// Upstream attempts this request may make (less one if mirrored).
+    budget: u32,
     req: ChatRequest,
     route: &'a crate::config::Route,
     order: Vec<usize>,
@@ -633,11 +757,7 @@ fn failure_reply<T>(outcome: Outcome<T>, attempts: &[AttemptRecord], log: &mut R
 }
 
 fn unreachable_reply() -> Reply {
-    Reply::error(&ApiError::new(
-        500,
-        "server_error",
-        "internal error: a served outcome reached the failure path",
-    ))
+    Reply::error(&ApiError::new(500, "server_error", "internal error: a served outcome reached the failure path"))
 }
 
 fn client_error(e: ApiError, log: &mut RequestLog) -> Reply {
@@ -653,10 +773,7 @@ pub fn exhausted_error(attempts: &[AttemptRecord]) -> ApiError {
     let kinds: Vec<ErrorKind> = attempts.iter().filter_map(|a| a.kind).collect();
     let status = if !kinds.is_empty() && kinds.iter().all(|k| *k == ErrorKind::Timeout) {
         504
-    } else if kinds
-        .iter()
-        .any(|k| matches!(k, ErrorKind::RateLimited | ErrorKind::Overloaded))
-    {
+    } else if kinds.iter().any(|k| matches!(k, ErrorKind::RateLimited | ErrorKind::Overloaded)) {
         503
     } else {
         502
@@ -674,21 +791,9 @@ pub fn exhausted_error(attempts: &[AttemptRecord]) -> ApiError {
     let message = if attempts.is_empty() {
         "no upstream attempt could be made within the request's bounds".to_owned()
     } else {
-        format!(
-            "all {} upstream attempts failed: {}",
-            attempts.len(),
-            summary.join("; ")
-        )
+        format!("all {} upstream attempts failed: {}", attempts.len(), summary.join("; "))
     };
-    let mut e = ApiError::new(
-        status,
-        if status == 504 {
-            "timeout_error"
-        } else {
-            "upstream_error"
-        },
-        message,
-    );
+    let mut e = ApiError::new(status, if status == 504 { "timeout_error" } else { "upstream_error" }, message);
     e.code = Some("all_providers_failed".into());
     e.attempts = Some(attempts_json(attempts, true));
     e
@@ -704,6 +809,8 @@ pub struct Completion {
     pub body: String,
     pub model: String,
     pub usage: Option<Usage>,
+    /// What a mirror comparison needs (latency filled in by the caller).
+    pub answer: Answer,
 }
 
 impl<B: UpstreamBody> Accept<B> for ReadWhole {
@@ -732,10 +839,7 @@ impl<B: UpstreamBody> Accept<B> for ReadWhole {
         } else {
             serde_json::to_string(&c).map_err(|e| UpstreamError::new(ErrorKind::Malformed, e.to_string()))?
         };
-        Ok(Completion {
-            body,
-            model: c.model,
-            usage: c.usage,
-        })
+        let answer = Answer::from_completion(&c, &provider.name, target, 0);
+        Ok(Completion { body, model: c.model, usage: c.usage, answer })
     }
 }

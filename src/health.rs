@@ -22,10 +22,7 @@ pub struct HealthSettings {
 
 impl Default for HealthSettings {
     fn default() -> Self {
-        HealthSettings {
-            unhealthy_after: 2,
-            healthy_after: 2,
-        }
+        HealthSettings { unhealthy_after: 2, healthy_after: 2 }
     }
 }
 
@@ -154,43 +151,25 @@ mod tests {
     use super::*;
 
     fn ok() -> ProbeResult {
-        ProbeResult {
-            error: None,
-            latency_ms: 12,
-        }
+        ProbeResult { error: None, latency_ms: 12 }
     }
     fn fail(k: ErrorKind) -> ProbeResult {
-        ProbeResult {
-            error: Some(k),
-            latency_ms: 5,
-        }
+        ProbeResult { error: Some(k), latency_ms: 5 }
     }
 
     #[test]
     fn goes_down_after_consecutive_failures_and_recovers_in_two_steps() {
         let s = HealthSettings::default();
         let mut h = Health::default();
-        assert_eq!(
-            h.observe(ok(), 1, &s),
-            Some((HealthStatus::Unknown, HealthStatus::Healthy))
-        );
+        assert_eq!(h.observe(ok(), 1, &s), Some((HealthStatus::Unknown, HealthStatus::Healthy)));
         assert_eq!(h.observe(fail(ErrorKind::Server), 2, &s), None, "one failure is a blip");
         assert_eq!(h.status, HealthStatus::Healthy);
-        assert_eq!(
-            h.observe(fail(ErrorKind::Timeout), 3, &s),
-            Some((HealthStatus::Healthy, HealthStatus::Down))
-        );
+        assert_eq!(h.observe(fail(ErrorKind::Timeout), 3, &s), Some((HealthStatus::Healthy, HealthStatus::Down)));
         assert!(!h.status.routable());
         assert_eq!(h.last_error.as_deref(), Some("timeout"));
-        assert_eq!(
-            h.observe(ok(), 4, &s),
-            Some((HealthStatus::Down, HealthStatus::Recovering))
-        );
+        assert_eq!(h.observe(ok(), 4, &s), Some((HealthStatus::Down, HealthStatus::Recovering)));
         assert!(h.status.routable(), "traffic returns while recovering");
-        assert_eq!(
-            h.observe(ok(), 5, &s),
-            Some((HealthStatus::Recovering, HealthStatus::Healthy))
-        );
+        assert_eq!(h.observe(ok(), 5, &s), Some((HealthStatus::Recovering, HealthStatus::Healthy)));
         assert_eq!(h.changed_ms, 5);
         assert_eq!(h.last_latency_ms, 12);
     }
@@ -202,30 +181,21 @@ mod tests {
         h.observe(fail(ErrorKind::Server), 1, &s);
         h.observe(fail(ErrorKind::Server), 2, &s);
         h.observe(ok(), 3, &s);
-        assert_eq!(
-            h.observe(fail(ErrorKind::Server), 4, &s),
-            Some((HealthStatus::Recovering, HealthStatus::Down))
-        );
+        assert_eq!(h.observe(fail(ErrorKind::Server), 4, &s), Some((HealthStatus::Recovering, HealthStatus::Down)));
     }
 
     #[test]
     fn a_rejected_key_is_misconfiguration_not_an_outage() {
         let s = HealthSettings::default();
         let mut h = Health::default();
-        assert_eq!(
-            h.observe(fail(ErrorKind::Auth), 1, &s),
-            Some((HealthStatus::Unknown, HealthStatus::Misconfigured))
-        );
+        assert_eq!(h.observe(fail(ErrorKind::Auth), 1, &s), Some((HealthStatus::Unknown, HealthStatus::Misconfigured)));
         assert_eq!(h.last_error.as_deref(), Some("auth_error"));
         assert!(!h.status.routable());
     }
 
     #[test]
     fn merge_keeps_the_newer_change() {
-        let s = HealthSettings {
-            unhealthy_after: 1,
-            healthy_after: 1,
-        };
+        let s = HealthSettings { unhealthy_after: 1, healthy_after: 1 };
         let mut a = Health::default();
         a.observe(fail(ErrorKind::Server), 10, &s);
         let mut b = Health::default();

@@ -25,6 +25,12 @@ pub struct RequestLog {
     /// tried anyway.
     pub forced: bool,
     pub stream: bool,
+    /// When the request started (clock time), for stream latencies.
+    pub started_ms: u64,
+    /// The request was mirrored.
+    pub mirrored: bool,
+    /// The primary's answer, for the mirror comparison (never logged).
+    pub answer: Option<crate::mirror::Answer>,
     /// Chunks relayed to the client (streams only).
     pub stream_chunks: Option<u32>,
     /// Malformed upstream events skipped (streams only).
@@ -89,18 +95,14 @@ impl RequestLog {
         if !self.attempts.is_empty() {
             m.insert("attempts".into(), attempts_json(&self.attempts, false));
         }
-        if self
-            .attempts
-            .iter()
-            .any(|a| a.kind.is_some_and(|k| k.is_misconfiguration()))
-        {
-            m.insert(
-                "alert".into(),
-                json!("a provider key or model is misconfigured: see attempts"),
-            );
+        if self.attempts.iter().any(|a| a.kind.is_some_and(|k| k.is_misconfiguration())) {
+            m.insert("alert".into(), json!("a provider key or model is misconfigured: see attempts"));
         }
         if self.stream {
             m.insert("stream".into(), json!(true));
+        }
+        if self.mirrored {
+            m.insert("mirrored".into(), json!(true));
         }
         if let Some(c) = self.stream_chunks {
             m.insert("chunks".into(), json!(c));
@@ -112,10 +114,7 @@ impl RequestLog {
             m.insert("continued_on".into(), json!(self.continued_on));
         }
         if self.forced {
-            m.insert(
-                "forced".into(),
-                json!("every target was unavailable (circuit open or down); tried anyway"),
-            );
+            m.insert("forced".into(), json!("every target was unavailable (circuit open or down); tried anyway"));
         }
         if let Some(u) = &self.usage {
             m.insert(

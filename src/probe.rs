@@ -16,11 +16,7 @@ use futures_util::future::join_all;
 pub async fn probe_all<C: Clock, U: Upstream>(gw: &Gateway, clock: &C, upstream: &U) -> Vec<(String, ProbeResult)> {
     let cfg = &gw.config;
     let probes = cfg.providers.iter().enumerate().filter_map(|(i, p)| {
-        let out = Outbound {
-            provider: p,
-            model: "",
-            api_key: gw.key(i),
-        };
+        let out = Outbound { provider: p, model: "", api_key: gw.key(i) };
         let built = if p.key_secret.is_some() && out.api_key.is_none() {
             Err(ErrorKind::MissingKey)
         } else {
@@ -33,10 +29,7 @@ pub async fn probe_all<C: Clock, U: Upstream>(gw: &Gateway, clock: &C, upstream:
         Some(async move {
             let r = match built {
                 Ok(req) => probe_one(p.format, &req, cfg.probe_timeout_ms, clock, upstream).await,
-                Err(kind) => ProbeResult {
-                    error: Some(kind),
-                    latency_ms: 0,
-                },
+                Err(kind) => ProbeResult { error: Some(kind), latency_ms: 0 },
             };
             (i, r)
         })
@@ -76,8 +69,5 @@ async fn probe_one<C: Clock, U: Upstream>(
         Err(TransportError::Timeout) => Some(ErrorKind::Timeout),
         Err(TransportError::Connect(_)) => Some(ErrorKind::Connect),
     };
-    ProbeResult {
-        error,
-        latency_ms: clock.now_ms().saturating_sub(start),
-    }
+    ProbeResult { error, latency_ms: clock.now_ms().saturating_sub(start) }
 }

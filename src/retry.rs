@@ -62,10 +62,7 @@ pub fn decide<R: Rng>(f: Failure, policy: &Policy, rng: &mut R) -> Decision {
 /// `attempt` is 1 for the wait after the first failure.
 pub fn backoff_ms<R: Rng>(attempt: u32, policy: &Policy, rng: &mut R) -> u64 {
     let exp = attempt.saturating_sub(1).min(20);
-    let d = policy
-        .backoff_base_ms
-        .saturating_mul(1u64 << exp)
-        .min(policy.backoff_max_ms);
+    let d = policy.backoff_base_ms.saturating_mul(1u64 << exp).min(policy.backoff_max_ms);
     let half = d / 2;
     half + (rng.next_f64() * (d - half) as f64) as u64
 }
@@ -154,51 +151,21 @@ mod tests {
         }
     }
     fn f(kind: ErrorKind, ra: Option<u64>, n: u32, left: u64) -> Failure {
-        Failure {
-            kind,
-            retry_after_ms: ra,
-            attempts_at_target: n,
-            time_left_ms: left,
-        }
+        Failure { kind, retry_after_ms: ra, attempts_at_target: n, time_left_ms: left }
     }
 
     #[test]
     fn decisions_follow_the_taxonomy() {
         let p = policy();
         let mut r = SplitMix64::new(3);
-        assert!(matches!(
-            decide(f(ErrorKind::Server, None, 1, 9_000), &p, &mut r),
-            Decision::RetrySame { .. }
-        ));
-        assert!(matches!(
-            decide(f(ErrorKind::Connect, None, 1, 9_000), &p, &mut r),
-            Decision::RetrySame { .. }
-        ));
-        assert_eq!(
-            decide(f(ErrorKind::Server, None, 2, 9_000), &p, &mut r),
-            Decision::FailOver,
-            "retries are bounded"
-        );
-        assert_eq!(
-            decide(f(ErrorKind::Timeout, None, 1, 9_000), &p, &mut r),
-            Decision::FailOver
-        );
-        assert_eq!(
-            decide(f(ErrorKind::Auth, None, 1, 9_000), &p, &mut r),
-            Decision::FailOver
-        );
-        assert_eq!(
-            decide(f(ErrorKind::ContextLength, None, 1, 9_000), &p, &mut r),
-            Decision::LargerContext
-        );
-        assert_eq!(
-            decide(f(ErrorKind::ContentPolicy, None, 1, 9_000), &p, &mut r),
-            Decision::ToClient
-        );
-        assert_eq!(
-            decide(f(ErrorKind::BadRequest, None, 1, 9_000), &p, &mut r),
-            Decision::ToClient
-        );
+        assert!(matches!(decide(f(ErrorKind::Server, None, 1, 9_000), &p, &mut r), Decision::RetrySame { .. }));
+        assert!(matches!(decide(f(ErrorKind::Connect, None, 1, 9_000), &p, &mut r), Decision::RetrySame { .. }));
+        assert_eq!(decide(f(ErrorKind::Server, None, 2, 9_000), &p, &mut r), Decision::FailOver, "retries are bounded");
+        assert_eq!(decide(f(ErrorKind::Timeout, None, 1, 9_000), &p, &mut r), Decision::FailOver);
+        assert_eq!(decide(f(ErrorKind::Auth, None, 1, 9_000), &p, &mut r), Decision::FailOver);
+        assert_eq!(decide(f(ErrorKind::ContextLength, None, 1, 9_000), &p, &mut r), Decision::LargerContext);
+        assert_eq!(decide(f(ErrorKind::ContentPolicy, None, 1, 9_000), &p, &mut r), Decision::ToClient);
+        assert_eq!(decide(f(ErrorKind::BadRequest, None, 1, 9_000), &p, &mut r), Decision::ToClient);
     }
 
     #[test]
@@ -210,15 +177,9 @@ mod tests {
             Decision::RetrySame { wait_ms: 2_000 }
         );
         // Longer than the gateway is willing to wait.
-        assert_eq!(
-            decide(f(ErrorKind::RateLimited, Some(4_000), 1, 9_000), &p, &mut r),
-            Decision::FailOver
-        );
+        assert_eq!(decide(f(ErrorKind::RateLimited, Some(4_000), 1, 9_000), &p, &mut r), Decision::FailOver);
         // Does not fit the deadline.
-        assert_eq!(
-            decide(f(ErrorKind::RateLimited, Some(2_000), 1, 2_100), &p, &mut r),
-            Decision::FailOver
-        );
+        assert_eq!(decide(f(ErrorKind::RateLimited, Some(2_000), 1, 2_100), &p, &mut r), Decision::FailOver);
     }
 
     #[test]
@@ -246,10 +207,7 @@ mod tests {
         assert_eq!(parse_retry_after(None, None, 0), None);
         let at = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
         assert_eq!(at, 784_111_777_000);
-        assert_eq!(
-            parse_retry_after(Some("Sun, 06 Nov 1994 08:49:37 GMT"), None, at - 3_000),
-            Some(3_000)
-        );
+        assert_eq!(parse_retry_after(Some("Sun, 06 Nov 1994 08:49:37 GMT"), None, at - 3_000), Some(3_000));
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37"), None);
     }
 }

@@ -75,11 +75,7 @@ pub fn eligible(route: &Route, needs: &Needs, client_order: Option<&[String]>) -
                     let known: Vec<&str> = route.targets.iter().map(|t| t.id.as_str()).collect();
                     return Err(ApiError::invalid_param(
                         "switchyard.order",
-                        format!(
-                            "route `{}` has no target `{name}`; its targets are: {}",
-                            route.name,
-                            known.join(", ")
-                        ),
+                        format!("route `{}` has no target `{name}`; its targets are: {}", route.name, known.join(", ")),
                     ));
                 }
                 for i in found {
@@ -105,11 +101,8 @@ pub fn eligible(route: &Route, needs: &Needs, client_order: Option<&[String]>) -
         })
         .collect();
     if out.is_empty() {
-        let mut e = ApiError::invalid(format!(
-            "no target of route `{}` supports {}",
-            route.name,
-            reasons.join(" and ")
-        ));
+        let mut e =
+            ApiError::invalid(format!("no target of route `{}` supports {}", route.name, reasons.join(" and ")));
         e.param = Some("model".into());
         e.code = Some(if reasons == ["a prompt this long (context window)"] {
             "context_length_exceeded".into()
@@ -209,10 +202,7 @@ fn weighted_order<R: Rng>(
 ) -> Vec<usize> {
     let mut out = Vec::with_capacity(left.len());
     while !left.is_empty() {
-        let weights: Vec<f64> = left
-            .iter()
-            .map(|&i| effective_weight(&route.targets[i], failures(i)))
-            .collect();
+        let weights: Vec<f64> = left.iter().map(|&i| effective_weight(&route.targets[i], failures(i))).collect();
         let total: f64 = weights.iter().sum();
         let mut x = rng.next_f64() * total;
         let mut pick = left.len() - 1;
@@ -317,10 +307,7 @@ mod tests {
         let mut rng = SplitMix64::new(1);
         // Failure counts do not reorder priority: the breaker decides availability.
         let f = |i: usize| if i == 0 { 3.0 } else { 0.0 };
-        assert_eq!(
-            order(r, vec![0, 1, 2], f, false, &Needs::default(), &mut rng),
-            vec![0, 1, 2]
-        );
+        assert_eq!(order(r, vec![0, 1, 2], f, false, &Needs::default(), &mut rng), vec![0, 1, 2]);
     }
 
     #[test]
@@ -328,10 +315,7 @@ mod tests {
         let c = cfg();
         let r = c.route("c").unwrap();
         let mut rng = SplitMix64::new(1);
-        let needs = Needs {
-            prompt_tokens: 1000,
-            ..Needs::default()
-        };
+        let needs = Needs { prompt_tokens: 1000, ..Needs::default() };
         assert_eq!(order(r, vec![0, 1, 2], |_| 0.0, false, &needs, &mut rng), vec![1, 2, 0]);
     }
 
@@ -339,34 +323,17 @@ mod tests {
     fn capability_filter() {
         let c = cfg();
         let r = c.route("w").unwrap();
-        let vision = Needs {
-            vision: true,
-            ..Needs::default()
-        };
+        let vision = Needs { vision: true, ..Needs::default() };
         assert_eq!(eligible(r, &vision, None).unwrap(), vec![0]);
-        let huge = Needs {
-            prompt_tokens: 150_000,
-            ..Needs::default()
-        };
+        let huge = Needs { prompt_tokens: 150_000, ..Needs::default() };
         assert_eq!(eligible(r, &huge, None).unwrap(), vec![1]);
-        let json = Needs {
-            json: true,
-            ..Needs::default()
-        };
+        let json = Needs { json: true, ..Needs::default() };
         let e = eligible(r, &json, None).unwrap_err();
         assert_eq!(e.status, 400);
         assert!(e.message.contains("JSON output"), "{}", e.message);
-        let both = Needs {
-            vision: true,
-            prompt_tokens: 150_000,
-            ..Needs::default()
-        };
+        let both = Needs { vision: true, prompt_tokens: 150_000, ..Needs::default() };
         let e = eligible(r, &both, None).unwrap_err();
-        assert!(
-            e.message.contains("vision") && e.message.contains("context"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("vision") && e.message.contains("context"), "{}", e.message);
     }
 
     #[test]

@@ -245,9 +245,7 @@ impl ProviderStates {
 
     pub fn refresh_due(&self, now: u64) -> bool {
         !self.refreshing
-            && self
-                .last_refresh_ms
-                .is_none_or(|t| now.saturating_sub(t) >= self.settings.refresh_interval_s * 1000)
+            && self.last_refresh_ms.is_none_or(|t| now.saturating_sub(t) >= self.settings.refresh_interval_s * 1000)
     }
 
     /// Whether this provider's state differs from the shared copy in a way
@@ -291,9 +289,7 @@ impl ProviderStates {
 
     /// Providers whose state should be written now.
     pub fn due_writes(&self, now: u64) -> Vec<usize> {
-        (0..self.entries.len())
-            .filter(|&i| self.wants_write(i, now) && self.write_allowed(i, now))
-            .collect()
+        (0..self.entries.len()).filter(|&i| self.wants_write(i, now) && self.write_allowed(i, now)).collect()
     }
 
     /// Folds a shared record into this isolate's view.
@@ -443,20 +439,13 @@ mod tests {
             refresh_interval_s: 10,
             min_write_interval_s: 10,
             kv_ttl_s: 3600,
+            mirror_write_interval_s: 60,
         }
     }
     fn states() -> RefCell<ProviderStates> {
-        let breaker = BreakerSettings {
-            consecutive_failures: 1_000_000,
-            min_requests: 1_000_000,
-            ..Default::default()
-        };
-        RefCell::new(ProviderStates::new(
-            vec!["a".into(), "b".into()],
-            settings(),
-            breaker,
-            HealthSettings::default(),
-        ))
+        let breaker =
+            BreakerSettings { consecutive_failures: 1_000_000, min_requests: 1_000_000, ..Default::default() };
+        RefCell::new(ProviderStates::new(vec!["a".into(), "b".into()], settings(), breaker, HealthSettings::default()))
     }
 
     #[test]

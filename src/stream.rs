@@ -126,6 +126,11 @@ impl<B, C, R> Relay<B, C, R> {
         self.source.provider
     }
 
+    /// The finish reason seen, if any.
+    pub fn finish_reason(&self) -> Option<&str> {
+        self.finish.as_deref()
+    }
+
     /// Usage as the current source reported it.
     pub fn usage(&self) -> Option<crate::api::Usage> {
         self.source.translator.usage()
@@ -172,12 +177,7 @@ impl<B: UpstreamBody, C: Clock, R: Resume<B>> Relay<B, C, R> {
         let mut error = None;
         for item in self.items.drain(..) {
             match item {
-                StreamItem::Chunk {
-                    mut json,
-                    mut text,
-                    tool_delta,
-                    finish_reason,
-                } => {
+                StreamItem::Chunk { mut json, mut text, tool_delta, finish_reason } => {
                     if !self.strip.is_empty() && !text.is_empty() {
                         let strip = std::mem::take(&mut self.strip);
                         if let Some(rest) = text.strip_prefix(strip.as_str()) {
@@ -228,11 +228,7 @@ impl<B: UpstreamBody, C: Clock, R: Resume<B>> Relay<B, C, R> {
                 self.complete_or_fail().await;
                 continue;
             }
-            let wait = if self.finish.is_some() {
-                FINISH_GRACE_MS
-            } else {
-                self.idle_timeout_ms
-            };
+            let wait = if self.finish.is_some() { FINISH_GRACE_MS } else { self.idle_timeout_ms };
             let deadline = self.clock.now_ms() + wait;
             match self.source.body.chunk(deadline).await {
                 Ok(Some(bytes)) => {
@@ -285,10 +281,7 @@ impl<B: UpstreamBody, C: Clock, R: Resume<B>> Relay<B, C, R> {
             self.ended = true;
             self.outcome = StreamOutcome::Complete;
         } else {
-            let e = UpstreamError::new(
-                ErrorKind::Malformed,
-                "the upstream stream ended before the answer finished",
-            );
+            let e = UpstreamError::new(ErrorKind::Malformed, "the upstream stream ended before the answer finished");
             self.fail(e).await;
         }
     }
@@ -322,6 +315,41 @@ fn replace_content(json: &str, content: &str) -> Option<String> {
     let mut v: serde_json::Value = serde_json::from_str(json).ok()?;
     *v.get_mut("choices")?.get_mut(0)?.get_mut("delta")?.get_mut("content")? = content.into();
     Some(v.to_string())
+}
+
+/// A whole `chat.completion` as a short OpenAI stream (role, content, tool
+/// calls, finish, `[DONE]`), for a streaming client served a whole answer.
+pub fn completion_as_sse(body: &str) -> String {
+    let Ok(c) = serde_json::from_str::<crate::api::ChatCompletion>(body) else {
+        return error_event(&UpstreamError::new(ErrorKind::Malformed, "the answer could not be read"));
+    };
+    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+        data_event(
+            &json!({"id": c.id, "object": "chat.completion.chunk", "created": c.created, "model": c.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            .to_string(),
+        )
+    };
+    let mut out = chunk(json!({"role": "assistant", "content": ""}), None);
+    let choice = c.choices.first();
+    if let Some(text) = choice.and_then(|ch| ch.message.content.as_deref()).filter(|t| !t.is_empty()) {
+        out.push_str(&chunk(json!({"content": text}), None));
+    }
+    if let Some(calls) = choice.and_then(|ch| ch.message.tool_calls.as_ref()) {
+        let deltas: Vec<serde_json::Value> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                json!({"index": i, "id": t.id, "type": "function",
+                "function": {"name": t.function.name, "arguments": t.function.arguments}})
+            })
+            .collect();
+        out.push_str(&chunk(json!({"tool_calls": deltas}), None));
+    }
+    let finish = choice.and_then(|ch| ch.finish_reason.as_deref()).unwrap_or("stop");
+    out.push_str(&chunk(json!({}), Some(finish)));
+    out.push_str(DONE);
+    out
 }
 
 /// An SSE event carrying an error in OpenAI's shape: the OpenAI SDKs raise
@@ -397,10 +425,7 @@ impl<B: UpstreamBody, C: Clock + Clone> Accept<B> for StreamAccept<C> {
         // Read until the first content; any failure before it fails over.
         while !relay.has_content() {
             if relay.upstream_done {
-                return Err(UpstreamError::new(
-                    ErrorKind::Malformed,
-                    "the stream ended before any content",
-                ));
+                return Err(UpstreamError::new(ErrorKind::Malformed, "the stream ended before any content"));
             }
             match relay.source.body.chunk(deadline_ms).await {
                 Ok(Some(bytes)) => {
@@ -414,17 +439,11 @@ impl<B: UpstreamBody, C: Clock + Clone> Accept<B> for StreamAccept<C> {
                     }
                     relay.upstream_done = true;
                     if !relay.has_content() {
-                        return Err(UpstreamError::new(
-                            ErrorKind::Malformed,
-                            "the stream ended before any content",
-                        ));
+                        return Err(UpstreamError::new(ErrorKind::Malformed, "the stream ended before any content"));
                     }
                 }
                 Err(TransportError::Timeout) => {
-                    return Err(UpstreamError::new(
-                        ErrorKind::Timeout,
-                        "no first token within the time limit",
-                    ))
+                    return Err(UpstreamError::new(ErrorKind::Timeout, "no first token within the time limit"))
                 }
                 Err(TransportError::Connect(m)) => return Err(UpstreamError::new(ErrorKind::Connect, m)),
             }

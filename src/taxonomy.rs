@@ -82,10 +82,7 @@ impl ErrorKind {
     /// Whether the outcome counts against the provider's health. Failures
     /// caused by the request (context length, policy, bad request) do not.
     pub fn counts_as_provider_failure(self) -> bool {
-        !matches!(
-            self,
-            ErrorKind::ContextLength | ErrorKind::ContentPolicy | ErrorKind::BadRequest
-        )
+        !matches!(self, ErrorKind::ContextLength | ErrorKind::ContentPolicy | ErrorKind::BadRequest)
     }
 
     /// A kind an operator must fix (broken or missing key, wrong model name):
@@ -120,26 +117,16 @@ pub struct UpstreamError {
 
 impl UpstreamError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        UpstreamError {
-            kind,
-            message: message.into(),
-        }
+        UpstreamError { kind, message: message.into() }
     }
 }
 
 /// Phrases providers use when they refuse content on policy grounds.
 pub fn looks_like_content_policy(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
-    [
-        "content_policy",
-        "content policy",
-        "content management policy",
-        "safety system",
-        "content_filter",
-        "flagged",
-    ]
-    .iter()
-    .any(|p| t.contains(p))
+    ["content_policy", "content policy", "content management policy", "safety system", "content_filter", "flagged"]
+        .iter()
+        .any(|p| t.contains(p))
 }
 
 /// Phrases providers use when the prompt exceeds the context window.

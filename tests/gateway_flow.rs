@@ -8,8 +8,9 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use switchyard::clock::{Clock, FakeClock};
 use switchyard::config::Config;
-use switchyard::gateway::Gateway;
+use switchyard::gateway::{ChatReply, Gateway, Reply};
 use switchyard::log::RequestLog;
+use switchyard::mirror::NoMirror;
 use switchyard::rng::SplitMix64;
 use switchyard::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead, UpstreamRequest};
 
@@ -32,24 +33,13 @@ struct Fake<'c> {
 
 impl<'c> Fake<'c> {
     fn new(clock: &'c FakeClock) -> Self {
-        Fake {
-            clock,
-            scripts: RefCell::new(HashMap::new()),
-            seen: RefCell::new(Vec::new()),
-        }
+        Fake { clock, scripts: RefCell::new(HashMap::new()), seen: RefCell::new(Vec::new()) }
     }
     fn provider(&self, base: &str, default: Step, script: Vec<Step>) {
-        self.scripts
-            .borrow_mut()
-            .insert(base.to_owned(), (script.into(), default));
+        self.scripts.borrow_mut().insert(base.to_owned(), (script.into(), default));
     }
     fn calls(&self, base: &str) -> Vec<u64> {
-        self.seen
-            .borrow()
-            .iter()
-            .filter(|(u, _, _)| u.starts_with(base))
-            .map(|(_, t, _)| *t)
-            .collect()
+        self.seen.borrow().iter().filter(|(u, _, _)| u.starts_with(base)).map(|(_, t, _)| *t).collect()
     }
 }
 
@@ -59,14 +49,15 @@ impl UpstreamBody for Body {
     async fn text(self, _deadline_ms: u64) -> Result<String, TransportError> {
         Ok(self.0)
     }
+    async fn chunk(&mut self, _deadline_ms: u64) -> Result<Option<Vec<u8>>, TransportError> {
+        Ok((!self.0.is_empty()).then(|| std::mem::take(&mut self.0).into_bytes()))
+    }
 }
 
 impl Upstream for Fake<'_> {
     type Body = Body;
     async fn send(&self, req: &UpstreamRequest, deadline_ms: u64) -> Result<UpstreamHead<Body>, TransportError> {
-        self.seen
-            .borrow_mut()
-            .push((req.url.clone(), self.clock.now_ms(), req.body.clone()));
+        self.seen.borrow_mut().push((req.url.clone(), self.clock.now_ms(), req.body.clone()));
         let step = {
             let mut scripts = self.scripts.borrow_mut();
             let (queue, default) = scripts
@@ -150,12 +141,20 @@ struct Answer {
 fn ask(gw: &Gateway, fake: &Fake, clock: &FakeClock, body: Value) -> Answer {
     let mut log = RequestLog::default();
     let mut rng = SplitMix64::new(11);
-    let reply = block_on(gw.chat(body.to_string().as_bytes(), None, &mut log, clock, fake, &mut rng));
+    let reply =
+        whole(block_on(gw.chat(body.to_string().as_bytes(), None, &mut log, &clock, fake, &mut rng, &NoMirror)));
     Answer {
         status: reply.status,
         headers: reply.headers.into_iter().collect(),
         body: serde_json::from_str(&reply.body).unwrap(),
         log,
+    }
+}
+
+fn whole<B, C>(r: ChatReply<B, C>) -> Reply {
+    match r {
+        ChatReply::Whole(r) => r,
+        ChatReply::Stream { .. } => panic!("expected a whole reply"),
     }
 }
 
@@ -184,11 +183,7 @@ fn primary_500_then_secondary_answers() {
 fn a_single_500_is_retried_at_the_same_provider_after_backoff() {
     let clock = FakeClock::new(1_000_000);
     let fake = Fake::new(&clock);
-    fake.provider(
-        "http://a.test",
-        Step::Ok("ma"),
-        vec![Step::Status(500, "{}".into(), None)],
-    );
+    fake.provider("http://a.test", Step::Ok("ma"), vec![Step::Status(500, "{}".into(), None)]);
     fake.provider("http://b.test", Step::Ok("mb"), vec![]);
     let gw = gateway(config("priority", three()));
     let a = ask(&gw, &fake, &clock, hello());
@@ -197,10 +192,7 @@ fn a_single_500_is_retried_at_the_same_provider_after_backoff() {
     let calls = fake.calls("http://a.test");
     assert_eq!(calls.len(), 2);
     let gap = calls[1] - calls[0];
-    assert!(
-        (55..=105).contains(&gap),
-        "backoff with jitter between 50 and 100 ms after the 5 ms attempt: {gap}"
-    );
+    assert!((55..=105).contains(&gap), "backoff with jitter between 50 and 100 ms after the 5 ms attempt: {gap}");
     assert!(fake.calls("http://b.test").is_empty());
 }
 
@@ -314,11 +306,7 @@ fn content_policy_comes_back_with_the_providers_reason_and_no_retry() {
     let fake = Fake::new(&clock);
     fake.provider(
         "http://a.test",
-        openai_error(
-            400,
-            "content_policy_violation",
-            "Your request was rejected as a result of our safety system.",
-        ),
+        openai_error(400, "content_policy_violation", "Your request was rejected as a result of our safety system."),
         vec![],
     );
     fake.provider("http://b.test", Step::Ok("mb"), vec![]);
@@ -391,9 +379,7 @@ fn a_missing_secret_skips_the_provider_without_a_request() {
     let fake = Fake::new(&clock);
     fake.provider("http://a.test", Step::Ok("ma"), vec![]);
     fake.provider("http://b.test", Step::Ok("mb"), vec![]);
-    let gw = Gateway::new(config("priority", three()), |name| {
-        (name != "A_KEY").then(|| "k".to_owned())
-    });
+    let gw = Gateway::new(config("priority", three()), |name| (name != "A_KEY").then(|| "k".to_owned()));
     let a = ask(&gw, &fake, &clock, hello());
     assert_eq!(a.headers["x-switchyard-provider"], "b");
     assert!(fake.calls("http://a.test").is_empty());
@@ -404,11 +390,7 @@ fn a_missing_secret_skips_the_provider_without_a_request() {
 fn client_chosen_order_is_followed() {
     let clock = FakeClock::new(1_000_000);
     let fake = Fake::new(&clock);
-    for (p, m) in [
-        ("http://a.test", "ma"),
-        ("http://b.test", "mb"),
-        ("http://c.test", "mc"),
-    ] {
+    for (p, m) in [("http://a.test", "ma"), ("http://b.test", "mb"), ("http://c.test", "mc")] {
         fake.provider(p, Step::Ok(m), vec![]);
     }
     let gw = gateway(config("priority", three()));
@@ -435,7 +417,15 @@ fn weighted_traffic_shifts_away_from_a_failing_provider() {
         let before = fake.calls("http://a.test").len();
         let mut log = RequestLog::default();
         let mut rng = SplitMix64::new(i);
-        let r = block_on(gw.chat(hello().to_string().as_bytes(), None, &mut log, &clock, &fake, &mut rng));
+        let r = whole(block_on(gw.chat(
+            hello().to_string().as_bytes(),
+            None,
+            &mut log,
+            &&clock,
+            &fake,
+            &mut rng,
+            &NoMirror,
+        )));
         assert_eq!(r.status, 200);
         if fake.calls("http://a.test").len() > before && log.attempts[0].provider == "a" {
             first_at_a += 1;
@@ -452,12 +442,7 @@ fn unknown_model_is_a_404_naming_the_routes() {
     let clock = FakeClock::new(1_000_000);
     let fake = Fake::new(&clock);
     let gw = gateway(config("priority", three()));
-    let a = ask(
-        &gw,
-        &fake,
-        &clock,
-        json!({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}),
-    );
+    let a = ask(&gw, &fake, &clock, json!({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}));
     assert_eq!(a.status, 404);
     assert_eq!(a.body["error"]["code"], "model_not_found");
     assert!(a.body["error"]["message"].as_str().unwrap().contains("chat"));

@@ -10,6 +10,7 @@ use switchyard::clock::{Clock, FakeClock};
 use switchyard::config::Config;
 use switchyard::gateway::{ChatReply, Continuer, Gateway};
 use switchyard::log::RequestLog;
+use switchyard::mirror::NoMirror;
 use switchyard::rng::SplitMix64;
 use switchyard::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead, UpstreamRequest};
 
@@ -73,11 +74,7 @@ struct Fake<'c> {
 
 impl<'c> Fake<'c> {
     fn new(clock: &'c FakeClock) -> Self {
-        Fake {
-            clock,
-            scripts: RefCell::new(HashMap::new()),
-            seen: RefCell::new(Vec::new()),
-        }
+        Fake { clock, scripts: RefCell::new(HashMap::new()), seen: RefCell::new(Vec::new()) }
     }
     fn script(&self, host: &'static str, s: Vec<Script>) {
         self.scripts.borrow_mut().insert(host, s.into());
@@ -92,26 +89,15 @@ impl<'c> Upstream for Fake<'c> {
     async fn send(&self, req: &UpstreamRequest, _deadline_ms: u64) -> Result<UpstreamHead<Body<'c>>, TransportError> {
         let body: Value = serde_json::from_str(req.body.as_deref().unwrap_or("null")).unwrap();
         self.seen.borrow_mut().push((req.url.clone(), body));
-        let host = ["a.test", "b.test", "c.test"]
-            .into_iter()
-            .find(|h| req.url.contains(h))
-            .unwrap();
-        let step = self
-            .scripts
-            .borrow_mut()
-            .get_mut(host)
-            .and_then(VecDeque::pop_front)
-            .expect("scripted");
+        let host = ["a.test", "b.test", "c.test"].into_iter().find(|h| req.url.contains(h)).unwrap();
+        let step = self.scripts.borrow_mut().get_mut(host).and_then(VecDeque::pop_front).expect("scripted");
         self.clock.advance(2);
         let head = |status, pieces: Vec<Piece>| UpstreamHead {
             status,
             retry_after: None,
             retry_after_ms: None,
             content_type: None,
-            body: Body {
-                clock: self.clock,
-                pieces: pieces.into(),
-            },
+            body: Body { clock: self.clock, pieces: pieces.into() },
         };
         Ok(match step {
             Script::Status(s, b) => head(s, vec![Piece::Bytes(0, b), Piece::End(0)]),
@@ -198,31 +184,17 @@ impl Streamed {
 
 fn stream(gw: &Gateway, fake: &Fake, clock: &FakeClock) -> Result<Streamed, Value> {
     let body = json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
-    let mut log = RequestLog {
-        request_id: "sy-1".into(),
-        ..Default::default()
-    };
+    let mut log = RequestLog { request_id: "sy-1".into(), ..Default::default() };
     let mut rng = SplitMix64::new(1);
-    match block_on(gw.chat(body.to_string().as_bytes(), None, &mut log, &clock, fake, &mut rng)) {
+    match block_on(gw.chat(body.to_string().as_bytes(), None, &mut log, &clock, fake, &mut rng, &NoMirror)) {
         ChatReply::Whole(r) => Err(serde_json::from_str(&r.body).unwrap()),
         ChatReply::Stream { head, relay, resume } => {
-            let mut relay = relay.with_resume(resume.map(|plan| Continuer {
-                gw,
-                plan,
-                upstream: fake,
-                clock,
-            }));
+            let mut relay = relay.with_resume(resume.map(|plan| Continuer { gw, plan, upstream: fake, clock }));
             assert_eq!(
                 head.headers.iter().find(|h| h.0 == "content-type").unwrap().1,
                 "text/event-stream; charset=utf-8"
             );
-            let provider = head
-                .headers
-                .iter()
-                .find(|h| h.0 == "x-switchyard-provider")
-                .unwrap()
-                .1
-                .clone();
+            let provider = head.headers.iter().find(|h| h.0 == "x-switchyard-provider").unwrap().1.clone();
             let mut pieces = Vec::new();
             while let Some(p) = block_on(relay.next()) {
                 pieces.push(p);
@@ -266,11 +238,7 @@ fn an_error_event_before_any_content_fails_over_invisibly() {
     let err = "data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n";
     fake.script(
         "a.test",
-        vec![Script::Stream(vec![
-            Piece::Bytes(5, role()),
-            Piece::Bytes(5, err.into()),
-            Piece::End(0),
-        ])],
+        vec![Script::Stream(vec![Piece::Bytes(5, role()), Piece::Bytes(5, err.into()), Piece::End(0)])],
     );
     fake.script("c.test", vec![Script::Stream(words(3, 10))]);
     let gw = Gateway::new(config(), |_| None);
@@ -278,10 +246,7 @@ fn an_error_event_before_any_content_fails_over_invisibly() {
     assert_eq!(s.provider, "c");
     assert_eq!(s.text(), "w0 w1 w2 ");
     assert!(s.ended_with_done());
-    assert!(
-        gw.states.borrow().effective_failures(0, clock.now_ms()) > 0.9,
-        "a's failure counted"
-    );
+    assert!(gw.states.borrow().effective_failures(0, clock.now_ms()) > 0.9, "a's failure counted");
 }
 
 #[test]
@@ -297,10 +262,7 @@ fn a_slow_first_token_fails_over_to_a_healthy_fallback() {
     let s = stream(&gw, &fake, &clock).unwrap();
     assert_eq!(s.provider, "c");
     assert!(!s.text().contains("late"));
-    assert!(
-        clock.now_ms() - t0 < 1_000,
-        "gave up on a at the 500 ms first-token limit"
-    );
+    assert!(clock.now_ms() - t0 < 1_000, "gave up on a at the 500 ms first-token limit");
     assert_eq!(s.log.attempts[0].kind.unwrap().as_str(), "timeout");
 }
 
@@ -320,15 +282,8 @@ fn a_cut_after_content_ends_with_an_error_event_and_no_done() {
     assert_eq!(e["code"], "stream_cut");
     assert_eq!(e["type"], "upstream_error");
     assert_eq!(s.log.outcome, "stream_failed");
-    assert!(
-        gw.states.borrow().effective_failures(0, clock.now_ms()) > 0.9,
-        "the cut counts against a"
-    );
-    assert_eq!(
-        fake.calls("c.test"),
-        0,
-        "no continuation without a prefill-capable target"
-    );
+    assert!(gw.states.borrow().effective_failures(0, clock.now_ms()) > 0.9, "the cut counts against a");
+    assert_eq!(fake.calls("c.test"), 0, "no continuation without a prefill-capable target");
 }
 
 #[test]
@@ -350,10 +305,7 @@ fn a_malformed_chunk_is_skipped_and_counted() {
     let clock = FakeClock::new(1_000_000);
     let fake = Fake::new(&clock);
     let mut w = words(20, 10);
-    w[10] = Piece::Bytes(
-        10,
-        "data: {\"id\":\"c1\",\"choices\":[{\"delta\":{\"content\":\n\n".into(),
-    );
+    w[10] = Piece::Bytes(10, "data: {\"id\":\"c1\",\"choices\":[{\"delta\":{\"content\":\n\n".into());
     fake.script("a.test", vec![Script::Stream(w)]);
     let gw = Gateway::new(config(), |_| None);
     let s = stream(&gw, &fake, &clock).unwrap();
@@ -373,10 +325,7 @@ fn a_finish_without_done_is_finalised_promptly() {
     let t0 = clock.now_ms();
     let s = stream(&gw, &fake, &clock).unwrap();
     assert!(s.ended_with_done());
-    assert!(
-        clock.now_ms() - t0 <= 5 + 2 + 70 + 1_000,
-        "finalised within the grace period"
-    );
+    assert!(clock.now_ms() - t0 <= 5 + 2 + 70 + 1_000, "finalised within the grace period");
     assert_eq!(s.log.outcome, "ok");
 }
 
@@ -386,10 +335,7 @@ fn an_error_event_after_content_reaches_the_client() {
     let fake = Fake::new(&clock);
     let mut w = words(10, 10);
     w.truncate(6);
-    w.push(Piece::Bytes(
-        5,
-        "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n".into(),
-    ));
+    w.push(Piece::Bytes(5, "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n".into()));
     w.push(Piece::End(0));
     fake.script("a.test", vec![Script::Stream(w)]);
     let gw = Gateway::new(config(), |_| None);
@@ -459,14 +405,8 @@ fn a_cut_stream_continues_on_a_prefill_capable_fallback_into_exactly_the_full_an
     let partial: String = (0..40).map(|i| format!("w{i} ")).collect();
     assert_eq!(last["content"].as_str().unwrap(), partial.trim_end());
     // Only one role chunk reached the client.
-    assert_eq!(
-        s.pieces.iter().filter(|p| p.contains("\"role\":\"assistant\"")).count(),
-        1
-    );
-    assert!(
-        gw.states.borrow().effective_failures(0, clock.now_ms()) > 0.9,
-        "a's cut still counts against it"
-    );
+    assert_eq!(s.pieces.iter().filter(|p| p.contains("\"role\":\"assistant\"")).count(), 1);
+    assert!(gw.states.borrow().effective_failures(0, clock.now_ms()) > 0.9, "a's cut still counts against it");
 }
 
 #[test]
@@ -483,16 +423,9 @@ fn a_fallback_that_refuses_to_continue_leaves_the_original_error() {
     assert_eq!(fake.calls("b.test"), 1, "the continuation was tried");
     let e = s.error().unwrap();
     assert_eq!(e["code"], "stream_cut", "the client sees the original failure");
-    assert!(
-        !e["message"].as_str().unwrap().contains("prefill"),
-        "not the fallback's rejection"
-    );
+    assert!(!e["message"].as_str().unwrap().contains("prefill"), "not the fallback's rejection");
     assert!(!s.ended_with_done());
-    assert_eq!(
-        gw.states.borrow().effective_failures(1, clock.now_ms()),
-        0.0,
-        "a refusal is not a failure"
-    );
+    assert_eq!(gw.states.borrow().effective_failures(1, clock.now_ms()), 0.0, "a refusal is not a failure");
 }
 
 #[test]

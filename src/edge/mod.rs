@@ -10,11 +10,15 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::gateway::{endpoint, ChatReply, Continuer, Endpoint, Gateway, Reply, HEADER_ORDER, HEADER_REQUEST_ID};
 use crate::log::RequestLog;
+use crate::mirror::{self, Answer, MirrorJob, MirrorLink, MirrorResult, MirrorStats};
 use crate::rng::{Rng, SplitMix64};
+use crate::slot::Slot;
+use crate::store::StateStore;
 use crate::stream::Relay;
 use crate::{probe, state};
 use clock::WorkerClock;
 use kv::KvState;
+use std::cell::Cell;
 use std::cell::RefCell;
 use std::rc::Rc;
 use upstream::{FetchBody, FetchUpstream};
@@ -89,12 +93,8 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let request_id = format!("sy-{:016x}", rng.next_u64());
     let method = req.method().to_string();
     let path = req.path();
-    let mut log = RequestLog {
-        request_id: request_id.clone(),
-        method: method.clone(),
-        path: path.clone(),
-        ..Default::default()
-    };
+    let mut log =
+        RequestLog { request_id: request_id.clone(), method: method.clone(), path: path.clone(), ..Default::default() };
 
     let gw = match gateway(&env) {
         Ok(gw) => gw,
@@ -109,20 +109,46 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     };
 
     let reply = match endpoint(&method, &path) {
-        Endpoint::Chat => match chat(&gw, req, &env, &mut log, &clock, &mut rng).await {
-            ChatReply::Whole(reply) => reply,
-            ChatReply::Stream { head, relay, resume } => {
-                // The attempts before the stream started are recorded by now.
-                schedule_upkeep(&gw, &env, &ctx);
-                let resume = resume.map(|plan| Continuer {
-                    gw: gw.clone(),
-                    plan,
-                    upstream: FetchUpstream,
-                    clock,
-                });
-                return stream_response(gw, head, relay.with_resume(resume), log, &request_id);
+        Endpoint::Chat => {
+            let mirror = EdgeMirror { gw: gw.clone(), ctx: &ctx, slot: Slot::new(), started: Cell::new(false) };
+            let primary: Slot<Option<Answer>> = Slot::new();
+            let reply = chat(&gw, req, &env, &mut log, &clock, &mut rng, &mirror).await;
+            if mirror.started.get() {
+                compare_after_response(&gw, &env, &ctx, &log, mirror.slot.clone(), primary.clone());
             }
-        },
+            match reply {
+                ChatReply::Whole(reply) => {
+                    primary.set(log.answer.take());
+                    reply
+                }
+                ChatReply::Stream { head, relay, resume } => {
+                    // The attempts before the stream started are recorded by now.
+                    schedule_upkeep(&gw, &env, &ctx);
+                    let resume = resume.map(|plan| Continuer { gw: gw.clone(), plan, upstream: FetchUpstream, clock });
+                    return stream_response(gw, head, relay.with_resume(resume), log, &request_id, primary);
+                }
+            }
+        }
+        Endpoint::Mirror => {
+            let auth = req.headers().get("authorization").ok().flatten();
+            match gw.authorize_admin(auth.as_deref()) {
+                Err(r) => r,
+                Ok(()) => {
+                    let mut shared = Vec::new();
+                    if let Ok(kv) = env.kv(STATE_BINDING) {
+                        for r in gw.config.routes.iter().filter(|r| r.mirror.is_some()) {
+                            let key = format!("{}{}", mirror::MIRROR_KEY_PREFIX, r.name);
+                            if let Ok(Some(t)) = KvState(kv.clone()).get(&key).await {
+                                if let Ok(stats) = serde_json::from_str::<MirrorStats>(&t) {
+                                    shared.push((r.name.clone(), stats));
+                                }
+                            }
+                        }
+                    }
+                    gw.mirror_report(&shared)
+                }
+            }
+        }
         Endpoint::Models => gw.models(),
         Endpoint::Status => {
             let auth = req.headers().get("authorization").ok().flatten();
@@ -133,10 +159,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
                     let now = clock.now_ms();
                     if let Ok(kv) = env.kv(STATE_BINDING) {
                         if gw.states.borrow().refresh_due(now) {
-                            log_errors(
-                                "state refresh failed",
-                                state::refresh(&gw.states, &KvState(kv), now).await,
-                            );
+                            log_errors("state refresh failed", state::refresh(&gw.states, &KvState(kv), now).await);
                         }
                     }
                     gw.status(clock.now_ms(), kv::op_counts())
@@ -149,12 +172,8 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         }
         Endpoint::MethodNotAllowed(allow) => {
             let mut r = Reply::error(
-                &ApiError::new(
-                    405,
-                    "invalid_request_error",
-                    format!("{method} is not allowed on {path}; use {allow}"),
-                )
-                .with_code("method_not_allowed"),
+                &ApiError::new(405, "invalid_request_error", format!("{method} is not allowed on {path}; use {allow}"))
+                    .with_code("method_not_allowed"),
             );
             r.headers.push(("allow", allow.to_owned()));
             r
@@ -196,18 +215,24 @@ fn stream_response(
     relay: Relay<FetchBody, WorkerClock, Option<Continuer<Rc<Gateway>, FetchUpstream, WorkerClock>>>,
     log: RequestLog,
     request_id: &str,
+    primary: Slot<Option<Answer>>,
 ) -> Result<Response> {
     let started = WorkerClock.now_ms().saturating_sub(log.latency_ms);
-    let body = futures_util::stream::unfold(Some((relay, log, gw)), move |state| async move {
-        let (mut relay, mut log, gw) = state?;
-        match relay.next().await {
-            Some(text) => Some((Ok::<Vec<u8>, worker::Error>(text.into_bytes()), Some((relay, log, gw)))),
-            None => {
-                gw.end_stream(&relay, &mut log, &WorkerClock);
-                log.latency_ms = WorkerClock.now_ms().saturating_sub(started);
-                console_log!("{}", log.to_line());
-                log_events(&gw);
-                None
+    let body = futures_util::stream::unfold(Some((relay, log, gw)), move |state| {
+        let primary = primary.clone();
+        async move {
+            let (mut relay, mut log, gw) = state?;
+            match relay.next().await {
+                Some(text) => Some((Ok::<Vec<u8>, worker::Error>(text.into_bytes()), Some((relay, log, gw)))),
+                None => {
+                    gw.end_stream(&relay, &mut log, &WorkerClock);
+                    // The mirror comparison (if any) waits for this.
+                    primary.set(log.answer.take());
+                    log.latency_ms = WorkerClock.now_ms().saturating_sub(started);
+                    console_log!("{}", log.to_line());
+                    log_events(&gw);
+                    None
+                }
             }
         }
     });
@@ -216,11 +241,74 @@ fn stream_response(
     for (k, v) in &head.headers {
         headers.set(k, v)?;
     }
-    Ok(Response::from_stream(body)?
-        .with_status(head.status)
-        .with_headers(headers))
+    Ok(Response::from_stream(body)?.with_status(head.status).with_headers(headers))
 }
 
+/// Runs mirror calls in `waitUntil`, so that the client never waits for
+/// them, and hands their result to whoever asks.
+struct EdgeMirror<'a> {
+    gw: Rc<Gateway>,
+    ctx: &'a Context,
+    slot: Slot<MirrorResult>,
+    started: Cell<bool>,
+}
+
+impl MirrorLink for EdgeMirror<'_> {
+    fn start(&self, job: MirrorJob) {
+        self.started.set(true);
+        let gw = self.gw.clone();
+        let slot = self.slot.clone();
+        self.ctx.wait_until(async move {
+            let r = mirror::run(&gw.config, &job, &WorkerClock, &FetchUpstream).await;
+            gw.mirror_finished(&job, &r, WorkerClock.now_ms());
+            slot.set(r);
+        });
+    }
+
+    async fn result(&self) -> Option<MirrorResult> {
+        if !self.started.get() {
+            return None;
+        }
+        Some(self.slot.wait().await)
+    }
+}
+
+/// After the response (and, for a stream, after its last chunk): compare the
+/// primary's answer with the mirror's, log the pair, and share the route's
+/// aggregates within KV's write limits.
+fn compare_after_response(
+    gw: &Rc<Gateway>,
+    env: &Env,
+    ctx: &Context,
+    log: &RequestLog,
+    mirror: Slot<MirrorResult>,
+    primary: Slot<Option<Answer>>,
+) {
+    let gw = gw.clone();
+    let kv = env.kv(STATE_BINDING).ok();
+    let request_id = log.request_id.clone();
+    let route = log.route.clone().unwrap_or_default();
+    ctx.wait_until(async move {
+        let m = mirror.wait().await;
+        let Some(p) = primary.wait().await else {
+            // No primary answer to compare (it failed, or the mirror served).
+            if let MirrorResult::Failed { .. } = m {
+                gw.mirror_ledger.borrow_mut().add(&route, &Answer::default(), &m, WorkerClock.now_ms());
+            }
+            return;
+        };
+        let now = WorkerClock.now_ms();
+        console_log!("{}", gw.mirror_pair(&request_id, &route, &p, &m, now));
+        if let Some(kv) = kv {
+            let interval = gw.config.state.mirror_write_interval_s * 1000;
+            let (written, errors) =
+                mirror::flush(&gw.mirror_ledger, &KvState(kv), now, interval, gw.config.state.kv_ttl_s).await;
+            log_flush((written, errors));
+        }
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn chat(
     gw: &Gateway,
     mut req: Request,
@@ -228,16 +316,14 @@ async fn chat(
     log: &mut RequestLog,
     clock: &WorkerClock,
     rng: &mut SplitMix64,
+    mirror: &EdgeMirror<'_>,
 ) -> ChatReply<FetchBody, WorkerClock> {
     // A new isolate reads the shared state before its first decision; after
     // that, refreshes happen after responses.
     if gw.states.borrow().never_loaded() {
         if let Ok(kv) = env.kv(STATE_BINDING) {
             let now = worker::Date::now().as_millis();
-            log_errors(
-                "state refresh failed",
-                state::refresh(&gw.states, &KvState(kv), now).await,
-            );
+            log_errors("state refresh failed", state::refresh(&gw.states, &KvState(kv), now).await);
         }
     }
     let body = match req.bytes().await {
@@ -245,7 +331,7 @@ async fn chat(
         Err(_) => return ChatReply::Whole(Reply::error(&ApiError::invalid("the request body could not be read"))),
     };
     let order = req.headers().get(HEADER_ORDER).ok().flatten();
-    gw.chat(&body, order.as_deref(), log, clock, &FetchUpstream, rng).await
+    gw.chat(&body, order.as_deref(), log, clock, &FetchUpstream, rng, mirror).await
 }
 
 /// The cron trigger: probe every provider, fold the results into health and
@@ -263,10 +349,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let kv = env.kv(STATE_BINDING).ok().map(KvState);
     // Start from what other isolates know, so transitions are judged right.
     if let Some(store) = &kv {
-        log_errors(
-            "state refresh failed",
-            state::refresh(&gw.states, store, clock.now_ms()).await,
-        );
+        log_errors("state refresh failed", state::refresh(&gw.states, store, clock.now_ms()).await);
     }
     let results = probe::probe_all(&gw, &clock, &FetchUpstream).await;
     let summary: Vec<serde_json::Value> = results
@@ -279,10 +362,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
             })
         })
         .collect();
-    console_log!(
-        "{}",
-        serde_json::json!({"level":"info","msg":"health check","probes":summary})
-    );
+    console_log!("{}", serde_json::json!({"level":"info","msg":"health check","probes":summary}));
     log_events(&gw);
     if let Some(store) = &kv {
         // The cron run can afford to wait for a key's write slot, so that a
@@ -303,10 +383,7 @@ fn log_events(gw: &Gateway) {
 /// operator (and the tests) can count them.
 fn log_flush((written, errors): (Vec<String>, Vec<String>)) {
     for provider in written {
-        console_log!(
-            "{}",
-            serde_json::json!({"level":"debug","msg":"state written","provider":provider})
-        );
+        console_log!("{}", serde_json::json!({"level":"debug","msg":"state written","provider":provider}));
     }
     log_errors("state write failed", errors);
 }
@@ -324,9 +401,7 @@ fn respond(reply: Reply, request_id: &str) -> Result<Response> {
     for (k, v) in &reply.headers {
         headers.set(k, v)?;
     }
-    Ok(Response::ok(reply.body)?
-        .with_status(reply.status)
-        .with_headers(headers))
+    Ok(Response::ok(reply.body)?.with_status(reply.status).with_headers(headers))
 }
 
 #[cfg(test)]

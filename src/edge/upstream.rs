@@ -61,11 +61,7 @@ impl Upstream for FetchUpstream {
                     retry_after: get("retry-after"),
                     retry_after_ms: get("retry-after-ms"),
                     content_type: get("content-type"),
-                    body: FetchBody {
-                        response,
-                        controller,
-                        stream: None,
-                    },
+                    body: FetchBody { response, controller, stream: None },
                 })
             }
             Some(Err(e)) => Err(connect(e)),
@@ -80,11 +76,7 @@ impl Upstream for FetchUpstream {
 impl UpstreamBody for FetchBody {
     async fn chunk(&mut self, deadline_ms: u64) -> Result<Option<Vec<u8>>, TransportError> {
         if self.stream.is_none() {
-            self.stream = Some(
-                self.response
-                    .stream()
-                    .map_err(|e| TransportError::Connect(e.to_string()))?,
-            );
+            self.stream = Some(self.response.stream().map_err(|e| TransportError::Connect(e.to_string()))?);
         }
         let Some(stream) = self.stream.as_mut() else {
             return Ok(None);

@@ -95,10 +95,7 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
                         "a `json_schema` response format needs `json_schema.schema`",
                     )
                 })?;
-                body.insert(
-                    "output_config".into(),
-                    json!({"format": {"type": "json_schema", "schema": schema}}),
-                );
+                body.insert("output_config".into(), json!({"format": {"type": "json_schema", "schema": schema}}));
             }
         }
     }
@@ -136,11 +133,7 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
                 if let Some(desc) = &t.function.description {
                     d.insert("description".into(), json!(desc));
                 }
-                let schema = t
-                    .function
-                    .parameters
-                    .clone()
-                    .unwrap_or_else(|| json!({"type": "object"}));
+                let schema = t.function.parameters.clone().unwrap_or_else(|| json!({"type": "object"}));
                 d.insert("input_schema".into(), schema);
                 Value::Object(d)
             })
@@ -196,10 +189,7 @@ fn translate_messages(messages: &[Message]) -> Result<(Vec<String>, Vec<Value>),
             Role::Tool => {
                 let content = m.content.as_ref().map(Content::text).unwrap_or_default();
                 let id = m.tool_call_id.clone().unwrap_or_default();
-                (
-                    "user",
-                    vec![json!({"type": "tool_result", "tool_use_id": id, "content": content})],
-                )
+                ("user", vec![json!({"type": "tool_result", "tool_use_id": id, "content": content})])
             }
             Role::Function => {
                 return Err(ApiError::invalid_param(
@@ -284,11 +274,7 @@ fn image_block(url: &str) -> Result<Value, String> {
         if !params.any(|p| p.trim().eq_ignore_ascii_case("base64")) {
             return Err("only base64 data URIs are supported by anthropic".to_owned());
         }
-        let media_type = if media_type == "image/jpg" {
-            "image/jpeg".to_owned()
-        } else {
-            media_type
-        };
+        let media_type = if media_type == "image/jpg" { "image/jpeg".to_owned() } else { media_type };
         if !IMAGE_MEDIA_TYPES.contains(&media_type.as_str()) {
             return Err(format!(
                 "unsupported image type `{media_type}`: anthropic accepts image/jpeg, image/png, image/gif and image/webp"
@@ -340,10 +326,7 @@ fn assistant_blocks(i: usize, m: &Message) -> Result<Vec<Value>, ApiError> {
                 .map_err(|e| ApiError::invalid_param(param.clone(), format!("`{param}` is not valid JSON: {e}")))?
         };
         if !input.is_object() {
-            return Err(ApiError::invalid_param(
-                param.clone(),
-                format!("`{param}` must be a JSON object"),
-            ));
+            return Err(ApiError::invalid_param(param.clone(), format!("`{param}` must be a JSON object")));
         }
         blocks.push(json!({"type": "tool_use", "id": c.id, "name": c.function.name, "input": input}));
     }
@@ -394,9 +377,7 @@ impl AnthropicUsage {
             prompt_tokens: prompt,
             completion_tokens: self.output_tokens,
             total_tokens: prompt + self.output_tokens,
-            prompt_tokens_details: self
-                .cache_read_input_tokens
-                .map(|c| PromptTokensDetails { cached_tokens: c }),
+            prompt_tokens_details: self.cache_read_input_tokens.map(|c| PromptTokensDetails { cached_tokens: c }),
             completion_tokens_details: self
                 .output_tokens_details
                 .as_ref()
@@ -421,9 +402,7 @@ impl AnthropicUsage {
             self.cache_read_input_tokens = Some(n);
         }
         if let Some(n) = u["output_tokens_details"]["thinking_tokens"].as_u64() {
-            self.output_tokens_details = Some(OutputDetails {
-                thinking_tokens: Some(n),
-            });
+            self.output_tokens_details = Some(OutputDetails { thinking_tokens: Some(n) });
         }
     }
 }
@@ -462,20 +441,13 @@ pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> 
                 calls.push(ToolCall {
                     id: id.to_owned(),
                     kind: "function".to_owned(),
-                    function: FunctionCall {
-                        name: name.to_owned(),
-                        arguments: input.to_string(),
-                    },
+                    function: FunctionCall { name: name.to_owned(), arguments: input.to_string() },
                 });
             }
             _ => {}
         }
     }
-    let content = if text.is_empty() && !calls.is_empty() {
-        None
-    } else {
-        Some(text)
-    };
+    let content = if text.is_empty() && !calls.is_empty() { None } else { Some(text) };
     let usage = r.usage.as_ref().map(AnthropicUsage::to_openai);
     Ok(ChatCompletion {
         id: r.id,
@@ -524,10 +496,8 @@ fn anthropic_context_overflow(message: &str) -> bool {
 /// that is not one falls back to the HTTP status.
 pub fn classify_error(status: u16, body: &str) -> UpstreamError {
     let detail = serde_json::from_str::<ErrorBody>(body).ok().map(|b| b.error);
-    let message = detail
-        .as_ref()
-        .and_then(|d| d.message.clone())
-        .unwrap_or_else(|| format!("upstream answered HTTP {status}"));
+    let message =
+        detail.as_ref().and_then(|d| d.message.clone()).unwrap_or_else(|| format!("upstream answered HTTP {status}"));
     let refine_bad_request = || {
         if looks_like_context_length(&message) || anthropic_context_overflow(&message) {
             ErrorKind::ContextLength
@@ -625,15 +595,8 @@ impl StreamState {
                     return;
                 };
                 let ordinal = self.tools.len();
-                self.tools.push(ToolBlock {
-                    block: v["index"].as_u64(),
-                    ordinal,
-                    has_arguments: false,
-                });
-                out.push(
-                    self.writer
-                        .chunk(Delta::tool_call(ToolCallDelta::start(ordinal, id, name, "")), None),
-                );
+                self.tools.push(ToolBlock { block: v["index"].as_u64(), ordinal, has_arguments: false });
+                out.push(self.writer.chunk(Delta::tool_call(ToolCallDelta::start(ordinal, id, name, "")), None));
             }
             // A text block starts empty; should it not, its text is content too.
             Some("text") => {
@@ -656,10 +619,9 @@ impl StreamState {
             },
             Some("input_json_delta") => {
                 let index = v["index"].as_u64();
-                let (Some(piece), Some(tool)) = (
-                    delta["partial_json"].as_str(),
-                    self.tools.iter_mut().rev().find(|t| t.block == index),
-                ) else {
+                let (Some(piece), Some(tool)) =
+                    (delta["partial_json"].as_str(), self.tools.iter_mut().rev().find(|t| t.block == index))
+                else {
                     out.push(StreamItem::Malformed);
                     return;
                 };
@@ -771,11 +733,8 @@ mod tests {
     /// Translates `req` (JSON text) and returns the request and its parsed body.
     fn build_with(cfg: &Config, req: &str) -> Result<(UpstreamRequest, Value), ApiError> {
         let req = ChatRequest::parse(req.as_bytes()).unwrap();
-        let out = Outbound {
-            provider: &cfg.providers[0],
-            model: "claude-sonnet-4-5-20250929",
-            api_key: Some("sk-ant"),
-        };
+        let out =
+            Outbound { provider: &cfg.providers[0], model: "claude-sonnet-4-5-20250929", api_key: Some("sk-ant") };
         let r = build_request(&out, &req)?;
         let body = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
         Ok((r, body))
@@ -799,11 +758,7 @@ mod tests {
             ("content-type", "application/json"),
             ("anthropic-beta", "x"),
         ] {
-            assert!(
-                r.headers.contains(&(h.0.into(), h.1.into())),
-                "{h:?} in {:?}",
-                r.headers
-            );
+            assert!(r.headers.contains(&(h.0.into(), h.1.into())), "{h:?} in {:?}", r.headers);
         }
         assert_eq!(body["model"], "claude-sonnet-4-5-20250929");
         assert_eq!(body["system"], "You are a helpful assistant.");
@@ -830,26 +785,12 @@ mod tests {
             content[0],
             json!({"type":"text","text":"What is in this image, and what is the weather like there today?"})
         );
-        assert_eq!(
-            content[1]["source"]["url"],
-            openai["messages"][1]["content"][1]["image_url"]["url"]
-        );
+        assert_eq!(content[1]["source"]["url"], openai["messages"][1]["content"][1]["image_url"]["url"]);
         assert_eq!(keys(&content[1]), keys(&recorded["messages"][0]["content"][1]));
-        assert_eq!(
-            keys(&content[1]["source"]),
-            keys(&recorded["messages"][0]["content"][1]["source"])
-        );
+        assert_eq!(keys(&content[1]["source"]), keys(&recorded["messages"][0]["content"][1]["source"]));
         // Without a key (a local proxy), no x-api-key header.
         let req = ChatRequest::parse(read("openai/chat_request.json").as_bytes()).unwrap();
-        let r = build_request(
-            &Outbound {
-                provider: &cfg.providers[0],
-                model: "m",
-                api_key: None,
-            },
-            &req,
-        )
-        .unwrap();
+        let r = build_request(&Outbound { provider: &cfg.providers[0], model: "m", api_key: None }, &req).unwrap();
         assert!(r.headers.iter().all(|(k, _)| k != "x-api-key"));
     }
 
@@ -859,19 +800,14 @@ mod tests {
         let recorded = fixture_json("messages_request.json");
         let content = &body["messages"][0]["content"];
         assert_eq!(content[0], json!({"type":"text","text":"What's in this image?"}));
-        assert_eq!(
-            content[1], recorded["messages"][0]["content"][0],
-            "data URI split into media_type + data"
-        );
+        assert_eq!(content[1], recorded["messages"][0]["content"][0], "data URI split into media_type + data");
     }
 
     #[test]
     fn recorded_request_round_trips() {
         // The OpenAI request that means the same as anthropic/messages_request.json.
         let recorded = fixture_json("messages_request.json");
-        let data = recorded["messages"][0]["content"][0]["source"]["data"]
-            .as_str()
-            .unwrap();
+        let data = recorded["messages"][0]["content"][0]["source"]["data"].as_str().unwrap();
         let params = json!({"type":"function","function":{"name":"get_weather",
             "description":"Get the current weather in a given location",
             "parameters": recorded["tools"][0]["input_schema"]}});
@@ -994,11 +930,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.status, 400);
         assert_eq!(e.param.as_deref(), Some("messages[1].tool_calls[1].function.arguments"));
-        assert!(
-            e.message.contains("messages[1].tool_calls[1].function.arguments"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("messages[1].tool_calls[1].function.arguments"), "{}", e.message);
         let e = build(&msgs(
             r#"[{"role":"user","content":"q"},{"role":"assistant","tool_calls":[
                 {"id":"a","type":"function","function":{"name":"f","arguments":"[1,2]"}}]}]"#,
@@ -1025,11 +957,8 @@ mod tests {
         }
         let body = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":50}"#).unwrap();
         assert_eq!(body["max_tokens"], 50);
-        let (_, body) = build_with(
-            &config(r#","default_max_tokens":2048"#),
-            &msgs(r#"[{"role":"user","content":"hi"}]"#),
-        )
-        .unwrap();
+        let (_, body) =
+            build_with(&config(r#","default_max_tokens":2048"#), &msgs(r#"[{"role":"user","content":"hi"}]"#)).unwrap();
         assert_eq!(body["max_tokens"], 2048);
         assert!(body.get("temperature").is_none() && body.get("system").is_none());
     }
@@ -1048,10 +977,7 @@ mod tests {
         assert!(b.get("tool_choice").is_none());
         assert_eq!(with(r#","tool_choice":"none""#)["tool_choice"], json!({"type":"none"}));
         assert_eq!(with(r#","tool_choice":"auto""#)["tool_choice"], json!({"type":"auto"}));
-        assert_eq!(
-            with(r#","tool_choice":"required""#)["tool_choice"],
-            json!({"type":"any"})
-        );
+        assert_eq!(with(r#","tool_choice":"required""#)["tool_choice"], json!({"type":"any"}));
         assert_eq!(
             with(r#","tool_choice":{"type":"function","function":{"name":"f"}}"#)["tool_choice"],
             json!({"type":"tool","name":"f"})
@@ -1064,10 +990,7 @@ mod tests {
             with(r#","tool_choice":"required","parallel_tool_calls":false"#)["tool_choice"],
             json!({"type":"any","disable_parallel_tool_use":true})
         );
-        assert_eq!(
-            with(r#","tool_choice":"none","parallel_tool_calls":false"#)["tool_choice"],
-            json!({"type":"none"})
-        );
+        assert_eq!(with(r#","tool_choice":"none","parallel_tool_calls":false"#)["tool_choice"], json!({"type":"none"}));
         assert!(with(r#","parallel_tool_calls":true"#).get("tool_choice").is_none());
     }
 
@@ -1083,10 +1006,7 @@ mod tests {
         let b = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],
             "response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":{"type":"object"}}}}"#)
         .unwrap();
-        assert_eq!(
-            b["output_config"],
-            json!({"format":{"type":"json_schema","schema":{"type":"object"}}})
-        );
+        assert_eq!(b["output_config"], json!({"format":{"type":"json_schema","schema":{"type":"object"}}}));
         assert!(b.get("system").is_none());
         let e = build(
             r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema"}}"#,
@@ -1106,17 +1026,13 @@ mod tests {
         assert!(build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":1}"#).is_ok());
         let e = build(&msgs(r#"[{"role":"user","content":[{"type":"text","text":"hi"},{"type":"input_audio","input_audio":{"data":"x","format":"wav"}}]}]"#)).unwrap_err();
         assert_eq!((e.status, e.param.as_deref()), (400, Some("messages[0].content[1]")));
-        let e = build(&msgs(
-            r#"[{"role":"user","content":[{"type":"file","file":{"file_id":"f"}}]}]"#,
-        ))
-        .unwrap_err();
+        let e = build(&msgs(r#"[{"role":"user","content":[{"type":"file","file":{"file_id":"f"}}]}]"#)).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].content[0]"));
         let e = build(&msgs(r#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:application/pdf;base64,AAAA"}}]}]"#)).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].content[0].image_url.url"));
-        let e = build(&msgs(
-            r#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"ftp://x/y.png"}}]}]"#,
-        ))
-        .unwrap_err();
+        let e =
+            build(&msgs(r#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"ftp://x/y.png"}}]}]"#))
+                .unwrap_err();
         assert_eq!(e.status, 400);
         let e = build(&msgs(
             r#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png,rawbytes"}}]}]"#,
@@ -1125,10 +1041,8 @@ mod tests {
         assert_eq!(e.status, 400);
         let e = build(&msgs(r#"[{"role":"system","content":"only a system prompt"}]"#)).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages"));
-        let e = build(&msgs(
-            r#"[{"role":"user","content":"q"},{"role":"function","name":"f","content":"x"}]"#,
-        ))
-        .unwrap_err();
+        let e = build(&msgs(r#"[{"role":"user","content":"q"},{"role":"function","name":"f","content":"x"}]"#))
+            .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[1].role"));
         // image/jpg is a common misspelling of image/jpeg.
         let b = build(&msgs(
@@ -1147,10 +1061,7 @@ mod tests {
         assert_eq!(c.model, "claude-sonnet-4-5-20250929");
         assert_eq!(c.choices.len(), 1);
         assert_eq!(c.choices[0].message.role, "assistant");
-        assert_eq!(
-            c.choices[0].message.content.as_deref(),
-            Some("Hi! My name is Claude. How can I help you today?")
-        );
+        assert_eq!(c.choices[0].message.content.as_deref(), Some("Hi! My name is Claude. How can I help you today?"));
         assert!(c.choices[0].message.tool_calls.is_none());
         assert_eq!(c.choices[0].finish_reason.as_deref(), Some("stop"));
         let u = c.usage.unwrap();
@@ -1166,19 +1077,13 @@ mod tests {
 
         let c = parse_response(&fixture("messages_response_stop_sequence.json"), 1).unwrap();
         assert_eq!(c.choices[0].finish_reason.as_deref(), Some("stop"));
-        assert_eq!(
-            c.choices[0].message.content.as_deref(),
-            Some("Here is the first paragraph.")
-        );
+        assert_eq!(c.choices[0].message.content.as_deref(), Some("Here is the first paragraph."));
         assert_eq!(c.usage.unwrap().total_tokens, 39);
 
         let c = parse_response(&fixture("messages_response_tool_use.json"), 1).unwrap();
         let m = &c.choices[0].message;
         assert_eq!(c.choices[0].finish_reason.as_deref(), Some("tool_calls"));
-        assert_eq!(
-            m.content.as_deref(),
-            Some("I'll check the current weather in San Francisco for you.")
-        );
+        assert_eq!(m.content.as_deref(), Some("I'll check the current weather in San Francisco for you."));
         let calls = m.tool_calls.as_ref().unwrap();
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].id, "toolu_01A09q90qw90lq917835lq9");
@@ -1224,20 +1129,14 @@ mod tests {
         let m = &c.choices[0].message;
         assert_eq!(m.content, None);
         let calls = m.tool_calls.as_ref().unwrap();
-        assert_eq!(
-            calls.iter().map(|c| c.function.arguments.as_str()).collect::<Vec<_>>(),
-            ["{}", "{\"a\":[1,2]}"]
-        );
+        assert_eq!(calls.iter().map(|c| c.function.arguments.as_str()).collect::<Vec<_>>(), ["{}", "{\"a\":[1,2]}"]);
         let u = c.usage.unwrap();
         assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (1105, 20, 1125));
         assert_eq!(u.prompt_tokens_details.unwrap().cached_tokens, 1000);
         assert_eq!(u.completion_tokens_details.unwrap().reasoning_tokens, 12);
         // No text and no tool calls: empty string, not null.
-        let c = parse_response(
-            r#"{"id":"m","type":"message","model":"c","content":[],"stop_reason":"end_turn"}"#,
-            0,
-        )
-        .unwrap();
+        let c = parse_response(r#"{"id":"m","type":"message","model":"c","content":[],"stop_reason":"end_turn"}"#, 0)
+            .unwrap();
         assert_eq!(c.choices[0].message.content.as_deref(), Some(""));
         assert!(c.usage.is_none());
         // Malformed bodies are errors, never panics.
@@ -1269,20 +1168,10 @@ mod tests {
             let e = classify_error(status, &body);
             assert_eq!(e.kind, kind, "{file}");
             let expected: Value = serde_json::from_str(&body).unwrap();
-            assert_eq!(
-                e.message,
-                clip(expected["error"]["message"].as_str().unwrap()),
-                "{file}"
-            );
+            assert_eq!(e.message, clip(expected["error"]["message"].as_str().unwrap()), "{file}");
         }
-        let long = format!(
-            r#"{{"type":"error","error":{{"type":"api_error","message":"{}"}}}}"#,
-            "x".repeat(800)
-        );
-        assert!(
-            classify_error(500, &long).message.len() < 510,
-            "long messages are clipped"
-        );
+        let long = format!(r#"{{"type":"error","error":{{"type":"api_error","message":"{}"}}}}"#, "x".repeat(800));
+        assert!(classify_error(500, &long).message.len() < 510, "long messages are clipped");
     }
 
     #[test]
@@ -1295,10 +1184,7 @@ mod tests {
             (403, err("billing_error", "credit balance too low"), ErrorKind::Auth),
             (
                 413,
-                err(
-                    "request_too_large",
-                    "Request exceeds the maximum allowed number of bytes.",
-                ),
+                err("request_too_large", "Request exceeds the maximum allowed number of bytes."),
                 ErrorKind::ContextLength,
             ),
             (
@@ -1311,10 +1197,7 @@ mod tests {
             ),
             (
                 400,
-                err(
-                    "invalid_request_error",
-                    "Output blocked by content filtering policy: content_filter",
-                ),
+                err("invalid_request_error", "Output blocked by content filtering policy: content_filter"),
                 ErrorKind::ContentPolicy,
             ),
             (504, err("timeout_error", "Request timed out"), ErrorKind::Server),
@@ -1327,11 +1210,7 @@ mod tests {
             (503, "upstream connect error".to_owned(), ErrorKind::Overloaded),
             (502, "<html>bad gateway</html>".to_owned(), ErrorKind::Server),
             (401, String::new(), ErrorKind::Auth),
-            (
-                400,
-                r#"{"error":{"message":"prompt is too long"}}"#.to_owned(),
-                ErrorKind::ContextLength,
-            ),
+            (400, r#"{"error":{"message":"prompt is too long"}}"#.to_owned(), ErrorKind::ContextLength),
         ];
         for (status, body, kind) in cases {
             assert_eq!(classify_error(status, &body).kind, kind, "{status} {body}");
@@ -1393,27 +1272,12 @@ mod tests {
             assert_eq!(s.finish, ["stop"], "{file}");
             assert!(s.calls.is_empty(), "{file}");
             assert_eq!((s.dones, s.malformed, s.errors.len()), (1, 0, 0), "{file}");
-            assert!(
-                s.usage_chunks.is_empty(),
-                "no usage chunk without include_usage ({file})"
-            );
+            assert!(s.usage_chunks.is_empty(), "no usage chunk without include_usage ({file})");
             let u = usage.unwrap();
-            assert_eq!(
-                (u.prompt_tokens, u.completion_tokens, u.total_tokens),
-                (p, c, t),
-                "{file}"
-            );
-            assert_eq!(
-                s.chunks[0]["choices"][0]["delta"],
-                json!({"role":"assistant","content":""}),
-                "{file}"
-            );
+            assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (p, c, t), "{file}");
+            assert_eq!(s.chunks[0]["choices"][0]["delta"], json!({"role":"assistant","content":""}), "{file}");
             for c in &s.chunks {
-                assert_eq!(
-                    (c["id"].as_str(), c["model"].as_str()),
-                    (Some(id), Some(model)),
-                    "{file}"
-                );
+                assert_eq!((c["id"].as_str(), c["model"].as_str()), (Some(id), Some(model)), "{file}");
                 assert_eq!(c["created"], 1_700_000_000, "{file}");
             }
             let last = s.chunks.last().unwrap();
@@ -1451,16 +1315,10 @@ mod tests {
             assert_eq!(s.finish, ["tool_calls"], "{file}");
             assert_eq!(s.dones, 1, "{file}");
             let u = usage.unwrap();
-            assert_eq!(
-                (u.prompt_tokens, u.completion_tokens, u.total_tokens),
-                (p, c, p + c),
-                "{file}"
-            );
+            assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (p, c, p + c), "{file}");
             // include_usage: the usage chunk comes right before Done.
             assert_eq!(s.usage_chunks.len(), 1, "{file}");
-            let StreamItem::Chunk { json, .. } = &items[items.len() - 2] else {
-                panic!("{file}")
-            };
+            let StreamItem::Chunk { json, .. } = &items[items.len() - 2] else { panic!("{file}") };
             let v: Value = serde_json::from_str(json).unwrap();
             assert_eq!(v["choices"], json!([]), "{file}");
             assert_eq!(v["usage"], serde_json::to_value(&u).unwrap(), "{file}");
@@ -1482,9 +1340,7 @@ mod tests {
         assert_eq!(s.text, "Sure, here is");
         assert_eq!(s.dones, 0);
         assert!(s.finish.is_empty());
-        let StreamItem::Error(e) = items.last().unwrap() else {
-            panic!("{items:?}")
-        };
+        let StreamItem::Error(e) = items.last().unwrap() else { panic!("{items:?}") };
         assert_eq!(e.kind, ErrorKind::Overloaded);
         assert_eq!(e.message, "Overloaded");
         assert!(items[..items.len() - 1].iter().any(StreamItem::has_content));
@@ -1492,13 +1348,8 @@ mod tests {
 
         let one = |data: &str| {
             let mut out = Vec::new();
-            StreamState::new(meta(false)).on_event(
-                &SseEvent {
-                    event: Some("error".into()),
-                    data: data.to_owned(),
-                },
-                &mut out,
-            );
+            StreamState::new(meta(false))
+                .on_event(&SseEvent { event: Some("error".into()), data: data.to_owned() }, &mut out);
             match out.as_slice() {
                 [StreamItem::Error(e)] => e.clone(),
                 other => panic!("{data}: {other:?}"),
@@ -1510,10 +1361,7 @@ mod tests {
         assert_eq!(one(&err("overloaded_error")).kind, ErrorKind::Overloaded);
         assert_eq!(one(&err("something_new")).kind, ErrorKind::Server);
         let e = one(r#"{"type":"error","error":{}}"#);
-        assert_eq!(
-            (e.kind, e.message.as_str()),
-            (ErrorKind::Server, "anthropic sent an error event")
-        );
+        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Server, "anthropic sent an error event"));
     }
 
     #[test]
@@ -1536,10 +1384,7 @@ mod tests {
             (
                 1,
                 json!({"type":"text","text":""}),
-                vec![
-                    json!({"type":"text_delta","text":"Checking."}),
-                    json!({"type":"text_delta","text":""}),
-                ],
+                vec![json!({"type":"text_delta","text":"Checking."}), json!({"type":"text_delta","text":""})],
             ),
             (
                 2,
@@ -1555,15 +1400,9 @@ mod tests {
                 ],
             ),
         ] {
-            sse += &ev(
-                "content_block_start",
-                json!({"type":"content_block_start","index":i,"content_block":block}),
-            );
+            sse += &ev("content_block_start", json!({"type":"content_block_start","index":i,"content_block":block}));
             for d in deltas {
-                sse += &ev(
-                    "content_block_delta",
-                    json!({"type":"content_block_delta","index":i,"delta":d}),
-                );
+                sse += &ev("content_block_delta", json!({"type":"content_block_delta","index":i,"delta":d}));
             }
             sse += &ev("content_block_stop", json!({"type":"content_block_stop","index":i}));
         }
@@ -1621,21 +1460,12 @@ mod tests {
             r#"{"type":"message_delta","delta":{"stop_reason":"max_tokens"}}"#,
             r#"{"type":"message_stop"}"#,
         ] {
-            t.on_event(
-                &SseEvent {
-                    event: None,
-                    data: data.into(),
-                },
-                &mut out,
-            );
+            t.on_event(&SseEvent { event: None, data: data.into() }, &mut out);
         }
         let s = summarise(&out);
         assert_eq!(s.finish, ["length"]);
         assert!(s.usage_chunks.is_empty(), "no usage reported, no usage chunk");
         assert!(t.usage().is_none());
-        assert!(s
-            .chunks
-            .iter()
-            .all(|c| c["id"] == "chatcmpl-gateway" && c["model"] == "claude-target"));
+        assert!(s.chunks.iter().all(|c| c["id"] == "chatcmpl-gateway" && c["model"] == "claude-target"));
     }
 }

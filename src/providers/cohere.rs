@@ -58,12 +58,7 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
     }
     let mut body = Map::new();
     body.insert("model".into(), json!(out.model));
-    let messages = req
-        .messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| message(i, m))
-        .collect::<Result<Vec<_>, _>>()?;
+    let messages = req.messages.iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<Vec<_>, _>>()?;
     body.insert("messages".into(), Value::Array(messages));
     if req.is_stream() {
         body.insert("stream".into(), Value::Bool(true));
@@ -90,11 +85,8 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
                 if let Some(d) = &t.function.description {
                     f.insert("description".into(), json!(d));
                 }
-                let params = t
-                    .function
-                    .parameters
-                    .clone()
-                    .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+                let params =
+                    t.function.parameters.clone().unwrap_or_else(|| json!({"type": "object", "properties": {}}));
                 f.insert("parameters".into(), params);
                 json!({"type": "function", "function": f})
             })
@@ -118,10 +110,7 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
                         "a `json_schema` response format needs `json_schema.schema`",
                     )
                 })?;
-                body.insert(
-                    "response_format".into(),
-                    json!({"type": "json_object", "json_schema": schema}),
-                );
+                body.insert("response_format".into(), json!({"type": "json_object", "json_schema": schema}));
             }
         }
     }
@@ -271,11 +260,7 @@ pub fn finish_reason(reason: &str) -> Result<&'static str, String> {
 
 /// Cohere counts are JSON numbers that may be written as floats (`5.0`).
 fn count(v: &Value) -> Option<u64> {
-    v.as_u64().or_else(|| {
-        v.as_f64()
-            .filter(|f| f.is_finite() && *f >= 0.0)
-            .map(|f| f.round() as u64)
-    })
+    v.as_u64().or_else(|| v.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f.round() as u64))
 }
 
 /// `usage.tokens` (what the model processed) falling back to `usage.billed_units`.
@@ -307,10 +292,7 @@ fn tool_call(i: usize, v: &Value) -> Result<ToolCall, String> {
     Ok(ToolCall {
         id: id.to_owned(),
         kind: "function".to_owned(),
-        function: FunctionCall {
-            name: name.to_owned(),
-            arguments,
-        },
+        function: FunctionCall { name: name.to_owned(), arguments },
     })
 }
 
@@ -343,11 +325,7 @@ pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> 
         .enumerate()
         .map(|(i, v)| tool_call(i, v))
         .collect::<Result<Vec<_>, _>>()?;
-    let content = if text.is_empty() && !calls.is_empty() {
-        None
-    } else {
-        Some(text)
-    };
+    let content = if text.is_empty() && !calls.is_empty() { None } else { Some(text) };
     Ok(ChatCompletion {
         id: r.id,
         object: "chat.completion".to_owned(),
@@ -453,11 +431,7 @@ impl StreamState {
         };
         let arguments = call["function"]["arguments"].as_str().unwrap_or_default();
         let ordinal = self.tools.len();
-        self.tools.push(ToolSlot {
-            index: v["index"].as_u64(),
-            ordinal,
-            has_arguments: !arguments.is_empty(),
-        });
+        self.tools.push(ToolSlot { index: v["index"].as_u64(), ordinal, has_arguments: !arguments.is_empty() });
         let call = ToolCallDelta::start(ordinal, id, name, arguments);
         out.push(self.writer.chunk(Delta::tool_call(call), None));
     }
@@ -595,14 +569,7 @@ mod tests {
     fn build_as(model: &str, req: &str) -> Result<(UpstreamRequest, Value), ApiError> {
         let cfg = config();
         let req = ChatRequest::parse(req.as_bytes()).unwrap();
-        let r = build_request(
-            &Outbound {
-                provider: &cfg.providers[0],
-                model,
-                api_key: Some("co-key"),
-            },
-            &req,
-        )?;
+        let r = build_request(&Outbound { provider: &cfg.providers[0], model, api_key: Some("co-key") }, &req)?;
         let body = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
         Ok((r, body))
     }
@@ -621,27 +588,15 @@ mod tests {
         let (r, body) = build_as("command-a-03-2025", &read("openai/chat_request.json")).unwrap();
         assert_eq!(r.method, "POST");
         assert_eq!(r.url, "https://api.cohere.com/v2/chat");
-        for h in [
-            ("authorization", "Bearer co-key"),
-            ("content-type", "application/json"),
-            ("x-client-name", "switchyard"),
-        ] {
-            assert!(
-                r.headers.contains(&(h.0.into(), h.1.into())),
-                "{h:?} in {:?}",
-                r.headers
-            );
+        for h in
+            [("authorization", "Bearer co-key"), ("content-type", "application/json"), ("x-client-name", "switchyard")]
+        {
+            assert!(r.headers.contains(&(h.0.into(), h.1.into())), "{h:?} in {:?}", r.headers);
         }
         let openai: Value = serde_json::from_str(&read("openai/chat_request.json")).unwrap();
         assert_eq!(body["model"], "command-a-03-2025");
-        assert_eq!(
-            body["messages"][0],
-            json!({"role":"system","content":"You are a helpful assistant."})
-        );
-        assert_eq!(
-            body["messages"][1], openai["messages"][1],
-            "user parts keep OpenAI's shape"
-        );
+        assert_eq!(body["messages"][0], json!({"role":"system","content":"You are a helpful assistant."}));
+        assert_eq!(body["messages"][1], openai["messages"][1], "user parts keep OpenAI's shape");
         assert_eq!(body["tools"], openai["tools"], "tools keep OpenAI's shape");
         assert!(body.get("tool_choice").is_none(), "auto is Cohere's default");
         assert_eq!(body["max_tokens"], 300);
@@ -654,15 +609,7 @@ mod tests {
         }
         let cfg = config();
         let req = ChatRequest::parse(read("openai/chat_request.json").as_bytes()).unwrap();
-        let r = build_request(
-            &Outbound {
-                provider: &cfg.providers[0],
-                model: "m",
-                api_key: None,
-            },
-            &req,
-        )
-        .unwrap();
+        let r = build_request(&Outbound { provider: &cfg.providers[0], model: "m", api_key: None }, &req).unwrap();
         assert!(r.headers.iter().all(|(k, _)| k != "authorization"));
     }
 
@@ -670,10 +617,7 @@ mod tests {
     fn image_requests_match_the_recorded_shape() {
         let body = build(&read("openai/chat_request_image_base64.json")).unwrap();
         let openai: Value = serde_json::from_str(&read("openai/chat_request_image_base64.json")).unwrap();
-        assert_eq!(
-            body["messages"][0]["content"], openai["messages"][0]["content"],
-            "data URI and detail kept"
-        );
+        assert_eq!(body["messages"][0]["content"], openai["messages"][0]["content"], "data URI and detail kept");
         assert_eq!(body["max_tokens"], 300);
 
         // The OpenAI request that means the same as cohere/chat_request_image.json.
@@ -715,10 +659,7 @@ mod tests {
                  "content":"{\"temperature\": 22, \"unit\": \"celsius\", \"description\": \"Sunny\"}"}
             ])
         );
-        assert!(
-            body.get("max_tokens").is_none(),
-            "Cohere defaults to the model's maximum"
-        );
+        assert!(body.get("max_tokens").is_none(), "Cohere defaults to the model's maximum");
     }
 
     #[test]
@@ -756,10 +697,7 @@ mod tests {
         assert_eq!(body["stop_sequences"], json!(["END"]));
         assert!(body.get("user").is_none());
         let body = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"top_p":0.5,"presence_penalty":0.4}"#).unwrap();
-        assert_eq!(
-            (body["temperature"].as_f64(), body["p"].as_f64()),
-            (Some(0.2), Some(0.5))
-        );
+        assert_eq!((body["temperature"].as_f64(), body["p"].as_f64()), (Some(0.2), Some(0.5)));
         assert_eq!(body["presence_penalty"], 0.4);
     }
 
@@ -779,10 +717,7 @@ mod tests {
         assert!(b.get("tool_choice").is_none());
         assert_eq!(with(r#","tool_choice":"required""#).unwrap()["tool_choice"], "REQUIRED");
         assert_eq!(with(r#","tool_choice":"none""#).unwrap()["tool_choice"], "NONE");
-        assert!(with(r#","tool_choice":"auto","parallel_tool_calls":false"#)
-            .unwrap()
-            .get("tool_choice")
-            .is_none());
+        assert!(with(r#","tool_choice":"auto","parallel_tool_calls":false"#).unwrap().get("tool_choice").is_none());
         let e = with(r#","tool_choice":{"type":"function","function":{"name":"f"}}"#).unwrap_err();
         assert_eq!((e.status, e.param.as_deref()), (400, Some("tool_choice")));
         assert!(e.message.contains("cohere cannot force a named tool"), "{}", e.message);
@@ -791,26 +726,16 @@ mod tests {
     #[test]
     fn response_formats() {
         let with = |rf: &str| {
-            build(&format!(
-                r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],"response_format":{rf}}}"#
-            ))
+            build(&format!(r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],"response_format":{rf}}}"#))
         };
-        assert_eq!(
-            with(r#"{"type":"json_object"}"#).unwrap()["response_format"],
-            json!({"type":"json_object"})
-        );
+        assert_eq!(with(r#"{"type":"json_object"}"#).unwrap()["response_format"], json!({"type":"json_object"}));
         let schema = json!({"type":"object","properties":{"a":{"type":"string"}},"required":["a"]});
         let b =
             with(&json!({"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":schema}}).to_string())
                 .unwrap();
         assert_eq!(b["response_format"], json!({"type":"json_object","json_schema":schema}));
         assert!(with(r#"{"type":"text"}"#).unwrap().get("response_format").is_none());
-        assert_eq!(
-            with(r#"{"type":"json_schema","json_schema":{"name":"x"}}"#)
-                .unwrap_err()
-                .status,
-            400
-        );
+        assert_eq!(with(r#"{"type":"json_schema","json_schema":{"name":"x"}}"#).unwrap_err().status, 400);
     }
 
     #[test]
@@ -831,23 +756,11 @@ mod tests {
     fn parses_recorded_responses() {
         let c = parse_response(&fixture("chat_response.json"), 1_700_000_000).unwrap();
         assert_eq!(c.id, "c14c80c3-18eb-4519-9460-6c92edd8cfb4");
-        assert_eq!(
-            (c.object.as_str(), c.created, c.model.as_str()),
-            ("chat.completion", 1_700_000_000, "")
-        );
-        assert!(c.choices[0]
-            .message
-            .content
-            .as_deref()
-            .unwrap()
-            .starts_with("LLMs stand for Large Language Models"));
+        assert_eq!((c.object.as_str(), c.created, c.model.as_str()), ("chat.completion", 1_700_000_000, ""));
+        assert!(c.choices[0].message.content.as_deref().unwrap().starts_with("LLMs stand for Large Language Models"));
         assert_eq!(c.choices[0].finish_reason.as_deref(), Some("stop"));
         let u = c.usage.unwrap();
-        assert_eq!(
-            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
-            (71, 418, 489),
-            "tokens, not billed_units"
-        );
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (71, 418, 489), "tokens, not billed_units");
 
         let c = parse_response(&fixture("chat_response_max_tokens.json"), 0).unwrap();
         assert_eq!(c.choices[0].finish_reason.as_deref(), Some("length"));
@@ -857,10 +770,7 @@ mod tests {
         );
         assert_eq!(c.usage.unwrap().total_tokens, 83);
 
-        for file in [
-            "chat_response_tool_calls.json",
-            "chat_response_tool_calls_tool_plan.json",
-        ] {
+        for file in ["chat_response_tool_calls.json", "chat_response_tool_calls_tool_plan.json"] {
             let c = parse_response(&fixture(file), 0).unwrap();
             let m = &c.choices[0].message;
             assert_eq!(c.choices[0].finish_reason.as_deref(), Some("tool_calls"), "{file}");
@@ -873,10 +783,7 @@ mod tests {
             assert_eq!(calls[1].function.name, "query_product_catalog");
             assert_eq!(calls[1].function.arguments, "{\"category\": \"Electronics\"}");
             let u = c.usage.unwrap();
-            assert_eq!(
-                (u.prompt_tokens, u.completion_tokens, u.total_tokens),
-                (1032, 124, 1156)
-            );
+            assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (1032, 124, 1156));
             assert!(u.prompt_tokens_details.is_none());
         }
     }
@@ -898,9 +805,7 @@ mod tests {
             let body = json!({"id":"x","finish_reason":r,"message":{"role":"assistant","content":[{"type":"text","text":"t"}]}});
             match want {
                 Some(w) => assert_eq!(
-                    parse_response(&body.to_string(), 0).unwrap().choices[0]
-                        .finish_reason
-                        .as_deref(),
+                    parse_response(&body.to_string(), 0).unwrap().choices[0].finish_reason.as_deref(),
                     Some(w),
                     "{r}"
                 ),
@@ -923,11 +828,8 @@ mod tests {
         let u = c.usage.unwrap();
         assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (5, 7, 12));
         assert_eq!(u.prompt_tokens_details.unwrap().cached_tokens, 3);
-        let c = parse_response(
-            r#"{"id":"x","finish_reason":"COMPLETE","message":{"role":"assistant"},"usage":{}}"#,
-            0,
-        )
-        .unwrap();
+        let c = parse_response(r#"{"id":"x","finish_reason":"COMPLETE","message":{"role":"assistant"},"usage":{}}"#, 0)
+            .unwrap();
         assert_eq!(c.choices[0].message.content.as_deref(), Some(""));
         assert!(c.usage.is_none());
         for bad in [
@@ -966,22 +868,10 @@ mod tests {
             (499, r#"{"message":"request cancelled"}"#, ErrorKind::Server),
             (402, r#"{"message":"billing limit reached"}"#, ErrorKind::Auth),
             (404, r#"{"message":"model 'x' not found"}"#, ErrorKind::NotFound),
-            (
-                400,
-                r#"{"message":"blocked by our content policy"}"#,
-                ErrorKind::ContentPolicy,
-            ),
+            (400, r#"{"message":"blocked by our content policy"}"#, ErrorKind::ContentPolicy),
             (422, r#"{"message":"too many tokens"}"#, ErrorKind::ContextLength),
-            (
-                429,
-                r#"{"message":"too many tokens per minute"}"#,
-                ErrorKind::RateLimited,
-            ),
-            (
-                503,
-                r#"{"id":"x","message":"service unavailable"}"#,
-                ErrorKind::Overloaded,
-            ),
+            (429, r#"{"message":"too many tokens per minute"}"#, ErrorKind::RateLimited),
+            (503, r#"{"id":"x","message":"service unavailable"}"#, ErrorKind::Overloaded),
             (504, "", ErrorKind::Server),
             (400, "not json", ErrorKind::BadRequest),
         ];
@@ -1035,21 +925,10 @@ mod tests {
             );
             assert_eq!(s.finish, ["stop"]);
             assert!(s.calls.is_empty());
-            assert_eq!(
-                (s.dones, s.malformed, s.errors.len()),
-                (1, 0, 0),
-                "[DONE] after message-end"
-            );
+            assert_eq!((s.dones, s.malformed, s.errors.len()), (1, 0, 0), "[DONE] after message-end");
             let u = usage.unwrap();
-            assert_eq!(
-                (u.prompt_tokens, u.completion_tokens, u.total_tokens),
-                (71, 26, 97),
-                "tokens"
-            );
-            assert_eq!(
-                s.chunks[0]["choices"][0]["delta"],
-                json!({"role":"assistant","content":""})
-            );
+            assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (71, 26, 97), "tokens");
+            assert_eq!(s.chunks[0]["choices"][0]["delta"], json!({"role":"assistant","content":""}));
             for c in &s.chunks {
                 assert_eq!(c["id"], "29f14a5a-11de-4cae-9800-25e4747408ea");
                 assert_eq!(
@@ -1064,13 +943,7 @@ mod tests {
                     json!({"prompt_tokens":71,"completion_tokens":26,"total_tokens":97})
                 );
                 // finish chunk, usage chunk, Done.
-                assert!(matches!(
-                    &items[items.len() - 3],
-                    StreamItem::Chunk {
-                        finish_reason: Some(_),
-                        ..
-                    }
-                ));
+                assert!(matches!(&items[items.len() - 3], StreamItem::Chunk { finish_reason: Some(_), .. }));
                 assert!(
                     matches!(&items[items.len() - 2], StreamItem::Chunk { finish_reason: None, text, .. } if text.is_empty())
                 );
@@ -1095,10 +968,7 @@ mod tests {
         assert_eq!(s.finish, ["tool_calls"]);
         assert_eq!(s.dones, 1);
         let u = usage.unwrap();
-        assert_eq!(
-            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
-            (1589, 135, 1724)
-        );
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (1589, 135, 1724));
         assert_eq!(s.usage_chunks[0]["usage"]["total_tokens"], 1724);
     }
 
@@ -1130,16 +1000,9 @@ mod tests {
         assert_eq!((s.calls[0].id.as_str(), s.calls[0].args()), ("a", json!({})));
         assert_eq!((s.calls[1].id.as_str(), s.calls[1].args()), ("b", json!({"x":1})));
         assert_eq!((s.text.as_str(), s.dones, s.malformed), ("", 1, 0));
-        assert!(
-            s.chunks.iter().all(|c| c["id"] == "chatcmpl-gateway"),
-            "no id on message-start"
-        );
+        assert!(s.chunks.iter().all(|c| c["id"] == "chatcmpl-gateway"), "no id on message-start");
         let u = usage.unwrap();
-        assert_eq!(
-            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
-            (5, 7, 12),
-            "billed_units fallback"
-        );
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (5, 7, 12), "billed_units fallback");
         assert_eq!(u.prompt_tokens_details.unwrap().cached_tokens, 2);
     }
 
@@ -1151,9 +1014,7 @@ mod tests {
         assert!(s.text.starts_with("LLMs stand for"));
         assert!(s.finish.is_empty() && s.usage_chunks.is_empty());
         assert_eq!(s.dones, 0, "the error ends the stream; the later [DONE] is ignored");
-        let StreamItem::Error(e) = items.last().unwrap() else {
-            panic!("{items:?}")
-        };
+        let StreamItem::Error(e) = items.last().unwrap() else { panic!("{items:?}") };
         assert_eq!(e.kind, ErrorKind::Server);
         assert!(e.message.contains("ERROR"));
         assert_eq!(usage.unwrap().total_tokens, 97);

@@ -226,13 +226,7 @@ mod tests {
             .providers
             .iter()
             .map(|p| {
-                let r = build_probe(&Outbound {
-                    provider: p,
-                    model: "",
-                    api_key: Some("sk-k"),
-                })
-                .unwrap()
-                .unwrap();
+                let r = build_probe(&Outbound { provider: p, model: "", api_key: Some("sk-k") }).unwrap().unwrap();
                 assert_eq!(r.method, "GET");
                 assert!(r.body.is_none());
                 (r.url, r.headers)
@@ -251,25 +245,13 @@ mod tests {
     fn a_completion_probe_asks_for_one_token() {
         let c = cfg(r#","probe":"completion","probe_model":"tiny""#);
         let p = c.providers.iter().find(|p| p.name == "o").unwrap();
-        let r = build_probe(&Outbound {
-            provider: p,
-            model: "",
-            api_key: None,
-        })
-        .unwrap()
-        .unwrap();
+        let r = build_probe(&Outbound { provider: p, model: "", api_key: None }).unwrap().unwrap();
         assert_eq!(r.url, "http://127.0.0.1:1/v1/chat/completions");
         let body: serde_json::Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
         assert_eq!(body["model"], "tiny");
         assert_eq!(body["max_tokens"], 1);
         let off = cfg(r#","probe":"off""#);
         let p = off.providers.iter().find(|p| p.name == "o").unwrap();
-        assert!(build_probe(&Outbound {
-            provider: p,
-            model: "",
-            api_key: None
-        })
-        .unwrap()
-        .is_none());
+        assert!(build_probe(&Outbound { provider: p, model: "", api_key: None }).unwrap().is_none());
     }
 }

@@ -31,13 +31,8 @@ pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamReques
 /// The request body with `model` set to the upstream model. `switchyard`
 /// options are never serialised (see `ChatRequest::gateway`).
 fn body_for(req: &ChatRequest, model: &str) -> Result<String, ApiError> {
-    let mut v = serde_json::to_value(req).map_err(|e| {
-        ApiError::new(
-            500,
-            "server_error",
-            format!("could not encode the upstream request: {e}"),
-        )
-    })?;
+    let mut v = serde_json::to_value(req)
+        .map_err(|e| ApiError::new(500, "server_error", format!("could not encode the upstream request: {e}")))?;
     if let Some(obj) = v.as_object_mut() {
         obj.insert("model".to_owned(), serde_json::Value::String(model.to_owned()));
     }
@@ -69,15 +64,10 @@ struct ErrorDetail {
 
 pub fn classify_error(status: u16, body: &str) -> UpstreamError {
     let parsed: Option<ErrorDetail> = serde_json::from_str::<ErrorBody>(body).ok().map(|b| b.error);
-    let message = parsed
-        .as_ref()
-        .and_then(|d| d.message.clone())
-        .unwrap_or_else(|| format!("upstream answered HTTP {status}"));
-    let code = parsed
-        .as_ref()
-        .and_then(|d| d.code.as_ref())
-        .and_then(|c| c.as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let message =
+        parsed.as_ref().and_then(|d| d.message.clone()).unwrap_or_else(|| format!("upstream answered HTTP {status}"));
+    let code =
+        parsed.as_ref().and_then(|d| d.code.as_ref()).and_then(|c| c.as_str().map(str::to_owned)).unwrap_or_default();
     let kind_field = parsed.as_ref().and_then(|d| d.kind.clone()).unwrap_or_default();
     let mut kind = ErrorKind::from_status(status);
     if (400..500).contains(&status) && status != 429 && status != 401 && status != 403 && status != 404 {
@@ -113,10 +103,7 @@ impl StreamState {
     /// The meta is not needed: upstream chunks already carry id, model and
     /// `created`, and usage comes only if the client asked for it.
     pub fn new(_meta: StreamMeta) -> Self {
-        StreamState {
-            usage: None,
-            done: false,
-        }
+        StreamState { usage: None, done: false }
     }
 }
 
@@ -160,13 +147,8 @@ impl StreamTranslator for StreamState {
         out.push(StreamItem::Chunk {
             json: ev.data.clone(),
             text,
-            tool_delta: choices
-                .iter()
-                .any(|c| c["delta"].get("tool_calls").is_some_and(|t| !t.is_null())),
-            finish_reason: choices
-                .iter()
-                .find_map(|c| c["finish_reason"].as_str())
-                .map(str::to_owned),
+            tool_delta: choices.iter().any(|c| c["delta"].get("tool_calls").is_some_and(|t| !t.is_null())),
+            finish_reason: choices.iter().find_map(|c| c["finish_reason"].as_str()).map(str::to_owned),
         });
     }
 
@@ -233,23 +215,13 @@ pub(crate) struct Delta<'a> {
 impl<'a> Delta<'a> {
     /// The first chunk of a stream: `{"role":"assistant","content":""}`.
     pub fn role() -> Self {
-        Delta {
-            role: Some("assistant"),
-            content: Some(""),
-            ..Delta::default()
-        }
+        Delta { role: Some("assistant"), content: Some(""), ..Delta::default() }
     }
     pub fn content(text: &'a str) -> Self {
-        Delta {
-            content: Some(text),
-            ..Delta::default()
-        }
+        Delta { content: Some(text), ..Delta::default() }
     }
     pub fn tool_call(call: ToolCallDelta<'a>) -> Self {
-        Delta {
-            tool_calls: vec![call],
-            ..Delta::default()
-        }
+        Delta { tool_calls: vec![call], ..Delta::default() }
     }
 }
 
@@ -279,22 +251,11 @@ impl<'a> ToolCallDelta<'a> {
             index,
             id: Some(id),
             kind: Some("function"),
-            function: FunctionDelta {
-                name: Some(name),
-                arguments,
-            },
+            function: FunctionDelta { name: Some(name), arguments },
         }
     }
     pub fn arguments(index: usize, piece: &'a str) -> Self {
-        ToolCallDelta {
-            index,
-            id: None,
-            kind: None,
-            function: FunctionDelta {
-                name: None,
-                arguments: piece,
-            },
-        }
+        ToolCallDelta { index, id: None, kind: None, function: FunctionDelta { name: None, arguments: piece } }
     }
 }
 
@@ -327,29 +288,16 @@ pub(crate) struct ChunkWriter {
 
 impl ChunkWriter {
     pub fn new(meta: &StreamMeta) -> Self {
-        ChunkWriter {
-            id: meta.id.clone(),
-            created: meta.created,
-            model: meta.model.clone(),
-        }
+        ChunkWriter { id: meta.id.clone(), created: meta.created, model: meta.model.clone() }
     }
 
     /// A chunk with one choice.
     pub fn chunk(&self, delta: Delta, finish_reason: Option<&str>) -> StreamItem {
         let text = delta.content.unwrap_or_default().to_owned();
         let tool_delta = !delta.tool_calls.is_empty();
-        let choices = vec![ChoiceOut {
-            index: 0,
-            delta,
-            finish_reason,
-        }];
+        let choices = vec![ChoiceOut { index: 0, delta, finish_reason }];
         match self.encode(choices, None) {
-            Some(json) => StreamItem::Chunk {
-                json,
-                text,
-                tool_delta,
-                finish_reason: finish_reason.map(str::to_owned),
-            },
+            Some(json) => StreamItem::Chunk { json, text, tool_delta, finish_reason: finish_reason.map(str::to_owned) },
             None => StreamItem::Malformed,
         }
     }
@@ -357,12 +305,7 @@ impl ChunkWriter {
     /// The `include_usage` chunk: no choices, `usage` set.
     pub fn usage_chunk(&self, usage: &Usage) -> StreamItem {
         match self.encode(Vec::new(), Some(usage)) {
-            Some(json) => StreamItem::Chunk {
-                json,
-                text: String::new(),
-                tool_delta: false,
-                finish_reason: None,
-            },
+            Some(json) => StreamItem::Chunk { json, text: String::new(), tool_delta: false, finish_reason: None },
             None => StreamItem::Malformed,
         }
     }
@@ -436,12 +379,7 @@ pub(crate) mod stream_test {
         let mut s = Summary::default();
         for (i, item) in items.iter().enumerate() {
             match item {
-                StreamItem::Chunk {
-                    json,
-                    text,
-                    tool_delta,
-                    finish_reason,
-                } => {
+                StreamItem::Chunk { json, text, tool_delta, finish_reason } => {
                     let v: Value = serde_json::from_str(json).unwrap();
                     assert_chunk(&v);
                     let choices = v["choices"].as_array().unwrap();
@@ -464,8 +402,7 @@ pub(crate) mod stream_test {
                             if let Some(n) = tc["function"]["name"].as_str() {
                                 call.name = n.to_owned();
                             }
-                            call.arguments
-                                .push_str(tc["function"]["arguments"].as_str().unwrap_or_default());
+                            call.arguments.push_str(tc["function"]["arguments"].as_str().unwrap_or_default());
                         }
                     }
                     assert_eq!(&json_text, text, "{json}");
@@ -533,11 +470,7 @@ mod tests {
     fn request_swaps_model_and_keeps_every_other_field() {
         let cfg = config();
         let req = ChatRequest::parse(fixture("chat_request.json").replace("gpt-4o-mini", "chat").as_bytes()).unwrap();
-        let out = Outbound {
-            provider: &cfg.providers[0],
-            model: "gpt-4o-mini-2024-07-18",
-            api_key: Some("sk-test"),
-        };
+        let out = Outbound { provider: &cfg.providers[0], model: "gpt-4o-mini-2024-07-18", api_key: Some("sk-test") };
         let r = build_request(&out, &req).unwrap();
         assert_eq!(r.url, "https://api.example.com/v1/chat/completions");
         assert!(r.headers.contains(&("authorization".into(), "Bearer sk-test".into())));
@@ -556,10 +489,7 @@ mod tests {
         assert_eq!(c.usage.as_ref().unwrap().total_tokens, 29);
         let c = parse_response(&fixture("chat_response_tool_calls.json")).unwrap();
         assert_eq!(c.choices[0].finish_reason.as_deref(), Some("tool_calls"));
-        assert_eq!(
-            c.choices[0].message.tool_calls.as_ref().unwrap()[0].function.name,
-            "get_current_weather"
-        );
+        assert_eq!(c.choices[0].message.tool_calls.as_ref().unwrap()[0].function.name, "get_current_weather");
         assert!(parse_response("{\"id\":1}").is_err());
         assert!(parse_response("<html>").is_err());
     }
@@ -581,31 +511,18 @@ mod tests {
         let e = classify_error(400, policy);
         assert_eq!(e.kind, ErrorKind::ContentPolicy);
         assert!(e.message.contains("safety system"));
-        assert_eq!(
-            classify_error(400, "{\"error\":{\"message\":\"bad temperature\"}}").kind,
-            ErrorKind::BadRequest
-        );
+        assert_eq!(classify_error(400, "{\"error\":{\"message\":\"bad temperature\"}}").kind, ErrorKind::BadRequest);
         assert_eq!(classify_error(502, "<html>bad gateway</html>").kind, ErrorKind::Server);
     }
 
     fn meta(include_usage: bool) -> StreamMeta {
-        StreamMeta {
-            id: "chatcmpl-gateway".into(),
-            created: 1_700_000_000,
-            model: "gpt-4o-mini".into(),
-            include_usage,
-        }
+        StreamMeta { id: "chatcmpl-gateway".into(), created: 1_700_000_000, model: "gpt-4o-mini".into(), include_usage }
     }
 
     #[test]
     fn recorded_streams_pass_through_byte_for_byte() {
         let cases = [
-            (
-                "chat_stream_text_usage.sse",
-                "Hello! How can I help you today?",
-                "stop",
-                (19, 10, 29),
-            ),
+            ("chat_stream_text_usage.sse", "Hello! How can I help you today?", "stop", (19, 10, 29)),
             ("chat_stream_tool_calls.sse", "", "tool_calls", (44, 16, 60)),
             ("chat_stream_finish_length.sse", "{\"", "length", (79, 1, 80)),
         ];
@@ -619,18 +536,10 @@ mod tests {
             assert_eq!((s.dones, s.malformed, s.errors.len()), (1, 0, 0), "{file}");
             assert!(matches!(items.last(), Some(StreamItem::Done)), "{file}");
             let u = tr.usage().unwrap();
-            assert_eq!(
-                (u.prompt_tokens, u.completion_tokens, u.total_tokens),
-                (p, c, t),
-                "{file}"
-            );
+            assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (p, c, t), "{file}");
             assert_eq!(s.usage_chunks.len(), 1, "{file}");
             // Every chunk is the upstream's data text, unchanged and in order.
-            let data: Vec<String> = st::events(&sse)
-                .into_iter()
-                .map(|e| e.data)
-                .filter(|d| d != "[DONE]")
-                .collect();
+            let data: Vec<String> = st::events(&sse).into_iter().map(|e| e.data).filter(|d| d != "[DONE]").collect();
             let jsons: Vec<&String> = items
                 .iter()
                 .filter_map(|i| match i {
@@ -643,10 +552,7 @@ mod tests {
                 assert_eq!(*j, d, "{file}");
             }
         }
-        let s = summarise(&st::run(
-            &mut StreamState::new(meta(false)),
-            &fixture("chat_stream_tool_calls.sse"),
-        ));
+        let s = summarise(&st::run(&mut StreamState::new(meta(false)), &fixture("chat_stream_tool_calls.sse")));
         assert_eq!(s.calls.len(), 1);
         assert_eq!(s.calls[0].id, "call_4XzlGBLtUe9dy3GVNV4jhq7h");
         assert_eq!(s.calls[0].name, "get_weather");
@@ -656,11 +562,8 @@ mod tests {
     #[test]
     fn a_stream_without_a_usage_chunk_has_no_usage() {
         let sse = fixture("chat_stream_text_usage.sse");
-        let without: String = sse
-            .split("\n\n")
-            .filter(|e| !e.contains("\"choices\":[]"))
-            .map(|e| format!("{e}\n\n"))
-            .collect();
+        let without: String =
+            sse.split("\n\n").filter(|e| !e.contains("\"choices\":[]")).map(|e| format!("{e}\n\n")).collect();
         let mut tr = StreamState::new(meta(false));
         let s = summarise(&st::run(&mut tr, &without));
         assert_eq!(s.text, "Hello! How can I help you today?");
@@ -690,9 +593,7 @@ mod tests {
                 crate::sse::data_event(&body)
             );
             let items = st::run(&mut StreamState::new(meta(false)), &sse);
-            let StreamItem::Error(e) = items.last().unwrap() else {
-                panic!("{file}: {items:?}")
-            };
+            let StreamItem::Error(e) = items.last().unwrap() else { panic!("{file}: {items:?}") };
             assert_eq!(e.kind, kind, "{file}");
             let expected: Value = serde_json::from_str(&body).unwrap();
             assert_eq!(e.message, clip(expected["error"]["message"].as_str().unwrap()));
@@ -700,37 +601,19 @@ mod tests {
         }
         let one = |data: &str| {
             let mut out = Vec::new();
-            StreamState::new(meta(false)).on_event(
-                &SseEvent {
-                    event: None,
-                    data: data.to_owned(),
-                },
-                &mut out,
-            );
+            StreamState::new(meta(false)).on_event(&SseEvent { event: None, data: data.to_owned() }, &mut out);
             out
         };
         let kind = |data: &str| match one(data).as_slice() {
             [StreamItem::Error(e)] => e.kind,
             other => panic!("{data}: {other:?}"),
         };
-        assert_eq!(
-            kind(r#"{"error":{"message":"slow down","code":429}}"#),
-            ErrorKind::RateLimited
-        );
+        assert_eq!(kind(r#"{"error":{"message":"slow down","code":429}}"#), ErrorKind::RateLimited);
         assert_eq!(kind(r#"{"error":{"message":"x"},"status":503}"#), ErrorKind::Overloaded);
-        assert_eq!(
-            kind(r#"{"error":{"message":"x","type":"rate_limit_error"}}"#),
-            ErrorKind::RateLimited
-        );
-        assert_eq!(
-            kind(r#"{"error":{"message":"x","type":"brand_new"}}"#),
-            ErrorKind::Server
-        );
+        assert_eq!(kind(r#"{"error":{"message":"x","type":"rate_limit_error"}}"#), ErrorKind::RateLimited);
+        assert_eq!(kind(r#"{"error":{"message":"x","type":"brand_new"}}"#), ErrorKind::Server);
         assert_eq!(kind(r#"{"error":"boom"}"#), ErrorKind::Server);
-        assert_eq!(
-            kind(r#"{"error":{"type":"invalid_request_error","message":"bad"}}"#),
-            ErrorKind::BadRequest
-        );
+        assert_eq!(kind(r#"{"error":{"type":"invalid_request_error","message":"bad"}}"#), ErrorKind::BadRequest);
         // `error: null` is no error.
         assert!(matches!(
             one(r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"error":null}"#)
@@ -755,13 +638,7 @@ mod tests {
         assert_eq!(tr.usage().unwrap().total_tokens, 29);
         // Nothing after [DONE], and no second Done.
         let mut out = Vec::new();
-        tr.on_event(
-            &SseEvent {
-                event: None,
-                data: "[DONE]".into(),
-            },
-            &mut out,
-        );
+        tr.on_event(&SseEvent { event: None, data: "[DONE]".into() }, &mut out);
         assert!(out.is_empty());
     }
 }
