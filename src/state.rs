@@ -431,6 +431,8 @@ pub async fn flush_waiting<S: StateStore, C: Clock>(
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
+    use crate::breaker::BreakerSettings;
+    use crate::health::{HealthSettings, ProbeResult};
     use futures_executor::block_on;
 
     fn settings() -> StateSettings {
@@ -511,6 +513,50 @@ mod tests {
         assert_eq!(clock.now_ms(), 110_000, "waited for the 10 s slot");
         let rec: SharedRecord = serde_json::from_str(&store.data.borrow()[&key_for("a")]).unwrap();
         assert_eq!(rec.failures.failures, 0.0);
+    }
+
+    /// One provider, an hour of one request a second and a cron probe a
+    /// minute, with the shipped defaults; returns the KV writes.
+    fn hour_of_traffic(provider_up: bool) -> u32 {
+        use crate::breaker::Permit;
+        use crate::taxonomy::ErrorKind;
+        let store = MemoryStore::default();
+        let st = RefCell::new(ProviderStates::new(
+            vec!["a".into()],
+            StateSettings::default(),
+            BreakerSettings::default(),
+            HealthSettings::default(),
+        ));
+        let start = 1_000_000_000u64;
+        for s in 0..3_600u64 {
+            let now = start + s * 1000;
+            let permit = st.borrow_mut().acquire(0, now);
+            if permit != Permit::Denied {
+                if provider_up {
+                    st.borrow_mut().record_success(0, now);
+                } else {
+                    st.borrow_mut().record_failure(0, now);
+                }
+            }
+            if s % 60 == 0 {
+                let error = (!provider_up).then_some(ErrorKind::Server);
+                st.borrow_mut().record_probe(0, ProbeResult { error, latency_ms: 5 }, now);
+            }
+            block_on(flush(&st, &store, now));
+        }
+        store.writes.get()
+    }
+
+    #[test]
+    fn kv_writes_per_provider_per_hour() {
+        let outage = hour_of_traffic(false);
+        let healthy = hour_of_traffic(true);
+        println!("KV writes per provider-hour: sustained outage {outage}, steady health {healthy}");
+        // The circuit opens once, then reopens after each failed trial with a
+        // doubling cooldown capped at 5 minutes; health goes down once.
+        assert!(outage <= 20, "{outage} writes in an hour of outage");
+        // Healthy: the first probe's unknown -> healthy, then nothing.
+        assert!(healthy <= 1, "{healthy} writes in an hour of health");
     }
 
     #[test]

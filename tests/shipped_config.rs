@@ -37,10 +37,16 @@ fn every_environment_config_is_valid() {
     }
     // The local environment talks only to the simulated providers on loopback.
     let local = config_of(&envs["local"]["vars"]);
-    assert!(local
-        .providers
-        .iter()
-        .all(|p| p.base_url.starts_with("http://127.0.0.1:")));
+    assert!(local.providers.iter().all(|p| p.base_url.starts_with("http://127.0.0.1:")));
+}
+
+#[test]
+fn the_cron_trigger_runs_health_checks_everywhere() {
+    let doc = shipped();
+    assert_eq!(doc["triggers"]["crons"][0].as_str(), Some("* * * * *"));
+    for (_, env) in doc["env"].as_table().unwrap() {
+        assert!(env["triggers"]["crons"].as_array().is_some_and(|c| !c.is_empty()));
+    }
 }
 
 #[test]
