@@ -54,7 +54,10 @@ run "node tests (support)" node --test --test-concurrency=1 tests/support/
 
 # 5. End to end: the built worker in Miniflare against the fakes.
 if [[ $build_ok -eq 1 ]]; then
+  rm -rf build/e2e-capture
   run "node tests (e2e)" node --test --test-concurrency=1 tests/e2e/
+  # Every response and log line of the e2e run, scanned for the suite's secrets.
+  run "node tests (key leak scan)" node --test tests/leak/
 else
   skip "node tests (e2e)" "the build failed"
 fi

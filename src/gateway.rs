@@ -3,6 +3,7 @@
 //! world (clock, upstream, randomness) and writes out the [`Reply`].
 
 use crate::api::{ApiError, ChatRequest, Usage};
+use crate::auth::{GatewayKeys, KeyEntry};
 use crate::clock::Clock;
 use crate::config::{Config, ProviderConfig, Target};
 use crate::dispatch::{self, Accept, AttemptRecord, Outcome, Plan};
@@ -17,6 +18,7 @@ use crate::taxonomy::{ErrorKind, UpstreamError};
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead};
 use serde_json::json;
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 pub const HEADER_PROVIDER: &str = "x-switchyard-provider";
 pub const HEADER_MODEL: &str = "x-switchyard-model";
@@ -55,6 +57,8 @@ pub enum Endpoint {
     Status,
     /// Mirror comparison aggregates; behind the admin key.
     Mirror,
+    /// A CORS preflight (`OPTIONS`) on a known path.
+    Preflight,
     NotFound,
     /// The path exists but not for this method; carries the allowed methods.
     MethodNotAllowed(&'static str),
@@ -62,6 +66,10 @@ pub enum Endpoint {
 
 pub fn endpoint(method: &str, path: &str) -> Endpoint {
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    const KNOWN: [&str; 5] = ["/v1/chat/completions", "/v1/models", "/v1/status", "/v1/mirror", "/healthz"];
+    if method == "OPTIONS" && KNOWN.contains(&path) {
+        return Endpoint::Preflight;
+    }
     match (path, method) {
         ("/v1/chat/completions", "POST") => Endpoint::Chat,
         ("/v1/chat/completions", _) => Endpoint::MethodNotAllowed("POST"),
@@ -87,7 +95,47 @@ pub struct Gateway {
     admin_key: Option<String>,
     /// Mirror comparison sums not yet written to the store.
     pub mirror_ledger: RefCell<MirrorLedger>,
+    /// Gateway keys from the Worker secret, or why they could not be read.
+    gateway_keys: Result<GatewayKeys, String>,
+    /// KV key look-ups, cached for a minute (unknown keys too).
+    key_cache: RefCell<HashMap<String, (Option<KeyEntry>, u64)>>,
 }
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Caller {
+    Anonymous,
+    Key(KeyEntry),
+}
+
+impl Caller {
+    /// The key's name (never the key), or `anonymous`.
+    pub fn name(&self) -> &str {
+        match self {
+            Caller::Anonymous => "anonymous",
+            Caller::Key(k) => &k.name,
+        }
+    }
+    pub fn allows(&self, route: &str) -> bool {
+        match self {
+            Caller::Anonymous => true,
+            Caller::Key(k) => k.allows(route),
+        }
+    }
+}
+
+/// The outcome of checking a request's gateway key.
+#[derive(Debug)]
+pub enum KeyCheck {
+    Admitted(Caller),
+    /// Not in the secret: look this hash up in KV, then [`Gateway::admit_from_kv`].
+    LookUp(String),
+    Refused(Reply),
+}
+
+/// How long a KV key look-up is trusted (revocation takes this long, plus KV's own propagation).
+pub const KEY_CACHE_MS: u64 = 60_000;
+const KEY_CACHE_MAX: usize = 1_000;
 
 /// The Worker secret holding the admin key for `/v1/status`.
 pub const ADMIN_KEY_SECRET: &str = "ADMIN_KEY";
@@ -117,7 +165,21 @@ impl Gateway {
         })
         .to_string();
         let admin_key = secret(ADMIN_KEY_SECRET).filter(|k| !k.is_empty());
-        Gateway { config, keys, states, models_body, admin_key, mirror_ledger: RefCell::default() }
+        let gateway_keys = match secret(&config.security.keys_secret) {
+            None => Ok(GatewayKeys::default()),
+            Some(json) => GatewayKeys::parse(&json)
+                .map_err(|e| format!("the `{}` secret is not a valid key list: {e}", config.security.keys_secret)),
+        };
+        Gateway {
+            config,
+            keys,
+            states,
+            models_body,
+            admin_key,
+            mirror_ledger: RefCell::default(),
+            gateway_keys,
+            key_cache: RefCell::default(),
+        }
     }
 
     /// Provider `idx`'s API key, for building its requests.
@@ -128,6 +190,73 @@ impl Gateway {
     /// Whether provider `idx` has its API key (never the key itself).
     pub fn has_key(&self, idx: usize) -> bool {
         self.keys.get(idx).is_some_and(Option::is_some)
+    }
+
+    /// Checks a request's gateway key (`Authorization: Bearer sy_...`).
+    pub fn check_key(&self, authorization: Option<&str>, now: u64) -> KeyCheck {
+        let sec = &self.config.security;
+        let Some(token) = crate::auth::bearer(authorization) else {
+            if sec.anonymous {
+                return KeyCheck::Admitted(Caller::Anonymous);
+            }
+            return KeyCheck::Refused(unauthorized(
+                "this gateway needs a key: send `Authorization: Bearer <gateway key>`",
+            ));
+        };
+        let keys = match &self.gateway_keys {
+            Ok(k) => k,
+            Err(e) => {
+                return KeyCheck::Refused(Reply::error(
+                    &ApiError::new(500, "configuration_error", e.clone()).with_code("invalid_config"),
+                ))
+            }
+        };
+        if !crate::auth::well_formed(token) {
+            return self.unknown_key();
+        }
+        let hash = crate::auth::hash_key(token);
+        if let Some(e) = keys.find(&hash) {
+            return KeyCheck::Admitted(Caller::Key(e.clone()));
+        }
+        if !sec.kv_keys {
+            return self.unknown_key();
+        }
+        match self.key_cache.borrow().get(&hash) {
+            Some((entry, at)) if now.saturating_sub(*at) < KEY_CACHE_MS => match entry {
+                Some(e) if !e.revoked => KeyCheck::Admitted(Caller::Key(e.clone())),
+                _ => self.unknown_key(),
+            },
+            _ => KeyCheck::LookUp(hash),
+        }
+    }
+
+    /// A bearer token that is no gateway key: refused, unless anonymous
+    /// access is on (then it grants what no key grants, and nothing more;
+    /// OpenAI SDKs always send some key).
+    fn unknown_key(&self) -> KeyCheck {
+        if self.config.security.anonymous {
+            KeyCheck::Admitted(Caller::Anonymous)
+        } else {
+            KeyCheck::Refused(unauthorized("invalid gateway key"))
+        }
+    }
+
+    /// Finishes a KV key look-up: `stored` is the KV value for the hash.
+    pub fn admit_from_kv(&self, hash: &str, stored: Option<&str>, now: u64) -> KeyCheck {
+        let entry = stored
+            .and_then(|t| serde_json::from_str::<KeyEntry>(t).ok())
+            .filter(|e| crate::auth::constant_time_eq(e.sha256.to_ascii_lowercase().as_bytes(), hash.as_bytes()));
+        {
+            let mut cache = self.key_cache.borrow_mut();
+            if cache.len() >= KEY_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(hash.to_owned(), (entry.clone(), now));
+        }
+        match entry {
+            Some(e) if !e.revoked => KeyCheck::Admitted(Caller::Key(e)),
+            _ => self.unknown_key(),
+        }
     }
 
     /// Checks the admin key on an admin endpoint; `Err` is the reply to send.
@@ -287,6 +416,17 @@ impl Gateway {
             return Err(client_error(e, log));
         };
         log.route = Some(route.name.clone());
+        if let Some(caller) = &log.caller {
+            if !caller.allows(&route.name) {
+                let e = ApiError::new(
+                    403,
+                    "permission_error",
+                    format!("the key `{}` may not use the model `{}`", caller.name(), route.name),
+                )
+                .with_code("model_not_allowed");
+                return Err(client_error(e, log));
+            }
+        }
         log.stream = req.is_stream();
         if self.config.log_prompts {
             log.prompt = req.messages.last().and_then(|m| m.content.as_ref()).map(|c| c.text());
@@ -758,6 +898,40 @@ fn failure_reply<T>(outcome: Outcome<T>, attempts: &[AttemptRecord], log: &mut R
 
 fn unreachable_reply() -> Reply {
     Reply::error(&ApiError::new(500, "server_error", "internal error: a served outcome reached the failure path"))
+}
+
+/// Checks a chat request's content type and declared length before its body
+/// is read: JSON only, and no larger than `max` bytes.
+pub fn check_body_headers(content_type: Option<&str>, content_length: Option<&str>, max: u64) -> Option<ApiError> {
+    if let Some(ct) = content_type {
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/json") {
+            return Some(
+                ApiError::new(
+                    415,
+                    "invalid_request_error",
+                    format!("send JSON (`content-type: application/json`), not `{mime}`"),
+                )
+                .with_code("unsupported_media_type"),
+            );
+        }
+    }
+    match content_length.map(|l| l.trim().parse::<u64>()) {
+        Some(Ok(n)) if n > max => Some(too_large(max)),
+        Some(Err(_)) => Some(ApiError::invalid("the content-length header is not a number")),
+        _ => None,
+    }
+}
+
+pub fn too_large(max: u64) -> ApiError {
+    ApiError::new(413, "invalid_request_error", format!("the request body is larger than {max} bytes"))
+        .with_code("request_too_large")
+}
+
+fn unauthorized(message: &str) -> Reply {
+    let mut r = Reply::error(&ApiError::new(401, "authentication_error", message).with_code("invalid_api_key"));
+    r.headers.push(("www-authenticate", "Bearer".to_owned()));
+    r
 }
 
 fn client_error(e: ApiError, log: &mut RequestLog) -> Reply {

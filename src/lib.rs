@@ -14,6 +14,7 @@ pub mod auth;
 pub mod breaker;
 pub mod clock;
 pub mod config;
+pub mod cors;
 pub mod dispatch;
 pub mod failures;
 pub mod gateway;

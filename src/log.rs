@@ -27,6 +27,8 @@ pub struct RequestLog {
     pub stream: bool,
     /// When the request started (clock time), for stream latencies.
     pub started_ms: u64,
+    /// Who called (checked before the handler; scopes are enforced on it).
+    pub caller: Option<crate::gateway::Caller>,
     /// The request was mirrored.
     pub mirrored: bool,
     /// The primary's answer, for the mirror comparison (never logged).
@@ -81,6 +83,9 @@ impl RequestLog {
         m.insert("request_id".into(), json!(self.request_id));
         m.insert("method".into(), json!(self.method));
         m.insert("path".into(), json!(self.path));
+        if let Some(c) = &self.caller {
+            m.insert("caller".into(), json!(c.name()));
+        }
         if let Some(r) = &self.route {
             m.insert("route".into(), json!(r));
         }

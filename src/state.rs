@@ -430,9 +430,9 @@ pub async fn flush_waiting<S: StateStore, C: Clock>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
     use crate::breaker::BreakerSettings;
     use crate::health::{HealthSettings, ProbeResult};
+    use crate::store::MemoryStore;
     use futures_executor::block_on;
 
     fn settings() -> StateSettings {

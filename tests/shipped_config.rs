@@ -21,6 +21,10 @@ fn the_default_environment_config_is_valid() {
     for route in ["chat", "smart", "cheap"] {
         assert!(c.route(route).is_some(), "route {route}");
     }
+    // A deployment refuses anonymous callers unless the operator says otherwise.
+    assert!(!c.security.anonymous);
+    assert_eq!(c.security.rate_limit_binding.as_deref(), Some("RATE_LIMITER"));
+    assert_eq!(doc["ratelimits"][0]["name"].as_str(), Some("RATE_LIMITER"));
     // Deployed providers authenticate with secrets, never inline keys.
     assert!(c.providers.iter().all(|p| p.key_secret.is_some()));
     assert!(c.providers.iter().all(|p| p.base_url.starts_with("https://")));

@@ -8,7 +8,10 @@ mod upstream;
 use crate::api::ApiError;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::gateway::{endpoint, ChatReply, Continuer, Endpoint, Gateway, Reply, HEADER_ORDER, HEADER_REQUEST_ID};
+use crate::cors;
+use crate::gateway::{
+    endpoint, Caller, ChatReply, Continuer, Endpoint, Gateway, KeyCheck, Reply, HEADER_ORDER, HEADER_REQUEST_ID,
+};
 use crate::log::RequestLog;
 use crate::mirror::{self, Answer, MirrorJob, MirrorLink, MirrorResult, MirrorStats};
 use crate::rng::{Rng, SplitMix64};
@@ -104,11 +107,37 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             log.outcome = "config_error";
             log.error = Some(e.message.clone());
             console_error!("{}", log.to_line());
-            return respond(Reply::error(&e), &request_id);
+            return respond(Reply::error(&e), &request_id, &[]);
         }
     };
 
-    let reply = match endpoint(&method, &path) {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let origin = header("origin");
+    let cors = cors::response_headers(origin.as_deref(), &gw.config.security);
+    let ep = endpoint(&method, &path);
+    let refused = match ep {
+        Endpoint::Chat | Endpoint::Models => admit(&gw, &req, &env, &mut log).await.err(),
+        _ => None,
+    };
+    let reply = match ep {
+        _ if refused.is_some() => refused.unwrap_or_else(|| Reply::json(500, String::new())),
+        Endpoint::Preflight => {
+            let (status, headers) = cors::preflight(
+                origin.as_deref(),
+                header("access-control-request-method").as_deref(),
+                header("access-control-request-headers").as_deref(),
+                &gw.config.security,
+            );
+            log.status = status;
+            log.outcome = if status == 204 { "ok" } else { "cors_refused" };
+            console_log!("{}", log.to_line());
+            let body = if status == 204 {
+                String::new()
+            } else {
+                ApiError::new(403, "permission_error", "this origin may not call the gateway").to_json()
+            };
+            return respond(Reply { status, headers, body }, &request_id, &[]);
+        }
         Endpoint::Chat => {
             let mirror = EdgeMirror { gw: gw.clone(), ctx: &ctx, slot: Slot::new(), started: Cell::new(false) };
             let primary: Slot<Option<Answer>> = Slot::new();
@@ -125,7 +154,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
                     // The attempts before the stream started are recorded by now.
                     schedule_upkeep(&gw, &env, &ctx);
                     let resume = resume.map(|plan| Continuer { gw: gw.clone(), plan, upstream: FetchUpstream, clock });
-                    return stream_response(gw, head, relay.with_resume(resume), log, &request_id, primary);
+                    return stream_response(gw, head, relay.with_resume(resume), log, &request_id, primary, &cors);
                 }
             }
         }
@@ -188,7 +217,75 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     console_log!("{}", log.to_line());
     log_events(&gw);
     schedule_upkeep(&gw, &env, &ctx);
-    respond(reply, &request_id)
+    respond(reply, &request_id, &cors)
+}
+
+/// Admits a request to the API: its gateway key (from the secret, or KV),
+/// then the rate limit for that key. `Err` is the reply to send instead.
+async fn admit(gw: &Gateway, req: &Request, env: &Env, log: &mut RequestLog) -> std::result::Result<(), Reply> {
+    let now = WorkerClock.now_ms();
+    let auth = req.headers().get("authorization").ok().flatten();
+    let mut check = gw.check_key(auth.as_deref(), now);
+    if let KeyCheck::LookUp(hash) = &check {
+        let stored = match env.kv(STATE_BINDING) {
+            Ok(kv) => KvState(kv).get(&format!("{}{hash}", crate::auth::KEY_PREFIX_KV)).await.ok().flatten(),
+            Err(_) => None,
+        };
+        check = gw.admit_from_kv(hash, stored.as_deref(), now);
+    }
+    let caller = match check {
+        KeyCheck::Admitted(c) => c,
+        KeyCheck::Refused(r) => {
+            log.outcome = if r.status == 401 { "unauthorized" } else { "config_error" };
+            return Err(r);
+        }
+        KeyCheck::LookUp(_) => return Err(Reply::json(500, String::new())),
+    };
+    let sec = &gw.config.security;
+    if let Some(binding) = &sec.rate_limit_binding {
+        let key = match &caller {
+            Caller::Key(k) => format!("key:{}", k.name),
+            Caller::Anonymous => {
+                format!("ip:{}", req.headers().get("cf-connecting-ip").ok().flatten().unwrap_or_default())
+            }
+        };
+        if !rate_limit_ok(env, binding, &key).await {
+            log.caller = Some(caller);
+            log.outcome = "rate_limited";
+            let mut r = Reply::error(
+                &ApiError::new(429, "rate_limit_error", "too many requests for this key: slow down")
+                    .with_code("rate_limit_exceeded"),
+            );
+            r.headers.push(("retry-after", sec.rate_limit_period_s.to_string()));
+            return Err(r);
+        }
+    }
+    log.caller = Some(caller);
+    Ok(())
+}
+
+/// Asks the rate limiting binding (`limit({key})`). A missing or failing
+/// binding lets the request through: the limit protects budgets, it must not
+/// take the gateway down.
+async fn rate_limit_ok(env: &Env, binding: &str, key: &str) -> bool {
+    let Ok(limiter) = js_sys::Reflect::get(env, &binding.into()) else {
+        return true;
+    };
+    let Ok(limit) = js_sys::Reflect::get(&limiter, &"limit".into()) else {
+        return true;
+    };
+    let Some(limit) = wasm_bindgen::JsCast::dyn_ref::<js_sys::Function>(&limit) else {
+        return true;
+    };
+    let arg = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&arg, &"key".into(), &key.into());
+    let Ok(promise) = limit.call1(&limiter, &arg) else {
+        return true;
+    };
+    let Ok(outcome) = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(promise)).await else {
+        return true;
+    };
+    js_sys::Reflect::get(&outcome, &"success".into()).ok().and_then(|v| v.as_bool()).unwrap_or(true)
 }
 
 /// Shared state upkeep after the response (`waitUntil`): a refresh when due,
@@ -216,6 +313,7 @@ fn stream_response(
     log: RequestLog,
     request_id: &str,
     primary: Slot<Option<Answer>>,
+    cors: &[(&'static str, String)],
 ) -> Result<Response> {
     let started = WorkerClock.now_ms().saturating_sub(log.latency_ms);
     let body = futures_util::stream::unfold(Some((relay, log, gw)), move |state| {
@@ -238,7 +336,7 @@ fn stream_response(
     });
     let headers = Headers::new();
     headers.set(HEADER_REQUEST_ID, request_id)?;
-    for (k, v) in &head.headers {
+    for (k, v) in cors.iter().chain(&head.headers) {
         headers.set(k, v)?;
     }
     Ok(Response::from_stream(body)?.with_status(head.status).with_headers(headers))
@@ -326,7 +424,19 @@ async fn chat(
             log_errors("state refresh failed", state::refresh(&gw.states, &KvState(kv), now).await);
         }
     }
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let max = gw.config.security.max_body_bytes;
+    if let Some(e) =
+        crate::gateway::check_body_headers(header("content-type").as_deref(), header("content-length").as_deref(), max)
+    {
+        log.outcome = "client_error";
+        log.error = Some(e.message.clone());
+        return ChatReply::Whole(Reply::error(&e));
+    }
     let body = match req.bytes().await {
+        Ok(b) if b.len() as u64 > max => {
+            return ChatReply::Whole(Reply::error(&crate::gateway::too_large(max)));
+        }
         Ok(b) => b,
         Err(_) => return ChatReply::Whole(Reply::error(&ApiError::invalid("the request body could not be read"))),
     };
@@ -394,11 +504,13 @@ fn log_errors(what: &str, errors: Vec<String>) {
     }
 }
 
-fn respond(reply: Reply, request_id: &str) -> Result<Response> {
+fn respond(reply: Reply, request_id: &str, cors: &[(&'static str, String)]) -> Result<Response> {
     let headers = Headers::new();
-    headers.set("content-type", "application/json")?;
+    if !reply.body.is_empty() {
+        headers.set("content-type", "application/json")?;
+    }
     headers.set(HEADER_REQUEST_ID, request_id)?;
-    for (k, v) in &reply.headers {
+    for (k, v) in cors.iter().chain(&reply.headers) {
         headers.set(k, v)?;
     }
     Ok(Response::ok(reply.body)?.with_status(reply.status).with_headers(headers))

@@ -55,7 +55,7 @@ export function target(fake, extra = {}) {
  * A whole config plus the secrets it needs.
  * @returns {{config: object, secrets: Record<string,string>}}
  */
-export function makeConfig({ fakes, routes, policy = {}, state = {}, keys = true }) {
+export function makeConfig({ fakes, routes, policy = {}, state = {}, keys = true, auth = { anonymous: true } }) {
   const providers = {};
   const secrets = {};
   for (const fake of Object.values(fakes)) {
@@ -71,6 +71,9 @@ export function makeConfig({ fakes, routes, policy = {}, state = {}, keys = true
       routes,
       policy: { ...FAST_POLICY, ...policy },
       state: { ...TEST_STATE, ...state },
+      // Most tests are about routing, not gateway keys: anonymous access is
+      // on unless a test passes its own `auth`.
+      auth,
     },
     secrets,
   };

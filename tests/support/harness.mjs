@@ -12,7 +12,7 @@
 // HTTP origin that any client (the `openai` npm package) can use.
 
 import { Miniflare } from 'miniflare';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, appendFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
@@ -28,6 +28,37 @@ const MODULE_RULES = [
   { type: 'ESModule', include: ['**/*.js', '**/*.mjs'] },
   { type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true },
 ];
+
+// ------------------------------------------------------------ leak capture
+// Every log line the worker writes and every response it gives (headers and
+// body) is appended to build/e2e-capture/<pid>.log, so that a last step of
+// `npm test` (tests/leak/) can scan the whole suite's output for the fake
+// provider keys.
+const CAPTURE_DIR = path.join(ROOT, 'build', 'e2e-capture');
+let captureFile = null;
+function capture(text) {
+  try {
+    if (!captureFile) {
+      mkdirSync(CAPTURE_DIR, { recursive: true });
+      captureFile = path.join(CAPTURE_DIR, `${process.pid}.log`);
+    }
+    appendFileSync(captureFile, text.replace(/\n/g, ' ') + '\n');
+  } catch {
+    /* capture is best effort; the scan reports an empty capture */
+  }
+}
+function captureResponse(res) {
+  const headers = [...res.headers].map(([k, v]) => `${k}: ${v}`).join('; ');
+  capture(`[response ${res.status}] ${headers}`);
+  // Read a copy of the body without consuming the caller's.
+  if (res.body) {
+    res
+      .clone()
+      .text()
+      .then((t) => capture(`[body] ${t}`))
+      .catch(() => {});
+  }
+}
 
 /** Whether the worker has been built (tests skip with a clear reason otherwise). */
 export function isBuilt() {
@@ -89,6 +120,8 @@ export async function startGateway({
   script,
   scriptPath = SHIM,
   echoLogs = !!process.env.SWITCHYARD_ECHO_LOGS,
+  // Further Miniflare options (e.g. `ratelimits`), merged in as given.
+  miniflare = {},
 } = {}) {
   if (!script && !existsSync(scriptPath)) {
     throw new Error(`${path.relative(ROOT, scriptPath)} is missing: build the worker first (npm run build)`);
@@ -97,6 +130,7 @@ export async function startGateway({
   const waiters = new Set();
   const onLine = (stream) => (line) => {
     if (!line.trim()) return;
+    capture(line);
     const entry = parseLine(line);
     lines.push(entry);
     if (echoLogs) process.stderr.write(`[worker ${stream}] ${line}\n`);
@@ -121,6 +155,7 @@ export async function startGateway({
     },
   };
   if (kvPersist) options.kvPersist = kvPersist;
+  Object.assign(options, miniflare);
   if (script) options.script = script;
   else {
     options.scriptPath = scriptPath;
@@ -147,9 +182,12 @@ export async function startGateway({
   const gw = {
     mf,
     url,
-    /** dispatchFetch against the gateway; `p` is a path like '/v1/models'. */
-    fetch(p, init = {}) {
-      return mf.dispatchFetch(new URL(p, url).href, init);
+    /** dispatchFetch against the gateway; `p` is a path like '/v1/models'. Every
+     * response's headers and body are also captured for the key leak scan. */
+    async fetch(p, init = {}) {
+      const res = await mf.dispatchFetch(new URL(p, url).href, init);
+      captureResponse(res);
+      return res;
     },
     /** POST /v1/chat/completions; resolves to {status, headers, json, text, ms}. */
     async chat(body, { headers = {}, path: p = '/v1/chat/completions' } = {}) {

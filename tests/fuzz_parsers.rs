@@ -1,0 +1,162 @@
+//! Property tests: no input makes a parser panic (a panic would reset the
+//! whole wasm instance). The request parser, every provider's response and
+//! error parsers, the SSE parser and the stream translators, and the config
+//! parser get arbitrary bytes, and arbitrary JSON built to look like what
+//! they expect.
+
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use switchyard::api::ChatRequest;
+use switchyard::config::Config;
+use switchyard::gateway::check_body_headers;
+use switchyard::providers::{self, Format, StreamMeta};
+use switchyard::sse::SseParser;
+
+const FORMATS: [Format; 3] = [Format::OpenAi, Format::Anthropic, Format::Cohere];
+
+/// Arbitrary JSON, a few levels deep, with the field names the parsers look for.
+fn arb_json() -> impl Strategy<Value = Value> {
+    let keys = prop::sample::select(vec![
+        "model",
+        "messages",
+        "role",
+        "content",
+        "type",
+        "text",
+        "image_url",
+        "url",
+        "tool_calls",
+        "function",
+        "name",
+        "arguments",
+        "choices",
+        "message",
+        "delta",
+        "usage",
+        "error",
+        "stop_reason",
+        "finish_reason",
+        "index",
+        "id",
+        "input",
+        "tool_use",
+        "content_block",
+        "temperature",
+        "max_tokens",
+        "stream",
+        "tools",
+        "x",
+    ]);
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        ".{0,12}".prop_map(Value::from),
+        prop::sample::select(vec![
+            "user",
+            "assistant",
+            "system",
+            "tool",
+            "text",
+            "image_url",
+            "tool_use",
+            "end_turn",
+            "COMPLETE"
+        ])
+        .prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::vec((keys.clone(), inner), 0..6)
+                .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+        ]
+    })
+}
+
+fn meta() -> StreamMeta {
+    StreamMeta { id: "chatcmpl-1".into(), created: 1, model: "m".into(), include_usage: true }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn request_parser_never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = ChatRequest::parse(&bytes);
+    }
+
+    #[test]
+    fn request_parser_never_panics_on_json(v in arb_json(), model in ".{0,8}") {
+        let _ = ChatRequest::parse(v.to_string().as_bytes());
+        let wrapped = json!({"model": model, "messages": [v.clone()], "tools": [v.clone()], "tool_choice": v});
+        let _ = ChatRequest::parse(wrapped.to_string().as_bytes());
+    }
+
+    #[test]
+    fn response_and_error_parsers_never_panic(v in arb_json(), text in ".{0,64}", status in 100u16..600) {
+        for f in FORMATS {
+            let _ = providers::parse_chat(f, &v.to_string(), 0);
+            let _ = providers::parse_chat(f, &text, 0);
+            let _ = providers::classify_error(f, status, &v.to_string());
+            let _ = providers::classify_error(f, status, &text);
+        }
+    }
+
+    #[test]
+    fn sse_parser_and_translators_never_panic(
+        chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..8),
+        events in prop::collection::vec((prop::sample::select(vec![
+            "message_start", "content_block_start", "content_block_delta", "message_delta", "message_stop", "error",
+            "message-start", "content-delta", "tool-call-start", "tool-call-delta", "message-end", "ping", "",
+        ]), arb_json()), 0..10),
+    ) {
+        let mut p = SseParser::new();
+        let mut out = Vec::new();
+        for c in &chunks {
+            p.feed(c, &mut out);
+        }
+        p.finish(&mut out);
+        for f in FORMATS {
+            let mut t = providers::stream_translator(f, meta());
+            let mut items = Vec::new();
+            for e in &out {
+                t.on_event(e, &mut items);
+            }
+            for (name, data) in &events {
+                let ev = switchyard::sse::SseEvent {
+                    event: (!name.is_empty()).then(|| name.to_string()),
+                    data: data.to_string(),
+                };
+                t.on_event(&ev, &mut items);
+            }
+            let _ = t.usage();
+        }
+    }
+
+    #[test]
+    fn config_parser_never_panics(v in arb_json(), bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        let _ = Config::from_json(&v.to_string());
+        let _ = Config::from_json(&String::from_utf8_lossy(&bytes));
+        let _ = Config::from_json(&json!({"providers": v.clone(), "routes": v}).to_string());
+    }
+
+    #[test]
+    fn body_header_checks_never_panic(ct in ".{0,40}", cl in ".{0,24}") {
+        let _ = check_body_headers(Some(&ct), Some(&cl), 1024);
+    }
+}
+
+#[test]
+fn body_headers_are_checked_before_reading() {
+    assert_eq!(check_body_headers(Some("application/json; charset=utf-8"), Some("100"), 1024), None);
+    assert_eq!(check_body_headers(None, None, 1024), None);
+    assert_eq!(check_body_headers(Some("text/plain"), None, 1024).unwrap().status, 415);
+    assert_eq!(
+        check_body_headers(None, Some("99999999"), 1024).unwrap().status,
+        413,
+        "a declared length over the limit"
+    );
+    assert_eq!(check_body_headers(None, Some("lots"), 1024).unwrap().status, 400);
+}
