@@ -56,6 +56,8 @@ run "node tests (support)" node --test --test-concurrency=1 tests/support/
 if [[ $build_ok -eq 1 ]]; then
   rm -rf build/e2e-capture
   run "node tests (e2e)" node --test --test-concurrency=1 tests/e2e/
+  # A real browser (headless Chromium, installed if missing) calls the gateway across origins.
+  run "node tests (browser)" node --test --test-concurrency=1 tests/browser/
   # Every response and log line of the e2e run, scanned for the suite's secrets.
   run "node tests (key leak scan)" node --test tests/leak/
 else
