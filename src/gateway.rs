@@ -373,7 +373,7 @@ impl Gateway {
         let reply = match self.prepare(body, order_header, log, clock, rng) {
             Err(reply) => ChatReply::Whole(reply),
             Ok(mut p) => {
-                if let Some(job) = self.mirror_job(&p, log, clock.now_ms(), rng) {
+                if let Some(job) = self.mirror_job(&p, clock.now_ms(), rng) {
                     // The mirror is one more subrequest: it comes out of the attempt budget.
                     p.budget = p.budget.saturating_sub(1).max(1);
                     mirror.start(job);
@@ -579,7 +579,7 @@ impl Gateway {
 
     /// Decides whether this request is mirrored: the route has a mirror, the
     /// draw falls under its sample rate, and the mirror is not unavailable.
-    fn mirror_job<R: Rng>(&self, p: &Prepared<'_>, log: &RequestLog, now: u64, rng: &mut R) -> Option<MirrorJob> {
+    fn mirror_job<R: Rng>(&self, p: &Prepared<'_>, now: u64, rng: &mut R) -> Option<MirrorJob> {
         let m = p.route.mirror.as_ref()?;
         if m.sample_rate <= 0.0 || rng.next_f64() >= m.sample_rate {
             return None;
@@ -590,7 +590,6 @@ impl Gateway {
         let mut request = p.req.clone();
         request.stream = None;
         request.stream_options = None;
-        let _ = log;
         Some(MirrorJob {
             route: p.route.name.clone(),
             target: m.target.clone(),
