@@ -215,10 +215,16 @@ impl<B: UpstreamBody, C: Clock, R: Resume<B>> Relay<B, C, R> {
         self.content_seen
     }
 
-    /// The next piece of the client's stream, or `None` once it has ended.
+    /// The next piece of the client's stream (every event ready so far), or
+    /// `None` once it has ended.
     pub async fn next(&mut self) -> Option<String> {
         loop {
-            if let Some(p) = self.pending.pop_front() {
+            if let Some(mut p) = self.pending.pop_front() {
+                // Everything ready goes out as one piece: one write to the
+                // client instead of one per event.
+                while let Some(more) = self.pending.pop_front() {
+                    p.push_str(&more);
+                }
                 return Some(p);
             }
             if self.ended {

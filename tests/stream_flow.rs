@@ -197,7 +197,8 @@ fn stream(gw: &Gateway, fake: &Fake, clock: &FakeClock) -> Result<Streamed, Valu
             let provider = head.headers.iter().find(|h| h.0 == "x-switchyard-provider").unwrap().1.clone();
             let mut pieces = Vec::new();
             while let Some(p) = block_on(relay.next()) {
-                pieces.push(p);
+                // A piece may carry several events: split them for the assertions.
+                pieces.extend(p.split_inclusive("\n\n").map(str::to_owned));
             }
             gw.end_stream(&relay, &mut log, &clock);
             Ok(Streamed { provider, pieces, log })
