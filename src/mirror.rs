@@ -370,6 +370,20 @@ impl MirrorLedger {
     }
 }
 
+/// Reads the shared aggregates of the given routes (those with a mirror);
+/// a route without any yet, or unreadable, is left out.
+pub async fn read_shared<S: StateStore>(store: &S, routes: &[&str]) -> Vec<(String, MirrorStats)> {
+    let mut out = Vec::new();
+    for route in routes {
+        if let Ok(Some(t)) = store.get(&format!("{MIRROR_KEY_PREFIX}{route}")).await {
+            if let Ok(stats) = serde_json::from_str::<MirrorStats>(&t) {
+                out.push((route.to_string(), stats));
+            }
+        }
+    }
+    out
+}
+
 /// Adds the due sums to the shared aggregates (read, add, write). Concurrent
 /// isolates can lose each other's additions in the same second: the
 /// aggregates are statistics, not accounts.
@@ -501,5 +515,8 @@ mod tests {
         let total: MirrorStats = serde_json::from_str(&store.data.borrow()["sy:v1:m:chat"]).unwrap();
         assert_eq!(total.pairs, 101 - ledger.borrow().pending("chat").map_or(0, |s| s.pairs));
         assert_eq!(total.agreed, total.pairs);
+        let shared = block_on(read_shared(&store, &["chat", "other"]));
+        assert_eq!(shared.len(), 1);
+        assert_eq!(shared[0].1, total);
     }
 }

@@ -121,11 +121,6 @@ impl<B, C, R> Relay<B, C, R> {
         &self.outcome
     }
 
-    /// The provider currently feeding the stream.
-    pub fn provider(&self) -> usize {
-        self.source.provider
-    }
-
     /// The finish reason seen, if any.
     pub fn finish_reason(&self) -> Option<&str> {
         self.finish.as_deref()
@@ -230,7 +225,7 @@ impl<B: UpstreamBody, C: Clock, R: Resume<B>> Relay<B, C, R> {
             if self.ended {
                 return None;
             }
-            if self.upstream_done || (self.finish.is_some() && self.source_ended()) {
+            if self.upstream_done {
                 self.complete_or_fail().await;
                 continue;
             }
@@ -273,10 +268,6 @@ impl<B: UpstreamBody, C: Clock, R: Resume<B>> Relay<B, C, R> {
                 }
             }
         }
-    }
-
-    fn source_ended(&self) -> bool {
-        self.upstream_done
     }
 
     /// The upstream stream is over: `[DONE]` if the answer finished, an

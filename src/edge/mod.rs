@@ -13,7 +13,7 @@ use crate::gateway::{
     endpoint, Caller, ChatReply, Continuer, Endpoint, Gateway, KeyCheck, Reply, HEADER_ORDER, HEADER_REQUEST_ID,
 };
 use crate::log::RequestLog;
-use crate::mirror::{self, Answer, MirrorJob, MirrorLink, MirrorResult, MirrorStats};
+use crate::mirror::{self, Answer, MirrorJob, MirrorLink, MirrorResult};
 use crate::rng::{Rng, SplitMix64};
 use crate::slot::Slot;
 use crate::store::StateStore;
@@ -163,17 +163,12 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             match gw.authorize_admin(auth.as_deref()) {
                 Err(r) => r,
                 Ok(()) => {
-                    let mut shared = Vec::new();
-                    if let Ok(kv) = env.kv(STATE_BINDING) {
-                        for r in gw.config.routes.iter().filter(|r| r.mirror.is_some()) {
-                            let key = format!("{}{}", mirror::MIRROR_KEY_PREFIX, r.name);
-                            if let Ok(Some(t)) = KvState(kv.clone()).get(&key).await {
-                                if let Ok(stats) = serde_json::from_str::<MirrorStats>(&t) {
-                                    shared.push((r.name.clone(), stats));
-                                }
-                            }
-                        }
-                    }
+                    let routes: Vec<&str> =
+                        gw.config.routes.iter().filter(|r| r.mirror.is_some()).map(|r| r.name.as_str()).collect();
+                    let shared = match env.kv(STATE_BINDING) {
+                        Ok(kv) => mirror::read_shared(&KvState(kv), &routes).await,
+                        Err(_) => Vec::new(),
+                    };
                     gw.mirror_report(&shared)
                 }
             }
