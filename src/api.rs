@@ -5,7 +5,7 @@
 //! Unknown top-level request fields are kept (`extra`) so that OpenAI-compatible
 //! upstreams receive them unchanged.
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -61,7 +61,7 @@ impl ApiError {
 
 // ---------------------------------------------------------------- request
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<Message>,
@@ -105,6 +105,63 @@ pub struct ChatRequest {
     pub extra: Map<String, Value>,
 }
 
+// `Deserialize` for ChatRequest and Message is written out rather than
+// derived: a derived `#[serde(flatten)]` buffers the whole object into an
+// intermediate tree and deserializes every field type a second time from it,
+// which cost CPU on every request and doubled their code in the bundle.
+// These read the object in one pass and keep unknown fields in `extra`.
+
+impl<'de> Deserialize<'de> for ChatRequest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ChatRequest;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a chat completion request object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ChatRequest, A::Error> {
+                let mut r = ChatRequest::default();
+                let (mut model, mut messages) = (false, false);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "model" => (r.model, model) = (map.next_value()?, true),
+                        "messages" => (r.messages, messages) = (map.next_value()?, true),
+                        "temperature" => r.temperature = map.next_value()?,
+                        "top_p" => r.top_p = map.next_value()?,
+                        "max_tokens" => r.max_tokens = map.next_value()?,
+                        "max_completion_tokens" => r.max_completion_tokens = map.next_value()?,
+                        "stop" => r.stop = map.next_value()?,
+                        "tools" => r.tools = map.next_value()?,
+                        "tool_choice" => r.tool_choice = map.next_value()?,
+                        "parallel_tool_calls" => r.parallel_tool_calls = map.next_value()?,
+                        "response_format" => r.response_format = map.next_value()?,
+                        "user" => r.user = map.next_value()?,
+                        "stream" => r.stream = map.next_value()?,
+                        "stream_options" => r.stream_options = map.next_value()?,
+                        "n" => r.n = map.next_value()?,
+                        "seed" => r.seed = map.next_value()?,
+                        "frequency_penalty" => r.frequency_penalty = map.next_value()?,
+                        "presence_penalty" => r.presence_penalty = map.next_value()?,
+                        "switchyard" => r.gateway = map.next_value()?,
+                        _ => {
+                            let v = map.next_value::<Value>()?;
+                            r.extra.insert(key, v);
+                        }
+                    }
+                }
+                if !model {
+                    return Err(de::Error::missing_field("model"));
+                }
+                if !messages {
+                    return Err(de::Error::missing_field("messages"));
+                }
+                Ok(r)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 /// Per-request gateway options, in the request body under `switchyard`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,7 +183,7 @@ pub enum Role {
     Function,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Message {
     pub role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,6 +196,45 @@ pub struct Message {
     pub tool_call_id: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Message;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a message object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
+                let mut role = None;
+                let mut m = Message {
+                    role: Role::User,
+                    content: None,
+                    name: None,
+                    tool_calls: None,
+                    tool_call_id: None,
+                    extra: Map::new(),
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "role" => role = Some(map.next_value()?),
+                        "content" => m.content = map.next_value()?,
+                        "name" => m.name = map.next_value()?,
+                        "tool_calls" => m.tool_calls = map.next_value()?,
+                        "tool_call_id" => m.tool_call_id = map.next_value()?,
+                        _ => {
+                            let v = map.next_value::<Value>()?;
+                            m.extra.insert(key, v);
+                        }
+                    }
+                }
+                m.role = role.ok_or_else(|| de::Error::missing_field("role"))?;
+                Ok(m)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// Message content: a plain string or a list of typed parts.
@@ -367,26 +463,23 @@ pub struct StreamOptions {
 impl ChatRequest {
     /// Parses and validates a request body. Errors name the offending field.
     pub fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
-        let mut de = serde_json::Deserializer::from_slice(body);
-        let req: ChatRequest = match serde_path_to_error::deserialize(&mut de) {
+        let req: ChatRequest = match serde_json::from_slice(body) {
             Ok(r) => r,
-            Err(e) => {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                if inner.is_syntax() || inner.is_eof() || path == "." {
-                    return Err(ApiError::invalid(format!(
-                        "the request body is not a valid chat completion request: {inner}"
-                    )));
-                }
-                return Err(ApiError::invalid_param(
-                    path.clone(),
-                    format!("invalid value for `{path}`: {}", strip_position(&inner.to_string())),
-                ));
+            Err(e) if e.is_syntax() || e.is_eof() => {
+                return Err(ApiError::invalid(format!("the request body is not a valid chat completion request: {e}")));
             }
+            Err(e) => match crate::json_path::error_path(body, &e) {
+                Some(path) => {
+                    let message = format!("invalid value for `{path}`: {}", crate::json_path::message_of(&e));
+                    return Err(ApiError::invalid_param(path, message));
+                }
+                None => {
+                    return Err(ApiError::invalid(format!(
+                        "the request body is not a valid chat completion request: {e}"
+                    )))
+                }
+            },
         };
-        if de.end().is_err() {
-            return Err(ApiError::invalid("the request body has trailing characters after the JSON value"));
-        }
         req.validate()?;
         Ok(req)
     }
@@ -502,12 +595,6 @@ fn range(name: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<(), ApiError> {
 }
 
 /// serde_json appends " at line L column C"; the path already says where.
-fn strip_position(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_owned(),
-        None => msg.to_owned(),
-    }
-}
 
 // ---------------------------------------------------------------- response
 

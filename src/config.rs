@@ -454,11 +454,10 @@ impl RawPolicy {
 impl Config {
     /// Parses and validates a configuration from JSON text.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let path = if path == "." || path == "?" { "SWITCHYARD_CONFIG".to_owned() } else { path };
-            err(path, e.into_inner().to_string())
+        let raw: RawConfig = serde_json::from_str(text).map_err(|e| {
+            let path =
+                crate::json_path::error_path(text.as_bytes(), &e).unwrap_or_else(|| "SWITCHYARD_CONFIG".to_owned());
+            err(path, crate::json_path::message_of(&e))
         })?;
         Self::validate(raw)
     }

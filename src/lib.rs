@@ -19,6 +19,7 @@ pub mod dispatch;
 pub mod failures;
 pub mod gateway;
 pub mod health;
+pub mod json_path;
 pub mod log;
 pub mod mirror;
 pub mod probe;
