@@ -111,6 +111,40 @@ pub struct ChatRequest {
 // which cost CPU on every request and doubled their code in the bundle.
 // These read the object in one pass and keep unknown fields in `extra`.
 
+const REQUEST_FIELDS: &[&str] = &[
+    "model",
+    "messages",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "user",
+    "stream",
+    "stream_options",
+    "n",
+    "seed",
+    "frequency_penalty",
+    "presence_penalty",
+    "switchyard",
+];
+const MESSAGE_FIELDS: &[&str] = &["role", "content", "name", "tool_calls", "tool_call_id"];
+
+/// A known field given twice is an error (as a derived `Deserialize` has it).
+fn first_time<E: de::Error>(seen: &mut u32, fields: &'static [&'static str], key: &str) -> Result<(), E> {
+    if let Some(i) = fields.iter().position(|f| *f == key) {
+        if *seen & (1 << i) != 0 {
+            return Err(E::duplicate_field(fields[i]));
+        }
+        *seen |= 1 << i;
+    }
+    Ok(())
+}
+
 impl<'de> Deserialize<'de> for ChatRequest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -122,7 +156,9 @@ impl<'de> Deserialize<'de> for ChatRequest {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ChatRequest, A::Error> {
                 let mut r = ChatRequest::default();
                 let (mut model, mut messages) = (false, false);
+                let mut seen = 0u32;
                 while let Some(key) = map.next_key::<String>()? {
+                    first_time(&mut seen, REQUEST_FIELDS, &key)?;
                     match key.as_str() {
                         "model" => (r.model, model) = (map.next_value()?, true),
                         "messages" => (r.messages, messages) = (map.next_value()?, true),
@@ -216,7 +252,9 @@ impl<'de> Deserialize<'de> for Message {
                     tool_call_id: None,
                     extra: Map::new(),
                 };
+                let mut seen = 0u32;
                 while let Some(key) = map.next_key::<String>()? {
+                    first_time(&mut seen, MESSAGE_FIELDS, &key)?;
                     match key.as_str() {
                         "role" => role = Some(map.next_value()?),
                         "content" => m.content = map.next_value()?,
@@ -686,6 +724,14 @@ mod tests {
         let e =
             ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"x"}],"top_p":7}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("top_p"));
+        let e = ChatRequest::parse(br#"{"model":"m","model":"n","messages":[]}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("model"));
+        assert!(e.message.contains("duplicate field"), "{}", e.message);
+        let e = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","role":"tool","content":"x"}]}"#)
+            .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].role"));
+        let e = ChatRequest::parse(br#"{"messages":[{"role":"user","content":"x"}]}"#).unwrap_err();
+        assert!(e.message.contains("missing field `model`"), "{}", e.message);
         let e = ChatRequest::parse(b"{\"model\":").unwrap_err();
         assert_eq!(e.status, 400);
         assert!(e.param.is_none());

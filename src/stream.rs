@@ -195,7 +195,10 @@ impl<B: UpstreamBody, C: Clock, R: Resume<B>> Relay<B, C, R> {
                         self.finish = finish_reason;
                     }
                 }
-                StreamItem::Done => self.upstream_done = true,
+                StreamItem::Done => {
+                    self.upstream_done = true;
+                    self.source.body.release();
+                }
                 StreamItem::Malformed => self.malformed += 1,
                 StreamItem::Error(e) => {
                     error.get_or_insert(e);

@@ -41,6 +41,11 @@ pub trait UpstreamBody {
     /// Reads the next piece of a streamed body as it arrives; `None` at the
     /// end. Gives up at `deadline_ms`.
     async fn chunk(&mut self, deadline_ms: u64) -> Result<Option<Vec<u8>>, TransportError>;
+    /// The stream reached its end marker: nothing more will be read, and the
+    /// connection need not be aborted when the body is dropped (aborting a
+    /// finished fetch costs the runtime more than the rest of the stream's
+    /// bookkeeping).
+    fn release(&mut self) {}
 }
 
 /// Sends requests upstream.

@@ -4,8 +4,9 @@
 
 use futures_executor::block_on;
 use serde_json::{json, Value};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 use switchyard::clock::{Clock, FakeClock};
 use switchyard::config::Config;
 use switchyard::gateway::{ChatReply, Continuer, Gateway};
@@ -30,6 +31,7 @@ enum Script {
 struct Body<'c> {
     clock: &'c FakeClock,
     pieces: VecDeque<Piece>,
+    released: Rc<Cell<u32>>,
 }
 
 impl UpstreamBody for Body<'_> {
@@ -64,17 +66,22 @@ impl UpstreamBody for Body<'_> {
             Piece::End(_) => None,
         })
     }
+    fn release(&mut self) {
+        self.released.set(self.released.get() + 1);
+    }
 }
 
 struct Fake<'c> {
     clock: &'c FakeClock,
     scripts: RefCell<HashMap<&'static str, VecDeque<Script>>>,
     seen: RefCell<Vec<(String, Value)>>,
+    /// Bodies the relay released as read to their end (not to be aborted).
+    released: Rc<Cell<u32>>,
 }
 
 impl<'c> Fake<'c> {
     fn new(clock: &'c FakeClock) -> Self {
-        Fake { clock, scripts: RefCell::new(HashMap::new()), seen: RefCell::new(Vec::new()) }
+        Fake { clock, scripts: RefCell::new(HashMap::new()), seen: RefCell::new(Vec::new()), released: Rc::default() }
     }
     fn script(&self, host: &'static str, s: Vec<Script>) {
         self.scripts.borrow_mut().insert(host, s.into());
@@ -97,7 +104,7 @@ impl<'c> Upstream for Fake<'c> {
             retry_after: None,
             retry_after_ms: None,
             content_type: None,
-            body: Body { clock: self.clock, pieces: pieces.into() },
+            body: Body { clock: self.clock, pieces: pieces.into(), released: self.released.clone() },
         };
         Ok(match step {
             Script::Status(s, b) => head(s, vec![Piece::Bytes(0, b), Piece::End(0)]),
@@ -218,6 +225,7 @@ fn a_healthy_stream_is_relayed_whole_and_ends_with_done() {
     assert!(s.ended_with_done());
     assert_eq!(s.pieces.iter().filter(|p| p.as_str() == DONE).count(), 1);
     assert_eq!(s.log.outcome, "ok");
+    assert_eq!(fake.released.get(), 1, "a stream read to [DONE] is released, not aborted");
 }
 
 #[test]
@@ -285,6 +293,7 @@ fn a_cut_after_content_ends_with_an_error_event_and_no_done() {
     assert_eq!(s.log.outcome, "stream_failed");
     assert!(gw.states.borrow().effective_failures(0, clock.now_ms()) > 0.9, "the cut counts against a");
     assert_eq!(fake.calls("c.test"), 0, "no continuation without a prefill-capable target");
+    assert_eq!(fake.released.get(), 0, "a cut stream is never released as finished");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 mod clock;
 mod kv;
+mod timer;
 mod upstream;
 
 use crate::api::ApiError;
@@ -25,8 +26,10 @@ use std::cell::Cell;
 use std::cell::RefCell;
 use std::rc::Rc;
 use upstream::{FetchBody, FetchUpstream};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
 use worker::{
-    console_error, console_log, event, Context, Env, Headers, Request, Response, Result, ScheduleContext,
+    console_error, console_log, event, Context, Env, Headers, Request, Response, ResponseBody, Result, ScheduleContext,
     ScheduledEvent,
 };
 
@@ -154,7 +157,16 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
                     // The attempts before the stream started are recorded by now.
                     schedule_upkeep(&gw, &env, &ctx);
                     let resume = resume.map(|plan| Continuer { gw: gw.clone(), plan, upstream: FetchUpstream, clock });
-                    return stream_response(gw, head, relay.with_resume(resume), log, &request_id, primary, &cors);
+                    return stream_response(
+                        gw,
+                        &ctx,
+                        head,
+                        relay.with_resume(resume),
+                        log,
+                        &request_id,
+                        primary,
+                        &cors,
+                    );
                 }
             }
         }
@@ -299,42 +311,68 @@ fn schedule_upkeep(gw: &Rc<Gateway>, env: &Env, ctx: &Context) {
     }
 }
 
+/// A stream on its way to the client, able to continue elsewhere.
+type ClientRelay = Relay<FetchBody, WorkerClock, Option<Continuer<Rc<Gateway>, FetchUpstream, WorkerClock>>>;
+
 /// Relays a stream to the client chunk by chunk; the request's log line is
 /// written when the stream ends, with how it ended.
+#[allow(clippy::too_many_arguments)]
 fn stream_response(
     gw: Rc<Gateway>,
+    ctx: &Context,
     head: Reply,
-    relay: Relay<FetchBody, WorkerClock, Option<Continuer<Rc<Gateway>, FetchUpstream, WorkerClock>>>,
+    relay: ClientRelay,
     log: RequestLog,
     request_id: &str,
     primary: Slot<Option<Answer>>,
     cors: &[(&'static str, String)],
 ) -> Result<Response> {
     let started = WorkerClock.now_ms().saturating_sub(log.latency_ms);
-    let body = futures_util::stream::unfold(Some((relay, log, gw)), move |state| {
-        let primary = primary.clone();
-        async move {
-            let (mut relay, mut log, gw) = state?;
-            match relay.next().await {
-                Some(text) => Some((Ok::<Vec<u8>, worker::Error>(text.into_bytes()), Some((relay, log, gw)))),
-                None => {
-                    gw.end_stream(&relay, &mut log, &WorkerClock);
-                    // The mirror comparison (if any) waits for this.
-                    primary.set(log.answer.take());
-                    log.latency_ms = WorkerClock.now_ms().saturating_sub(started);
-                    console_log!("{}", log.to_line());
-                    log_events(&gw);
-                    None
-                }
+    // A runtime-native pipe: the relay writes into it from `waitUntil` and
+    // the client reads the other end, so the runtime never calls back into
+    // wasm to pull a chunk.
+    let pipe = identity_pipe()?;
+    let writer = pipe.writable().get_writer().map_err(worker::Error::from)?;
+    ctx.wait_until(async move {
+        let mut relay = relay;
+        let mut log = log;
+        while let Some(text) = relay.next().await {
+            let chunk = js_sys::Uint8Array::from(text.as_bytes());
+            if JsFuture::from(writer.write_with_chunk(&chunk)).await.is_err() {
+                // The client went away: stop reading upstream (dropping the
+                // relay aborts it) and record how the stream ended.
+                log.outcome = "client_closed";
+                break;
             }
         }
+        let _ = JsFuture::from(writer.close()).await;
+        gw.end_stream(&relay, &mut log, &WorkerClock);
+        // The mirror comparison (if any) waits for this.
+        primary.set(log.answer.take());
+        log.latency_ms = WorkerClock.now_ms().saturating_sub(started);
+        console_log!("{}", log.to_line());
+        log_events(&gw);
     });
     let headers = Headers::new();
     headers.set(HEADER_REQUEST_ID, request_id)?;
     for (k, v) in cors.iter().chain(&head.headers) {
         headers.set(k, v)?;
     }
-    Ok(Response::from_stream(body)?.with_status(head.status).with_headers(headers))
+    Ok(Response::from_body(ResponseBody::Stream(pipe.readable()))?.with_status(head.status).with_headers(headers))
+}
+
+/// workerd's `IdentityTransformStream` (a byte pipe implemented in the
+/// runtime), or a standard `TransformStream` where it is missing.
+fn identity_pipe() -> Result<web_sys::TransformStream> {
+    let global = js_sys::global();
+    if let Ok(ctor) = js_sys::Reflect::get(&global, &"IdentityTransformStream".into()) {
+        if let Some(ctor) = ctor.dyn_ref::<js_sys::Function>() {
+            if let Ok(pipe) = js_sys::Reflect::construct(ctor, &js_sys::Array::new()) {
+                return Ok(pipe.unchecked_into());
+            }
+        }
+    }
+    Ok(web_sys::TransformStream::new()?)
 }
 
 /// Runs mirror calls in `waitUntil`, so that the client never waits for

@@ -1,67 +1,80 @@
-//! Upstream HTTP on Workers: `fetch` raced against a timer, aborted through an
-//! `AbortController` when the deadline passes. Redirects are not followed, so
-//! a request can only ever reach the configured base URLs.
+//! Upstream HTTP on Workers: the runtime's `fetch` raced against a deadline,
+//! aborted through an `AbortController` when the deadline passes. Redirects
+//! are not followed, so a request can only ever reach the configured base URLs.
+//!
+//! This talks to the Fetch API through `web_sys` rather than `worker::Fetch`:
+//! a whole body is read by the runtime (`Response.text()`, native code)
+//! instead of chunk by chunk through wasm, and a streamed body is read with
+//! one reader and one deadline timer for its whole life.
 
-use super::clock::WorkerClock;
-use crate::clock::Clock;
+use super::timer::Timer;
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead, UpstreamRequest};
 use futures_util::future::{select, Either};
-use futures_util::StreamExt;
 use std::pin::pin;
-use std::time::Duration;
-use wasm_bindgen::JsValue;
-use worker::{
-    AbortController, ByteStream, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
-};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{AbortController, ReadableStreamDefaultReader, RequestInit, RequestRedirect};
 
 pub struct FetchUpstream;
 
 pub struct FetchBody {
-    response: Response,
-    controller: AbortController,
-    stream: Option<ByteStream>,
+    response: web_sys::Response,
+    controller: Option<AbortController>,
+    reader: Option<ReadableStreamDefaultReader>,
+    timer: Timer,
 }
 
-fn remaining(deadline_ms: u64) -> Duration {
-    Duration::from_millis(deadline_ms.saturating_sub(WorkerClock.now_ms()))
+fn error_text(e: &JsValue) -> String {
+    if let Some(err) = e.dyn_ref::<js_sys::Error>() {
+        return String::from(err.message());
+    }
+    e.as_string().unwrap_or_else(|| "the request failed".to_owned())
+}
+
+fn connect(e: JsValue) -> TransportError {
+    TransportError::Connect(error_text(&e))
+}
+
+/// Awaits `promise` until `deadline_ms`; `None` when the deadline won.
+async fn race(promise: js_sys::Promise, timer: &mut Timer, deadline_ms: u64) -> Option<Result<JsValue, JsValue>> {
+    let work = JsFuture::from(promise);
+    match select(work, pin!(timer.until(deadline_ms))).await {
+        Either::Left((r, _)) => Some(r),
+        Either::Right(_) => None,
+    }
 }
 
 impl Upstream for FetchUpstream {
     type Body = FetchBody;
 
     async fn send(&self, req: &UpstreamRequest, deadline_ms: u64) -> Result<UpstreamHead<FetchBody>, TransportError> {
-        let connect = |e: worker::Error| TransportError::Connect(e.to_string());
-        let headers = Headers::new();
+        let headers = web_sys::Headers::new().map_err(connect)?;
         for (k, v) in &req.headers {
             headers.set(k, v).map_err(connect)?;
         }
-        let mut init = RequestInit::new();
-        init.with_method(if req.method == "GET" { Method::Get } else { Method::Post })
-            .with_headers(headers)
-            .with_redirect(RequestRedirect::Manual)
-            .with_body(req.body.as_deref().map(JsValue::from_str));
-        let request = Request::new_with_init(&req.url, &init).map_err(connect)?;
-        let controller = AbortController::default();
-        let signal = controller.signal();
-        let fetch = Fetch::Request(request);
-        let outcome = {
-            let sent = fetch.send_with_signal(&signal);
-            let timer = Delay::from(remaining(deadline_ms));
-            match select(pin!(sent), pin!(timer)).await {
-                Either::Left((r, _)) => Some(r),
-                Either::Right(_) => None,
-            }
-        };
-        match outcome {
+        let controller = AbortController::new().map_err(connect)?;
+        let init = RequestInit::new();
+        init.set_method(req.method);
+        init.set_headers(&headers);
+        init.set_redirect(RequestRedirect::Manual);
+        init.set_signal(Some(&controller.signal()));
+        if let Some(body) = &req.body {
+            init.set_body(&JsValue::from_str(body));
+        }
+        let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        let sent = scope.fetch_with_str_and_init(&req.url, &init);
+        let mut timer = Timer::default();
+        match race(sent, &mut timer, deadline_ms).await {
             Some(Ok(response)) => {
+                let response: web_sys::Response = response.unchecked_into();
                 let h = response.headers();
                 let get = |name: &str| h.get(name).ok().flatten();
                 Ok(UpstreamHead {
-                    status: response.status_code(),
+                    status: response.status(),
                     retry_after: get("retry-after"),
                     retry_after_ms: get("retry-after-ms"),
                     content_type: get("content-type"),
-                    body: FetchBody { response, controller, stream: None },
+                    body: FetchBody { response, controller: Some(controller), reader: None, timer },
                 })
             }
             Some(Err(e)) => Err(connect(e)),
@@ -75,24 +88,31 @@ impl Upstream for FetchUpstream {
 
 impl UpstreamBody for FetchBody {
     async fn chunk(&mut self, deadline_ms: u64) -> Result<Option<Vec<u8>>, TransportError> {
-        if self.stream.is_none() {
-            self.stream = Some(self.response.stream().map_err(|e| TransportError::Connect(e.to_string()))?);
+        if self.reader.is_none() {
+            let Some(stream) = self.response.body() else {
+                return Ok(None);
+            };
+            self.reader = Some(stream.get_reader().unchecked_into());
         }
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(reader) = &self.reader else {
             return Ok(None);
         };
-        let outcome = {
-            let next = stream.next();
-            let timer = Delay::from(remaining(deadline_ms));
-            match select(next, pin!(timer)).await {
-                Either::Left((r, _)) => Some(r),
-                Either::Right(_) => None,
+        let read = reader.read();
+        match race(read, &mut self.timer, deadline_ms).await {
+            Some(Ok(result)) => {
+                let done = js_sys::Reflect::get(&result, &"done".into()).ok().and_then(|d| d.as_bool());
+                if done == Some(true) {
+                    // Read to the end: nothing left to abort.
+                    self.controller = None;
+                    return Ok(None);
+                }
+                let value = js_sys::Reflect::get(&result, &"value".into()).map_err(connect)?;
+                let bytes = value.dyn_into::<js_sys::Uint8Array>().map_err(|_| {
+                    TransportError::Connect("the upstream body yielded something other than bytes".to_owned())
+                })?;
+                Ok(Some(bytes.to_vec()))
             }
-        };
-        match outcome {
-            Some(Some(Ok(bytes))) => Ok(Some(bytes)),
-            Some(Some(Err(e))) => Err(TransportError::Connect(e.to_string())),
-            Some(None) => Ok(None),
+            Some(Err(e)) => Err(connect(e)),
             // The caller decides what a timeout means (a stall, or a grace
             // period over); the connection is aborted when the body drops.
             None => Err(TransportError::Timeout),
@@ -100,22 +120,19 @@ impl UpstreamBody for FetchBody {
     }
 
     async fn text(mut self, deadline_ms: u64) -> Result<String, TransportError> {
-        let outcome = {
-            let read = self.response.text();
-            let timer = Delay::from(remaining(deadline_ms));
-            match select(pin!(read), pin!(timer)).await {
-                Either::Left((r, _)) => Some(r),
-                Either::Right(_) => None,
+        let read = self.response.text().map_err(connect)?;
+        match race(read, &mut self.timer, deadline_ms).await {
+            Some(Ok(text)) => {
+                self.controller = None;
+                Ok(text.as_string().unwrap_or_default())
             }
-        };
-        match outcome {
-            Some(Ok(text)) => Ok(text),
-            Some(Err(e)) => Err(TransportError::Connect(e.to_string())),
-            None => {
-                std::mem::take(&mut self.controller).abort();
-                Err(TransportError::Timeout)
-            }
+            Some(Err(e)) => Err(connect(e)),
+            None => Err(TransportError::Timeout),
         }
+    }
+
+    fn release(&mut self) {
+        self.controller = None;
     }
 }
 
@@ -123,7 +140,8 @@ impl Drop for FetchBody {
     /// A body dropped unread (a failed-over stream, a stalled one) is
     /// aborted, so the upstream connection does not linger.
     fn drop(&mut self) {
-        let controller = std::mem::take(&mut self.controller);
-        controller.abort();
+        if let Some(controller) = self.controller.take() {
+            controller.abort();
+        }
     }
 }

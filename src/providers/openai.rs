@@ -105,18 +105,9 @@ impl StreamState {
     pub fn new(_meta: StreamMeta) -> Self {
         StreamState { usage: None, done: false }
     }
-}
 
-impl StreamTranslator for StreamState {
-    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamItem>) {
-        if self.done {
-            return;
-        }
-        if ev.data.trim() == "[DONE]" {
-            self.done = true;
-            out.push(StreamItem::Done);
-            return;
-        }
+    /// The general path: the event as a `Value`.
+    fn on_value(&mut self, ev: &SseEvent, out: &mut Vec<StreamItem>) {
         let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
             out.push(StreamItem::Malformed);
             return;
@@ -150,6 +141,68 @@ impl StreamTranslator for StreamState {
             tool_delta: choices.iter().any(|c| c["delta"].get("tool_calls").is_some_and(|t| !t.is_null())),
             finish_reason: choices.iter().find_map(|c| c["finish_reason"].as_str()).map(str::to_owned),
         });
+    }
+}
+
+/// What the gateway reads from a streamed chunk, borrowed from its text.
+#[derive(Deserialize)]
+struct ChunkView<'a> {
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<ChoiceView<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceView<'a> {
+    #[serde(default, borrow)]
+    delta: Option<DeltaView<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaView<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<serde::de::IgnoredAny>,
+}
+
+impl StreamTranslator for StreamState {
+    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamItem>) {
+        if self.done {
+            return;
+        }
+        if ev.data.trim() == "[DONE]" {
+            self.done = true;
+            out.push(StreamItem::Done);
+            return;
+        }
+        // The common chunk is read into a borrowed view (no map per object);
+        // anything it does not fit (an error, odd types) takes the general path.
+        if let Ok(c) = serde_json::from_str::<ChunkView>(&ev.data) {
+            if c.error.is_none() && (c.choices.is_some() || c.usage.is_some()) {
+                if c.usage.is_some() {
+                    self.usage = c.usage;
+                }
+                let choices = c.choices.unwrap_or_default();
+                let mut text = String::new();
+                for d in choices.iter().filter_map(|c| c.delta.as_ref()) {
+                    text.push_str(d.content.as_deref().unwrap_or_default());
+                }
+                out.push(StreamItem::Chunk {
+                    json: ev.data.clone(),
+                    text,
+                    tool_delta: choices.iter().any(|c| c.delta.as_ref().is_some_and(|d| d.tool_calls.is_some())),
+                    finish_reason: choices.iter().find_map(|c| c.finish_reason.as_deref()).map(str::to_owned),
+                });
+                return;
+            }
+        }
+        self.on_value(ev, out);
     }
 
     fn usage(&self) -> Option<Usage> {
@@ -450,6 +503,37 @@ mod tests {
     use super::stream_test::{self as st, summarise};
     use super::*;
     use crate::config::Config;
+
+    #[test]
+    fn the_borrowed_chunk_view_reads_every_event_as_the_general_path_does() {
+        let mut events = Vec::new();
+        let mut parser = crate::sse::SseParser::new();
+        for name in ["chat_stream_text_usage.sse", "chat_stream_tool_calls.sse", "chat_stream_finish_length.sse"] {
+            parser.feed(fixture(name).as_bytes(), &mut events);
+        }
+        let odd = [
+            r#"{"choices":[{"index":0,"delta":{"content":"a \"quoted\" \u00e9 line\n"},"finish_reason":null}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+            r#"{"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+            r#"{"error":{"message":"overloaded","type":"server_error","code":null}}"#,
+            r#"{"choices":[{"delta":{"content":7}}]}"#,
+            r#"{"choices":{"not":"a list"}}"#,
+            r#"{"id":"x"}"#,
+            "not json",
+        ];
+        for data in odd {
+            events.push(SseEvent { event: None, data: data.to_owned() });
+        }
+        assert!(events.len() > 20);
+        for ev in events.iter().filter(|e| e.data != "[DONE]") {
+            let (mut fast, mut general) = (StreamState::new(meta(true)), StreamState::new(meta(true)));
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            fast.on_event(ev, &mut a);
+            general.on_value(ev, &mut b);
+            assert_eq!(a, b, "{}", ev.data);
+            assert_eq!(fast.usage(), general.usage(), "{}", ev.data);
+        }
+    }
 
     fn fixture(name: &str) -> String {
         std::fs::read_to_string(format!("{}/tests/fixtures/openai/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
