@@ -81,6 +81,10 @@ export function renderMarkdown(results, { chart = 'latest.png' } = {}) {
       'upstream, format openai, keys from a secret; default policy, breaker and state settings.',
   );
   out.push(
+    '- **log_requests = errors**: Switchyard with request log lines for failures and failovers only (every request is ' +
+      'logged by default); the difference is what one `console.log` line per request costs in this workerd.',
+  );
+  out.push(
     '- **failover**: route `bench` by priority, `primary` (answers 503) then `secondary`; `retries_per_target` 0 and a breaker ' +
       'that never opens (`consecutive_failures` and `min_requests` 1,000,000), so every request pays the failed attempt. ' +
       '**default breaker**: the same with the default breaker, which opens after 5 failures and then skips the primary.',

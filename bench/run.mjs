@@ -5,6 +5,7 @@
 //   pt-js           a trivial JS pass-through worker
 //   pt-rs           a workers-rs pass-through (bench/passthrough-rs), if built
 //   switchyard      the release build, route `bench` weighted over two providers
+//   sy-quiet        the same with `log_requests = "errors"` (no log line per success)
 //   sy-failover     primary answers 503, secondary fine, the breaker never opens
 //   sy-failover-cb  the same with the default breaker (it opens: the primary is skipped)
 //   sy-mirror       route.mirror to a third provider at sample_rate 1.0
@@ -346,6 +347,7 @@ function switchyardConfig(up, variant) {
       'bench-paced': { strategy: 'weighted', targets: [target('a-paced', { weight: 3 }), target('b-paced', { weight: 1 })] },
     },
   };
+  if (variant === 'quiet') config.log_requests = 'errors';
   if (variant === 'mirror') {
     config.providers.shadow = provider('/v1');
     config.routes.bench.mirror = { target: 'shadow/bench-model', sample_rate: 1.0 };
@@ -378,6 +380,7 @@ function paths(up) {
       missing: existsSync(PTRS) ? null : 'bench/passthrough-rs was not built (BENCH_RUST_PASSTHROUGH=0 or its build failed)',
     },
     { id: 'switchyard', label: 'Switchyard', kind: 'switchyard', worker: sy('plain') },
+    { id: 'sy-quiet', label: 'Switchyard, log_requests = errors', kind: 'switchyard', worker: sy('quiet') },
     { id: 'sy-failover', label: 'Switchyard, failover', kind: 'switchyard', worker: sy('failover'), expectAttempts: '2' },
     {
       id: 'sy-failover-cb',
@@ -798,7 +801,7 @@ function derive(results) {
   const by = Object.fromEntries(results.paths.map((p) => [p.id, p]));
   const run = (id, mode, c) => by[id]?.available && by[id][mode]?.runs?.[`c${c}`];
   const out = {};
-  for (const sy of ['switchyard', 'sy-failover', 'sy-failover-cb', 'sy-mirror']) {
+  for (const sy of ['switchyard', 'sy-quiet', 'sy-failover', 'sy-failover-cb', 'sy-mirror']) {
     if (!by[sy]?.available) continue;
     for (const base of ['pt-js', 'pt-rs']) {
       if (!by[base]?.available) continue;

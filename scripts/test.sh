@@ -40,7 +40,6 @@ skip() {
 run "cargo test (native)" cargo test
 
 # 2. wasm tests (wasm-bindgen-test, run under Node by wasm-bindgen-test-runner).
-# >>> WASM TESTS: command to be confirmed by the Rust side <<<
 run "cargo test (wasm32)" env CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   cargo test --target wasm32-unknown-unknown --lib
 
@@ -48,6 +47,15 @@ run "cargo test (wasm32)" env CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bi
 run "build" bash scripts/build.sh
 build_ok=0
 [[ "${results[-1]}" == "ok" ]] && build_ok=1
+
+# 3b. The bundle size budget (deterministic, so CI holds it). Issue 7's target
+# is 250 KiB gzipped; the bundle is not there yet (README, "Benchmark"), so CI
+# holds the line just above today's size and the figure can only go down.
+if [[ $build_ok -eq 1 ]]; then
+  run "bundle size" env BUDGET_KB="${BUNDLE_BUDGET_KB:-350}" bash scripts/bundle-size.sh
+else
+  skip "bundle size" "the build failed"
+fi
 
 # 4. Fake providers and harness self-tests (no build needed).
 run "node tests (support)" node --test --test-concurrency=1 tests/support/

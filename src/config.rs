@@ -24,6 +24,8 @@ pub struct Config {
     pub when_all_unavailable: AllUnavailable,
     /// Log prompt text in the request log line (off by default).
     pub log_prompts: bool,
+    /// Which requests get a log line.
+    pub log_requests: crate::log::RequestLogs,
     pub security: Security,
 }
 
@@ -264,6 +266,8 @@ struct RawConfig {
     health: RawHealth,
     #[serde(default)]
     log_prompts: bool,
+    #[serde(default)]
+    log_requests: Option<String>,
     #[serde(default)]
     auth: RawAuth,
     #[serde(default)]
@@ -674,6 +678,11 @@ impl Config {
             return Err(err("health.probe_timeout_ms", "must be greater than 0"));
         }
         let security = security(&raw)?;
+        let log_requests = match raw.log_requests.as_deref() {
+            None => crate::log::RequestLogs::All,
+            Some(v) => crate::log::RequestLogs::parse(v)
+                .ok_or_else(|| err("log_requests", format!("unknown value `{v}`: use all, errors or off")))?,
+        };
         Ok(Config {
             security,
             providers,
@@ -684,6 +693,7 @@ impl Config {
             probe_timeout_ms,
             when_all_unavailable,
             log_prompts: raw.log_prompts,
+            log_requests,
         })
     }
 
@@ -816,6 +826,14 @@ mod tests {
 
     fn field_of(json: &str) -> String {
         Config::from_json(json).unwrap_err().field
+    }
+
+    #[test]
+    fn log_requests_defaults_to_all_and_rejects_unknown_values() {
+        assert_eq!(Config::from_json(GOOD).unwrap().log_requests, crate::log::RequestLogs::All);
+        let quiet = GOOD.replacen('{', r#"{"log_requests":"errors","#, 1);
+        assert_eq!(Config::from_json(&quiet).unwrap().log_requests, crate::log::RequestLogs::Errors);
+        assert_eq!(field_of(&GOOD.replacen('{', r#"{"log_requests":"some","#, 1)), "log_requests");
     }
 
     #[test]

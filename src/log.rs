@@ -5,6 +5,42 @@ use crate::api::Usage;
 use crate::dispatch::AttemptRecord;
 use serde_json::{json, Map, Value};
 
+/// Which requests get a log line (`log_requests`). Circuit and health
+/// transitions and KV writes are logged whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RequestLogs {
+    /// Every request (the default).
+    #[default]
+    All,
+    /// Requests that failed, or that needed more than one attempt, or whose
+    /// stream broke: what an operator investigates.
+    Errors,
+    /// None: for the lowest cost per request when another layer logs.
+    Off,
+}
+
+impl RequestLogs {
+    pub fn parse(s: &str) -> Option<RequestLogs> {
+        match s {
+            "all" => Some(RequestLogs::All),
+            "errors" => Some(RequestLogs::Errors),
+            "off" => Some(RequestLogs::Off),
+            _ => None,
+        }
+    }
+
+    /// Whether `log` gets its line.
+    pub fn wants(self, log: &RequestLog) -> bool {
+        match self {
+            RequestLogs::All => true,
+            RequestLogs::Off => false,
+            RequestLogs::Errors => {
+                !matches!(log.outcome, "ok" | "") || log.status >= 400 || log.attempts.iter().any(|a| a.kind.is_some())
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct RequestLog {
     pub request_id: String,
@@ -135,5 +171,38 @@ impl RequestLog {
             m.insert("prompt".into(), json!(p));
         }
         Value::Object(m).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_logs_keep_what_the_setting_asks_for() {
+        use crate::taxonomy::ErrorKind;
+        let ok = RequestLog { status: 200, outcome: "ok", ..Default::default() };
+        let attempt = |kind| AttemptRecord {
+            target: "a".into(),
+            provider: "a".into(),
+            model: "m".into(),
+            status: None,
+            kind,
+            latency_ms: 1,
+            message: None,
+        };
+        let failed_over = RequestLog { attempts: vec![attempt(Some(ErrorKind::Server)), attempt(None)], ..ok.clone() };
+        let refused = RequestLog { status: 401, outcome: "unauthorized", ..Default::default() };
+        let broken = RequestLog { status: 200, outcome: "stream_failed", ..Default::default() };
+        for (mode, expect) in [
+            (RequestLogs::All, [true, true, true, true]),
+            (RequestLogs::Errors, [false, true, true, true]),
+            (RequestLogs::Off, [false, false, false, false]),
+        ] {
+            let got = [&ok, &failed_over, &refused, &broken].map(|l| mode.wants(l));
+            assert_eq!(got, expect, "{mode:?}");
+        }
+        assert_eq!(RequestLogs::parse("errors"), Some(RequestLogs::Errors));
+        assert_eq!(RequestLogs::parse("some"), None);
     }
 }

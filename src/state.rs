@@ -288,6 +288,12 @@ impl ProviderStates {
     }
 
     /// Providers whose state should be written now.
+    /// Whether a request should leave upkeep behind it (a refresh, or a
+    /// write): in steady state neither, and the request schedules nothing.
+    pub fn upkeep_due(&self, now: u64) -> bool {
+        self.refresh_due(now) || (0..self.entries.len()).any(|i| self.wants_write(i, now) && self.write_allowed(i, now))
+    }
+
     pub fn due_writes(&self, now: u64) -> Vec<usize> {
         (0..self.entries.len()).filter(|&i| self.wants_write(i, now) && self.write_allowed(i, now)).collect()
     }
@@ -476,6 +482,22 @@ mod tests {
             block_on(flush(&st, &store, i * 1000));
         }
         assert_eq!(store.writes.get(), 0);
+    }
+
+    #[test]
+    fn upkeep_is_due_only_for_a_refresh_or_a_write() {
+        let store = MemoryStore::default();
+        let st = states();
+        assert!(st.borrow().upkeep_due(0), "a new isolate has never read the shared state");
+        block_on(refresh(&st, &store, 0));
+        st.borrow_mut().record_success(0, 1_000);
+        assert!(!st.borrow().upkeep_due(1_000), "steady state: nothing to do after a request");
+        st.borrow_mut().record_failure(0, 2_000);
+        assert!(st.borrow().upkeep_due(2_000), "a failure to share");
+        block_on(flush(&st, &store, 2_000));
+        assert!(!st.borrow().upkeep_due(2_000));
+        let refresh_ms = st.borrow().settings.refresh_interval_s * 1000;
+        assert!(st.borrow().upkeep_due(refresh_ms + 1_000), "the periodic refresh");
     }
 
     #[test]

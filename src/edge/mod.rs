@@ -133,7 +133,9 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             );
             log.status = status;
             log.outcome = if status == 204 { "ok" } else { "cors_refused" };
-            console_log!("{}", log.to_line());
+            if gw.config.log_requests.wants(&log) {
+                console_log!("{}", log.to_line());
+            }
             let body = if status == 204 {
                 String::new()
             } else {
@@ -221,7 +223,9 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     if log.outcome.is_empty() {
         log.outcome = if reply.status < 400 { "ok" } else { "client_error" };
     }
-    console_log!("{}", log.to_line());
+    if gw.config.log_requests.wants(&log) {
+        console_log!("{}", log.to_line());
+    }
     log_events(&gw);
     schedule_upkeep(&gw, &env, &ctx);
     respond(reply, &request_id, &cors)
@@ -298,6 +302,9 @@ async fn rate_limit_ok(env: &Env, binding: &str, key: &str) -> bool {
 /// Shared state upkeep after the response (`waitUntil`): a refresh when due,
 /// and the writes of whatever changed.
 fn schedule_upkeep(gw: &Rc<Gateway>, env: &Env, ctx: &Context) {
+    if !gw.states.borrow().upkeep_due(WorkerClock.now_ms()) {
+        return; // steady state: no task, no promise
+    }
     if let Ok(kv) = env.kv(STATE_BINDING) {
         let gw = gw.clone();
         ctx.wait_until(async move {
@@ -350,7 +357,9 @@ fn stream_response(
         // The mirror comparison (if any) waits for this.
         primary.set(log.answer.take());
         log.latency_ms = WorkerClock.now_ms().saturating_sub(started);
-        console_log!("{}", log.to_line());
+        if gw.config.log_requests.wants(&log) {
+            console_log!("{}", log.to_line());
+        }
         log_events(&gw);
     });
     let headers = Headers::new();

@@ -31,12 +31,11 @@ pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamReques
 /// The request body with `model` set to the upstream model. `switchyard`
 /// options are never serialised (see `ChatRequest::gateway`).
 fn body_for(req: &ChatRequest, model: &str) -> Result<String, ApiError> {
-    let mut v = serde_json::to_value(req)
-        .map_err(|e| ApiError::new(500, "server_error", format!("could not encode the upstream request: {e}")))?;
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert("model".to_owned(), serde_json::Value::String(model.to_owned()));
-    }
-    Ok(v.to_string())
+    // Serialised straight from the typed request (no intermediate `Value`).
+    let mut out = req.clone();
+    out.model = model.to_owned();
+    serde_json::to_string(&out)
+        .map_err(|e| ApiError::new(500, "server_error", format!("could not encode the upstream request: {e}")))
 }
 
 pub fn parse_response(body: &str) -> Result<ChatCompletion, String> {

@@ -26,9 +26,10 @@ if (!isBuilt()) {
  * Starts fakes and a gateway for one test and stops them when it ends.
  * @returns {Promise<{gw, f: Record<string, any>}>}
  */
-async function setup(t, { fakes, routes, policy, state, kvPersist }) {
+async function setup(t, { fakes, routes, policy, state, kvPersist, extra }) {
   const f = await startFakes(fakes);
   const { config, secrets } = makeConfig({ fakes: f, routes: routes(f), policy, state });
+  Object.assign(config, extra);
   let gw;
   try {
     gw = await startGateway({ config, secrets, kvPersist });
@@ -110,6 +111,29 @@ describe('basics', () => {
     assert.equal(attemptCount(line.attempts), 1);
     assert.ok(line.outcome, 'the log line has an outcome');
     assert.equal(gw.requestLogs().filter((l) => l.request_id === r.headers['x-request-id']).length, 1);
+  });
+});
+
+describe('request logs', () => {
+  test('log_requests = "errors" logs failures and failovers, not plain successes', async (t) => {
+    const { gw, f } = await setup(t, {
+      fakes: { a: 'openai', b: 'openai' },
+      routes: (f) => ({ main: priority(target(f.a), target(f.b)) }),
+      policy: { retries_per_target: 0 },
+      extra: { log_requests: 'errors' },
+    });
+    const plain = await gw.chat(userMessage('main'));
+    assert.equal(plain.status, 200, plain.text);
+    f.a.script({ type: 'error', status: 503 });
+    const failedOver = await gw.chat(userMessage('main'));
+    assert.equal(failedOver.headers['x-switchyard-provider'], 'b');
+    const refused = await gw.chat({ model: 'main', messages: [] });
+    assert.equal(refused.status, 400);
+    const failedLine = await gw.waitForLog((l) => l.request_id === failedOver.headers['x-request-id']);
+    assert.equal(attemptCount(failedLine.attempts), 2);
+    await gw.waitForLog((l) => l.request_id === refused.headers['x-request-id']);
+    const ids = gw.requestLogs().map((l) => l.request_id);
+    assert.ok(!ids.includes(plain.headers['x-request-id']), 'a plain success is not logged');
   });
 });
 
