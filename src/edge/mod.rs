@@ -343,16 +343,27 @@ fn stream_response(
     ctx.wait_until(async move {
         let mut relay = relay;
         let mut log = log;
+        // A write is not awaited (that would cost a promise round trip per
+        // chunk): answers are small, so they may queue in the pipe. A write
+        // rejected because the client went away is noted, and the next
+        // chunk stops the relay.
+        let gone = Rc::new(Cell::new(false));
+        let on_reject = {
+            let gone = gone.clone();
+            wasm_bindgen::closure::Closure::<dyn FnMut(wasm_bindgen::JsValue)>::new(move |_| gone.set(true))
+        };
         while let Some(text) = relay.next().await {
-            let chunk = js_sys::Uint8Array::from(text.as_bytes());
-            if JsFuture::from(writer.write_with_chunk(&chunk)).await.is_err() {
-                // The client went away: stop reading upstream (dropping the
-                // relay aborts it) and record how the stream ended.
+            if gone.get() {
+                // Stop reading upstream (dropping the relay aborts it) and
+                // record how the stream ended.
                 log.outcome = "client_closed";
                 break;
             }
+            let chunk = js_sys::Uint8Array::from(text.as_bytes());
+            let _ = writer.write_with_chunk(&chunk).catch(&on_reject);
         }
         let _ = JsFuture::from(writer.close()).await;
+        drop(on_reject);
         gw.end_stream(&relay, &mut log, &WorkerClock);
         // The mirror comparison (if any) waits for this.
         primary.set(log.answer.take());

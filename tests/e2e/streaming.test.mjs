@@ -232,6 +232,38 @@ describe('failures after content', () => {
   });
 });
 
+describe('a client that leaves', () => {
+  test('stops the upstream stream: the gateway does not read (and pay for) the rest of the answer', async (t) => {
+    const { gw, f } = await setup(t, {
+      fakes: { a: 'openai' },
+      routes: (f) => ({ main: priority(target(f.a)) }),
+      policy: { stream_idle_timeout_ms: 2000 },
+    });
+    f.a.setDefault({ type: 'ok', chunks: 60, chunkDelayMs: 50 });
+    const controller = new AbortController();
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...userMessage('main'), stream: true }),
+      signal: controller.signal,
+    });
+    assert.equal(res.status, 200);
+    const reader = res.body.getReader();
+    const first = await reader.read();
+    assert.ok(!first.done && first.value.length > 0, 'the first chunk arrived');
+    const leftAt = performance.now();
+    controller.abort();
+    // The whole answer would take 3 s; the upstream must see its reader go well before.
+    let waited = 0;
+    while (f.a.abandoned === 0 && waited < 2500) {
+      await new Promise((r) => setTimeout(r, 25));
+      waited += 25;
+    }
+    assert.equal(f.a.abandoned, 1, 'the upstream stream was closed before its end');
+    assert.ok(performance.now() - leftAt < 2500, 'and soon after the client left');
+  });
+});
+
 describe('continuing a broken answer', () => {
   test('on a prefill-capable fallback, the client receives exactly the full answer', async (t) => {
     const { gw, f } = await setup(t, {

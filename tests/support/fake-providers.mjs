@@ -720,6 +720,7 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
   const sockets = new Set();
   const timers = new Set();
   let closed = false;
+  let abandoned = 0;
 
   const later = (ms) =>
     new Promise((resolve) => {
@@ -880,6 +881,12 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       ...defaultResponseHeaders(format),
     });
     res.flushHeaders();
+    // A stream whose reader goes away before its end is counted (the gateway
+    // must stop reading upstream when its client leaves).
+    let finished = false;
+    res.on('close', () => {
+      if (!finished && !closed) abandoned++;
+    });
     let deltas = 0;
     let started = false; // reached the first content delta
     const gap = b.chunkDelayMs ?? 0;
@@ -909,6 +916,7 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
         if (gap) await later(gap);
       }
     }
+    finished = true;
     res.end();
   }
 
@@ -975,6 +983,10 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
 
   const api = {
     name,
+    /** Streams whose reader left before the end (see stream()). */
+    get abandoned() {
+      return abandoned;
+    },
     format,
     port: actualPort,
     origin,
