@@ -501,7 +501,12 @@ pub struct StreamOptions {
 impl ChatRequest {
     /// Parses and validates a request body. Errors name the offending field.
     pub fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
-        let req: ChatRequest = match serde_json::from_slice(body) {
+        // Read as text first: every JSON read in the gateway goes through the
+        // one `&str` deserializer, so its code is in the bundle once.
+        let Ok(text) = std::str::from_utf8(body) else {
+            return Err(ApiError::invalid("the request body is not valid UTF-8 JSON"));
+        };
+        let req: ChatRequest = match serde_json::from_str(text) {
             Ok(r) => r,
             Err(e) if e.is_syntax() || e.is_eof() => {
                 return Err(ApiError::invalid(format!("the request body is not a valid chat completion request: {e}")));
@@ -732,6 +737,8 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
         let e = ChatRequest::parse(br#"{"messages":[{"role":"user","content":"x"}]}"#).unwrap_err();
         assert!(e.message.contains("missing field `model`"), "{}", e.message);
+        let e = ChatRequest::parse(b"{\"model\":\"\xff\"}").unwrap_err();
+        assert_eq!((e.status, e.param.is_none()), (400, true));
         let e = ChatRequest::parse(b"{\"model\":").unwrap_err();
         assert_eq!(e.status, 400);
         assert!(e.param.is_none());
