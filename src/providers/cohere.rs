@@ -495,12 +495,7 @@ impl StreamState {
 
 impl StreamTranslator for StreamState {
     fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamItem>) {
-        if self.done {
-            return;
-        }
-        if ev.data.trim() == "[DONE]" {
-            self.done = true;
-            out.push(StreamItem::Done);
+        if super::at_end(&mut self.done, ev, out) {
             return;
         }
         let v = match serde_json::from_str::<Value>(&ev.data) {

@@ -40,6 +40,20 @@ impl Format {
     }
 }
 
+/// For streams that end with `data: [DONE]` (OpenAI, Cohere): true when the
+/// stream is already over or this event ends it (then `Done` is emitted once).
+pub(crate) fn at_end(done: &mut bool, ev: &crate::sse::SseEvent, out: &mut Vec<StreamItem>) -> bool {
+    if *done {
+        return true;
+    }
+    if ev.data.trim() == "[DONE]" {
+        *done = true;
+        out.push(StreamItem::Done);
+        return true;
+    }
+    false
+}
+
 /// What one upstream stream event becomes, in the client's (OpenAI's) terms.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamItem {

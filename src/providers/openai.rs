@@ -172,12 +172,7 @@ struct DeltaView<'a> {
 
 impl StreamTranslator for StreamState {
     fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamItem>) {
-        if self.done {
-            return;
-        }
-        if ev.data.trim() == "[DONE]" {
-            self.done = true;
-            out.push(StreamItem::Done);
+        if super::at_end(&mut self.done, ev, out) {
             return;
         }
         // The common chunk is read into a borrowed view (no map per object);
