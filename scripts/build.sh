@@ -21,11 +21,14 @@ wasm="$(ls build/*.wasm 2>/dev/null | head -n1 || true)"
 if [[ -n "$wasm" ]]; then
   # worker-build keeps the wasm name section (function names in JS stack
   # traces) whatever wasm-opt is told; it is 15% of the module. Panic messages
-  # keep their text and source location without it, so it goes.
-  node_modules/.bin/wasm-opt "$wasm" --strip-debug -o "$wasm.stripped" \
-    --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int --enable-bulk-memory \
-    --enable-multivalue --enable-reference-types --enable-exception-handling
-  mv "$wasm.stripped" "$wasm"
+  # keep their text and source location without it, so it goes
+  # (KEEP_WASM_NAMES=1 keeps it, for profiling: bench/profile.mjs).
+  if [[ "${KEEP_WASM_NAMES:-0}" != 1 ]]; then
+    node_modules/.bin/wasm-opt "$wasm" --strip-debug -o "$wasm.stripped" \
+      --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int --enable-bulk-memory \
+      --enable-multivalue --enable-reference-types --enable-exception-handling
+    mv "$wasm.stripped" "$wasm"
+  fi
   raw=$(wc -c <"$wasm")
   gz=$(gzip -9 -c "$wasm" | wc -c)
   echo "build: $wasm $((raw / 1024)) KiB, $((gz / 1024)) KiB gzipped (Free plan limit: 3 MiB compressed)"
