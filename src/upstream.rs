@@ -22,7 +22,8 @@ pub enum TransportError {
     Connect(String),
 }
 
-/// A response head: status and the few headers the gateway acts on.
+/// A response head: status and the few headers the gateway acts on
+/// (`retry-after` only matters, and is only read, on a failure).
 #[derive(Debug)]
 pub struct UpstreamHead<B> {
     pub status: u16,
@@ -30,7 +31,6 @@ pub struct UpstreamHead<B> {
     pub retry_after: Option<String>,
     /// `retry-after-ms` (OpenAI and Anthropic send it).
     pub retry_after_ms: Option<String>,
-    pub content_type: Option<String>,
     pub body: B,
 }
 

@@ -72,7 +72,6 @@ impl Upstream for Fake<'_> {
             status,
             retry_after: ra.map(str::to_owned),
             retry_after_ms: None,
-            content_type: Some("application/json".into()),
             body: Body(body),
         };
         match step {

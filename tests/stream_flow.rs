@@ -103,7 +103,6 @@ impl<'c> Upstream for Fake<'c> {
             status,
             retry_after: None,
             retry_after_ms: None,
-            content_type: None,
             body: Body { clock: self.clock, pieces: pieces.into(), released: self.released.clone() },
         };
         Ok(match step {

@@ -67,13 +67,19 @@ impl Upstream for FetchUpstream {
         match race(sent, &mut timer, deadline_ms).await {
             Some(Ok(response)) => {
                 let response: web_sys::Response = response.unchecked_into();
-                let h = response.headers();
-                let get = |name: &str| h.get(name).ok().flatten();
+                let status = response.status();
+                // Retry hints matter only on a failure: a success reads no header.
+                let (retry_after, retry_after_ms) = if (200..300).contains(&status) {
+                    (None, None)
+                } else {
+                    let h = response.headers();
+                    let get = |name: &str| h.get(name).ok().flatten();
+                    (get("retry-after"), get("retry-after-ms"))
+                };
                 Ok(UpstreamHead {
-                    status: response.status(),
-                    retry_after: get("retry-after"),
-                    retry_after_ms: get("retry-after-ms"),
-                    content_type: get("content-type"),
+                    status,
+                    retry_after,
+                    retry_after_ms,
                     body: FetchBody { response, controller: Some(controller), reader: None, timer },
                 })
             }
