@@ -220,6 +220,27 @@ describe('failover and retries', () => {
     assert.ok(r.ms < 2 * attempt, `took ${r.ms.toFixed(0)} ms, more than 2x the attempt timeout`);
   });
 
+  test('a timeout still fires when the request that started before it has finished', { timeout: 10_000 }, async (t) => {
+    // Timers belong to the request that set them; one shared between
+    // requests would die with the first and leave the second hanging.
+    const attempt = 400;
+    const { gw, f } = await setup(t, {
+      fakes: { a: 'openai', b: 'openai' },
+      routes: (f) => ({ main: priority(target(f.a), target(f.b)) }),
+      policy: { attempt_timeout_ms: attempt, retries_per_target: 0 },
+    });
+    f.a.script({ type: 'ok', delayMs: 100 }, { type: 'hang' });
+    const first = gw.chat(userMessage('main'));
+    await new Promise((r) => setTimeout(r, 30));
+    const second = gw.chat(userMessage('main'));
+    const a = await first;
+    assert.equal(a.headers['x-switchyard-provider'], 'a');
+    const b = await second;
+    assert.equal(b.status, 200, b.text);
+    assert.equal(b.headers['x-switchyard-provider'], 'b', 'the hanging attempt timed out and failed over');
+    assert.ok(b.ms < 2 * attempt, `took ${b.ms.toFixed(0)} ms`);
+  });
+
   test('connection reset is retried at the same provider', async (t) => {
     const { gw, f } = await setup(t, {
       fakes: { a: 'openai', b: 'openai' },
