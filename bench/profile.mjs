@@ -16,10 +16,10 @@
 import { Miniflare } from 'miniflare';
 import WebSocket from 'ws';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { AUTH, BODY_JSON, BODY_STREAM, childPids, cpuSeconds, switchyardBindings } from './common.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -42,41 +42,8 @@ const SCRIPT = path.resolve(
 );
 mkdirSync(OUT, { recursive: true });
 
-const BODY_JSON = JSON.stringify({
-  model: 'bench',
-  messages: [
-    { role: 'system', content: 'You are a helpful assistant.' },
-    { role: 'user', content: 'Say hello in one short sentence.' },
-  ],
-  max_tokens: 32,
-});
-const BODY_STREAM = JSON.stringify({ ...JSON.parse(BODY_JSON), stream: true });
-const GATEWAY_KEY = 'sy_bench_0123456789abcdefghijklmnopqrstuvwxyzABCD';
-const AUTH = `Bearer ${GATEWAY_KEY}`;
 const log = (...a) => console.error('profile:', ...a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const CLK_TCK = 100;
-
-function cpuSeconds(pid) {
-  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
-  return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
-}
-function childPids(comm) {
-  const out = [];
-  for (const d of require_readdir('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const s = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const name = s.slice(s.indexOf('(') + 1, s.lastIndexOf(')'));
-      const ppid = Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === process.pid && name === comm) out.push(Number(d));
-    } catch {}
-  }
-  return out;
-}
-import { readdirSync as require_readdir } from 'node:fs';
-
 // ---------------------------------------------------------------- processes
 
 async function startUpstream() {
@@ -95,36 +62,11 @@ async function startUpstream() {
   return { child, origin: `http://127.0.0.1:${info.port}` };
 }
 
-function switchyardConfig(up) {
-  const provider = (base) => ({ format: 'openai', base_url: `${up.origin}${base}`, key_secret: 'BENCH_API_KEY' });
-  const target = (p, extra = {}) => ({
-    provider: p,
-    model: 'bench-model',
-    weight: 1,
-    cost: { input: 0.15, output: 0.6 },
-    capabilities: ['tools', 'json', 'vision'],
-    context_window: 128000,
-    ...extra,
-  });
-  return {
-    providers: { a: provider('/v1'), b: provider('/v1'), 'a-paced': provider('/paced/v1'), 'b-paced': provider('/paced/v1') },
-    routes: {
-      bench: { strategy: 'weighted', targets: [target('a', { weight: 3 }), target('b', { weight: 1 })] },
-      'bench-paced': { strategy: 'weighted', targets: [target('a-paced', { weight: 3 }), target('b-paced', { weight: 1 })] },
-    },
-  };
-}
-
 async function startWorker(up) {
   const before = new Set(childPids('workerd'));
   const sy = WORKER === 'switchyard';
   const bindings = sy
-    ? {
-        SWITCHYARD_CONFIG: switchyardConfig(up),
-        BENCH_API_KEY: 'sk-bench-not-a-real-key',
-        ADMIN_KEY: 'bench-admin-key',
-        GATEWAY_KEYS: JSON.stringify([{ name: 'bench', sha256: createHash('sha256').update(GATEWAY_KEY).digest('hex') }]),
-      }
+    ? switchyardBindings(up)
     : { UPSTREAM: up.origin };
   const mf = new Miniflare({
     name: WORKER,

@@ -20,16 +20,26 @@
 
 import { Miniflare } from 'miniflare';
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, statSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
-import { createHash } from 'node:crypto';
 import { renderSvg } from './chart.mjs';
 import { renderMarkdown } from './report.mjs';
+import {
+  ADMIN_KEY,
+  AUTH,
+  BODY_JSON,
+  BODY_PACED,
+  BODY_STREAM,
+  childPids,
+  cpuSeconds,
+  switchyardBindings,
+  ticksPerSecond,
+} from './common.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = path.resolve(process.env.BENCH_OUT || path.join(ROOT, 'bench/results'));
@@ -48,23 +58,6 @@ const SETTINGS = {
 };
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',')) : null;
 
-const BODY_JSON = JSON.stringify({
-  model: 'bench',
-  messages: [
-    { role: 'system', content: 'You are a helpful assistant.' },
-    { role: 'user', content: 'Say hello in one short sentence.' },
-  ],
-  max_tokens: 32,
-});
-const BODY_STREAM = JSON.stringify({ ...JSON.parse(BODY_JSON), stream: true });
-const BODY_PACED = JSON.stringify({ ...JSON.parse(BODY_STREAM), model: 'bench-paced' });
-const ADMIN_KEY = 'bench-admin-key';
-// A gateway key, as a deployed gateway requires (its SHA-256 goes into the
-// GATEWAY_KEYS secret). Sent on every request of every path (harmless where
-// nothing checks it), so the load is the same everywhere.
-const GATEWAY_KEY = 'sy_bench_0123456789abcdefghijklmnopqrstuvwxyzABCD';
-const AUTH = `Bearer ${GATEWAY_KEY}`;
-const CLK_TCK = Number(execOr('getconf', ['CLK_TCK'], '100')) || 100;
 
 // ------------------------------------------------------------------ helpers
 
@@ -89,24 +82,13 @@ const log = (...a) => console.error('bench:', ...a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const round = (x, d = 3) => (x === null || x === undefined || !Number.isFinite(x) ? null : Number(x.toFixed(d)));
 
-/** utime+stime of a process in seconds, or null when it is gone. */
-function cpuSeconds(pid) {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
-  } catch {
-    return null;
-  }
-}
-
 /** This process's own CPU and that of its reaped children (wrk), in seconds. */
 function selfCpu() {
   const s = readFileSync('/proc/self/stat', 'utf8');
   const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
   return {
-    self: (Number(rest[11]) + Number(rest[12])) / CLK_TCK,
-    children: (Number(rest[13]) + Number(rest[14])) / CLK_TCK,
+    self: (Number(rest[11]) + Number(rest[12])) / ticksPerSecond(),
+    children: (Number(rest[13]) + Number(rest[14])) / ticksPerSecond(),
   };
 }
 
@@ -150,23 +132,6 @@ async function waitQuiet() {
 const OTHER_LOAD_LIMIT = 0.2;
 // All the waiting for a quiet machine and the re-runs together stay within this.
 let quietBudgetS = Number(process.env.BENCH_QUIET_BUDGET_S ?? 150);
-
-/** Children of this process named `comm` (from /proc/<pid>/stat). */
-function childPids(comm) {
-  const out = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const s = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const name = s.slice(s.indexOf('(') + 1, s.lastIndexOf(')'));
-      const ppid = Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === process.pid && name === comm) out.push(Number(d));
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
-}
 
 const trackedPids = new Set();
 function trackPid(pid, add = true) {
@@ -308,66 +273,13 @@ async function startWorker({ script, scriptPath, bindings = {}, kv = false }) {
 
 // ------------------------------------------------------------------ configs
 
-function switchyardConfig(up, variant) {
-  const provider = (base) => ({ format: 'openai', base_url: `${up.origin}${base}`, key_secret: 'BENCH_API_KEY' });
-  const target = (p, extra = {}) => ({
-    provider: p,
-    model: 'bench-model',
-    weight: 1,
-    cost: { input: 0.15, output: 0.6 },
-    capabilities: ['tools', 'json', 'vision'],
-    context_window: 128000,
-    ...extra,
-  });
-  if (variant === 'failover' || variant === 'failover-cb') {
-    const config = {
-      providers: {
-        primary: provider('/fail/v1'),
-        secondary: provider('/v1'),
-        'secondary-paced': provider('/paced/v1'),
-      },
-      routes: {
-        bench: { strategy: 'priority', targets: [target('primary'), target('secondary')] },
-        'bench-paced': { strategy: 'priority', targets: [target('primary'), target('secondary-paced')] },
-      },
-      policy: { retries_per_target: 0 },
-    };
-    if (variant === 'failover') config.breaker = { consecutive_failures: 1_000_000, min_requests: 1_000_000 };
-    return config;
-  }
-  const config = {
-    providers: {
-      a: provider('/v1'),
-      b: provider('/v1'),
-      'a-paced': provider('/paced/v1'),
-      'b-paced': provider('/paced/v1'),
-    },
-    routes: {
-      bench: { strategy: 'weighted', targets: [target('a', { weight: 3 }), target('b', { weight: 1 })] },
-      'bench-paced': { strategy: 'weighted', targets: [target('a-paced', { weight: 3 }), target('b-paced', { weight: 1 })] },
-    },
-  };
-  if (variant === 'quiet') config.log_requests = 'errors';
-  if (variant === 'mirror') {
-    config.providers.shadow = provider('/v1');
-    config.routes.bench.mirror = { target: 'shadow/bench-model', sample_rate: 1.0 };
-    config.routes['bench-paced'].mirror = { target: 'shadow/bench-model', sample_rate: 1.0 };
-  }
-  return config;
-}
-
 function paths(up) {
   const SY = path.join(ROOT, 'build/worker/shim.mjs');
   const PTRS = path.join(ROOT, 'bench/passthrough-rs/build/worker/shim.mjs');
   const sy = (variant) => ({
     scriptPath: SY,
     kv: true,
-    bindings: {
-      SWITCHYARD_CONFIG: switchyardConfig(up, variant),
-      BENCH_API_KEY: 'sk-bench-not-a-real-key',
-      ADMIN_KEY,
-      GATEWAY_KEYS: JSON.stringify([{ name: 'bench', sha256: createHash('sha256').update(GATEWAY_KEY).digest('hex') }]),
-    },
+    bindings: switchyardBindings(up, variant),
   });
   return [
     { id: 'direct', label: 'direct (no worker)', kind: 'direct' },

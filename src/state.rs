@@ -287,15 +287,19 @@ impl ProviderStates {
             .min()
     }
 
-    /// Providers whose state should be written now.
     /// Whether a request should leave upkeep behind it (a refresh, or a
     /// write): in steady state neither, and the request schedules nothing.
     pub fn upkeep_due(&self, now: u64) -> bool {
-        self.refresh_due(now) || (0..self.entries.len()).any(|i| self.wants_write(i, now) && self.write_allowed(i, now))
+        self.refresh_due(now) || (0..self.entries.len()).any(|i| self.write_due(i, now))
     }
 
+    /// Providers whose state should be written now.
     pub fn due_writes(&self, now: u64) -> Vec<usize> {
-        (0..self.entries.len()).filter(|&i| self.wants_write(i, now) && self.write_allowed(i, now)).collect()
+        (0..self.entries.len()).filter(|&i| self.write_due(i, now)).collect()
+    }
+
+    fn write_due(&self, idx: usize, now: u64) -> bool {
+        self.wants_write(idx, now) && self.write_allowed(idx, now)
     }
 
     /// Folds a shared record into this isolate's view.

@@ -133,9 +133,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             );
             log.status = status;
             log.outcome = if status == 204 { "ok" } else { "cors_refused" };
-            if gw.config.log_requests.wants(&log) {
-                console_log!("{}", log.to_line());
-            }
+            log_request(&gw, &log);
             let body = if status == 204 {
                 String::new()
             } else {
@@ -223,9 +221,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     if log.outcome.is_empty() {
         log.outcome = if reply.status < 400 { "ok" } else { "client_error" };
     }
-    if gw.config.log_requests.wants(&log) {
-        console_log!("{}", log.to_line());
-    }
+    log_request(&gw, &log);
     log_events(&gw);
     schedule_upkeep(&gw, &env, &ctx);
     respond(reply, &request_id, &cors)
@@ -368,9 +364,7 @@ fn stream_response(
         // The mirror comparison (if any) waits for this.
         primary.set(log.answer.take());
         log.latency_ms = WorkerClock.now_ms().saturating_sub(started);
-        if gw.config.log_requests.wants(&log) {
-            console_log!("{}", log.to_line());
-        }
+        log_request(&gw, &log);
         log_events(&gw);
     });
     let headers = Headers::new();
@@ -531,6 +525,13 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         // The cron run can afford to wait for a key's write slot, so that a
         // transition right after another is not left unwritten.
         log_flush(state::flush_waiting(&gw.states, store, &clock).await);
+    }
+}
+
+/// The request's log line, if `log_requests` wants it.
+fn log_request(gw: &Gateway, log: &RequestLog) {
+    if gw.config.log_requests.wants(log) {
+        console_log!("{}", log.to_line());
     }
 }
 
