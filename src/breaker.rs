@@ -13,30 +13,8 @@
 //! isolate that knows when the circuit opened agrees on when it half-opens
 //! without another write.
 
+pub use crate::config::BreakerSettings;
 use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BreakerSettings {
-    pub consecutive_failures: u32,
-    pub failure_ratio: f64,
-    pub min_requests: u32,
-    pub window_s: u64,
-    pub cooldown_ms: u64,
-    pub max_cooldown_ms: u64,
-}
-
-impl Default for BreakerSettings {
-    fn default() -> Self {
-        BreakerSettings {
-            consecutive_failures: 5,
-            failure_ratio: 0.5,
-            min_requests: 10,
-            window_s: 60,
-            cooldown_ms: 30_000,
-            max_cooldown_ms: 300_000,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

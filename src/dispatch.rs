@@ -12,26 +12,13 @@ use crate::breaker::Permit;
 use crate::clock::Clock;
 use crate::config::{Config, ProviderConfig, Route, Target};
 use crate::providers::{self, Outbound};
+pub use crate::record::AttemptRecord;
 use crate::retry::{self, Decision, Failure};
 use crate::rng::Rng;
 use crate::state::ProviderStates;
 use crate::taxonomy::{ErrorKind, UpstreamError};
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead};
 use std::cell::RefCell;
-
-/// One upstream attempt, as logged and reported.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AttemptRecord {
-    pub target: String,
-    pub provider: String,
-    pub model: String,
-    pub status: Option<u16>,
-    /// `None` for a success.
-    pub kind: Option<ErrorKind>,
-    pub latency_ms: u64,
-    /// The provider's message (redacted), for the client's error body; never logged.
-    pub message: Option<String>,
-}
 
 /// Turns a 2xx response head into the attempt's result.
 pub trait Accept<B> {
@@ -46,7 +33,7 @@ pub trait Accept<B> {
 }
 
 #[derive(Debug)]
-pub enum Outcome<T> {
+pub enum Dispatched<T> {
     /// Target `target` (an index into the route's targets) answered.
     Served { target: usize, output: T },
     /// The request itself was refused upstream; the client gets the reason.
@@ -61,7 +48,7 @@ pub enum Outcome<T> {
 #[derive(Debug)]
 pub struct Dispatch<T> {
     pub attempts: Vec<AttemptRecord>,
-    pub outcome: Outcome<T>,
+    pub outcome: Dispatched<T>,
 }
 
 /// An attempt's result: the status and output, or the status (if any), the
@@ -200,7 +187,7 @@ where
                 Ok((status, output)) => {
                     plan.states.borrow_mut().record_success(target.provider, ended);
                     attempts.push(record(Some(status), None, latency, None));
-                    return Dispatch { attempts, outcome: Outcome::Served { target: ti, output } };
+                    return Dispatch { attempts, outcome: Dispatched::Served { target: ti, output } };
                 }
                 Err((status, mut err, retry_after_ms)) => {
                     err.message = redact(&err.message, key);
@@ -232,7 +219,7 @@ where
                         Decision::ToClient => {
                             return Dispatch {
                                 attempts,
-                                outcome: Outcome::ToClient { status: status.unwrap_or(400), error: err },
+                                outcome: Dispatched::ToClient { status: status.unwrap_or(400), error: err },
                             };
                         }
                     }
@@ -245,14 +232,14 @@ where
     let outcome = if let (Some((status, error)), true) = (context_error, last_was_context) {
         // The prompt is too long for every target left to try: the client
         // must shorten it, so say so rather than "all providers failed".
-        Outcome::ToClient { status, error }
+        Dispatched::ToClient { status, error }
     } else if attempts.is_empty() {
         match build_error {
-            Some(e) => Outcome::Rejected(e),
-            None => Outcome::Exhausted,
+            Some(e) => Dispatched::Rejected(e),
+            None => Dispatched::Exhausted,
         }
     } else {
-        Outcome::Exhausted
+        Dispatched::Exhausted
     };
     Dispatch { attempts, outcome }
 }

@@ -11,20 +11,9 @@
 //! - `recovering` on the first successful probe after that: traffic returns;
 //! - `healthy` after `healthy_after` consecutive successes.
 
+pub use crate::config::HealthSettings;
 use crate::taxonomy::ErrorKind;
 use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct HealthSettings {
-    pub unhealthy_after: u32,
-    pub healthy_after: u32,
-}
-
-impl Default for HealthSettings {
-    fn default() -> Self {
-        HealthSettings { unhealthy_after: 2, healthy_after: 2 }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

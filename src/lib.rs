@@ -9,21 +9,28 @@
 #![allow(async_fn_in_trait)]
 #![allow(clippy::result_large_err)]
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod breaker;
+pub mod chat;
 pub mod clock;
 pub mod config;
+pub mod continuation;
 pub mod cors;
 pub mod dispatch;
 pub mod failures;
 pub mod gateway;
 pub mod health;
+pub mod http;
 pub mod json_path;
+pub mod keys;
 pub mod log;
 pub mod mirror;
+pub mod mirroring;
 pub mod probe;
 pub mod providers;
+pub mod record;
 pub mod retry;
 pub mod rng;
 pub mod selection;

@@ -2,41 +2,19 @@
 //! written once. No secrets, and no prompt text unless the operator asks.
 
 use crate::api::Usage;
-use crate::dispatch::AttemptRecord;
+use crate::config::RequestLogs;
+use crate::record::{Answer, AttemptRecord, Outcome};
 use serde_json::{json, Map, Value};
 
-/// Which requests get a log line (`log_requests`). Circuit and health
-/// transitions and KV writes are logged whatever this says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RequestLogs {
-    /// Every request (the default).
-    #[default]
-    All,
-    /// Requests that failed, or that needed more than one attempt, or whose
-    /// stream broke: what an operator investigates.
-    Errors,
-    /// None: for the lowest cost per request when another layer logs.
-    Off,
-}
-
-impl RequestLogs {
-    pub fn parse(s: &str) -> Option<RequestLogs> {
-        match s {
-            "all" => Some(RequestLogs::All),
-            "errors" => Some(RequestLogs::Errors),
-            "off" => Some(RequestLogs::Off),
-            _ => None,
-        }
-    }
-
-    /// Whether `log` gets its line.
-    pub fn wants(self, log: &RequestLog) -> bool {
-        match self {
-            RequestLogs::All => true,
-            RequestLogs::Off => false,
-            RequestLogs::Errors => {
-                !matches!(log.outcome, "ok" | "") || log.status >= 400 || log.attempts.iter().any(|a| a.kind.is_some())
-            }
+/// Whether `log` gets its line under the `log_requests` setting.
+pub fn wanted(setting: RequestLogs, log: &RequestLog) -> bool {
+    match setting {
+        RequestLogs::All => true,
+        RequestLogs::Off => false,
+        RequestLogs::Errors => {
+            !matches!(log.outcome, Some(Outcome::Ok) | None)
+                || log.status >= 400
+                || log.attempts.iter().any(|a| a.kind.is_some())
         }
     }
 }
@@ -48,8 +26,8 @@ pub struct RequestLog {
     pub path: String,
     pub route: Option<String>,
     pub status: u16,
-    /// `ok`, `client_error`, `upstream_refused`, `exhausted`, `config_error`...
-    pub outcome: &'static str,
+    /// How the request ended; `None` until a handler says.
+    pub outcome: Option<Outcome>,
     pub provider: Option<String>,
     pub model: Option<String>,
     pub attempts: Vec<AttemptRecord>,
@@ -64,11 +42,11 @@ pub struct RequestLog {
     /// When the request started (clock time), for stream latencies.
     pub started_ms: u64,
     /// Who called (checked before the handler; scopes are enforced on it).
-    pub caller: Option<crate::gateway::Caller>,
+    pub caller: Option<crate::keys::Caller>,
     /// The request was mirrored.
     pub mirrored: bool,
     /// The primary's answer, for the mirror comparison (never logged).
-    pub answer: Option<crate::mirror::Answer>,
+    pub answer: Option<Answer>,
     /// Chunks relayed to the client (streams only).
     pub stream_chunks: Option<u32>,
     /// Malformed upstream events skipped (streams only).
@@ -126,7 +104,7 @@ impl RequestLog {
             m.insert("route".into(), json!(r));
         }
         m.insert("status".into(), json!(self.status));
-        m.insert("outcome".into(), json!(self.outcome));
+        m.insert("outcome".into(), json!(self.outcome.map_or("", Outcome::as_str)));
         if let Some(p) = &self.provider {
             m.insert("provider".into(), json!(p));
         }
@@ -181,7 +159,7 @@ mod tests {
     #[test]
     fn request_logs_keep_what_the_setting_asks_for() {
         use crate::taxonomy::ErrorKind;
-        let ok = RequestLog { status: 200, outcome: "ok", ..Default::default() };
+        let ok = RequestLog { status: 200, outcome: Some(Outcome::Ok), ..Default::default() };
         let attempt = |kind| AttemptRecord {
             target: "a".into(),
             provider: "a".into(),
@@ -192,14 +170,14 @@ mod tests {
             message: None,
         };
         let failed_over = RequestLog { attempts: vec![attempt(Some(ErrorKind::Server)), attempt(None)], ..ok.clone() };
-        let refused = RequestLog { status: 401, outcome: "unauthorized", ..Default::default() };
-        let broken = RequestLog { status: 200, outcome: "stream_failed", ..Default::default() };
+        let refused = RequestLog { status: 401, outcome: Some(Outcome::Unauthorized), ..Default::default() };
+        let broken = RequestLog { status: 200, outcome: Some(Outcome::StreamFailed), ..Default::default() };
         for (mode, expect) in [
             (RequestLogs::All, [true, true, true, true]),
             (RequestLogs::Errors, [false, true, true, true]),
             (RequestLogs::Off, [false, false, false, false]),
         ] {
-            let got = [&ok, &failed_over, &refused, &broken].map(|l| mode.wants(l));
+            let got = [&ok, &failed_over, &refused, &broken].map(|l| wanted(mode, l));
             assert_eq!(got, expect, "{mode:?}");
         }
         assert_eq!(RequestLogs::parse("errors"), Some(RequestLogs::Errors));

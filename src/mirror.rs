@@ -13,8 +13,10 @@
 
 use crate::api::{ChatCompletion, ChatRequest, Usage};
 use crate::clock::Clock;
+pub use crate::config::MirrorConfig;
 use crate::config::{Config, Cost, Target};
 use crate::providers::{self, Outbound};
+pub use crate::record::Answer;
 use crate::store::StateStore;
 use crate::taxonomy::{ErrorKind, UpstreamError};
 use crate::upstream::{TransportError, Upstream, UpstreamBody};
@@ -22,51 +24,27 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
 
-/// A route's mirror.
-#[derive(Debug, Clone)]
-pub struct MirrorConfig {
-    pub target: Target,
-    /// Share of requests mirrored, 0 to 1.
-    pub sample_rate: f64,
-}
-
-/// What the comparison needs from either side.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Answer {
-    pub provider: String,
-    pub model: String,
-    pub text: String,
-    /// `(name, arguments)` of each tool call; `None` when not known (streams).
-    pub tool_calls: Option<Vec<(String, String)>>,
-    pub finish_reason: Option<String>,
-    pub usage: Option<Usage>,
-    pub latency_ms: u64,
-    /// Dollars, from the target's configured prices.
-    pub cost: Option<f64>,
-}
-
-impl Answer {
-    pub fn from_completion(c: &ChatCompletion, provider: &str, target: &Target, latency_ms: u64) -> Answer {
-        let choice = c.choices.first();
-        let text = choice.and_then(|ch| ch.message.content.clone()).unwrap_or_default();
-        let tool_calls = choice.map(|ch| {
-            ch.message
-                .tool_calls
-                .iter()
-                .flatten()
-                .map(|t| (t.function.name.clone(), t.function.arguments.clone()))
-                .collect()
-        });
-        Answer {
-            provider: provider.to_owned(),
-            model: c.model.clone(),
-            text,
-            tool_calls,
-            finish_reason: choice.and_then(|ch| ch.finish_reason.clone()),
-            usage: c.usage.clone(),
-            latency_ms,
-            cost: c.usage.as_ref().map(|u| cost_of(u, &target.cost)),
-        }
+/// The comparison's view of a whole answer (choice 0).
+pub fn answer_of(c: &ChatCompletion, provider: &str, target: &Target, latency_ms: u64) -> Answer {
+    let choice = c.choices.first();
+    let text = choice.and_then(|ch| ch.message.content.clone()).unwrap_or_default();
+    let tool_calls = choice.map(|ch| {
+        ch.message
+            .tool_calls
+            .iter()
+            .flatten()
+            .map(|t| (t.function.name.clone(), t.function.arguments.clone()))
+            .collect()
+    });
+    Answer {
+        provider: provider.to_owned(),
+        model: c.model.clone(),
+        text,
+        tool_calls,
+        finish_reason: choice.and_then(|ch| ch.finish_reason.clone()),
+        usage: c.usage.clone(),
+        latency_ms,
+        cost: c.usage.as_ref().map(|u| cost_of(u, &target.cost)),
     }
 }
 
@@ -128,7 +106,7 @@ pub async fn run<C: Clock, U: Upstream>(config: &Config, job: &MirrorJob, clock:
             if c.model.is_empty() {
                 c.model = job.target.model.clone();
             }
-            let answer = Answer::from_completion(&c, &provider.name, &job.target, latency);
+            let answer = answer_of(&c, &provider.name, &job.target, latency);
             let body = if provider.format == providers::Format::OpenAi {
                 text
             } else {

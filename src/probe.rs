@@ -36,7 +36,7 @@ pub async fn probe_all<C: Clock, U: Upstream>(gw: &Gateway, clock: &C, upstream:
     });
     let results = join_all(probes).await;
     let now = clock.now_ms();
-    let mut states = gw.states.borrow_mut();
+    let mut states = gw.states_mut();
     results
         .into_iter()
         .map(|(i, r)| {

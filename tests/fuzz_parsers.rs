@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use switchyard::api::ChatRequest;
 use switchyard::config::Config;
-use switchyard::gateway::check_body_headers;
+use switchyard::http::check_body_headers;
 use switchyard::providers::{self, Format, StreamMeta};
 use switchyard::sse::SseParser;
 

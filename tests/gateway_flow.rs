@@ -6,11 +6,14 @@ use futures_executor::block_on;
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+use switchyard::chat::{chat, ChatInput, ChatReply, World};
 use switchyard::clock::{Clock, FakeClock};
 use switchyard::config::Config;
-use switchyard::gateway::{ChatReply, Gateway, Reply};
+use switchyard::gateway::Gateway;
+use switchyard::http::Reply;
 use switchyard::log::RequestLog;
 use switchyard::mirror::NoMirror;
+use switchyard::record::Outcome;
 use switchyard::rng::SplitMix64;
 use switchyard::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead, UpstreamRequest};
 
@@ -140,8 +143,9 @@ struct Answer {
 fn ask(gw: &Gateway, fake: &Fake, clock: &FakeClock, body: Value) -> Answer {
     let mut log = RequestLog::default();
     let mut rng = SplitMix64::new(11);
-    let reply =
-        whole(block_on(gw.chat(body.to_string().as_bytes(), None, &mut log, &clock, fake, &mut rng, &NoMirror)));
+    let body = body.to_string();
+    let mut w = World { clock: &clock, upstream: fake, rng: &mut rng, mirror: &NoMirror };
+    let reply = whole(block_on(chat(gw, ChatInput { body: body.as_bytes(), order_header: None }, &mut log, &mut w)));
     Answer {
         status: reply.status,
         headers: reply.headers.into_iter().collect(),
@@ -278,7 +282,7 @@ fn context_length_goes_only_to_a_larger_window() {
     assert!(fake.calls("http://b.test").is_empty(), "a target no larger is skipped");
     assert_eq!(fake.calls("http://a.test").len(), 1, "not retried");
     // A context-length error is the request's fault, not the provider's.
-    assert_eq!(gw.states.borrow().effective_failures(0, clock.now_ms()), 0.0);
+    assert_eq!(gw.states().effective_failures(0, clock.now_ms()), 0.0);
 }
 
 #[test]
@@ -316,7 +320,7 @@ fn content_policy_comes_back_with_the_providers_reason_and_no_retry() {
     assert_eq!(a.body["error"]["code"], "content_policy");
     assert_eq!(fake.calls("http://a.test").len(), 1);
     assert!(fake.calls("http://b.test").is_empty());
-    assert_eq!(a.log.outcome, "upstream_refused");
+    assert_eq!(a.log.outcome, Some(Outcome::UpstreamRefused));
 }
 
 #[test]
@@ -416,15 +420,9 @@ fn weighted_traffic_shifts_away_from_a_failing_provider() {
         let before = fake.calls("http://a.test").len();
         let mut log = RequestLog::default();
         let mut rng = SplitMix64::new(i);
-        let r = whole(block_on(gw.chat(
-            hello().to_string().as_bytes(),
-            None,
-            &mut log,
-            &&clock,
-            &fake,
-            &mut rng,
-            &NoMirror,
-        )));
+        let body = hello().to_string();
+        let mut w = World { clock: &&clock, upstream: &fake, rng: &mut rng, mirror: &NoMirror };
+        let r = whole(block_on(chat(&gw, ChatInput { body: body.as_bytes(), order_header: None }, &mut log, &mut w)));
         assert_eq!(r.status, 200);
         if fake.calls("http://a.test").len() > before && log.attempts[0].provider == "a" {
             first_at_a += 1;

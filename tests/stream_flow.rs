@@ -7,11 +7,14 @@ use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+use switchyard::chat::{chat, end_stream, ChatInput, ChatReply, World};
 use switchyard::clock::{Clock, FakeClock};
 use switchyard::config::Config;
-use switchyard::gateway::{ChatReply, Continuer, Gateway};
+use switchyard::continuation::Continuer;
+use switchyard::gateway::Gateway;
 use switchyard::log::RequestLog;
 use switchyard::mirror::NoMirror;
+use switchyard::record::Outcome;
 use switchyard::rng::SplitMix64;
 use switchyard::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead, UpstreamRequest};
 
@@ -192,7 +195,9 @@ fn stream(gw: &Gateway, fake: &Fake, clock: &FakeClock) -> Result<Streamed, Valu
     let body = json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
     let mut log = RequestLog { request_id: "sy-1".into(), ..Default::default() };
     let mut rng = SplitMix64::new(1);
-    match block_on(gw.chat(body.to_string().as_bytes(), None, &mut log, &clock, fake, &mut rng, &NoMirror)) {
+    let body = body.to_string();
+    let mut w = World { clock: &clock, upstream: fake, rng: &mut rng, mirror: &NoMirror };
+    match block_on(chat(gw, ChatInput { body: body.as_bytes(), order_header: None }, &mut log, &mut w)) {
         ChatReply::Whole(r) => Err(serde_json::from_str(&r.body).unwrap()),
         ChatReply::Stream { head, relay, resume } => {
             let mut relay = relay.with_resume(resume.map(|plan| Continuer { gw, plan, upstream: fake, clock }));
@@ -206,7 +211,7 @@ fn stream(gw: &Gateway, fake: &Fake, clock: &FakeClock) -> Result<Streamed, Valu
                 // A piece may carry several events: split them for the assertions.
                 pieces.extend(p.split_inclusive("\n\n").map(str::to_owned));
             }
-            gw.end_stream(&relay, &mut log, &clock);
+            end_stream(gw, &relay, &mut log, &clock);
             Ok(Streamed { provider, pieces, log })
         }
     }
@@ -223,7 +228,7 @@ fn a_healthy_stream_is_relayed_whole_and_ends_with_done() {
     assert_eq!(s.text(), (0..60).map(|i| format!("w{i} ")).collect::<String>());
     assert!(s.ended_with_done());
     assert_eq!(s.pieces.iter().filter(|p| p.as_str() == DONE).count(), 1);
-    assert_eq!(s.log.outcome, "ok");
+    assert_eq!(s.log.outcome, Some(Outcome::Ok));
     assert_eq!(fake.released.get(), 1, "a stream read to [DONE] is released, not aborted");
 }
 
@@ -254,7 +259,7 @@ fn an_error_event_before_any_content_fails_over_invisibly() {
     assert_eq!(s.provider, "c");
     assert_eq!(s.text(), "w0 w1 w2 ");
     assert!(s.ended_with_done());
-    assert!(gw.states.borrow().effective_failures(0, clock.now_ms()) > 0.9, "a's failure counted");
+    assert!(gw.states().effective_failures(0, clock.now_ms()) > 0.9, "a's failure counted");
 }
 
 #[test]
@@ -289,8 +294,8 @@ fn a_cut_after_content_ends_with_an_error_event_and_no_done() {
     let e = s.error().expect("an error event ends the stream");
     assert_eq!(e["code"], "stream_cut");
     assert_eq!(e["type"], "upstream_error");
-    assert_eq!(s.log.outcome, "stream_failed");
-    assert!(gw.states.borrow().effective_failures(0, clock.now_ms()) > 0.9, "the cut counts against a");
+    assert_eq!(s.log.outcome, Some(Outcome::StreamFailed));
+    assert!(gw.states().effective_failures(0, clock.now_ms()) > 0.9, "the cut counts against a");
     assert_eq!(fake.calls("c.test"), 0, "no continuation without a prefill-capable target");
     assert_eq!(fake.released.get(), 0, "a cut stream is never released as finished");
 }
@@ -335,7 +340,7 @@ fn a_finish_without_done_is_finalised_promptly() {
     let s = stream(&gw, &fake, &clock).unwrap();
     assert!(s.ended_with_done());
     assert!(clock.now_ms() - t0 <= 5 + 2 + 70 + 1_000, "finalised within the grace period");
-    assert_eq!(s.log.outcome, "ok");
+    assert_eq!(s.log.outcome, Some(Outcome::Ok));
 }
 
 #[test]
@@ -404,7 +409,7 @@ fn a_cut_stream_continues_on_a_prefill_capable_fallback_into_exactly_the_full_an
     let full: String = (0..60).map(|i| format!("w{i} ")).collect();
     assert_eq!(s.text(), full, "one whole answer, no doubled space");
     assert!(s.ended_with_done());
-    assert_eq!(s.log.outcome, "ok_continued");
+    assert_eq!(s.log.outcome, Some(Outcome::OkContinued));
     assert_eq!(s.log.continued_on, vec!["b/mb".to_owned()]);
     // b was asked to continue from the partial answer, without its trailing space.
     let seen = fake.seen.borrow();
@@ -415,7 +420,7 @@ fn a_cut_stream_continues_on_a_prefill_capable_fallback_into_exactly_the_full_an
     assert_eq!(last["content"].as_str().unwrap(), partial.trim_end());
     // Only one role chunk reached the client.
     assert_eq!(s.pieces.iter().filter(|p| p.contains("\"role\":\"assistant\"")).count(), 1);
-    assert!(gw.states.borrow().effective_failures(0, clock.now_ms()) > 0.9, "a's cut still counts against it");
+    assert!(gw.states().effective_failures(0, clock.now_ms()) > 0.9, "a's cut still counts against it");
 }
 
 #[test]
@@ -434,7 +439,7 @@ fn a_fallback_that_refuses_to_continue_leaves_the_original_error() {
     assert_eq!(e["code"], "stream_cut", "the client sees the original failure");
     assert!(!e["message"].as_str().unwrap().contains("prefill"), "not the fallback's rejection");
     assert!(!s.ended_with_done());
-    assert_eq!(gw.states.borrow().effective_failures(1, clock.now_ms()), 0.0, "a refusal is not a failure");
+    assert_eq!(gw.states().effective_failures(1, clock.now_ms()), 0.0, "a refusal is not a failure");
 }
 
 #[test]

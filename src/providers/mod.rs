@@ -7,38 +7,11 @@ pub mod cohere;
 pub mod openai;
 
 use crate::api::{ApiError, ChatCompletion, ChatRequest, Usage};
+pub use crate::config::Format;
 use crate::config::{Probe, ProviderConfig};
 use crate::sse::SseEvent;
 use crate::taxonomy::UpstreamError;
 use crate::upstream::UpstreamRequest;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// OpenAI Chat Completions, and every OpenAI-compatible host.
-    OpenAi,
-    /// Anthropic Messages.
-    Anthropic,
-    /// Cohere Chat v2.
-    Cohere,
-}
-
-impl Format {
-    pub fn parse(s: &str) -> Option<Format> {
-        match s {
-            "openai" => Some(Format::OpenAi),
-            "anthropic" => Some(Format::Anthropic),
-            "cohere" => Some(Format::Cohere),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::OpenAi => "openai",
-            Format::Anthropic => "anthropic",
-            Format::Cohere => "cohere",
-        }
-    }
-}
 
 /// For streams that end with `data: [DONE]` (OpenAI, Cohere): true when the
 /// stream is already over or this event ends it (then `Done` is emitted once).

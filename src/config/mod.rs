@@ -2,9 +2,12 @@
 //! wrangler.toml's `[vars] SWITCHYARD_CONFIG` table becomes, and validated
 //! once per isolate. Every error names the offending field.
 
-use crate::breaker::BreakerSettings;
-use crate::health::HealthSettings;
-use crate::providers::Format;
+mod security;
+mod state;
+
+pub use security::Security;
+pub use state::{BreakerSettings, HealthSettings, StateSettings};
+
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,46 +28,70 @@ pub struct Config {
     /// Log prompt text in the request log line (off by default).
     pub log_prompts: bool,
     /// Which requests get a log line.
-    pub log_requests: crate::log::RequestLogs,
+    pub log_requests: RequestLogs,
     pub security: Security,
 }
 
-/// Who may call the gateway, from where, how much and how big.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Security {
-    /// Requests without a gateway key are served (off unless turned on).
-    pub anonymous: bool,
-    /// The Worker secret holding the gateway keys' hashes (a JSON list).
-    pub keys_secret: String,
-    /// Also look keys up in KV (`sy:v1:key:<sha256>`), for keys revocable
-    /// without a redeploy.
-    pub kv_keys: bool,
-    /// Origins allowed to call from a browser; `*` for any (never with credentials).
-    pub cors_origins: Vec<String>,
-    pub cors_credentials: bool,
-    pub cors_max_age_s: u64,
-    /// Largest request body accepted.
-    pub max_body_bytes: u64,
-    /// The rate limiting binding (declared in wrangler.toml), if any.
-    pub rate_limit_binding: Option<String>,
-    /// The binding's period, for Retry-After.
-    pub rate_limit_period_s: u64,
+/// A provider's wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenAI Chat Completions, and every OpenAI-compatible host.
+    OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
+    /// Cohere Chat v2.
+    Cohere,
 }
 
-impl Default for Security {
-    fn default() -> Self {
-        Security {
-            anonymous: false,
-            keys_secret: "GATEWAY_KEYS".to_owned(),
-            kv_keys: true,
-            cors_origins: Vec::new(),
-            cors_credentials: false,
-            cors_max_age_s: 600,
-            max_body_bytes: 1024 * 1024,
-            rate_limit_binding: None,
-            rate_limit_period_s: 60,
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "openai" => Some(Format::OpenAi),
+            "anthropic" => Some(Format::Anthropic),
+            "cohere" => Some(Format::Cohere),
+            _ => None,
         }
     }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::OpenAi => "openai",
+            Format::Anthropic => "anthropic",
+            Format::Cohere => "cohere",
+        }
+    }
+}
+
+/// Which requests get a log line (`log_requests`). Circuit and health
+/// transitions and KV writes are logged whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RequestLogs {
+    /// Every request (the default).
+    #[default]
+    All,
+    /// Requests that failed, or that needed more than one attempt, or whose
+    /// stream broke: what an operator investigates.
+    Errors,
+    /// None: for the lowest cost per request when another layer logs.
+    Off,
+}
+
+impl RequestLogs {
+    pub fn parse(s: &str) -> Option<RequestLogs> {
+        match s {
+            "all" => Some(RequestLogs::All),
+            "errors" => Some(RequestLogs::Errors),
+            "off" => Some(RequestLogs::Off),
+            _ => None,
+        }
+    }
+}
+
+/// A route's mirror.
+#[derive(Debug, Clone)]
+pub struct MirrorConfig {
+    pub target: Target,
+    /// Share of requests mirrored, 0 to 1.
+    pub sample_rate: f64,
 }
 
 /// When no eligible target is available, the gateway does not give up without
@@ -152,7 +179,7 @@ pub struct Route {
     pub strategy: Strategy,
     pub targets: Vec<Target>,
     pub policy: Policy,
-    pub mirror: Option<crate::mirror::MirrorConfig>,
+    pub mirror: Option<MirrorConfig>,
 }
 
 /// Bounds on one request's attempts.
@@ -205,33 +232,6 @@ impl Default for Policy {
 /// and KV reads and a mirror need some of them.
 pub const MAX_ATTEMPTS_CAP: u32 = 20;
 
-/// How provider state is shared through KV (GUIDE.md section 1).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StateSettings {
-    /// Failures lose half their weight every this many seconds.
-    pub failure_half_life_s: u64,
-    /// An isolate re-reads the shared state at most this often.
-    pub refresh_interval_s: u64,
-    /// A provider's KV key is written at most this often.
-    pub min_write_interval_s: u64,
-    /// Expiry of state keys in KV (at least 60, KV's minimum).
-    pub kv_ttl_s: u64,
-    /// A route's mirror aggregates are written at most this often per isolate.
-    pub mirror_write_interval_s: u64,
-}
-
-impl Default for StateSettings {
-    fn default() -> Self {
-        StateSettings {
-            failure_half_life_s: 300,
-            refresh_interval_s: 10,
-            min_write_interval_s: 10,
-            kv_ttl_s: 86_400,
-            mirror_write_interval_s: 60,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError {
     /// Dotted path of the offending field, e.g. `routes.chat.targets[1].provider`.
@@ -259,72 +259,23 @@ struct RawConfig {
     #[serde(default)]
     policy: RawPolicy,
     #[serde(default)]
-    state: RawState,
+    state: state::RawState,
     #[serde(default)]
-    breaker: RawBreaker,
+    breaker: state::RawBreaker,
     #[serde(default)]
-    health: RawHealth,
+    health: state::RawHealth,
     #[serde(default)]
     log_prompts: bool,
     #[serde(default)]
     log_requests: Option<String>,
     #[serde(default)]
-    auth: RawAuth,
+    auth: security::RawAuth,
     #[serde(default)]
-    cors: RawCors,
+    cors: security::RawCors,
     #[serde(default)]
-    limits: RawLimits,
+    limits: security::RawLimits,
     #[serde(default)]
-    rate_limit: Option<RawRateLimit>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawAuth {
-    anonymous: Option<bool>,
-    keys_secret: Option<String>,
-    kv_keys: Option<bool>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawCors {
-    allowed_origins: Option<Vec<String>>,
-    allow_credentials: Option<bool>,
-    max_age_s: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    max_body_bytes: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRateLimit {
-    binding: String,
-    period_s: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawBreaker {
-    consecutive_failures: Option<u32>,
-    failure_ratio: Option<f64>,
-    min_requests: Option<u32>,
-    window_s: Option<u64>,
-    cooldown_ms: Option<u64>,
-    max_cooldown_ms: Option<u64>,
-    when_all_unavailable: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawHealth {
-    unhealthy_after: Option<u32>,
-    healthy_after: Option<u32>,
-    probe_timeout_ms: Option<u64>,
+    rate_limit: Option<security::RawRateLimit>,
 }
 
 #[derive(Deserialize)]
@@ -406,16 +357,6 @@ struct RawPolicy {
     first_token_timeout_ms: Option<u64>,
     stream_idle_timeout_ms: Option<u64>,
     continue_on_failure: Option<bool>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawState {
-    failure_half_life_s: Option<u64>,
-    refresh_interval_s: Option<u64>,
-    min_write_interval_s: Option<u64>,
-    kv_ttl_s: Option<u64>,
-    mirror_write_interval_s: Option<u64>,
 }
 
 impl RawPolicy {
@@ -609,78 +550,17 @@ impl Config {
             routes.push(Route { name: name.clone(), strategy, targets, policy, mirror });
         }
 
-        let d = StateSettings::default();
-        let s = &raw.state;
-        let state = StateSettings {
-            failure_half_life_s: s.failure_half_life_s.unwrap_or(d.failure_half_life_s),
-            refresh_interval_s: s.refresh_interval_s.unwrap_or(d.refresh_interval_s),
-            min_write_interval_s: s.min_write_interval_s.unwrap_or(d.min_write_interval_s),
-            kv_ttl_s: s.kv_ttl_s.unwrap_or(d.kv_ttl_s),
-            mirror_write_interval_s: s.mirror_write_interval_s.unwrap_or(d.mirror_write_interval_s).max(1),
-        };
-        if state.failure_half_life_s == 0 {
-            return Err(err("state.failure_half_life_s", "must be greater than 0"));
-        }
-        if state.min_write_interval_s < 1 {
-            return Err(err(
-                "state.min_write_interval_s",
-                "must be at least 1 (KV allows one write per second per key)",
-            ));
-        }
-        if state.kv_ttl_s < 60 {
-            return Err(err("state.kv_ttl_s", "must be at least 60 (KV's minimum expiration TTL)"));
-        }
-        let db = BreakerSettings::default();
-        let b = &raw.breaker;
-        let breaker = BreakerSettings {
-            consecutive_failures: b.consecutive_failures.unwrap_or(db.consecutive_failures),
-            failure_ratio: b.failure_ratio.unwrap_or(db.failure_ratio),
-            min_requests: b.min_requests.unwrap_or(db.min_requests),
-            window_s: b.window_s.unwrap_or(db.window_s),
-            cooldown_ms: b.cooldown_ms.unwrap_or(db.cooldown_ms),
-            max_cooldown_ms: b.max_cooldown_ms.unwrap_or(db.max_cooldown_ms),
-        };
-        if breaker.consecutive_failures == 0 {
-            return Err(err("breaker.consecutive_failures", "must be at least 1"));
-        }
-        if !(breaker.failure_ratio > 0.0 && breaker.failure_ratio <= 1.0) {
-            return Err(err("breaker.failure_ratio", "must be in (0, 1]"));
-        }
-        if breaker.window_s == 0 {
-            return Err(err("breaker.window_s", "must be greater than 0"));
-        }
-        if breaker.cooldown_ms == 0 {
-            return Err(err("breaker.cooldown_ms", "must be greater than 0"));
-        }
-        if breaker.max_cooldown_ms < breaker.cooldown_ms {
-            return Err(err("breaker.max_cooldown_ms", "must be at least cooldown_ms"));
-        }
-        let when_all_unavailable = match b.when_all_unavailable.as_deref().unwrap_or("least_recently_failed") {
-            "least_recently_failed" => AllUnavailable::LeastRecentlyFailed,
-            "strategy_order" => AllUnavailable::StrategyOrder,
-            other => {
-                return Err(err(
-                    "breaker.when_all_unavailable",
-                    format!("unknown value `{other}`: use least_recently_failed or strategy_order"),
-                ))
-            }
-        };
-        let dh = HealthSettings::default();
-        let health = HealthSettings {
-            unhealthy_after: raw.health.unhealthy_after.unwrap_or(dh.unhealthy_after),
-            healthy_after: raw.health.healthy_after.unwrap_or(dh.healthy_after),
-        };
-        if health.unhealthy_after == 0 || health.healthy_after == 0 {
-            return Err(err("health", "unhealthy_after and healthy_after must be at least 1"));
-        }
-        let probe_timeout_ms = raw.health.probe_timeout_ms.unwrap_or(5_000);
-        if probe_timeout_ms == 0 {
-            return Err(err("health.probe_timeout_ms", "must be greater than 0"));
-        }
-        let security = security(&raw)?;
+        let state::Resilience { state, breaker, health, probe_timeout_ms, when_all_unavailable } =
+            state::validate(&raw.state, &raw.breaker, &raw.health)?;
+        let security = security::validate(&security::RawSecurity {
+            auth: &raw.auth,
+            cors: &raw.cors,
+            limits: &raw.limits,
+            rate_limit: &raw.rate_limit,
+        })?;
         let log_requests = match raw.log_requests.as_deref() {
-            None => crate::log::RequestLogs::All,
-            Some(v) => crate::log::RequestLogs::parse(v)
+            None => RequestLogs::All,
+            Some(v) => RequestLogs::parse(v)
                 .ok_or_else(|| err("log_requests", format!("unknown value `{v}`: use all, errors or off")))?,
         };
         Ok(Config {
@@ -706,57 +586,12 @@ impl Config {
     }
 }
 
-fn security(raw: &RawConfig) -> Result<Security, ConfigError> {
-    let d = Security::default();
-    let origins = raw.cors.allowed_origins.clone().unwrap_or_default();
-    for (i, o) in origins.iter().enumerate() {
-        let ok = o == "*"
-            || ((o.starts_with("https://") || o.starts_with("http://"))
-                && !o.ends_with('/')
-                && o.matches('/').count() == 2);
-        if !ok {
-            return Err(err(
-                format!("cors.allowed_origins[{i}]"),
-                "an origin is `scheme://host[:port]` with no path, or `*`",
-            ));
-        }
-    }
-    let credentials = raw.cors.allow_credentials.unwrap_or(false);
-    if credentials && origins.iter().any(|o| o == "*") {
-        return Err(err("cors.allow_credentials", "browsers refuse `*` with credentials: list the origins"));
-    }
-    let max_body_bytes = raw.limits.max_body_bytes.unwrap_or(d.max_body_bytes);
-    if !(1024..=100 * 1024 * 1024).contains(&max_body_bytes) {
-        return Err(err("limits.max_body_bytes", "must be between 1 KiB and 100 MiB"));
-    }
-    let keys_secret = raw.auth.keys_secret.clone().unwrap_or(d.keys_secret);
-    if keys_secret.is_empty() {
-        return Err(err("auth.keys_secret", "must name a Worker secret"));
-    }
-    let (rate_limit_binding, rate_limit_period_s) = match &raw.rate_limit {
-        None => (None, d.rate_limit_period_s),
-        Some(r) if r.binding.is_empty() => return Err(err("rate_limit.binding", "must name the binding")),
-        Some(r) => (Some(r.binding.clone()), r.period_s.unwrap_or(60).max(1)),
-    };
-    Ok(Security {
-        anonymous: raw.auth.anonymous.unwrap_or(false),
-        keys_secret,
-        kv_keys: raw.auth.kv_keys.unwrap_or(true),
-        cors_origins: origins,
-        cors_credentials: credentials,
-        cors_max_age_s: raw.cors.max_age_s.unwrap_or(d.cors_max_age_s),
-        max_body_bytes,
-        rate_limit_binding,
-        rate_limit_period_s,
-    })
-}
-
 fn mirror_config(
     m: &RawMirror,
     at: &str,
     providers: &[ProviderConfig],
     targets: &[Target],
-) -> Result<crate::mirror::MirrorConfig, ConfigError> {
+) -> Result<MirrorConfig, ConfigError> {
     if !(0.0..=1.0).contains(&m.sample_rate) {
         return Err(err(format!("{at}.sample_rate"), "must be between 0 and 1"));
     }
@@ -785,7 +620,7 @@ fn mirror_config(
         caps: known.map(|t| t.caps).unwrap_or_default(),
         context_window: known.map_or(u64::MAX, |t| t.context_window),
     };
-    Ok(crate::mirror::MirrorConfig { target, sample_rate: m.sample_rate })
+    Ok(MirrorConfig { target, sample_rate: m.sample_rate })
 }
 
 fn valid_name(s: &str) -> bool {
@@ -830,9 +665,9 @@ mod tests {
 
     #[test]
     fn log_requests_defaults_to_all_and_rejects_unknown_values() {
-        assert_eq!(Config::from_json(GOOD).unwrap().log_requests, crate::log::RequestLogs::All);
+        assert_eq!(Config::from_json(GOOD).unwrap().log_requests, RequestLogs::All);
         let quiet = GOOD.replacen('{', r#"{"log_requests":"errors","#, 1);
-        assert_eq!(Config::from_json(&quiet).unwrap().log_requests, crate::log::RequestLogs::Errors);
+        assert_eq!(Config::from_json(&quiet).unwrap().log_requests, RequestLogs::Errors);
         assert_eq!(field_of(&GOOD.replacen('{', r#"{"log_requests":"some","#, 1)), "log_requests");
     }
 

@@ -1,0 +1,444 @@
+//! A chat completion request from body to reply: parse, choose the targets
+//! (capabilities, strategy, availability), start the mirror if sampled, run
+//! the attempt loop, and turn its outcome into the client's answer (whole,
+//! or a stream to relay), filling the request's log line as it goes.
+
+use crate::api::{ApiError, ChatRequest, Usage};
+use crate::clock::Clock;
+use crate::config::{Cost, ProviderConfig, Route, Target};
+use crate::continuation::{self, ContinuePlan};
+use crate::dispatch::{self, Accept, Dispatched, Plan};
+use crate::gateway::Gateway;
+use crate::http::{Reply, HEADER_ATTEMPTS, HEADER_MODEL, HEADER_PROVIDER, HEADER_ROUTE};
+use crate::log::{attempts_json, RequestLog};
+use crate::mirror::MirrorLink;
+use crate::mirroring;
+use crate::providers::{self, Format};
+use crate::record::{Answer, AttemptRecord, Outcome};
+use crate::rng::Rng;
+use crate::selection::{self, Needs};
+use crate::stream::{Relay, StreamAccept, StreamOutcome};
+use crate::taxonomy::{ErrorKind, UpstreamError};
+use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead};
+
+/// What a request works with besides the gateway: time, the network, its
+/// own randomness and the mirror link.
+pub struct World<'a, C, U, R, M> {
+    pub clock: &'a C,
+    pub upstream: &'a U,
+    pub rng: &'a mut R,
+    pub mirror: &'a M,
+}
+
+/// The request as the edge read it.
+pub struct ChatInput<'a> {
+    pub body: &'a [u8],
+    /// The `x-switchyard-order` header, if sent.
+    pub order_header: Option<&'a str>,
+}
+
+/// The answer to a chat request: whole, or a stream to relay. Short-lived,
+/// so the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum ChatReply<B, C> {
+    Whole(Reply),
+    /// `head` has the status and headers; the body comes from `relay`.
+    Stream {
+        head: Reply,
+        relay: Relay<B, C>,
+        /// How to continue the stream if it breaks, where the route allows.
+        resume: Option<ContinuePlan>,
+    },
+}
+
+/// A parsed request and its targets in the order to try them.
+struct Prepared<'a> {
+    /// Upstream attempts this request may make (less one if mirrored).
+    budget: u32,
+    req: ChatRequest,
+    route: &'a Route,
+    order: Vec<usize>,
+    forced: bool,
+}
+
+/// Handles `POST /v1/chat/completions`. Fills `log` as it goes; for a
+/// stream, the log line is finished by [`end_stream`].
+pub async fn chat<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
+    gw: &Gateway,
+    input: ChatInput<'_>,
+    log: &mut RequestLog,
+    w: &mut World<'_, C, U, R, M>,
+) -> ChatReply<U::Body, C> {
+    let started = w.clock.now_ms();
+    log.started_ms = started;
+    let reply = match prepare(gw, &input, log, w.clock, w.rng) {
+        Err(reply) => ChatReply::Whole(reply),
+        Ok(mut p) => {
+            if let Some(job) = mirroring::job(gw, p.route, &p.req, w.clock.now_ms(), w.rng) {
+                // The mirror is one more subrequest: it comes out of the attempt budget.
+                p.budget = p.budget.saturating_sub(1).max(1);
+                w.mirror.start(job);
+                log.mirrored = true;
+            }
+            if p.req.is_stream() {
+                chat_stream(gw, p, log, w).await
+            } else {
+                ChatReply::Whole(chat_whole(gw, p, log, w).await)
+            }
+        }
+    };
+    log.status = match &reply {
+        ChatReply::Whole(r) => r.status,
+        ChatReply::Stream { head, .. } => head.status,
+    };
+    log.latency_ms = w.clock.now_ms().saturating_sub(started);
+    reply
+}
+
+/// Parses the request and chooses the targets, in order.
+fn prepare<'a, C: Clock, R: Rng>(
+    gw: &'a Gateway,
+    input: &ChatInput<'_>,
+    log: &mut RequestLog,
+    clock: &C,
+    rng: &mut R,
+) -> Result<Prepared<'a>, Reply> {
+    let req = ChatRequest::parse(input.body).map_err(|e| client_error(e, log))?;
+    let Some(route) = gw.config.route(&req.model) else {
+        let names: Vec<&str> = gw.config.routes.iter().map(|r| r.name.as_str()).collect();
+        let mut e = ApiError::not_found(format!(
+            "The model `{}` does not exist on this gateway. Available: {}",
+            req.model,
+            names.join(", ")
+        ))
+        .with_code("model_not_found");
+        e.param = Some("model".into());
+        return Err(client_error(e, log));
+    };
+    log.route = Some(route.name.clone());
+    if let Some(caller) = &log.caller {
+        if !caller.allows(&route.name) {
+            let e = ApiError::new(
+                403,
+                "permission_error",
+                format!("the key `{}` may not use the model `{}`", caller.name(), route.name),
+            )
+            .with_code("model_not_allowed");
+            return Err(client_error(e, log));
+        }
+    }
+    log.stream = req.is_stream();
+    if gw.config.log_prompts {
+        log.prompt = req.messages.last().and_then(|m| m.content.as_ref()).map(|c| c.text());
+    }
+    let header_order: Option<Vec<String>> =
+        input.order_header.map(|h| h.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
+    let client_order = req.gateway.as_ref().and_then(|g| g.order.clone()).or(header_order);
+    let needs = Needs::of(&req);
+    let eligible = selection::eligible(route, &needs, client_order.as_deref()).map_err(|e| client_error(e, log))?;
+    let now = clock.now_ms();
+    let states = gw.states();
+    let provider = |i: usize| route.targets.get(i).map_or(usize::MAX, |t| t.provider);
+    let order = selection::order(
+        route,
+        eligible,
+        |i| states.effective_failures(provider(i), now),
+        client_order.is_some(),
+        &needs,
+        rng,
+    );
+    let (order, forced) = selection::keep_available(
+        order,
+        |i| states.availability(provider(i), now),
+        |i| states.record(provider(i)).last_failure_ms,
+        gw.config.when_all_unavailable,
+    );
+    log.forced = forced;
+    Ok(Prepared { budget: route.policy.max_attempts, req, route, order, forced })
+}
+
+fn plan<'a>(gw: &'a Gateway, p: &'a Prepared<'a>) -> Plan<'a> {
+    Plan {
+        config: &gw.config,
+        route: p.route,
+        order: &p.order,
+        request: &p.req,
+        keys: gw.provider_keys(),
+        states: gw.states_cell(),
+        forced: p.forced,
+        max_attempts: p.budget,
+    }
+}
+
+async fn chat_whole<C: Clock, U: Upstream, R: Rng, M: MirrorLink>(
+    gw: &Gateway,
+    p: Prepared<'_>,
+    log: &mut RequestLog,
+    w: &mut World<'_, C, U, R, M>,
+) -> Reply {
+    let started = w.clock.now_ms();
+    let mut accept = ReadWhole { now_s: started / 1000 };
+    let d = dispatch::dispatch(&plan(gw, &p), w.clock, w.upstream, w.rng, &mut accept).await;
+    let route = p.route;
+    let mut reply = match d.outcome {
+        Dispatched::Served { target, output } => {
+            let provider = route.targets.get(target).map(|t| gw.config.provider_of(t));
+            log.outcome = Some(Outcome::Ok);
+            log.provider = provider.map(|p| p.name.clone());
+            log.model = Some(output.model.clone());
+            log.usage = output.usage;
+            let mut answer = output.answer;
+            answer.latency_ms = w.clock.now_ms().saturating_sub(started);
+            log.answer = Some(answer);
+            let mut r = Reply::json(200, output.body);
+            r.headers.push((HEADER_PROVIDER, provider.map(|p| p.name.clone()).unwrap_or_default()));
+            r.headers.push((HEADER_MODEL, output.model));
+            r
+        }
+        Dispatched::Exhausted if log.mirrored => match mirroring::serve(w.mirror, log).await {
+            Some((body, mut headers)) => {
+                let mut r = Reply::json(200, body);
+                r.headers.append(&mut headers);
+                r
+            }
+            None => failure_reply(Dispatched::<()>::Exhausted, &d.attempts, log),
+        },
+        other => failure_reply(other, &d.attempts, log),
+    };
+    reply.headers.push((HEADER_ATTEMPTS, d.attempts.len().to_string()));
+    reply.headers.push((HEADER_ROUTE, route.name.clone()));
+    log.attempts = d.attempts;
+    reply
+}
+
+async fn chat_stream<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
+    gw: &Gateway,
+    p: Prepared<'_>,
+    log: &mut RequestLog,
+    w: &mut World<'_, C, U, R, M>,
+) -> ChatReply<U::Body, C> {
+    let now = w.clock.now_ms();
+    let policy = p.route.policy;
+    let mut accept = StreamAccept {
+        clock: w.clock.clone(),
+        id: format!("chatcmpl-{}", log.request_id.trim_start_matches("sy-")),
+        created: now / 1000,
+        include_usage: p.req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false),
+        idle_timeout_ms: policy.stream_idle_timeout_ms,
+    };
+    let d = dispatch::dispatch(&plan(gw, &p), w.clock, w.upstream, w.rng, &mut accept).await;
+    let route = p.route;
+    let attempts = d.attempts.len().to_string();
+    match d.outcome {
+        Dispatched::Served { target, output } => {
+            let Some(t) = route.targets.get(target) else {
+                return ChatReply::Whole(unreachable_reply());
+            };
+            let provider = gw.config.provider_of(t);
+            log.outcome = Some(Outcome::Ok);
+            log.provider = Some(provider.name.clone());
+            log.model = Some(t.model.clone());
+            log.attempts = d.attempts;
+            let headers = vec![
+                ("content-type", "text/event-stream; charset=utf-8".to_owned()),
+                ("cache-control", "no-cache".to_owned()),
+                (HEADER_PROVIDER, provider.name.clone()),
+                (HEADER_MODEL, t.model.clone()),
+                (HEADER_ATTEMPTS, attempts),
+                (HEADER_ROUTE, route.name.clone()),
+            ];
+            let used = log.attempts.len() as u32;
+            let resume = continuation::plan(&gw.config, route, &p.req, &p.order, target, used, &accept);
+            ChatReply::Stream { head: Reply { status: 200, headers, body: String::new() }, relay: output, resume }
+        }
+        Dispatched::Exhausted if log.mirrored && mirroring::answered(w.mirror).await => {
+            let Some((body, mut headers)) = mirroring::serve(w.mirror, log).await else {
+                return ChatReply::Whole(failure_reply(Dispatched::<()>::Exhausted, &d.attempts, log));
+            };
+            // The client asked for a stream: the mirror's whole answer, as one.
+            headers.push(("content-type", "text/event-stream; charset=utf-8".to_owned()));
+            headers.push((HEADER_ATTEMPTS, attempts));
+            headers.push((HEADER_ROUTE, route.name.clone()));
+            log.attempts = d.attempts;
+            ChatReply::Whole(Reply { status: 200, headers, body: crate::stream::completion_as_sse(&body) })
+        }
+        other => {
+            let mut reply = failure_reply(other, &d.attempts, log);
+            reply.headers.push((HEADER_ATTEMPTS, attempts));
+            reply.headers.push((HEADER_ROUTE, route.name.clone()));
+            log.attempts = d.attempts;
+            ChatReply::Whole(reply)
+        }
+    }
+}
+
+/// A relayed stream has ended: count a mid-stream failure against its
+/// provider and complete the request's log line.
+pub fn end_stream<B, C: Clock, R>(gw: &Gateway, relay: &Relay<B, C, R>, log: &mut RequestLog, clock: &C) {
+    let now = clock.now_ms();
+    {
+        let mut states = gw.states_mut();
+        for &(provider, kind) in &relay.failed_providers {
+            if kind.counts_as_provider_failure() {
+                states.record_failure(provider, now);
+            }
+        }
+    }
+    if matches!(relay.outcome(), StreamOutcome::Complete) {
+        log.answer = Some(Answer {
+            provider: log.provider.clone().unwrap_or_default(),
+            model: log.model.clone().unwrap_or_default(),
+            text: relay.text.clone(),
+            tool_calls: None,
+            finish_reason: relay.finish_reason().map(str::to_owned),
+            usage: relay.usage(),
+            latency_ms: now.saturating_sub(log.started_ms),
+            cost: relay.usage().map(|u| crate::mirror::cost_of(&u, &target_cost(gw, log))),
+        });
+    }
+    log.stream_chunks = Some(relay.chunks);
+    log.stream_malformed = relay.malformed;
+    log.usage = relay.usage().or(log.usage.take());
+    log.continued_on = relay.continued_on.clone();
+    match relay.outcome() {
+        StreamOutcome::Failed(e) => {
+            log.outcome = Some(Outcome::StreamFailed);
+            log.error = Some(format!("{}: {}", e.kind.as_str(), e.message));
+        }
+        StreamOutcome::Complete if !relay.continued_on.is_empty() => log.outcome = Some(Outcome::OkContinued),
+        _ => {}
+    }
+}
+
+/// The configured prices of the target that served, for cost figures.
+fn target_cost(gw: &Gateway, log: &RequestLog) -> Cost {
+    let route = log.route.as_deref().and_then(|r| gw.config.route(r));
+    route
+        .and_then(|r| {
+            r.targets.iter().find(|t| {
+                Some(t.model.as_str()) == log.model.as_deref()
+                    && Some(gw.config.provider_of(t).name.as_str()) == log.provider.as_deref()
+            })
+        })
+        .map(|t| t.cost)
+        .unwrap_or_default()
+}
+
+/// The reply when no target served: the provider's refusal, the client's
+/// mistake, or the list of failed attempts.
+fn failure_reply<T>(outcome: Dispatched<T>, attempts: &[AttemptRecord], log: &mut RequestLog) -> Reply {
+    match outcome {
+        Dispatched::Served { .. } => unreachable_reply(),
+        Dispatched::ToClient { status, error } => {
+            log.outcome = Some(Outcome::UpstreamRefused);
+            let last = attempts.last();
+            let who = last.map_or(String::new(), |a| format!("{} ({}): ", a.provider, a.model));
+            let status = if (400..500).contains(&status) { status } else { 400 };
+            let mut e = ApiError::invalid(format!("{who}{}", error.message)).with_code(error.kind.as_str());
+            e.status = status;
+            if let Some(a) = last {
+                log.provider = Some(a.provider.clone());
+            }
+            e.attempts = Some(attempts_json(attempts, true));
+            log.error = Some(e.message.clone());
+            Reply::error(&e)
+        }
+        Dispatched::Rejected(e) => {
+            log.outcome = Some(Outcome::ClientError);
+            log.error = Some(e.message.clone());
+            Reply::error(&e)
+        }
+        Dispatched::Exhausted => {
+            log.outcome = Some(Outcome::Exhausted);
+            Reply::error(&exhausted_error(attempts))
+        }
+    }
+}
+
+fn unreachable_reply() -> Reply {
+    Reply::error(&ApiError::new(500, "server_error", "internal error: a served outcome reached the failure path"))
+}
+
+fn client_error(e: ApiError, log: &mut RequestLog) -> Reply {
+    log.outcome = Some(Outcome::ClientError);
+    log.error = Some(e.message.clone());
+    Reply::error(&e)
+}
+
+/// The error when every attempt failed: 504 when they all timed out, 503 when
+/// providers were overloaded or rate limited, 502 otherwise; with the list of
+/// attempts.
+pub fn exhausted_error(attempts: &[AttemptRecord]) -> ApiError {
+    let kinds: Vec<ErrorKind> = attempts.iter().filter_map(|a| a.kind).collect();
+    let status = if !kinds.is_empty() && kinds.iter().all(|k| *k == ErrorKind::Timeout) {
+        504
+    } else if kinds.iter().any(|k| matches!(k, ErrorKind::RateLimited | ErrorKind::Overloaded)) {
+        503
+    } else {
+        502
+    };
+    let summary: Vec<String> = attempts
+        .iter()
+        .map(|a| {
+            let kind = a.kind.map_or("ok", |k| k.as_str());
+            match a.status {
+                Some(s) => format!("{} {kind} (HTTP {s})", a.target),
+                None => format!("{} {kind}", a.target),
+            }
+        })
+        .collect();
+    let message = if attempts.is_empty() {
+        "no upstream attempt could be made within the request's bounds".to_owned()
+    } else {
+        format!("all {} upstream attempts failed: {}", attempts.len(), summary.join("; "))
+    };
+    let mut e = ApiError::new(status, if status == 504 { "timeout_error" } else { "upstream_error" }, message);
+    e.code = Some("all_providers_failed".into());
+    e.attempts = Some(attempts_json(attempts, true));
+    e
+}
+
+/// The non-streaming acceptor: reads the body whole and translates it.
+struct ReadWhole {
+    now_s: u64,
+}
+
+pub struct Completion {
+    /// The OpenAI `chat.completion` body to send.
+    pub body: String,
+    pub model: String,
+    pub usage: Option<Usage>,
+    /// What a mirror comparison needs (latency filled in by the caller).
+    pub answer: Answer,
+}
+
+impl<B: UpstreamBody> Accept<B> for ReadWhole {
+    type Output = Completion;
+    async fn accept(
+        &mut self,
+        target: &Target,
+        provider: &ProviderConfig,
+        head: UpstreamHead<B>,
+        deadline_ms: u64,
+    ) -> Result<Completion, UpstreamError> {
+        let text = head.body.text(deadline_ms).await.map_err(|e| match e {
+            TransportError::Timeout => {
+                UpstreamError::new(ErrorKind::Timeout, "the response body did not arrive in time")
+            }
+            TransportError::Connect(m) => UpstreamError::new(ErrorKind::Connect, m),
+        })?;
+        let mut c = providers::parse_chat(provider.format, &text, self.now_s)
+            .map_err(|m| UpstreamError::new(ErrorKind::Malformed, m))?;
+        if c.model.is_empty() {
+            c.model = target.model.clone();
+        }
+        let body = if provider.format == Format::OpenAi {
+            // Already the client's format: pass it on untouched, every field kept.
+            text
+        } else {
+            serde_json::to_string(&c).map_err(|e| UpstreamError::new(ErrorKind::Malformed, e.to_string()))?
+        };
+        let answer = crate::mirror::answer_of(&c, &provider.name, target, 0);
+        Ok(Completion { body, model: c.model, usage: c.usage, answer })
+    }
+}

@@ -1,0 +1,181 @@
+//! Settings for shared state, the circuit breaker and health checks: their
+//! defaults, and their validation from the raw config.
+
+use super::{err, AllUnavailable, ConfigError};
+use serde::Deserialize;
+
+/// How provider state is shared through KV.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StateSettings {
+    /// Failures lose half their weight every this many seconds.
+    pub failure_half_life_s: u64,
+    /// An isolate re-reads the shared state at most this often.
+    pub refresh_interval_s: u64,
+    /// A provider's KV key is written at most this often.
+    pub min_write_interval_s: u64,
+    /// Expiry of state keys in KV (at least 60, KV's minimum).
+    pub kv_ttl_s: u64,
+    /// A route's mirror aggregates are written at most this often per isolate.
+    pub mirror_write_interval_s: u64,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        StateSettings {
+            failure_half_life_s: 300,
+            refresh_interval_s: 10,
+            min_write_interval_s: 10,
+            kv_ttl_s: 86_400,
+            mirror_write_interval_s: 60,
+        }
+    }
+}
+
+/// When a provider's circuit opens and how it recovers (see `breaker.rs`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerSettings {
+    pub consecutive_failures: u32,
+    pub failure_ratio: f64,
+    pub min_requests: u32,
+    pub window_s: u64,
+    pub cooldown_ms: u64,
+    pub max_cooldown_ms: u64,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        BreakerSettings {
+            consecutive_failures: 5,
+            failure_ratio: 0.5,
+            min_requests: 10,
+            window_s: 60,
+            cooldown_ms: 30_000,
+            max_cooldown_ms: 300_000,
+        }
+    }
+}
+
+/// How many probe results flip a provider's health (see `health.rs`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HealthSettings {
+    pub unhealthy_after: u32,
+    pub healthy_after: u32,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        HealthSettings { unhealthy_after: 2, healthy_after: 2 }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBreaker {
+    consecutive_failures: Option<u32>,
+    failure_ratio: Option<f64>,
+    min_requests: Option<u32>,
+    window_s: Option<u64>,
+    cooldown_ms: Option<u64>,
+    max_cooldown_ms: Option<u64>,
+    when_all_unavailable: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealth {
+    unhealthy_after: Option<u32>,
+    healthy_after: Option<u32>,
+    probe_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawState {
+    failure_half_life_s: Option<u64>,
+    refresh_interval_s: Option<u64>,
+    min_write_interval_s: Option<u64>,
+    kv_ttl_s: Option<u64>,
+    mirror_write_interval_s: Option<u64>,
+}
+
+/// The validated state, breaker and health settings.
+pub(super) struct Resilience {
+    pub state: StateSettings,
+    pub breaker: BreakerSettings,
+    pub health: HealthSettings,
+    pub probe_timeout_ms: u64,
+    pub when_all_unavailable: AllUnavailable,
+}
+
+pub(super) fn validate(
+    raw_state: &RawState,
+    raw_breaker: &RawBreaker,
+    raw_health: &RawHealth,
+) -> Result<Resilience, ConfigError> {
+    let d = StateSettings::default();
+    let s = raw_state;
+    let state = StateSettings {
+        failure_half_life_s: s.failure_half_life_s.unwrap_or(d.failure_half_life_s),
+        refresh_interval_s: s.refresh_interval_s.unwrap_or(d.refresh_interval_s),
+        min_write_interval_s: s.min_write_interval_s.unwrap_or(d.min_write_interval_s),
+        kv_ttl_s: s.kv_ttl_s.unwrap_or(d.kv_ttl_s),
+        mirror_write_interval_s: s.mirror_write_interval_s.unwrap_or(d.mirror_write_interval_s).max(1),
+    };
+    if state.failure_half_life_s == 0 {
+        return Err(err("state.failure_half_life_s", "must be greater than 0"));
+    }
+    if state.min_write_interval_s < 1 {
+        return Err(err("state.min_write_interval_s", "must be at least 1 (KV allows one write per second per key)"));
+    }
+    if state.kv_ttl_s < 60 {
+        return Err(err("state.kv_ttl_s", "must be at least 60 (KV's minimum expiration TTL)"));
+    }
+    let db = BreakerSettings::default();
+    let b = raw_breaker;
+    let breaker = BreakerSettings {
+        consecutive_failures: b.consecutive_failures.unwrap_or(db.consecutive_failures),
+        failure_ratio: b.failure_ratio.unwrap_or(db.failure_ratio),
+        min_requests: b.min_requests.unwrap_or(db.min_requests),
+        window_s: b.window_s.unwrap_or(db.window_s),
+        cooldown_ms: b.cooldown_ms.unwrap_or(db.cooldown_ms),
+        max_cooldown_ms: b.max_cooldown_ms.unwrap_or(db.max_cooldown_ms),
+    };
+    if breaker.consecutive_failures == 0 {
+        return Err(err("breaker.consecutive_failures", "must be at least 1"));
+    }
+    if !(breaker.failure_ratio > 0.0 && breaker.failure_ratio <= 1.0) {
+        return Err(err("breaker.failure_ratio", "must be in (0, 1]"));
+    }
+    if breaker.window_s == 0 {
+        return Err(err("breaker.window_s", "must be greater than 0"));
+    }
+    if breaker.cooldown_ms == 0 {
+        return Err(err("breaker.cooldown_ms", "must be greater than 0"));
+    }
+    if breaker.max_cooldown_ms < breaker.cooldown_ms {
+        return Err(err("breaker.max_cooldown_ms", "must be at least cooldown_ms"));
+    }
+    let when_all_unavailable = match b.when_all_unavailable.as_deref().unwrap_or("least_recently_failed") {
+        "least_recently_failed" => AllUnavailable::LeastRecentlyFailed,
+        "strategy_order" => AllUnavailable::StrategyOrder,
+        other => {
+            return Err(err(
+                "breaker.when_all_unavailable",
+                format!("unknown value `{other}`: use least_recently_failed or strategy_order"),
+            ))
+        }
+    };
+    let dh = HealthSettings::default();
+    let health = HealthSettings {
+        unhealthy_after: raw_health.unhealthy_after.unwrap_or(dh.unhealthy_after),
+        healthy_after: raw_health.healthy_after.unwrap_or(dh.healthy_after),
+    };
+    if health.unhealthy_after == 0 || health.healthy_after == 0 {
+        return Err(err("health", "unhealthy_after and healthy_after must be at least 1"));
+    }
+    let probe_timeout_ms = raw_health.probe_timeout_ms.unwrap_or(5_000);
+    if probe_timeout_ms == 0 {
+        return Err(err("health.probe_timeout_ms", "must be greater than 0"));
+    }
+    Ok(Resilience { state, breaker, health, probe_timeout_ms, when_all_unavailable })
+}

@@ -1,0 +1,105 @@
+//! HTTP-level pieces of the gateway that do not depend on the runtime: the
+//! reply the edge writes, which handler a method and path go to, the
+//! gateway's own headers, and the checks made on a request before its body is
+//! read.
+
+use crate::api::ApiError;
+
+pub const HEADER_PROVIDER: &str = "x-switchyard-provider";
+pub const HEADER_MODEL: &str = "x-switchyard-model";
+pub const HEADER_ATTEMPTS: &str = "x-switchyard-attempts";
+pub const HEADER_ROUTE: &str = "x-switchyard-route";
+pub const HEADER_REQUEST_ID: &str = "x-request-id";
+/// Set to `served` when the mirror's answer was served because the primary failed.
+pub const HEADER_MIRROR: &str = "x-switchyard-mirror";
+/// A client's own fallback order, as a comma-separated list of target ids.
+pub const HEADER_ORDER: &str = "x-switchyard-order";
+
+/// What the edge writes back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: String) -> Reply {
+        Reply { status, headers: Vec::new(), body }
+    }
+    pub fn error(e: &ApiError) -> Reply {
+        Reply::json(e.status, e.to_json())
+    }
+}
+
+/// Which handler a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Models,
+    Health,
+    /// Provider health, circuits and weights; behind the admin key.
+    Status,
+    /// Mirror comparison aggregates; behind the admin key.
+    Mirror,
+    /// A CORS preflight (`OPTIONS`) on a known path.
+    Preflight,
+    NotFound,
+    /// The path exists but not for this method; carries the allowed methods.
+    MethodNotAllowed(&'static str),
+}
+
+pub fn endpoint(method: &str, path: &str) -> Endpoint {
+    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    const KNOWN: [&str; 5] = ["/v1/chat/completions", "/v1/models", "/v1/status", "/v1/mirror", "/healthz"];
+    if method == "OPTIONS" && KNOWN.contains(&path) {
+        return Endpoint::Preflight;
+    }
+    match (path, method) {
+        ("/v1/chat/completions", "POST") => Endpoint::Chat,
+        ("/v1/chat/completions", _) => Endpoint::MethodNotAllowed("POST"),
+        ("/v1/models", "GET" | "HEAD") => Endpoint::Models,
+        ("/v1/models", _) => Endpoint::MethodNotAllowed("GET"),
+        ("/v1/status", "GET") => Endpoint::Status,
+        ("/v1/mirror", "GET") => Endpoint::Mirror,
+        ("/v1/mirror", _) => Endpoint::MethodNotAllowed("GET"),
+        ("/v1/status", _) => Endpoint::MethodNotAllowed("GET"),
+        ("/healthz", "GET" | "HEAD") => Endpoint::Health,
+        ("/healthz", _) => Endpoint::MethodNotAllowed("GET"),
+        _ => Endpoint::NotFound,
+    }
+}
+
+/// Checks a chat request's content type and declared length before its body
+/// is read: JSON only, and no larger than `max` bytes.
+pub fn check_body_headers(content_type: Option<&str>, content_length: Option<&str>, max: u64) -> Option<ApiError> {
+    if let Some(ct) = content_type {
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/json") {
+            return Some(
+                ApiError::new(
+                    415,
+                    "invalid_request_error",
+                    format!("send JSON (`content-type: application/json`), not `{mime}`"),
+                )
+                .with_code("unsupported_media_type"),
+            );
+        }
+    }
+    match content_length.map(|l| l.trim().parse::<u64>()) {
+        Some(Ok(n)) if n > max => Some(too_large(max)),
+        Some(Err(_)) => Some(ApiError::invalid("the content-length header is not a number")),
+        _ => None,
+    }
+}
+
+pub fn too_large(max: u64) -> ApiError {
+    ApiError::new(413, "invalid_request_error", format!("the request body is larger than {max} bytes"))
+        .with_code("request_too_large")
+}
+
+pub fn unauthorized(message: &str) -> Reply {
+    let mut r = Reply::error(&ApiError::new(401, "authentication_error", message).with_code("invalid_api_key"));
+    r.headers.push(("www-authenticate", "Bearer".to_owned()));
+    r
+}
