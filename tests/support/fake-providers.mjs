@@ -887,6 +887,17 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
     res.on('close', () => {
       if (!finished && !closed) abandoned++;
     });
+    // Writes not yet handed to the socket, and who waits for them.
+    let pending = 0;
+    let waiting = [];
+    const wrote = () => {
+      if (--pending === 0) for (const w of waiting.splice(0)) w();
+    };
+    res.on('close', () => {
+      pending = 0;
+      for (const w of waiting.splice(0)) w();
+    });
+    const written = () => (pending === 0 ? null : new Promise((r) => waiting.push(r)));
     let deltas = 0;
     let started = false; // reached the first content delta
     const gap = b.chunkDelayMs ?? 0;
@@ -897,6 +908,9 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       // Faults fire at the first event once N deltas are out: a delta, or the
       // first event after the last delta when N equals the number of deltas.
       if (due(b.cutAfter)) {
+        // The N deltas reach the client first: writes made in the same tick
+        // are corked until the next one, and a destroy now would drop them.
+        await written();
         res.socket?.destroy();
         return;
       }
@@ -910,7 +924,8 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       if (ev.delta && b.malformedAt !== undefined && deltas === b.malformedAt) {
         sse = sse.slice(0, Math.floor(sse.length / 2)).replace(/\n+$/, '') + '\n\n';
       }
-      res.write(sse);
+      pending++;
+      res.write(sse, wrote);
       if (ev.delta) {
         deltas++;
         if (gap) await later(gap);

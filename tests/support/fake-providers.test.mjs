@@ -3,6 +3,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startFakeProvider, parseSse } from './fake-providers.mjs';
@@ -52,6 +53,27 @@ function eventKinds(sse, fmt) {
   return out;
 }
 
+/** The answer text of an SSE body (text deltas of choice 0 only). */
+function joinedText(sse, fmt, { field = 'content', choice = 0 } = {}) {
+  let out = '';
+  for (const ev of parseSse(sse)) {
+    if (ev.data === '[DONE]' || ev.data === '') continue;
+    let d;
+    try {
+      d = JSON.parse(ev.data);
+    } catch {
+      continue;
+    }
+    if (fmt === 'openai') {
+      const c = d.choices?.find((x) => (x.index ?? 0) === choice);
+      out += c?.delta?.[field] ?? '';
+    }
+    if (fmt === 'anthropic' && d.type === 'content_block_delta') out += d.delta[field === 'content' ? 'text' : field] ?? '';
+    if (fmt === 'cohere' && d.type === 'content-delta') out += d.delta.message.content[field === 'content' ? 'text' : field] ?? '';
+  }
+  return out;
+}
+
 const fakes = {};
 before(async () => {
   for (const format of ['openai', 'anthropic', 'cohere']) {
@@ -76,6 +98,76 @@ function post(format, body, headers = {}, init = {}) {
     body: typeof body === 'string' ? body : JSON.stringify(body),
     ...init,
   });
+}
+
+/**
+ * One request over a raw TCP socket, so a test sees the bytes on the wire:
+ * `chunks` are the HTTP/1.1 chunks (one per res.write of the fake), `reads`
+ * what each socket read returned, `body` the de-chunked body, `complete`
+ * whether the terminating 0-chunk came. With `idleMs`, gives up (and closes
+ * the socket) once nothing has arrived for that long.
+ */
+function rawRequest(fake, { method = 'POST', path: p = fake.format === 'openai' ? '/v1/chat/completions' : CHAT[fake.format], body, headers = {}, idleMs } = {}) {
+  const payload = body === undefined ? '' : typeof body === 'string' ? body : JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const s = net.connect(fake.port, '127.0.0.1');
+    const reads = [];
+    let timer;
+    const idle = () => {
+      if (!idleMs) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => s.destroy(), idleMs);
+    };
+    s.on('data', (d) => {
+      reads.push(d);
+      idle();
+    });
+    s.on('error', () => {});
+    s.on('close', () => {
+      clearTimeout(timer);
+      try {
+        resolve(parseHttp(Buffer.concat(reads), reads));
+      } catch (e) {
+        reject(e);
+      }
+    });
+    const h = { host: 'x', connection: 'close', 'content-type': 'application/json', 'anthropic-version': '2023-06-01', ...headers };
+    if (payload) h['content-length'] = Buffer.byteLength(payload);
+    const head = `${method} ${p} HTTP/1.1\r\n${Object.entries(h).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
+    s.write(head + payload);
+    idle();
+  });
+}
+
+function parseHttp(all, reads) {
+  const end = all.indexOf('\r\n\r\n');
+  assert.ok(end > 0, `no HTTP head in ${JSON.stringify(all.toString())}`);
+  const [statusLine, ...lines] = all.subarray(0, end).toString('latin1').split('\r\n');
+  const headers = {};
+  for (const l of lines) headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim();
+  const status = Number(statusLine.split(' ')[1]);
+  let rest = all.subarray(end + 4);
+  const chunks = [];
+  let complete = false;
+  if (headers['transfer-encoding'] === 'chunked') {
+    for (;;) {
+      const nl = rest.indexOf('\r\n');
+      if (nl < 0) break;
+      const size = parseInt(rest.subarray(0, nl).toString(), 16);
+      if (size === 0) {
+        complete = true;
+        break;
+      }
+      if (rest.length < nl + 2 + size + 2) break;
+      chunks.push(rest.subarray(nl + 2, nl + 2 + size));
+      rest = rest.subarray(nl + 2 + size + 2);
+    }
+  } else {
+    chunks.push(rest);
+    complete = headers['content-length'] !== undefined && rest.length === Number(headers['content-length']);
+  }
+  const body = Buffer.concat(chunks);
+  return { status, headers, chunks, reads, body, text: body.toString('utf8'), complete };
 }
 
 const TOOLS = {
@@ -394,6 +486,17 @@ describe('faults', () => {
     const r = await post('openai', chatBody('openai', { stream: true }));
     assert.equal(r.status, 200);
     await assert.rejects(r.text());
+  });
+
+  test('stream cutAfter delivers the N deltas, then cuts without a terminator', async () => {
+    for (const format of ['openai', 'anthropic', 'cohere']) {
+      fakes[format].reset().script({ type: 'stream', text: 'one two three four', cutAfter: 2 });
+      const r = await rawRequest(fakes[format], { body: chatBody(format, { stream: true }) });
+      assert.equal(r.status, 200);
+      assert.equal(r.complete, false, 'no end of the chunked body');
+      assert.equal(joinedText(r.text, format), 'one two', format);
+      assert.ok(!r.text.includes('[DONE]') && !r.text.includes('message_stop'));
+    }
   });
 
   test('stream noDone leaves out the terminator', async () => {
