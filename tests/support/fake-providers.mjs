@@ -34,6 +34,23 @@
 //         errorEventAfter: N  the provider's in-stream error after N deltas, then end
 //         noDone: true        leave out the terminator ([DONE] / message_stop)
 //         firstByteDelayMs    wait this long before sending the response head
+//   Stream bytes (any stream, every fault above included):
+//         split: 'event'      one res.write per SSE event (the default)
+//                'bytes'      writes of 1 to 7 bytes at random: events, `data:`
+//                             prefixes, line ends and UTF-8 characters are cut
+//                'coalesce'   2 to 4 whole events per write
+//                'mixed'      each write at random 1-7 bytes, 8-64 bytes, one
+//                             event or 2-4 events
+//             The overall bytes are the same in every mode. The provider-wide
+//             default is the `split` option of startFakeProvider, or setSplit().
+//             Writes are Buffer slices made with no await in between, so those
+//             made in one tick leave in one TCP segment (Node corks them), each
+//             still its own HTTP chunk. A chunkDelayMs / reasoningDelayMs pause
+//             comes after an event is whole on the wire.
+//         splitDelayMs: N     wait N ms between two writes (0: one turn of the
+//                             event loop), so that each write is its own segment
+//         splitSeed: N        replay the same random cuts
+//         eol: 'lf' | 'crlf' | 'cr'   the SSE line end (default lf)
 //   A request whose last message is from the assistant is a prefill: the reply
 //   continues it (the rest of `text` after it). `rejectPrefill: true` answers
 //   such a request with the provider's 400 instead.
@@ -44,10 +61,14 @@
 // the default, until setOutage(null). E.g. setOutage({ type: 'error', status: 503 })
 // or setOutage({ type: 'hang' }).
 //
+// setSplit(mode) sets the provider-wide split (null: back to the start option;
+// reset() does that too).
+//
 // Admin API on the same server (for humans using `npm start`):
 //   POST /__fake/behaviour   JSON behaviour -> the default
 //   POST /__fake/script      JSON array of behaviours -> the script
 //   POST /__fake/outage      JSON behaviour (or null) -> every endpoint fails that way
+//   POST /__fake/split       "bytes" (or {"mode": "bytes"}, or null) -> setSplit
 //   GET  /__fake/requests    { count, chats, last: [...] }
 //   POST /__fake/reset       clears requests, script and outage, default back to ok
 
@@ -574,6 +595,130 @@ function inStreamError(fmt) {
   );
 }
 
+// ------------------------------------------------------------ split writes
+
+export const SPLIT_MODES = ['event', 'bytes', 'coalesce', 'mixed'];
+const EOLS = { lf: '\n', crlf: '\r\n', cr: '\r' };
+
+/** What is wrong with a behaviour's options (a test's mistake), or null. */
+function behaviourProblem(b) {
+  if (b.split !== undefined && !SPLIT_MODES.includes(b.split)) return `unknown split mode ${b.split}`;
+  if (b.eol !== undefined && !(b.eol in EOLS)) return `unknown eol ${b.eol} (lf, crlf or cr)`;
+  return null;
+}
+
+function checkSplit(mode) {
+  if (!SPLIT_MODES.includes(mode)) throw new Error(`unknown split mode ${mode} (one of ${SPLIT_MODES.join(', ')})`);
+}
+
+/** A small seeded PRNG (mulberry32), so that splitSeed replays a split. */
+function prng(seed) {
+  let a = (Number.isFinite(seed) ? seed : Math.floor(Math.random() * 2 ** 32)) >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Writes a stream's events to `res`, cut into writes the way `mode` says:
+ *   event     one write per event (res.write of the event's string)
+ *   bytes     writes of 1 to 7 bytes, cutting through events, prefixes,
+ *             line ends and UTF-8 sequences alike (Buffer slices)
+ *   coalesce  2 to 4 whole events per write
+ *   mixed     each write picks one of: 1-7 bytes, 8-64 bytes, one event, 2-4 events
+ * push(text) adds an event; bytes that do not make a whole write yet are held
+ * back until the next push or flush(). Without `pause` every write is made at
+ * once and both return null; with it they wait `pause()` between two writes
+ * and return a promise. settled() is null, or a promise for the moment every
+ * write has been handed to the socket.
+ */
+function splitWriter(res, { mode, seed, pause }) {
+  const rand = prng(seed);
+  const int = (lo, hi) => lo + Math.floor(rand() * (hi - lo + 1));
+  let held = Buffer.alloc(0);
+  let ends = []; // offsets in `held` where an event ends
+  let need = null; // what the next write waits for: { bytes } or { events }
+  let wroteAny = false;
+  let inflight = 0;
+  const waiters = [];
+  const wake = () => {
+    for (const w of waiters.splice(0)) w();
+  };
+  const written = () => {
+    if (--inflight <= 0) {
+      inflight = 0;
+      wake();
+    }
+  };
+  res.on('close', () => {
+    inflight = 0;
+    wake();
+  });
+  const write = (chunk) => {
+    inflight++;
+    wroteAny = true;
+    res.write(chunk, written);
+  };
+  const pick = () => {
+    if (mode === 'bytes') return { bytes: int(1, 7) };
+    if (mode === 'coalesce') return { events: int(2, 4) };
+    const r = rand();
+    if (r < 0.4) return { bytes: int(1, 7) };
+    if (r < 0.6) return { bytes: int(8, 64) };
+    if (r < 0.8) return { events: 1 };
+    return { events: int(2, 4) };
+  };
+  function* cuts(final) {
+    while (held.length) {
+      need ??= pick();
+      let n = 0;
+      if (need.bytes !== undefined) n = held.length >= need.bytes ? need.bytes : final ? held.length : 0;
+      else n = ends.length >= need.events ? ends[need.events - 1] : final ? held.length : 0;
+      if (!n) return;
+      need = null;
+      const chunk = held.subarray(0, n);
+      held = held.subarray(n);
+      ends = ends.filter((e) => e > n).map((e) => e - n);
+      yield chunk;
+    }
+  }
+  const run = (pieces) => {
+    if (!pause) {
+      for (const c of pieces) {
+        if (res.destroyed) return null;
+        write(c);
+      }
+      return null;
+    }
+    return (async () => {
+      for (const c of pieces) {
+        if (wroteAny) await pause();
+        if (res.destroyed) return;
+        write(c);
+      }
+    })();
+  };
+  return {
+    push(text) {
+      if (mode === 'event') return run([text]);
+      const b = Buffer.from(text, 'utf8');
+      held = held.length ? Buffer.concat([held, b]) : b;
+      ends.push(held.length);
+      return run(cuts(false));
+    },
+    flush() {
+      return mode === 'event' || !held.length ? null : run(cuts(true));
+    },
+    settled() {
+      return inflight === 0 ? null : new Promise((r) => waiters.push(r));
+    },
+  };
+}
+
 // ------------------------------------------------------------- error bodies
 
 /** {status, headers, body} for an error behaviour. */
@@ -710,8 +855,10 @@ const CHAT_PATHS = { openai: '/v1/chat/completions', anthropic: '/v1/messages', 
  * @param {{format: 'openai'|'anthropic'|'cohere', name?: string, port?: number, key?: string,
  *          validate?: boolean, host?: string}} opts
  */
-export async function startFakeProvider({ format, name, port = 0, key, validate = true, host = '127.0.0.1' }) {
+export async function startFakeProvider({ format, name, port = 0, key, validate = true, host = '127.0.0.1', split: initialSplit = 'event' }) {
   if (!FORMATS.includes(format)) throw new Error(`unknown format ${format}`);
+  checkSplit(initialSplit);
+  let split = initialSplit;
   name = name ?? format;
   const requests = [];
   let queue = [];
@@ -721,6 +868,17 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
   const timers = new Set();
   let closed = false;
   let abandoned = 0;
+
+  const immediates = new Set();
+  /** The next turn of the event loop (a write made before it has left by then). */
+  const soon = () =>
+    new Promise((resolve) => {
+      const i = setImmediate(() => {
+        immediates.delete(i);
+        resolve();
+      });
+      immediates.add(i);
+    });
 
   const later = (ms) =>
     new Promise((resolve) => {
@@ -822,6 +980,8 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       req.socket.destroy();
       return;
     }
+    const problem = behaviourProblem(b);
+    if (problem) return sendJson(res, 500, { error: { message: `fake provider: ${problem}` } });
     if (b.delayMs) await later(b.delayMs);
     if (closed || res.destroyed) return;
 
@@ -870,10 +1030,18 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
     return sendJson(res, 500, { error: { message: `fake provider: unknown behaviour type ${type}` } });
   }
 
-  async function stream(res, b, facts, body) {
-    if (b.firstByteDelayMs) await later(b.firstByteDelayMs);
-    if (closed || res.destroyed) return;
-    const events = streamEvents(format, facts, b, body);
+  /** What setSplit()/the split option and a behaviour's own split say, as writer options. */
+  function writerOptions(b) {
+    const delay = b.splitDelayMs;
+    return {
+      mode: b.split ?? split,
+      seed: b.splitSeed,
+      pause: typeof delay === 'number' && delay >= 0 ? (delay > 0 ? () => later(delay) : soon) : null,
+    };
+  }
+
+  /** Sends the 200 head of a stream and counts the stream if its reader leaves early. */
+  function streamHead(res) {
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
@@ -883,40 +1051,49 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
     res.flushHeaders();
     // A stream whose reader goes away before its end is counted (the gateway
     // must stop reading upstream when its client leaves).
-    let finished = false;
+    const state = { finished: false };
     res.on('close', () => {
-      if (!finished && !closed) abandoned++;
+      if (!state.finished && !closed) abandoned++;
     });
-    // Writes not yet handed to the socket, and who waits for them.
-    let pending = 0;
-    let waiting = [];
-    const wrote = () => {
-      if (--pending === 0) for (const w of waiting.splice(0)) w();
-    };
-    res.on('close', () => {
-      pending = 0;
-      for (const w of waiting.splice(0)) w();
-    });
-    const written = () => (pending === 0 ? null : new Promise((r) => waiting.push(r)));
+    return state;
+  }
+
+  async function stream(res, b, facts, body) {
+    if (b.firstByteDelayMs) await later(b.firstByteDelayMs);
+    if (closed || res.destroyed) return;
+    const events = streamEvents(format, facts, b, body);
+    const state = streamHead(res);
+    const out = splitWriter(res, writerOptions(b));
+    const eol = EOLS[b.eol ?? 'lf'];
+    const lines = eol === '\n' ? (s) => s : (s) => s.replace(/\n/g, eol);
+    // push/flush return a promise only when the writes are paced (splitDelayMs);
+    // otherwise they write at once, and nothing here awaits between events.
+    let w;
     let deltas = 0;
     let started = false; // reached the first content delta
     const gap = b.chunkDelayMs ?? 0;
     const due = (n) => n !== undefined && started && deltas >= n;
     for (const ev of events) {
       if (closed || res.destroyed) return;
-      if (ev.delta) started = true;
       // Faults fire at the first event once N deltas are out: a delta, or the
       // first event after the last delta when N equals the number of deltas.
+      if (ev.delta) started = true;
       if (due(b.cutAfter)) {
         // The N deltas reach the client first: writes made in the same tick
         // are corked until the next one, and a destroy now would drop them.
-        await written();
+        if ((w = out.flush())) await w;
+        if ((w = out.settled())) await w;
         res.socket?.destroy();
         return;
       }
-      if (due(b.stallAfter)) return; // open until the client gives up or close()
+      if (due(b.stallAfter)) {
+        if ((w = out.flush())) await w;
+        return; // open until the client gives up or close()
+      }
       if (due(b.errorEventAfter)) {
-        res.end(inStreamError(format));
+        if ((w = out.push(lines(inStreamError(format))))) await w;
+        if ((w = out.flush())) await w;
+        if (!res.destroyed) res.end();
         return;
       }
       if (ev.terminator && b.noDone) break;
@@ -924,14 +1101,19 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       if (ev.delta && b.malformedAt !== undefined && deltas === b.malformedAt) {
         sse = sse.slice(0, Math.floor(sse.length / 2)).replace(/\n+$/, '') + '\n\n';
       }
-      pending++;
-      res.write(sse, wrote);
+      if ((w = out.push(lines(sse)))) await w;
       if (ev.delta) {
         deltas++;
-        if (gap) await later(gap);
+        if (gap) {
+          // An event is whole on the wire before a pause.
+          if ((w = out.flush())) await w;
+          await later(gap);
+        }
       }
     }
-    finished = true;
+    if ((w = out.flush())) await w;
+    if (closed || res.destroyed) return;
+    state.finished = true;
     res.end();
   }
 
@@ -969,8 +1151,16 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       outage = data ?? null;
       return sendJson(res, 200, { name, outage });
     }
+    if (req.method === 'POST' && pathname === '/__fake/split') {
+      const mode = typeof data === 'object' && data !== null ? data.mode : data;
+      if (mode !== null && mode !== undefined && !SPLIT_MODES.includes(mode)) {
+        return sendJson(res, 400, { error: `send one of ${SPLIT_MODES.map((m) => JSON.stringify(m)).join(', ')}, or null` });
+      }
+      api.setSplit(mode ?? null);
+      return sendJson(res, 200, { name, split });
+    }
     if (req.method === 'GET' && pathname === '/__fake/behaviour') {
-      return sendJson(res, 200, { name, script: queue, default: fallback, outage });
+      return sendJson(res, 200, { name, script: queue, default: fallback, outage, split });
     }
     if (req.method === 'POST' && pathname === '/__fake/reset') {
       api.reset();
@@ -1024,7 +1214,17 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       outage = behaviour ?? null;
       return api;
     },
+    /** How every stream's bytes are cut into writes, unless its behaviour says `split`. */
+    setSplit(mode) {
+      checkSplit(mode ?? initialSplit);
+      split = mode ?? initialSplit;
+      return api;
+    },
+    get split() {
+      return split;
+    },
     reset() {
+      split = initialSplit;
       requests.length = 0;
       queue = [];
       fallback = { type: 'ok' };
@@ -1036,6 +1236,8 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       closed = true;
       for (const t of timers) clearTimeout(t);
       timers.clear();
+      for (const i of immediates) clearImmediate(i);
+      immediates.clear();
       for (const s of sockets) s.destroy();
       server.closeAllConnections?.();
       await new Promise((r) => server.close(() => r()));
@@ -1051,11 +1253,16 @@ export async function startFakeProviders(specs) {
   return out;
 }
 
-/** Parses an SSE body into [{event?, data}] (data left as the raw string). */
+/**
+ * Parses an SSE body into [{event?, data}] (data left as the raw string).
+ * CRLF and CR line ends count as LF; a block of only comments (`: keep-alive`)
+ * is no event.
+ */
 export function parseSse(text) {
   const out = [];
-  for (const block of text.split(/\n\n/)) {
+  for (const block of text.replace(/\r\n?/g, '\n').split(/\n\n/)) {
     if (!block.trim()) continue;
+    if (block.split('\n').every((l) => l === '' || l.startsWith(':'))) continue;
     const ev = {};
     const data = [];
     for (const line of block.split('\n')) {

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startFakeProvider, parseSse } from './fake-providers.mjs';
+import { startFakeProvider, parseSse, SPLIT_MODES } from './fake-providers.mjs';
 
 const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures');
 const json = (rel) => JSON.parse(readFileSync(path.join(FIXTURES, rel), 'utf8'));
@@ -113,20 +113,30 @@ function rawRequest(fake, { method = 'POST', path: p = fake.format === 'openai' 
     const s = net.connect(fake.port, '127.0.0.1');
     const reads = [];
     let timer;
+    let idled = false;
+    let firstReadMs;
+    const t0 = performance.now();
     const idle = () => {
       if (!idleMs) return;
       clearTimeout(timer);
-      timer = setTimeout(() => s.destroy(), idleMs);
+      timer = setTimeout(() => {
+        idled = true;
+        s.destroy();
+      }, idleMs);
     };
     s.on('data', (d) => {
+      firstReadMs ??= performance.now() - t0;
       reads.push(d);
       idle();
+      // The fake keeps the connection alive; stop at the end of the body.
+      const all = Buffer.concat(reads);
+      if (all.includes('\r\n\r\n') && parseHttp(all, reads).complete) s.destroy();
     });
     s.on('error', () => {});
     s.on('close', () => {
       clearTimeout(timer);
       try {
-        resolve(parseHttp(Buffer.concat(reads), reads));
+        resolve({ ...parseHttp(Buffer.concat(reads), reads), idled, firstReadMs });
       } catch (e) {
         reject(e);
       }
@@ -605,3 +615,213 @@ describe('admin API', () => {
     assert.equal(f.requests.length, 1, 'admin calls are not recorded');
   });
 });
+
+describe('split: bytes as networks deliver them', () => {
+  const TEXT = 'one two three four five six seven eight nine ten eleven twelve';
+  const streamBody = (format) => chatBody(format, format === 'openai' ? { stream: true, stream_options: { include_usage: true } } : { stream: true });
+  /** The body with the random ids and times replaced, for comparing two streams. */
+  const normalise = (s) =>
+    s
+      .replace(/chatcmpl-[A-Za-z0-9]+/g, 'ID')
+      .replace(/"created":\d+/g, '"created":0')
+      .replace(/fp_[0-9a-f]+/g, 'FP')
+      .replace(/(msg|toolu)_[A-Za-z0-9]+/g, 'ID')
+      .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, 'UUID');
+  const eventsIn = (buf) => buf.toString('latin1').split('\n\n').length - 1;
+
+  for (const format of ['openai', 'anthropic', 'cohere']) {
+    test(`${format}: every mode carries the same bytes, cut as the mode says`, async () => {
+      const fake = fakes[format].reset();
+      fake.script({ type: 'ok', text: TEXT });
+      const ref = await rawRequest(fake, { body: streamBody(format) });
+      assert.ok(ref.complete);
+      // event: one write per event, exactly the events.
+      for (const c of ref.chunks) assert.equal(eventsIn(c), 1, JSON.stringify(c.toString()));
+      assert.ok(ref.chunks.every((c) => c.toString().endsWith('\n\n')));
+      for (const mode of ['bytes', 'coalesce', 'mixed']) {
+        fake.script({ type: 'ok', text: TEXT, split: mode });
+        const r = await rawRequest(fake, { body: streamBody(format) });
+        assert.equal(r.status, 200);
+        assert.ok(r.complete, `${mode}: the body ends properly`);
+        assert.equal(normalise(r.text), normalise(ref.text), `${mode}: same bytes overall`);
+        assert.equal(joinedText(r.text, format), TEXT);
+        const sizes = r.chunks.map((c) => c.length);
+        if (mode === 'bytes') {
+          assert.ok(sizes.every((n) => n >= 1 && n <= 7), `bytes: writes of 1-7 bytes, got ${sizes}`);
+          assert.ok(r.chunks.length >= ref.text.length / 7);
+        }
+        if (mode === 'coalesce') {
+          assert.ok(r.chunks.every((c) => c.toString().endsWith('\n\n')), 'coalesce: whole events');
+          const counts = r.chunks.map(eventsIn);
+          assert.ok(counts.slice(0, -1).every((n) => n >= 2 && n <= 4), `coalesce: 2-4 events per write, got ${counts}`);
+          assert.ok(counts.at(-1) >= 1 && counts.at(-1) <= 4);
+        }
+        if (mode === 'mixed') {
+          assert.ok(sizes.some((n) => n <= 7), 'mixed: some tiny writes');
+          assert.ok(r.chunks.some((c) => eventsIn(c) >= 2), 'mixed: some writes of several events');
+          assert.ok(r.chunks.some((c) => !c.toString().endsWith('\n\n')), 'mixed: some writes end inside an event');
+        }
+      }
+    });
+  }
+
+  test('bytes cut UTF-8 characters, data: prefixes and line ends, and the client reassembles the text', async () => {
+    const words = 'héllo ✓ 日本語 🎉 ';
+    const TEXT_U = words.repeat(6).trim();
+    for (const format of ['openai', 'anthropic', 'cohere']) {
+      const fake = fakes[format].reset();
+      fake.script({ type: 'ok', text: TEXT_U, split: 'bytes' });
+      const r = await rawRequest(fake, { body: chatBody(format, { stream: true }) });
+      assert.ok(r.complete);
+      assert.ok(r.chunks.some((c) => c[0] >= 0x80 && c[0] <= 0xbf), 'a write starts inside a UTF-8 sequence');
+      const cutInside = (s) => r.chunks.some((c, i) => i + 1 < r.chunks.length && Buffer.concat([c, r.chunks[i + 1]]).includes(s) && !c.includes(s) && !r.chunks[i + 1].includes(s));
+      assert.ok(cutInside('data:'), 'a data: prefix is cut');
+      assert.ok(cutInside('\n\n'), 'an event end is cut');
+      // A streaming decoder fed write by write gets the same text back.
+      const dec = new TextDecoder();
+      let s = '';
+      for (const c of r.chunks) s += dec.decode(c, { stream: true });
+      s += dec.decode();
+      assert.equal(s, r.text);
+      assert.equal(joinedText(s, format), TEXT_U, format);
+      // So does fetch.
+      fake.script({ type: 'ok', text: TEXT_U, split: 'bytes' });
+      const viaFetch = await (await post(format, chatBody(format, { stream: true }))).text();
+      assert.equal(joinedText(viaFetch, format), TEXT_U);
+    }
+  });
+
+  test('eol crlf: CRLF line ends, cut between CR and LF in bytes mode', async () => {
+    const fake = fakes.openai.reset();
+    fake.script({ type: 'ok', text: TEXT, eol: 'crlf', split: 'bytes' });
+    const r = await rawRequest(fake, { body: chatBody('openai', { stream: true }) });
+    assert.ok(!/[^\r]\n/.test(r.text), 'every LF follows a CR');
+    assert.ok(r.text.endsWith('data: [DONE]\r\n\r\n'));
+    assert.ok(r.chunks.some((c, i) => c.at(-1) === 0x0d && r.chunks[i + 1]?.[0] === 0x0a), 'a CRLF is cut');
+    assert.equal(joinedText(r.text, 'openai'), TEXT);
+    fake.script({ type: 'ok', text: 'a b', eol: 'cr' });
+    const cr = await rawRequest(fake, { body: chatBody('openai', { stream: true }) });
+    assert.ok(!cr.text.includes('\n') && cr.text.endsWith('data: [DONE]\r\r'));
+    assert.equal(joinedText(cr.text, 'openai'), 'a b');
+  });
+
+  test('splitDelayMs puts each write in its own TCP segment; splitSeed replays a split', async () => {
+    const fake = fakes.anthropic.reset();
+    fake.script({ type: 'ok', text: 'one two three', split: 'bytes', splitDelayMs: 0 });
+    const r = await rawRequest(fake, { body: chatBody('anthropic', { stream: true }) });
+    assert.ok(r.complete);
+    // The head is one read; then (nearly) one read per write.
+    assert.ok(r.reads.length >= r.chunks.length * 0.8, `${r.reads.length} reads for ${r.chunks.length} writes`);
+    fake.script({ type: 'ok', text: 'one two three', split: 'mixed', splitSeed: 7 }, { type: 'ok', text: 'one two three', split: 'mixed', splitSeed: 7 });
+    const a = await rawRequest(fake, { body: chatBody('anthropic', { stream: true }) });
+    const b = await rawRequest(fake, { body: chatBody('anthropic', { stream: true }) });
+    assert.deepEqual(a.chunks.map((c) => c.length), b.chunks.map((c) => c.length));
+  });
+
+  test('splitDelayMs paces the writes', async () => {
+    const fake = fakes.cohere.reset();
+    fake.script({ type: 'ok', text: 'one two', split: 'coalesce', splitDelayMs: 15 });
+    const t0 = performance.now();
+    const r = await rawRequest(fake, { body: chatBody('cohere', { stream: true }) });
+    assert.ok(r.complete);
+    assert.ok(performance.now() - t0 >= 15 * (r.chunks.length - 1) - 5, `${r.chunks.length} writes`);
+  });
+
+  test('setSplit, the split option and reset', async () => {
+    const fake = await startFakeProvider({ format: 'openai', split: 'bytes' });
+    try {
+      const sizes = async (b) => (await rawRequest(fake, { body: chatBody('openai', { stream: true }) })).chunks.map((c) => c.length);
+      assert.ok((await sizes()).every((n) => n <= 7), 'the provider-wide default');
+      fake.setSplit('event');
+      assert.ok((await sizes()).every((n) => n > 7));
+      fake.script({ type: 'ok', split: 'bytes' });
+      assert.ok((await sizes()).every((n) => n <= 7), "a behaviour's own split wins");
+      fake.setSplit('coalesce');
+      assert.equal(fake.split, 'coalesce');
+      fake.reset();
+      assert.equal(fake.split, 'bytes', 'reset goes back to the start option');
+      assert.throws(() => fake.setSplit('words'), /unknown split mode/);
+      await assert.rejects(startFakeProvider({ format: 'openai', split: 'nope' }), /unknown split mode/);
+      fake.script({ type: 'stream', split: 'nope' });
+      const bad = await fetch(fake.baseUrl + '/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(chatBody('openai', { stream: true })) });
+      assert.equal(bad.status, 500);
+      assert.match((await bad.json()).error.message, /unknown split mode nope/);
+      const viaAdmin = await fetch(`${fake.origin}/__fake/split`, { method: 'POST', body: '"mixed"' });
+      assert.equal((await viaAdmin.json()).split, 'mixed');
+      assert.equal((await fetch(`${fake.origin}/__fake/split`, { method: 'POST', body: '"x"' })).status, 400);
+    } finally {
+      await fake.close();
+    }
+  });
+
+  // Every stream fault, in every split mode and format.
+  const FAULTS = {
+    cutAfter: (r, format) => {
+      assert.equal(r.complete, false);
+      assert.equal(joinedText(r.text, format), 'one two');
+      assert.ok(!hasTerminator(r.text, format));
+    },
+    stallAfter: (r, format) => {
+      assert.ok(r.idled, 'the connection stayed open');
+      assert.equal(r.complete, false);
+      assert.equal(joinedText(r.text, format), 'one two');
+    },
+    malformedAt: (r, format) => {
+      assert.ok(r.complete);
+      const bad = parseSse(r.text).filter((e) => e.data !== '[DONE]' && !isJson(e.data));
+      assert.equal(bad.length, 1);
+      assert.ok(hasTerminator(r.text, format));
+    },
+    errorEventAfter: (r, format) => {
+      assert.ok(r.complete);
+      const evs = parseSse(r.text);
+      const last = evs.filter((e) => e.data !== '[DONE]').at(-1);
+      const d = JSON.parse(last.data);
+      if (format === 'openai') assert.equal(d.error.type, 'server_error');
+      if (format === 'anthropic') assert.equal(last.event, 'error');
+      if (format === 'cohere') assert.equal(d.delta.finish_reason, 'ERROR');
+      assert.equal(joinedText(r.text, format), 'one two');
+    },
+    noDone: (r, format) => {
+      assert.ok(r.complete);
+      assert.ok(!hasTerminator(r.text, format));
+      assert.equal(joinedText(r.text, format), 'one two three four five six');
+    },
+    firstByteDelayMs: (r, format) => {
+      assert.ok(r.firstReadMs >= 25, `first byte after ${r.firstReadMs} ms`);
+      assert.ok(hasTerminator(r.text, format));
+    },
+  };
+  const faultValue = { cutAfter: 2, stallAfter: 2, malformedAt: 1, errorEventAfter: 2, noDone: true, firstByteDelayMs: 30 };
+  for (const format of ['openai', 'anthropic', 'cohere']) {
+    for (const mode of SPLIT_MODES) {
+      test(`${format} faults with split ${mode}`, async () => {
+        const fake = fakes[format].reset();
+        for (const [fault, check] of Object.entries(FAULTS)) {
+          fake.script({ type: 'stream', text: 'one two three four five six', split: mode, [fault]: faultValue[fault] });
+          const r = await rawRequest(fake, { body: chatBody(format, { stream: true }), idleMs: fault === 'stallAfter' ? 60 : undefined });
+          assert.equal(r.status, 200);
+          try {
+            check(r, format);
+          } catch (e) {
+            e.message = `${fault}: ${e.message}`;
+            throw e;
+          }
+        }
+      });
+    }
+  }
+});
+
+function isJson(s) {
+  try {
+    JSON.parse(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function hasTerminator(sse, format) {
+  return format === 'anthropic' ? /event: message_stop/.test(sse) : /data: \[DONE\]/.test(sse);
+}
