@@ -51,6 +51,49 @@
 //                             event loop), so that each write is its own segment
 //         splitSeed: N        replay the same random cuts
 //         eol: 'lf' | 'crlf' | 'cr'   the SSE line end (default lf)
+//   Reasoning (ok and stream behaviours, every format):
+//         reasoning: '<text>'  the model thinks first. OpenAI-format streams
+//             start with a `: keep-alive` comment, then a role chunk with
+//             content:null and an empty reasoning string, reasoning chunks with
+//             content:null, then the content chunks with the reasoning field null
+//             (as DeepSeek sends it, openai/chat_stream_reasoning_content_deepseek.sse).
+//             Anthropic streams open a `thinking` block (signature ""), send
+//             thinking_delta events (the last one empty) and one signature_delta,
+//             then the text block at index 1 (anthropic/stream_thinking.sse).
+//             Cohere streams send content-start/content-delta/content-end for a
+//             thinking content (delta.message.content.thinking) at index 0, then
+//             the text at index 1. Whole answers carry it too: OpenAI
+//             message.reasoning_content, an Anthropic thinking block with a
+//             signature, a Cohere thinking content block. Usage counts it
+//             (OpenAI completion_tokens_details.reasoning_tokens).
+//         reasoningField: 'reasoning_content' (default) | 'reasoning'   (OpenAI; vLLM's name)
+//         reasoningChunks: N   reasoning pieces (default one per word)
+//         reasoningDelayMs: N  wait after each reasoning piece (a whole answer
+//                              waits pieces * N before it is sent)
+//       Reasoning pieces are not deltas for the fault counters: the faults
+//       count answer pieces only.
+//   Several choices (OpenAI format only): a request with n > 1 gets n choices.
+//       Choice i says texts[i] or, without it, the text + " (choice i)". In a
+//       stream each chunk carries one choice, the choices interleaved, each
+//       with its own role chunk and finish_reason chunk; choice 0 finishes as
+//       soon as its text is out, choice i finishGapMs * i later (default 0).
+//       n that is not an integer from 1 to 128 gets OpenAI's 400.
+//         texts: ['<choice 0>', '<choice 1>', ...]   finishGapMs: N
+//   Usage in OpenAI-format streams: only when the request has
+//       stream_options.include_usage: true, every chunk then has usage:null
+//       and a last chunk with choices:[] carries the usage (the request and
+//       so what it asked for is in chats[i].body).
+//   Unusual but valid OpenAI-format whole answers:
+//         contentParts: true   message.content is [{type:"text", text}, ...]
+//         usageVariant: 'cached_null'  prompt_tokens_details: {cached_tokens: null}
+//                       'no_total'     no usage.total_tokens
+//                       'no_details'   no *_tokens_details
+//                       'none'         no usage at all
+//         noIndex: true        choices without `index`
+//         extraFields: true    unknown fields (x_fake_extra, x_fake_note) at every level
+//   modelName: '<string>'  the `model` the answer names (any format that has
+//       one, whole answers and stream chunks), e.g. one with CR/LF or
+//       non-Latin-1 characters: it only ever goes out JSON-escaped in the body.
 //   A request whose last message is from the assistant is a prefill: the reply
 //   continues it (the rest of `text` after it). `rejectPrefill: true` answers
 //   such a request with the provider's 400 instead.
@@ -278,7 +321,6 @@ function hasTools(body) {
 
 // ------------------------------------------------------------ response bodies
 
-/** The reply facts every format renders its own way. */
 /**
  * A trailing assistant message is a prefill: the model continues from it, as
  * Anthropic does (and OpenAI-compatible servers that support it).
@@ -288,63 +330,145 @@ function prefillOf(reqBody) {
   const last = msgs[msgs.length - 1];
   if (!last || last.role !== 'assistant' || last.tool_calls) return null;
   if (typeof last.content === 'string') return last.content;
-  if (Array.isArray(last.content)) return last.content.map((b) => b.text ?? '').join('');
+  if (Array.isArray(last.content)) return last.content.map((b) => (typeof b?.text === 'string' ? b.text : '')).join('');
   return null;
 }
 
-function replyFacts(fmt, name, behaviour, reqBody) {
-  let text = behaviour.text ?? `Hello from ${name}`;
-  // Continue a prefill: the reply is what follows it in the scripted text.
-  const prefill = prefillOf(reqBody);
-  if (prefill && text.startsWith(prefill)) text = text.slice(prefill.length);
-  const toolCall = behaviour.toolCall && hasTools(reqBody) ? behaviour.toolCall : null;
-  const model = typeof reqBody?.model === 'string' ? reqBody.model : 'unknown-model';
-  const input = promptTokens(reqBody);
-  let output = tokensOf(text) + 1;
-  if (toolCall) output += tokensOf(toolCall.name) + tokensOf(argsString(toolCall.arguments)) + 10;
-  return { text, explicitText: behaviour.text !== undefined, toolCall, model, input, output };
+/** How many choices an OpenAI-format request asks for (`n`, 1 when absent). */
+function choicesWanted(fmt, reqBody) {
+  const n = reqBody?.n;
+  return fmt === 'openai' && Number.isInteger(n) && n > 1 ? n : 1;
 }
 
-function openaiCompletion(f) {
-  const message = { role: 'assistant', content: f.text, refusal: null, annotations: [] };
-  let finish = 'stop';
-  if (f.toolCall) {
-    message.content = f.explicitText ? f.text : null;
-    message.tool_calls = [
-      {
-        id: `call_${alnum(24)}`,
-        type: 'function',
-        function: { name: f.toolCall.name, arguments: argsString(f.toolCall.arguments) },
-      },
-    ];
-    finish = 'tool_calls';
-  }
+/** The reply facts every format renders its own way. */
+function replyFacts(fmt, name, behaviour, reqBody) {
+  // Continue a prefill: the reply is what follows it in the scripted text.
+  const prefill = prefillOf(reqBody);
+  const cont = (t) => (prefill && t.startsWith(prefill) ? t.slice(prefill.length) : t);
+  const base = behaviour.text ?? `Hello from ${name}`;
+  const text = cont(base);
+  const toolCall = behaviour.toolCall && hasTools(reqBody) ? behaviour.toolCall : null;
+  const model =
+    typeof behaviour.modelName === 'string' ? behaviour.modelName : typeof reqBody?.model === 'string' ? reqBody.model : 'unknown-model';
+  const input = promptTokens(reqBody);
+  const reasoning = typeof behaviour.reasoning === 'string' && behaviour.reasoning !== '' ? behaviour.reasoning : null;
+  const reasoningTokens = reasoning ? tokensOf(reasoning) : 0;
+  // n > 1: choice i says texts[i], or the text with " (choice i)" after it.
+  const n = choicesWanted(fmt, reqBody);
+  const texts =
+    n === 1 ? [text] : Array.from({ length: n }, (_, i) => cont(typeof behaviour.texts?.[i] === 'string' ? behaviour.texts[i] : `${base} (choice ${i})`));
+  const outputs = texts.map((t) => {
+    let out = tokensOf(t) + 1 + reasoningTokens;
+    if (toolCall) out += tokensOf(toolCall.name) + tokensOf(argsString(toolCall.arguments)) + 10;
+    return out;
+  });
+  const output = outputs.reduce((a, b) => a + b, 0);
   return {
+    text,
+    texts,
+    outputs,
+    explicitText: behaviour.text !== undefined,
+    toolCall,
+    model,
+    input,
+    output,
+    reasoning,
+    reasoningTokens,
+    reasoningField: behaviour.reasoningField ?? 'reasoning_content',
+  };
+}
+
+/** The text split into `n` parts whose concatenation is the text. */
+function textParts(text, n = 2) {
+  if (text.length < 2) return [text];
+  const cut = text.indexOf(' ', Math.floor(text.length / n));
+  const at = cut > 0 ? cut : Math.floor(text.length / 2);
+  return [text.slice(0, at), text.slice(at)];
+}
+
+function openaiUsage(f, b = {}) {
+  const variant = b.usageVariant;
+  if (variant === 'none') return undefined;
+  const usage = { prompt_tokens: f.input, completion_tokens: f.output, total_tokens: f.input + f.output };
+  if (variant === 'no_total') delete usage.total_tokens;
+  if (variant !== 'no_details') {
+    usage.prompt_tokens_details = variant === 'cached_null' ? { cached_tokens: null } : { cached_tokens: 0, audio_tokens: 0 };
+    usage.completion_tokens_details = {
+      reasoning_tokens: f.reasoningTokens * f.texts.length,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    };
+  }
+  return usage;
+}
+
+/** Adds fields no client knows about to `obj` (extraFields: true). */
+function extra(obj, on) {
+  if (on && obj && typeof obj === 'object') {
+    obj.x_fake_extra = { nested: [1, 'two', { three: null }], flag: true };
+    obj.x_fake_note = 'unknown field';
+  }
+  return obj;
+}
+
+function openaiCompletion(f, b = {}) {
+  const x = b.extraFields === true;
+  const choices = f.texts.map((text, i) => {
+    const message = { role: 'assistant', content: text };
+    if (f.reasoning) message[f.reasoningField] = f.reasoning;
+    message.refusal = null;
+    message.annotations = [];
+    let finish = 'stop';
+    if (f.toolCall) {
+      message.content = f.explicitText ? text : null;
+      message.tool_calls = [
+        extra(
+          {
+            id: `call_${alnum(24)}`,
+            type: 'function',
+            function: extra({ name: f.toolCall.name, arguments: argsString(f.toolCall.arguments) }, x),
+          },
+          x,
+        ),
+      ];
+      finish = 'tool_calls';
+    }
+    if (b.contentParts === true && typeof message.content === 'string') {
+      message.content = textParts(message.content).map((t) => extra({ type: 'text', text: t }, x));
+    }
+    const choice = { index: i, message: extra(message, x), logprobs: null, finish_reason: finish };
+    if (b.noIndex === true) delete choice.index;
+    return extra(choice, x);
+  });
+  const out = {
     id: `chatcmpl-${alnum(29)}`,
     object: 'chat.completion',
     created: Math.floor(Date.now() / 1000),
     model: f.model,
-    choices: [{ index: 0, message, logprobs: null, finish_reason: finish }],
-    usage: {
-      prompt_tokens: f.input,
-      completion_tokens: f.output,
-      total_tokens: f.input + f.output,
-      prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-      completion_tokens_details: {
-        reasoning_tokens: 0,
-        audio_tokens: 0,
-        accepted_prediction_tokens: 0,
-        rejected_prediction_tokens: 0,
-      },
-    },
+    choices,
+    usage: openaiUsage(f, b),
     service_tier: 'default',
     system_fingerprint: `fp_${hex(10)}`,
   };
+  if (out.usage === undefined) delete out.usage;
+  if (x && out.usage) {
+    extra(out.usage, x);
+    extra(out.usage.prompt_tokens_details, x);
+    extra(out.usage.completion_tokens_details, x);
+  }
+  return extra(out, x);
+}
+
+/** An opaque signature like the ones Anthropic puts on thinking blocks (base64). */
+function thinkingSignature() {
+  return randomBytes(240).toString('base64');
 }
 
 function anthropicMessage(f) {
   const content = [];
   let stop = 'end_turn';
+  if (f.reasoning) content.push({ type: 'thinking', thinking: f.reasoning, signature: thinkingSignature() });
   if (!f.toolCall || f.explicitText) content.push({ type: 'text', text: f.text });
   if (f.toolCall) {
     content.push({ type: 'tool_use', id: `toolu_${alnum(24)}`, name: f.toolCall.name, input: argsObject(f.toolCall.arguments) });
@@ -373,7 +497,10 @@ function anthropicMessage(f) {
 function cohereChat(f) {
   const message = { role: 'assistant' };
   let finish = 'COMPLETE';
+  // Reasoning is a `thinking` content block (the Spec's "Tools" example).
+  const thinking = f.reasoning ? [{ type: 'thinking', thinking: f.reasoning }] : [];
   if (f.toolCall) {
+    if (thinking.length) message.content = thinking;
     message.tool_plan = f.explicitText ? f.text : `I will use the ${f.toolCall.name} tool.`;
     message.tool_calls = [
       {
@@ -384,7 +511,7 @@ function cohereChat(f) {
     ];
     finish = 'TOOL_CALL';
   } else {
-    message.content = [{ type: 'text', text: f.text }];
+    message.content = [...thinking, { type: 'text', text: f.text }];
   }
   return {
     id: randomUUID(),
@@ -402,20 +529,23 @@ const COMPLETION = { openai: openaiCompletion, anthropic: anthropicMessage, cohe
 // ---------------------------------------------------------------- SSE events
 
 /**
- * A stream as a list of events: { sse: string, delta: boolean }. `delta`
- * marks the content pieces that the fault options count.
+ * A stream as a list of events: { sse: string, delta?, reasoning?, terminator? },
+ * or { pauseMs } for a wait between two events. `delta` marks the content
+ * pieces that the fault options count, `reasoning` the reasoning pieces that
+ * reasoningDelayMs paces.
  */
 function streamEvents(fmt, f, behaviour, reqBody) {
+  const reasoningPieces = f.reasoning ? splitText(f.reasoning, behaviour.reasoningChunks) : [];
+  if (fmt === 'openai') return openaiStream(f, behaviour, reqBody, reasoningPieces);
   const pieces = splitText(f.text, behaviour.chunks);
-  if (fmt === 'openai') return openaiStream(f, pieces, reqBody);
-  if (fmt === 'anthropic') return anthropicStream(f, pieces, behaviour);
-  return cohereStream(f, pieces, behaviour);
+  if (fmt === 'anthropic') return anthropicStream(f, pieces, reasoningPieces);
+  return cohereStream(f, pieces, reasoningPieces);
 }
 
 const dataLine = (obj) => `data: ${JSON.stringify(obj)}\n\n`;
 const eventLine = (type, obj) => `event: ${type}\ndata: ${JSON.stringify(obj)}\n\n`;
 
-function openaiStream(f, pieces, reqBody) {
+function openaiStream(f, behaviour, reqBody, reasoningPieces) {
   const includeUsage = reqBody?.stream_options?.include_usage === true;
   const base = {
     id: `chatcmpl-${alnum(29)}`,
@@ -426,62 +556,66 @@ function openaiStream(f, pieces, reqBody) {
     system_fingerprint: `fp_${hex(10)}`,
   };
   const chunk = (choices, extra = {}) => ({ ...base, choices, ...(includeUsage ? { usage: null } : {}), ...extra });
-  const choice = (delta, finish = null) => ({ index: 0, delta, logprobs: null, finish_reason: finish });
-  const ev = [];
-  if (f.toolCall) {
-    const args = argsString(f.toolCall.arguments);
-    ev.push({
-      sse: dataLine(
-        chunk([
-          choice({
-            role: 'assistant',
-            content: null,
-            tool_calls: [
-              { index: 0, id: `call_${alnum(24)}`, type: 'function', function: { name: f.toolCall.name, arguments: '' } },
-            ],
-            refusal: null,
-          }),
-        ]),
-      ),
-      delta: false,
-    });
-    for (const p of splitString(args, pieces.length)) {
-      ev.push({ sse: dataLine(chunk([choice({ tool_calls: [{ index: 0, function: { arguments: p } }] })])), delta: true });
+  const rf = f.reasoningField;
+  // One event list per choice; several choices are interleaved below.
+  const perChoice = f.texts.map((text, index) => {
+    const pieces = splitText(text, behaviour.chunks);
+    const choice = (delta, finish = null) => ({ index, delta, logprobs: null, finish_reason: finish });
+    const ev = [];
+    const put = (delta, kind = {}) => ev.push({ sse: dataLine(chunk([choice(delta)])), ...kind });
+    // Reasoning first, shaped as DeepSeek sends it: the role chunk has
+    // content:null and an empty reasoning string, reasoning chunks have
+    // content:null, and once the answer starts the reasoning field is null.
+    if (f.reasoning) {
+      put({ role: 'assistant', content: null, [rf]: '' });
+      for (const p of reasoningPieces) put({ content: null, [rf]: p }, { reasoning: true });
     }
-    ev.push({ sse: dataLine(chunk([choice({}, 'tool_calls')])), delta: false });
-  } else {
-    ev.push({ sse: dataLine(chunk([choice({ role: 'assistant', content: '', refusal: null })])), delta: false });
-    for (const p of pieces) ev.push({ sse: dataLine(chunk([choice({ content: p })])), delta: true });
-    ev.push({ sse: dataLine(chunk([choice({}, 'stop')])), delta: false });
+    const after = f.reasoning ? { [rf]: null } : {};
+    if (f.toolCall) {
+      const args = argsString(f.toolCall.arguments);
+      const call = { index: 0, id: `call_${alnum(24)}`, type: 'function', function: { name: f.toolCall.name, arguments: '' } };
+      if (f.reasoning) put({ content: null, ...after, tool_calls: [call] });
+      else put({ role: 'assistant', content: null, tool_calls: [call], refusal: null });
+      for (const p of splitString(args, pieces.length)) put({ tool_calls: [{ index: 0, function: { arguments: p } }] }, { delta: true });
+      ev.push({ sse: dataLine(chunk([choice({}, 'tool_calls')])), finish: true });
+    } else {
+      if (!f.reasoning) put({ role: 'assistant', content: '', refusal: null });
+      for (const p of pieces) put({ content: p, ...after }, { delta: true });
+      ev.push({ sse: dataLine(chunk([choice(f.reasoning ? { content: '', ...after } : {}, 'stop')])), finish: true });
+    }
+    return ev;
+  });
+  const ev = [];
+  // DeepSeek sends `: keep-alive` comments while a reasoning request waits.
+  if (f.reasoning) ev.push({ sse: ': keep-alive\n\n' });
+  if (perChoice.length === 1) ev.push(...perChoice[0]);
+  else {
+    // Round robin over the choices. Choice 0 finishes as soon as its text is
+    // out; choice i finishes i * finishGapMs later, after everything else.
+    const held = [];
+    for (let round = 0; perChoice.some((c) => round < c.length); round++) {
+      for (const [i, c] of perChoice.entries()) {
+        const e = c[round];
+        if (!e) continue;
+        if (e.finish && i > 0) held.push(e);
+        else ev.push(e);
+      }
+    }
+    const gap = Number.isFinite(behaviour.finishGapMs) && behaviour.finishGapMs > 0 ? behaviour.finishGapMs : 0;
+    for (const e of held) {
+      if (gap) ev.push({ pauseMs: gap });
+      ev.push(e);
+    }
   }
-  if (includeUsage) {
-    ev.push({
-      sse: dataLine({
-        ...base,
-        choices: [],
-        usage: {
-          prompt_tokens: f.input,
-          completion_tokens: f.output,
-          total_tokens: f.input + f.output,
-          prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-          completion_tokens_details: {
-            reasoning_tokens: 0,
-            audio_tokens: 0,
-            accepted_prediction_tokens: 0,
-            rejected_prediction_tokens: 0,
-          },
-        },
-      }),
-      delta: false,
-    });
-  }
-  ev.push({ sse: 'data: [DONE]\n\n', delta: false, terminator: true });
+  if (includeUsage) ev.push({ sse: dataLine({ ...base, choices: [], usage: openaiUsage(f) }) });
+  ev.push({ sse: 'data: [DONE]\n\n', terminator: true });
   return ev;
 }
 
-function anthropicStream(f, pieces, behaviour) {
+function anthropicStream(f, pieces, reasoningPieces) {
   const ev = [];
-  const e = (type, obj, delta = false) => ev.push({ sse: eventLine(type, { type, ...obj }), delta });
+  const e = (type, obj, kind = {}) => ev.push({ sse: eventLine(type, { type, ...obj }), ...kind });
+  const ping = () => ev.push({ sse: 'event: ping\ndata: {"type": "ping"}\n\n' });
   e('message_start', {
     message: {
       id: `msg_${alnum(24)}`,
@@ -495,16 +629,30 @@ function anthropicStream(f, pieces, behaviour) {
         input_tokens: f.input,
         cache_creation_input_tokens: 0,
         cache_read_input_tokens: 0,
+        cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 0 },
         output_tokens: 1,
         service_tier: 'standard',
+        inference_geo: 'not_available',
       },
     },
   });
   let index = 0;
+  if (f.reasoning) {
+    // As recorded (stream_thinking.sse): a thinking block with an empty
+    // signature, the thinking deltas (the last one empty), one
+    // signature_delta just before the block stops.
+    e('content_block_start', { index, content_block: { type: 'thinking', thinking: '', signature: '' } });
+    ping();
+    for (const p of reasoningPieces) e('content_block_delta', { index, delta: { type: 'thinking_delta', thinking: p } }, { reasoning: true });
+    e('content_block_delta', { index, delta: { type: 'thinking_delta', thinking: '' } });
+    e('content_block_delta', { index, delta: { type: 'signature_delta', signature: thinkingSignature() } });
+    e('content_block_stop', { index });
+    index++;
+  }
   if (!f.toolCall || f.explicitText) {
     e('content_block_start', { index, content_block: { type: 'text', text: '' } });
-    ev.push({ sse: 'event: ping\ndata: {"type": "ping"}\n\n', delta: false });
-    for (const p of pieces) e('content_block_delta', { index, delta: { type: 'text_delta', text: p } }, true);
+    if (index === 0) ping();
+    for (const p of pieces) e('content_block_delta', { index, delta: { type: 'text_delta', text: p } }, { delta: true });
     e('content_block_stop', { index });
     index++;
   }
@@ -513,10 +661,10 @@ function anthropicStream(f, pieces, behaviour) {
       index,
       content_block: { type: 'tool_use', id: `toolu_${alnum(24)}`, name: f.toolCall.name, input: {} },
     });
-    if (index === 0) ev.push({ sse: 'event: ping\ndata: {"type": "ping"}\n\n', delta: false });
+    if (index === 0) ping();
     e('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: '' } });
     for (const p of splitString(JSON.stringify(argsObject(f.toolCall.arguments)), Math.max(2, pieces.length))) {
-      e('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: p } }, true);
+      e('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: p } }, { delta: true });
     }
     e('content_block_stop', { index });
   }
@@ -524,14 +672,26 @@ function anthropicStream(f, pieces, behaviour) {
     delta: { stop_reason: f.toolCall ? 'tool_use' : 'end_turn', stop_sequence: null },
     usage: { output_tokens: f.output },
   });
-  ev.push({ sse: eventLine('message_stop', { type: 'message_stop' }), delta: false, terminator: true });
+  ev.push({ sse: eventLine('message_stop', { type: 'message_stop' }), terminator: true });
   return ev;
 }
 
-function cohereStream(f, pieces) {
+function cohereStream(f, pieces, reasoningPieces) {
   const ev = [];
-  const e = (type, obj, delta = false) => ev.push({ sse: eventLine(type, { type, ...obj }), delta });
+  const e = (type, obj, kind = {}) => ev.push({ sse: eventLine(type, { type, ...obj }), ...kind });
   e('message-start', { id: randomUUID(), delta: { message: { role: 'assistant' } } });
+  let index = 0;
+  if (f.reasoning) {
+    // The fixtures show a `thinking` content block only in a whole answer
+    // (chat_response_tool_calls.json), not in a stream. This mirrors the text
+    // content events with `thinking` in place of `text`: content-start with
+    // {type:"thinking", thinking:""}, content-delta with
+    // delta.message.content.thinking, content-end.
+    e('content-start', { index, delta: { message: { content: { type: 'thinking', thinking: '' } } } });
+    for (const p of reasoningPieces) e('content-delta', { index, delta: { message: { content: { thinking: p } } } }, { reasoning: true });
+    e('content-end', { index });
+    index++;
+  }
   if (f.toolCall) {
     const plan = f.explicitText ? f.text : `I will use the ${f.toolCall.name} tool.`;
     for (const p of splitText(plan)) e('tool-plan-delta', { delta: { message: { tool_plan: p } } });
@@ -548,13 +708,13 @@ function cohereStream(f, pieces) {
       },
     });
     for (const p of splitString(argsString(f.toolCall.arguments), pieces.length)) {
-      e('tool-call-delta', { index: 0, delta: { message: { tool_calls: { function: { arguments: p } } } } }, true);
+      e('tool-call-delta', { index: 0, delta: { message: { tool_calls: { function: { arguments: p } } } } }, { delta: true });
     }
     e('tool-call-end', { index: 0 });
   } else {
-    e('content-start', { index: 0, delta: { message: { content: { type: 'text', text: '' } } } });
-    for (const p of pieces) e('content-delta', { index: 0, delta: { message: { content: { text: p } } } }, true);
-    e('content-end', { index: 0 });
+    e('content-start', { index, delta: { message: { content: { type: 'text', text: '' } } } });
+    for (const p of pieces) e('content-delta', { index, delta: { message: { content: { text: p } } } }, { delta: true });
+    e('content-end', { index });
   }
   e('message-end', {
     delta: {
@@ -565,7 +725,7 @@ function cohereStream(f, pieces) {
       },
     },
   });
-  ev.push({ sse: 'data: [DONE]\n\n', delta: false, terminator: true });
+  ev.push({ sse: 'data: [DONE]\n\n', terminator: true });
   return ev;
 }
 
@@ -604,6 +764,12 @@ const EOLS = { lf: '\n', crlf: '\r\n', cr: '\r' };
 function behaviourProblem(b) {
   if (b.split !== undefined && !SPLIT_MODES.includes(b.split)) return `unknown split mode ${b.split}`;
   if (b.eol !== undefined && !(b.eol in EOLS)) return `unknown eol ${b.eol} (lf, crlf or cr)`;
+  if (b.reasoningField !== undefined && !['reasoning_content', 'reasoning'].includes(b.reasoningField)) {
+    return `unknown reasoningField ${b.reasoningField} (reasoning_content or reasoning)`;
+  }
+  if (b.usageVariant !== undefined && !['cached_null', 'no_total', 'no_details', 'none'].includes(b.usageVariant)) {
+    return `unknown usageVariant ${b.usageVariant} (cached_null, no_total, no_details or none)`;
+  }
   return null;
 }
 
@@ -812,10 +978,10 @@ function validateRequest(fmt, body, headers) {
     if (!headers['anthropic-version']) return bad('anthropic-version: header is required');
     if (!Number.isInteger(body.max_tokens)) return bad('max_tokens: Field required');
     for (const [i, m] of body.messages.entries()) {
-      if (m.role !== 'user' && m.role !== 'assistant') {
+      if (m?.role !== 'user' && m?.role !== 'assistant') {
         return bad(`messages.${i}.role: Input should be 'user' or 'assistant'`);
       }
-      if (Array.isArray(m.content)) {
+      if (Array.isArray(m?.content)) {
         for (const [j, b] of m.content.entries()) {
           if (b?.type === 'tool_use' && (typeof b.input !== 'object' || b.input === null || Array.isArray(b.input))) {
             return bad(`messages.${i}.content.${j}.tool_use.input: Input should be a valid dictionary`);
@@ -830,6 +996,12 @@ function validateRequest(fmt, body, headers) {
         }
       }
     }
+  }
+  if (fmt === 'openai' && body.n !== undefined && body.n !== null) {
+    // OpenAI's wording for a request that breaks its schema (n is 1 to 128).
+    if (!Number.isInteger(body.n)) return bad(`${JSON.stringify(body.n)} is not of type 'integer' - 'n'`);
+    if (body.n < 1) return bad(`${body.n} is less than the minimum of 1 - 'n'`);
+    if (body.n > 128) return bad(`${body.n} is greater than the maximum of 128 - 'n'`);
   }
   if (fmt === 'openai' || fmt === 'cohere') {
     for (const [i, m] of body.messages.entries()) {
@@ -972,6 +1144,7 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
   }
 
   async function respond(req, res, b, body, isModels = false) {
+    if (!b || typeof b !== 'object' || Array.isArray(b)) b = { type: 'ok' };
     const type = b?.type ?? 'ok';
     const wantsStream = typeof body === 'object' && body?.stream === true;
 
@@ -1026,7 +1199,14 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       return sendJson(res, 200, text.slice(0, Math.floor(text.length / 2)), defaultResponseHeaders(format));
     }
     if (type === 'stream' || (type === 'ok' && wantsStream)) return stream(res, b, facts, body);
-    if (type === 'ok') return sendJson(res, 200, COMPLETION[format](facts), defaultResponseHeaders(format));
+    if (type === 'ok') {
+      // The model thinks before a whole answer too: reasoningDelayMs per piece.
+      if (facts.reasoning && b.reasoningDelayMs > 0) {
+        await later(b.reasoningDelayMs * splitText(facts.reasoning, b.reasoningChunks).length);
+        if (closed || res.destroyed) return;
+      }
+      return sendJson(res, 200, COMPLETION[format](facts, b), defaultResponseHeaders(format));
+    }
     return sendJson(res, 500, { error: { message: `fake provider: unknown behaviour type ${type}` } });
   }
 
@@ -1075,6 +1255,11 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
     const due = (n) => n !== undefined && started && deltas >= n;
     for (const ev of events) {
       if (closed || res.destroyed) return;
+      if (ev.pauseMs !== undefined) {
+        if ((w = out.flush())) await w;
+        await later(ev.pauseMs);
+        continue;
+      }
       // Faults fire at the first event once N deltas are out: a delta, or the
       // first event after the last delta when N equals the number of deltas.
       if (ev.delta) started = true;
@@ -1109,6 +1294,10 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
           if ((w = out.flush())) await w;
           await later(gap);
         }
+      }
+      if (ev.reasoning && b.reasoningDelayMs > 0) {
+        if ((w = out.flush())) await w;
+        await later(b.reasoningDelayMs);
       }
     }
     if ((w = out.flush())) await w;

@@ -825,3 +825,298 @@ function isJson(s) {
 function hasTerminator(sse, format) {
   return format === 'anthropic' ? /event: message_stop/.test(sse) : /data: \[DONE\]/.test(sse);
 }
+
+/** Reads an SSE response as it arrives: [{ at, event?, data }] with the time each event came. */
+async function readTimed(r) {
+  const out = [];
+  const dec = new TextDecoder();
+  let buf = '';
+  for await (const v of r.body) {
+    buf += dec.decode(v, { stream: true });
+    const at = performance.now();
+    let i;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      for (const ev of parseSse(buf.slice(0, i + 2))) out.push({ at, ...ev });
+      buf = buf.slice(i + 2);
+    }
+  }
+  return out;
+}
+
+describe('reasoning', () => {
+  const REASONING = 'The user asks for 2+2. That is 4.';
+  const ANSWER = 'The answer is 4.';
+  const deltaKind = (c) => {
+    const d = c.choices[0]?.delta;
+    if (!d) return 'usage';
+    if (c.choices[0].finish_reason) return 'finish';
+    if (d.role) return 'role';
+    return typeof d.content === 'string' ? 'content' : 'reasoning';
+  };
+
+  test('openai stream: reasoning_content chunks before the content, shaped as the DeepSeek recording', async () => {
+    fakes.openai.reset().script({ type: 'ok', text: ANSWER, reasoning: REASONING });
+    const r = await rawRequest(fakes.openai, { body: chatBody('openai', { stream: true }) });
+    assert.ok(r.text.startsWith(': keep-alive\n\n'), 'a keep-alive comment first');
+    const ours = parseSse(r.text).filter((e) => e.data !== '[DONE]').map((e) => JSON.parse(e.data));
+    const recorded = parseSse(text('openai/chat_stream_reasoning_content_deepseek.sse'))
+      .filter((e) => e.data !== '[DONE]')
+      .map((e) => JSON.parse(e.data));
+    const kinds = (list) => list.map(deltaKind).filter((k, i, a) => a[i - 1] !== k);
+    assert.deepEqual(kinds(ours), kinds(recorded));
+    // Each kind of delta has the recorded keys, with null where the recording has null.
+    for (const kind of ['role', 'reasoning', 'content', 'finish']) {
+      const want = recorded.find((c) => deltaKind(c) === kind).choices[0].delta;
+      for (const c of ours.filter((x) => deltaKind(x) === kind)) {
+        const d = c.choices[0].delta;
+        assert.deepEqual(Object.keys(d).sort(), Object.keys(want).sort(), kind);
+        for (const k of Object.keys(want)) assert.equal(d[k] === null, want[k] === null, `${kind}.${k} null-ness`);
+      }
+    }
+    assert.equal(joinedText(r.text, 'openai', { field: 'reasoning_content' }), REASONING);
+    assert.equal(joinedText(r.text, 'openai'), ANSWER);
+  });
+
+  test('openai reasoningField: reasoning (vLLM), and a whole answer with message.reasoning_content', async () => {
+    fakes.openai.reset().script({ type: 'ok', text: ANSWER, reasoning: REASONING, reasoningField: 'reasoning', split: 'bytes' });
+    const sse = await (await post('openai', chatBody('openai', { stream: true, stream_options: { include_usage: true } }))).text();
+    assert.ok(!sse.includes('reasoning_content'));
+    assert.equal(joinedText(sse, 'openai', { field: 'reasoning' }), REASONING);
+    assert.equal(joinedText(sse, 'openai'), ANSWER);
+    const usage = JSON.parse(parseSse(sse).at(-2).data).usage;
+    assert.ok(usage.completion_tokens_details.reasoning_tokens > 0);
+    fakes.openai.script({ type: 'ok', text: ANSWER, reasoning: REASONING });
+    const body = await (await post('openai', chatBody('openai'))).json();
+    assert.equal(body.choices[0].message.reasoning_content, REASONING);
+    assert.equal(body.choices[0].message.content, ANSWER);
+    assert.ok(body.usage.completion_tokens_details.reasoning_tokens > 0);
+    assert.ok(body.usage.completion_tokens > body.usage.completion_tokens_details.reasoning_tokens, 'completion tokens include the reasoning');
+    fakes.openai.script({ type: 'ok', reasoning: REASONING, reasoningField: 'reasoning' }, { type: 'ok', reasoning: 'x', reasoningField: 'thoughts' });
+    assert.equal((await (await post('openai', chatBody('openai'))).json()).choices[0].message.reasoning, REASONING);
+    assert.equal((await post('openai', chatBody('openai'))).status, 500, 'an unknown reasoningField is the test’s mistake');
+  });
+
+  test('anthropic stream: a thinking block with a signature, then the text at index 1, as recorded', async () => {
+    fakes.anthropic.reset().script({ type: 'ok', text: ANSWER, reasoning: REASONING });
+    const sse = await (await post('anthropic', chatBody('anthropic', { stream: true }))).text();
+    const recordedSse = text('anthropic/stream_thinking.sse');
+    assert.deepEqual(eventKinds(sse, 'anthropic'), eventKinds(recordedSse, 'anthropic'));
+    const ours = parseSse(sse).map((e) => ({ event: e.event, d: JSON.parse(e.data) }));
+    const recorded = parseSse(recordedSse).map((e) => ({ event: e.event, d: JSON.parse(e.data) }));
+    const sub = (x) => x.d.delta?.type ?? x.d.content_block?.type ?? '';
+    for (const x of ours) {
+      assert.equal(x.d.type, x.event);
+      const same = recorded.find((y) => y.event === x.event && sub(y) === sub(x));
+      assert.ok(same, `${x.event}/${sub(x)} is in the recording`);
+      if (x.event !== 'message_delta') assertShape(x.d, same.d);
+    }
+    const start = ours.find((x) => x.event === 'content_block_start');
+    assert.deepEqual(start.d, { type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '', signature: '' } });
+    const block0 = ours.filter((x) => x.d.index === 0 && x.event === 'content_block_delta').map(sub);
+    assert.deepEqual(block0.slice(-2), ['thinking_delta', 'signature_delta'], 'one signature_delta, last');
+    assert.equal(block0.filter((s) => s === 'signature_delta').length, 1);
+    assert.ok(ours.find((x) => x.d.delta?.type === 'signature_delta').d.delta.signature.length > 100);
+    assert.equal(ours.find((x) => x.d.content_block?.type === 'text').d.index, 1);
+    assert.equal(joinedText(sse, 'anthropic', { field: 'thinking' }), REASONING);
+    assert.equal(joinedText(sse, 'anthropic'), ANSWER);
+  });
+
+  test('anthropic whole answer: a thinking block with a signature before the text', async () => {
+    fakes.anthropic.reset().script({ type: 'ok', text: ANSWER, reasoning: REASONING });
+    const body = await (await post('anthropic', chatBody('anthropic'))).json();
+    assert.deepEqual(body.content.map((b) => b.type), ['thinking', 'text']);
+    assert.equal(body.content[0].thinking, REASONING);
+    assert.match(body.content[0].signature, /^[A-Za-z0-9+/]{100,}={0,2}$/);
+    assert.equal(body.content[1].text, ANSWER);
+  });
+
+  test('cohere: thinking content before the text, streamed and whole', async () => {
+    fakes.cohere.reset().script({ type: 'ok', text: ANSWER, reasoning: REASONING });
+    const sse = await (await post('cohere', chatBody('cohere', { stream: true }))).text();
+    const evs = parseSse(sse).filter((e) => e.data !== '[DONE]').map((e) => JSON.parse(e.data));
+    const starts = evs.filter((e) => e.type === 'content-start');
+    assert.deepEqual(starts.map((e) => [e.index, e.delta.message.content.type]), [[0, 'thinking'], [1, 'text']]);
+    assert.deepEqual(starts[0].delta.message.content, { type: 'thinking', thinking: '' });
+    const kinds = evs.map((e) => `${e.type}${e.index ?? ''}`).filter((k, i, a) => a[i - 1] !== k);
+    assert.deepEqual(kinds, ['message-start', 'content-start0', 'content-delta0', 'content-end0', 'content-start1', 'content-delta1', 'content-end1', 'message-end']);
+    assert.equal(joinedText(sse, 'cohere', { field: 'thinking' }), REASONING);
+    assert.equal(joinedText(sse, 'cohere'), ANSWER);
+    assert.ok(sse.endsWith('data: [DONE]\n\n'));
+    fakes.cohere.script({ type: 'ok', text: ANSWER, reasoning: REASONING });
+    const body = await (await post('cohere', chatBody('cohere'))).json();
+    assert.deepEqual(body.message.content, [{ type: 'thinking', thinking: REASONING }, { type: 'text', text: ANSWER }]);
+    assertShape(body.message.content[0], json('cohere/chat_response_tool_calls.json').message.content[0]);
+  });
+
+  test('reasoningDelayMs makes the thinking long, streamed and whole', async () => {
+    fakes.anthropic.reset().script({ type: 'stream', text: 'one two', reasoning: 'a b c', reasoningDelayMs: 40, split: 'coalesce' });
+    const evs = await readTimed(await post('anthropic', chatBody('anthropic', { stream: true })));
+    const thinking = evs.filter((e) => e.data.includes('"thinking_delta"') && !e.data.includes('"thinking":""'));
+    const firstText = evs.find((e) => e.data.includes('"text_delta"'));
+    assert.equal(thinking.length, 3);
+    assert.ok(thinking[2].at - thinking[0].at >= 70, 'the pieces come apart');
+    assert.ok(firstText.at - thinking[0].at >= 110, `the answer after the thinking (${firstText.at - thinking[0].at} ms)`);
+    fakes.openai.reset().script({ type: 'ok', reasoning: 'a b c', reasoningDelayMs: 40 });
+    const t0 = performance.now();
+    await (await post('openai', chatBody('openai'))).json();
+    assert.ok(performance.now() - t0 >= 110);
+  });
+
+  test('faults count the answer, not the reasoning', async () => {
+    fakes.openai.reset().script({ type: 'stream', text: 'one two three', reasoning: 'think think', cutAfter: 1, split: 'mixed' });
+    const r = await rawRequest(fakes.openai, { body: chatBody('openai', { stream: true }) });
+    assert.equal(r.complete, false);
+    assert.equal(joinedText(r.text, 'openai', { field: 'reasoning_content' }), 'think think');
+    assert.equal(joinedText(r.text, 'openai'), 'one');
+  });
+});
+
+describe('n > 1 (OpenAI)', () => {
+  test('a stream interleaves the choices, each with its own text and finish, choice 0 first', async () => {
+    fakes.openai.reset().script({ type: 'ok', text: 'Paris is the capital', finishGapMs: 60 });
+    const evs = await readTimed(await post('openai', chatBody('openai', { n: 2, stream: true, stream_options: { include_usage: true } })));
+    const chunks = evs.filter((e) => e.data !== '[DONE]').map((e) => ({ at: e.at, c: JSON.parse(e.data) }));
+    const withChoice = chunks.filter((x) => x.c.choices.length);
+    for (const x of withChoice) assert.equal(x.c.choices.length, 1, 'one choice per chunk');
+    const order = withChoice.map((x) => x.c.choices[0].index);
+    assert.ok(order.some((v, i) => i > 0 && v !== order[i - 1]) && order.indexOf(1) < order.lastIndexOf(0), `interleaved: ${order}`);
+    const sse = evs.map((e) => `data: ${e.data}\n\n`).join('');
+    assert.equal(joinedText(sse, 'openai', { choice: 0 }), 'Paris is the capital (choice 0)');
+    assert.equal(joinedText(sse, 'openai', { choice: 1 }), 'Paris is the capital (choice 1)');
+    const roles = withChoice.filter((x) => x.c.choices[0].delta.role).map((x) => x.c.choices[0].index);
+    assert.deepEqual(roles, [0, 1]);
+    const finishes = withChoice.filter((x) => x.c.choices[0].finish_reason);
+    assert.deepEqual(finishes.map((x) => [x.c.choices[0].index, x.c.choices[0].finish_reason]), [[0, 'stop'], [1, 'stop']]);
+    assert.ok(finishes[1].at - finishes[0].at >= 50, `finishGapMs apart (${finishes[1].at - finishes[0].at} ms)`);
+    const usage = chunks.at(-1).c;
+    assert.deepEqual(usage.choices, []);
+    assert.equal(usage.usage.total_tokens, usage.usage.prompt_tokens + usage.usage.completion_tokens);
+  });
+
+  test('texts gives each choice its text; a whole answer has n choices; n is checked as OpenAI does', async () => {
+    fakes.openai.reset().script({ type: 'ok', texts: ['Paris.', 'It is Paris.', 'Paris, France.'], split: 'bytes' });
+    const sse = await (await post('openai', chatBody('openai', { n: 3, stream: true }))).text();
+    assert.deepEqual([0, 1, 2].map((i) => joinedText(sse, 'openai', { choice: i })), ['Paris.', 'It is Paris.', 'Paris, France.']);
+    assert.equal(parseSse(sse).filter((e) => e.data.includes('"finish_reason":"stop"')).length, 3);
+    fakes.openai.script({ type: 'ok', text: 'Paris' });
+    const body = await (await post('openai', chatBody('openai', { n: 2 }))).json();
+    assert.deepEqual(body.choices.map((c) => [c.index, c.message.content, c.finish_reason]), [
+      [0, 'Paris (choice 0)', 'stop'],
+      [1, 'Paris (choice 1)', 'stop'],
+    ]);
+    assertShape(body, json('openai/chat_response.json'));
+    for (const [n, re] of [[0, /less than the minimum of 1/], [129, /greater than the maximum of 128/], ['2', /not of type 'integer'/]]) {
+      const r = await post('openai', chatBody('openai', { n }));
+      assert.equal(r.status, 400);
+      assert.match((await r.json()).error.message, re);
+    }
+    // n: 1 and other formats: one choice, as before.
+    const one = await (await post('openai', chatBody('openai', { n: 1 }))).json();
+    assert.equal(one.choices.length, 1);
+    assert.equal(one.choices[0].message.content, 'Hello from fake-openai');
+  });
+});
+
+describe('usage in OpenAI streams only when asked', () => {
+  test('include_usage true: usage:null on every chunk and a last choices:[] usage chunk; otherwise no usage at all', async () => {
+    const f = fakes.openai.reset();
+    const cases = [
+      [{ stream: true, stream_options: { include_usage: true } }, true],
+      [{ stream: true }, false],
+      [{ stream: true, stream_options: { include_usage: false } }, false],
+      [{ stream: true, stream_options: { include_usage: 'true' } }, false],
+      [{ stream: true, stream_options: {} }, false],
+    ];
+    for (const [extraBody, asked] of cases) {
+      const sse = await (await post('openai', chatBody('openai', extraBody))).text();
+      const chunks = parseSse(sse).filter((e) => e.data !== '[DONE]').map((e) => JSON.parse(e.data));
+      const label = JSON.stringify(extraBody);
+      if (asked) {
+        const last = chunks.at(-1);
+        assert.deepEqual(last.choices, [], label);
+        assert.equal(typeof last.usage.prompt_tokens, 'number');
+        for (const c of chunks.slice(0, -1)) assert.equal(c.usage, null, label);
+        assert.equal(chunks.filter((c) => c.choices.length === 0).length, 1);
+      } else {
+        for (const c of chunks) assert.ok(!('usage' in c), label);
+        assert.ok(chunks.every((c) => c.choices.length === 1), label);
+      }
+    }
+    // The fake records what each request asked for.
+    assert.deepEqual(
+      f.chats.map((c) => c.body.stream_options?.include_usage === true),
+      cases.map(([, asked]) => asked),
+    );
+  });
+});
+
+describe('lenient but valid OpenAI answers', () => {
+  const answer = async (b, extraBody = {}) => {
+    fakes.openai.reset().script({ type: 'ok', text: 'Paris is the capital.', ...b });
+    const r = await post('openai', chatBody('openai', extraBody));
+    assert.equal(r.status, 200);
+    return r.json();
+  };
+
+  test('contentParts: message.content is an array of text parts', async () => {
+    const body = await answer({ contentParts: true });
+    const c = body.choices[0].message.content;
+    assert.ok(Array.isArray(c) && c.length === 2, JSON.stringify(c));
+    for (const p of c) assert.deepEqual(Object.keys(p), ['type', 'text']);
+    assert.ok(c.every((p) => p.type === 'text'));
+    assert.equal(c.map((p) => p.text).join(''), 'Paris is the capital.');
+  });
+
+  test('usageVariant', async () => {
+    let u = (await answer({ usageVariant: 'cached_null' })).usage;
+    assert.deepEqual(u.prompt_tokens_details, { cached_tokens: null });
+    assert.equal(u.total_tokens, u.prompt_tokens + u.completion_tokens);
+    u = (await answer({ usageVariant: 'no_total' })).usage;
+    assert.ok(!('total_tokens' in u) && u.prompt_tokens > 0 && u.completion_tokens > 0);
+    u = (await answer({ usageVariant: 'no_details' })).usage;
+    assert.deepEqual(Object.keys(u), ['prompt_tokens', 'completion_tokens', 'total_tokens']);
+    const none = await answer({ usageVariant: 'none' });
+    assert.ok(!('usage' in none));
+    assert.equal(none.choices[0].message.content, 'Paris is the capital.');
+    fakes.openai.script({ type: 'ok', usageVariant: 'half' });
+    assert.equal((await post('openai', chatBody('openai'))).status, 500);
+  });
+
+  test('noIndex and extraFields', async () => {
+    const ni = await answer({ noIndex: true });
+    assert.ok(!('index' in ni.choices[0]));
+    assert.equal(ni.choices[0].finish_reason, 'stop');
+    const ex = await answer({ extraFields: true, toolCall: { name: 'get_weather', arguments: { location: 'Paris' } } }, { tools: TOOLS.openai });
+    const levels = [ex, ex.choices[0], ex.choices[0].message, ex.choices[0].message.tool_calls[0], ex.choices[0].message.tool_calls[0].function, ex.usage, ex.usage.prompt_tokens_details, ex.usage.completion_tokens_details];
+    for (const o of levels) assert.ok('x_fake_extra' in o && 'x_fake_note' in o, JSON.stringify(o));
+    assertShape(ex, json('openai/chat_response_tool_calls.json'));
+    const all = await answer({ extraFields: true, contentParts: true, noIndex: true, usageVariant: 'cached_null' });
+    assert.ok(all.choices[0].message.content.every((p) => 'x_fake_extra' in p));
+  });
+
+  test('the official openai client takes every variant', async () => {
+    const { default: OpenAI } = await import('openai');
+    const client = new OpenAI({ baseURL: fakes.openai.baseUrl, apiKey: 'sk-x', maxRetries: 0 });
+    for (const b of [{ contentParts: true }, { noIndex: true }, { extraFields: true }, { usageVariant: 'none' }, { usageVariant: 'no_total' }, { usageVariant: 'cached_null' }]) {
+      fakes.openai.reset().script({ type: 'ok', text: 'Paris', ...b });
+      const c = await client.chat.completions.create({ model: 'gpt-x', messages: [{ role: 'user', content: 'hi' }] });
+      assert.ok(c.choices.length === 1, JSON.stringify(b));
+    }
+  });
+
+  test('modelName: the answer names that model, CR/LF and non-Latin-1 kept inside the JSON', async () => {
+    const name = '模型\r\nx-injected: 1';
+    fakes.openai.reset().script({ type: 'ok', modelName: name });
+    const r = await rawRequest(fakes.openai, { body: chatBody('openai') });
+    assert.equal(r.status, 200);
+    assert.equal(JSON.parse(r.text).model, name);
+    assert.ok(r.text.includes('"model":"模型\\r\\nx-injected: 1"'), 'escaped in the JSON, not raw');
+    assert.ok(!('x-injected' in r.headers));
+    assert.equal(Number(r.headers['content-length']), r.body.length, 'content-length in bytes');
+    fakes.openai.script({ type: 'ok', modelName: name, split: 'bytes' });
+    const sse = await (await post('openai', chatBody('openai', { stream: true }))).text();
+    for (const e of parseSse(sse)) if (e.data !== '[DONE]') assert.equal(JSON.parse(e.data).model, name);
+    fakes.anthropic.reset().script({ type: 'ok', modelName: 'claude-x' });
+    assert.equal((await (await post('anthropic', chatBody('anthropic'))).json()).model, 'claude-x');
+  });
+});
