@@ -94,6 +94,14 @@
 //   modelName: '<string>'  the `model` the answer names (any format that has
 //       one, whole answers and stream chunks), e.g. one with CR/LF or
 //       non-Latin-1 characters: it only ever goes out JSON-escaped in the body.
+//   { type: 'trickle', bytesPerWrite?, everyMs?, limitBytes?, split?, firstByteDelayMs? }
+//       a 200 text/event-stream whose body never has a line end (CR or LF):
+//       `data: {"id":…,"choices":[{"index":0,"delta":{"content":"` (the
+//       format's text delta event) then "aaaa…", bytesPerWrite bytes (default
+//       1024) every everyMs ms (default 5; 0 = every turn of the event loop),
+//       for ever or until the body is limitBytes long, then the body ends. For
+//       the gateway's cap on one SSE line. A reader that leaves is counted in
+//       `abandoned`; close() ends it.
 //   A request whose last message is from the assistant is a prefill: the reply
 //   continues it (the rest of `text` after it). `rejectPrefill: true` answers
 //   such a request with the provider's 400 instead.
@@ -729,6 +737,22 @@ function cohereStream(f, pieces, reasoningPieces) {
   return ev;
 }
 
+/** The start of a text delta event with no line end, which a trickle never finishes. */
+function trickleHead(fmt, f) {
+  if (fmt === 'openai') {
+    const head = {
+      id: `chatcmpl-${alnum(29)}`,
+      object: 'chat.completion.chunk',
+      created: Math.floor(Date.now() / 1000),
+      model: f.model,
+      choices: [{ index: 0, delta: { content: '' } }],
+    };
+    return `data: ${JSON.stringify(head).slice(0, -'"}}]}'.length)}`;
+  }
+  if (fmt === 'anthropic') return 'data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"';
+  return 'data: {"type":"content-delta","index":0,"delta":{"message":{"content":{"text":"';
+}
+
 /** The provider's error inside a stream (after a 200 head). */
 function inStreamError(fmt) {
   if (fmt === 'anthropic') {
@@ -871,7 +895,7 @@ function splitWriter(res, { mode, seed, pause }) {
   return {
     push(text) {
       if (mode === 'event') return run([text]);
-      const b = Buffer.from(text, 'utf8');
+      const b = Buffer.isBuffer(text) ? text : Buffer.from(text, 'utf8');
       held = held.length ? Buffer.concat([held, b]) : b;
       ends.push(held.length);
       return run(cuts(false));
@@ -1177,7 +1201,7 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       const out = type === 'malformed' ? text.slice(0, Math.floor(text.length / 2)) : text;
       return sendJson(res, 200, out, defaultResponseHeaders(format));
     }
-    if (validate && (type === 'ok' || type === 'stream' || type === 'malformed')) {
+    if (validate && (type === 'ok' || type === 'stream' || type === 'malformed' || type === 'trickle')) {
       const problem = validateRequest(format, body, req.headers);
       if (problem) return sendJson(res, problem.status, problem.body, defaultResponseHeaders(format));
     }
@@ -1198,6 +1222,7 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       const text = JSON.stringify(COMPLETION[format](facts));
       return sendJson(res, 200, text.slice(0, Math.floor(text.length / 2)), defaultResponseHeaders(format));
     }
+    if (type === 'trickle') return trickle(res, b, facts);
     if (type === 'stream' || (type === 'ok' && wantsStream)) return stream(res, b, facts, body);
     if (type === 'ok') {
       // The model thinks before a whole answer too: reasoningDelayMs per piece.
@@ -1301,6 +1326,50 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       }
     }
     if ((w = out.flush())) await w;
+    if (closed || res.destroyed) return;
+    state.finished = true;
+    res.end();
+  }
+
+  /**
+   * A 200 event stream whose body never has a line end: the start of a text
+   * delta event, then "a" for ever (or up to limitBytes of body in all).
+   */
+  async function trickle(res, b, facts) {
+    if (b.firstByteDelayMs) await later(b.firstByteDelayMs);
+    if (closed || res.destroyed) return;
+    const per = Number.isInteger(b.bytesPerWrite) && b.bytesPerWrite > 0 ? b.bytesPerWrite : 1024;
+    const every = Number.isFinite(b.everyMs) && b.everyMs >= 0 ? b.everyMs : 5;
+    const limit = Number.isFinite(b.limitBytes) && b.limitBytes >= 0 ? Math.floor(b.limitBytes) : Infinity;
+    const head = Buffer.from(trickleHead(format, facts), 'utf8');
+    const state = streamHead(res);
+    const out = splitWriter(res, writerOptions(b));
+    let sent = 0;
+    let w;
+    while (sent < limit) {
+      if (closed || res.destroyed) return;
+      const n = Math.min(per, limit - sent);
+      const piece = Buffer.alloc(n, 'a');
+      if (sent < head.length) head.copy(piece, 0, sent, Math.min(head.length, sent + n));
+      if ((w = out.push(piece))) await w;
+      if ((w = out.flush())) await w;
+      sent += n;
+      if (sent >= limit) break;
+      // A slow reader holds the writes back rather than the fake's memory.
+      if (res.writableNeedDrain) {
+        await new Promise((resolve) => {
+          const done = () => {
+            res.off('drain', done);
+            res.off('close', done);
+            resolve();
+          };
+          res.on('drain', done);
+          res.on('close', done);
+        });
+      }
+      if (every > 0) await later(every);
+      else await soon();
+    }
     if (closed || res.destroyed) return;
     state.finished = true;
     res.end();

@@ -1120,3 +1120,50 @@ describe('lenient but valid OpenAI answers', () => {
     assert.equal((await (await post('anthropic', chatBody('anthropic'))).json()).model, 'claude-x');
   });
 });
+
+describe('trickle', () => {
+  test('a body with no line end, in writes of bytesPerWrite, up to limitBytes', async () => {
+    const heads = {
+      openai: /^data: \{"id":"chatcmpl-[A-Za-z0-9]{29}","object":"chat\.completion\.chunk","created":\d+,"model":"openai-model-1","choices":\[\{"index":0,"delta":\{"content":"a+$/,
+      anthropic: /^data: \{"type":"content_block_delta","index":0,"delta":\{"type":"text_delta","text":"a+$/,
+      cohere: /^data: \{"type":"content-delta","index":0,"delta":\{"message":\{"content":\{"text":"a+$/,
+    };
+    for (const format of ['openai', 'anthropic', 'cohere']) {
+      fakes[format].reset().script({ type: 'trickle', bytesPerWrite: 1000, everyMs: 1, limitBytes: 4500 });
+      const r = await rawRequest(fakes[format], { body: chatBody(format, { stream: true }) });
+      assert.equal(r.status, 200);
+      assert.match(r.headers['content-type'], /^text\/event-stream/);
+      assert.ok(r.complete, 'the body ends at limitBytes');
+      assert.equal(r.body.length, 4500);
+      assert.ok(!r.body.includes('\n') && !r.body.includes('\r'));
+      assert.match(r.text, heads[format]);
+      assert.deepEqual(r.chunks.map((c) => c.length), [1000, 1000, 1000, 1000, 500]);
+    }
+    fakes.openai.reset().script({ type: 'trickle', limitBytes: 300, split: 'bytes', everyMs: 0 });
+    const r = await rawRequest(fakes.openai, { body: chatBody('openai', { stream: true }) });
+    assert.equal(r.body.length, 300);
+    assert.ok(r.chunks.every((c) => c.length <= 7));
+  });
+
+  test('for ever until the reader leaves (counted as abandoned), and close() ends it', async () => {
+    const f = await startFakeProvider({ format: 'openai' });
+    try {
+      f.script({ type: 'trickle', bytesPerWrite: 4096, everyMs: 1 });
+      const r = await fetch(`${f.baseUrl}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(chatBody('openai', { stream: true })) });
+      const reader = r.body.getReader();
+      let got = 0;
+      while (got < 100_000) got += (await reader.read()).value.length;
+      await reader.cancel();
+      for (let i = 0; i < 50 && f.abandoned === 0; i++) await new Promise((res) => setTimeout(res, 5));
+      assert.equal(f.abandoned, 1);
+      f.script({ type: 'trickle', everyMs: 2 });
+      const r2 = await fetch(`${f.baseUrl}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(chatBody('openai', { stream: true })) });
+      const reading = r2.text();
+      await new Promise((res) => setTimeout(res, 30));
+      await f.close();
+      await assert.rejects(reading);
+    } finally {
+      await f.close();
+    }
+  });
+});
