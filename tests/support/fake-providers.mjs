@@ -18,6 +18,15 @@
 //       the recorded headers (request ids, rate-limit headers) come along,
 //       except retry-after / retry-after-ms: timing headers are only sent when
 //       given, e.g. headers: { 'retry-after': '1' }. A header set to null is removed.
+//       padBytes: N    the message is exactly N bytes (padded with " xxx…" or cut);
+//                      the body stays valid JSON
+//       echoKey: true  the message is "Incorrect API key provided: <key>." with
+//                      the request's key (x-api-key for Anthropic, the Bearer
+//                      token otherwise), for testing the gateway's redaction
+//       echoKeyAt: N   the same, with the key starting N characters into the message
+//       (padBytes and echoKey* apply to context_length and content_policy too)
+//   { type: 'ok', padBytes: N }  a whole answer with an extra x_fake_padding
+//       field whose value is N bytes (streams ignore it)
 //   { type: 'hang' }            accept the request and never answer
 //   { type: 'reset' }           destroy the socket before any response
 //   { type: 'malformed' }       200 with a truncated JSON body
@@ -935,6 +944,64 @@ export function errorResponse(fmt, status, { body, headers } = {}) {
   return { status, headers: outHeaders, body: outBody };
 }
 
+/** The API key a request carries in the format's auth header ('' when none). */
+function apiKeyOf(fmt, headers) {
+  if (fmt === 'anthropic' && typeof headers['x-api-key'] === 'string') return headers['x-api-key'];
+  const auth = typeof headers.authorization === 'string' ? headers.authorization : '';
+  return /^bearer /i.test(auth) ? auth.slice(7) : auth;
+}
+
+/** A string cut to at most `n` bytes of UTF-8, on a character boundary. */
+function cutToBytes(s, n) {
+  let out = Buffer.from(s, 'utf8').subarray(0, n).toString('utf8');
+  while (Buffer.byteLength(out) > n || out.endsWith('\ufffd')) out = out.slice(0, -1);
+  return out;
+}
+
+/**
+ * An error body with echoKey / echoKeyAt / padBytes applied to its message
+ * (error.message in the OpenAI and Anthropic envelopes, message in Cohere's;
+ * a string body is the message itself).
+ *   echoKey: true   the message is "Incorrect API key provided: <key>." (the
+ *                   OpenAI wording, unmasked; OpenAI adds its "You can find your
+ *                   API key at …" sentence)
+ *   echoKeyAt: N    the same with the key starting N characters into the message
+ *   padBytes: N     the message is exactly N bytes of UTF-8: padded with " xxx…",
+ *                   or cut (which can cut an echoed key)
+ */
+function errorMessageExtras(fmt, body, b, headers) {
+  const echo = b.echoKey === true || b.echoKeyAt !== undefined;
+  const pad = Number.isInteger(b.padBytes) && b.padBytes >= 0 ? b.padBytes : null;
+  if (!echo && pad === null) return body;
+  let message;
+  let put;
+  if (typeof body === 'string') {
+    message = body;
+    put = (m) => m;
+  } else {
+    const out = body && typeof body === 'object' && !Array.isArray(body) ? structuredClone(body) : {};
+    const holder = fmt === 'cohere' ? out : out.error && typeof out.error === 'object' ? out.error : (out.error = {});
+    message = typeof holder.message === 'string' ? holder.message : '';
+    put = (m) => {
+      holder.message = m;
+      return out;
+    };
+  }
+  if (echo) {
+    const lead = 'Incorrect API key provided: ';
+    const at = Number.isFinite(b.echoKeyAt) ? Math.max(0, Math.floor(b.echoKeyAt)) : lead.length;
+    const head = at <= lead.length ? lead.slice(lead.length - at) : '.'.repeat(at - lead.length) + lead;
+    const tail = fmt === 'openai' ? '. You can find your API key at https://platform.openai.com/account/api-keys.' : '.';
+    message = head + apiKeyOf(fmt, headers) + tail;
+  }
+  if (pad !== null) {
+    const have = Buffer.byteLength(message);
+    message = have > pad ? cutToBytes(message, pad) : message + (' ' + 'x'.repeat(pad)).slice(0, pad - have);
+    message += 'x'.repeat(pad - Buffer.byteLength(message)); // a cut multi-byte character
+  }
+  return put(message);
+}
+
 function genericErrorBody(fmt, status) {
   const text = STATUS_TEXT[status] || `HTTP ${status}`;
   if (fmt === 'openai') {
@@ -1182,17 +1249,14 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
     if (b.delayMs) await later(b.delayMs);
     if (closed || res.destroyed) return;
 
-    if (type === 'error') {
-      const r = errorResponse(format, b.status ?? 500, { body: b.body, headers: b.headers });
-      return sendJson(res, r.status, r.body, r.headers);
-    }
-    if (type === 'context_length') {
-      const r = contextLengthResponse(format);
-      return sendJson(res, r.status, r.body, r.headers);
-    }
-    if (type === 'content_policy') {
-      const r = contentPolicyResponse(format);
-      return sendJson(res, r.status, r.body, r.headers);
+    if (type === 'error' || type === 'context_length' || type === 'content_policy') {
+      const r =
+        type === 'error'
+          ? errorResponse(format, b.status ?? 500, { body: b.body, headers: b.headers })
+          : type === 'context_length'
+            ? contextLengthResponse(format)
+            : contentPolicyResponse(format);
+      return sendJson(res, r.status, errorMessageExtras(format, r.body, b, req.headers), r.headers);
     }
 
     if (isModels) {
@@ -1230,7 +1294,10 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
         await later(b.reasoningDelayMs * splitText(facts.reasoning, b.reasoningChunks).length);
         if (closed || res.destroyed) return;
       }
-      return sendJson(res, 200, COMPLETION[format](facts, b), defaultResponseHeaders(format));
+      const answer = COMPLETION[format](facts, b);
+      // padBytes: an extra field whose value is that many bytes.
+      if (Number.isInteger(b.padBytes) && b.padBytes > 0) answer.x_fake_padding = 'x'.repeat(b.padBytes);
+      return sendJson(res, 200, answer, defaultResponseHeaders(format));
     }
     return sendJson(res, 500, { error: { message: `fake provider: unknown behaviour type ${type}` } });
   }

@@ -1167,3 +1167,74 @@ describe('trickle', () => {
     }
   });
 });
+
+describe('huge bodies and echoed keys', () => {
+  const messageOf = (format, body) => (format === 'cohere' ? body.message : body.error.message);
+
+  test('ok padBytes: a whole answer with an extra field of N bytes, valid JSON', async () => {
+    for (const format of ['openai', 'anthropic', 'cohere']) {
+      fakes[format].reset().script({ type: 'ok', padBytes: 200_000 }, { type: 'ok' });
+      const r = await rawRequest(fakes[format], { body: chatBody(format) });
+      const body = JSON.parse(r.text);
+      assert.equal(body.x_fake_padding.length, 200_000);
+      assert.equal(Number(r.headers['content-length']), r.body.length);
+      const plain = await rawRequest(fakes[format], { body: chatBody(format) });
+      assert.ok(r.body.length - plain.body.length >= 200_000);
+      assert.ok(!('x_fake_padding' in JSON.parse(plain.text)));
+    }
+  });
+
+  test('error padBytes: the message is exactly N bytes, the rest of the recorded body kept', async () => {
+    for (const [format, status, rel] of [['openai', 500, 'openai/error_500_server_error.json'], ['anthropic', 529, 'anthropic/error_529_overloaded.json'], ['cohere', 429, 'cohere/error_429_rate_limit.json']]) {
+      fakes[format].reset().script({ type: 'error', status, padBytes: 100_000 }, { type: 'error', status, padBytes: 10 });
+      let r = await post(format, chatBody(format));
+      assert.equal(r.status, status);
+      let body = await r.json();
+      const recorded = json(rel).body;
+      const msg = messageOf(format, body);
+      assert.equal(Buffer.byteLength(msg), 100_000);
+      assert.ok(msg.startsWith(messageOf(format, recorded)));
+      assertShape(body, recorded);
+      body = await (await post(format, chatBody(format))).json();
+      assert.equal(messageOf(format, body), messageOf(format, recorded).slice(0, 10), 'cut to N');
+    }
+    // Multi-byte text is cut on a character boundary and padded to the byte.
+    fakes.cohere.reset().script({ type: 'error', status: 400, body: { message: '日本語' }, padBytes: 7 });
+    const body = await (await post('cohere', chatBody('cohere'))).json();
+    assert.equal(body.message, '日本x');
+    assert.equal(Buffer.byteLength(body.message), 7);
+  });
+
+  test('echoKey puts the request key in the message; echoKeyAt puts it N characters in', async () => {
+    const KEY = 'sk-live-SECRET-0123456789abcdef';
+    for (const format of ['openai', 'anthropic', 'cohere']) {
+      const auth = format === 'anthropic' ? { 'x-api-key': KEY } : { authorization: `Bearer ${KEY}` };
+      fakes[format].reset().script(
+        { type: 'error', status: 401, echoKey: true },
+        { type: 'error', status: 400, echoKeyAt: 0 },
+        { type: 'error', status: 500, echoKeyAt: 100 },
+        { type: 'error', status: 500, echoKeyAt: 5, padBytes: 4096 },
+        { type: 'context_length', echoKey: true },
+      );
+      const m = [];
+      for (let i = 0; i < 5; i++) {
+        const r = await post(format, chatBody(format), auth);
+        m.push(messageOf(format, await r.json()));
+      }
+      assert.ok(m[0].startsWith(`Incorrect API key provided: ${KEY}.`), m[0]);
+      if (format === 'openai') assert.match(m[0], /You can find your API key at/);
+      assert.equal(m[1].indexOf(KEY), 0);
+      assert.equal(m[2].indexOf(KEY), 100);
+      assert.equal(m[2].slice(100 + KEY.length), format === 'openai' ? '. You can find your API key at https://platform.openai.com/account/api-keys.' : '.');
+      assert.equal(m[3].indexOf(KEY), 5);
+      assert.equal(Buffer.byteLength(m[3]), 4096);
+      assert.ok(m[4].includes(KEY));
+    }
+    // The key cut by padBytes, and no key at all.
+    fakes.openai.reset().script({ type: 'error', status: 401, echoKeyAt: 10, padBytes: 20 }, { type: 'error', status: 401, echoKey: true });
+    let body = await (await post('openai', chatBody('openai'), { authorization: `Bearer ${KEY}` })).json();
+    assert.equal(body.error.message.slice(10), KEY.slice(0, 10));
+    body = await (await post('openai', chatBody('openai'))).json();
+    assert.match(body.error.message, /^Incorrect API key provided: \. /);
+  });
+});
