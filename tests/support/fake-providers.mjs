@@ -121,6 +121,13 @@
 // the default, until setOutage(null). E.g. setOutage({ type: 'error', status: 503 })
 // or setOutage({ type: 'hang' }).
 //
+// setModelsBehaviour(behaviour) is what GET /v1/models answers (chat is not
+// affected), until setModelsBehaviour(null) or reset(); an outage still comes
+// first. E.g. { type: 'error', status: 403 } is a restricted key (for OpenAI
+// the real "Missing scopes: api.model.read" body), { type: 'error', status: 404 }
+// a compatible host with no model list (the provider's 404 for an unknown
+// path), { type: 'hang' }, { type: 'malformed' }, { type: 'ok', delayMs }.
+//
 // setSplit(mode) sets the provider-wide split (null: back to the start option;
 // reset() does that too).
 //
@@ -128,6 +135,7 @@
 //   POST /__fake/behaviour   JSON behaviour -> the default
 //   POST /__fake/script      JSON array of behaviours -> the script
 //   POST /__fake/outage      JSON behaviour (or null) -> every endpoint fails that way
+//   POST /__fake/models      JSON behaviour (or null) -> setModelsBehaviour
 //   POST /__fake/split       "bytes" (or {"mode": "bytes"}, or null) -> setSplit
 //   GET  /__fake/requests    { count, chats, last: [...] }
 //   POST /__fake/reset       clears requests, script and outage, default back to ok
@@ -208,6 +216,28 @@ const CONTENT_POLICY = {
       'blocked input: please adjust your prompt and try again, as it may be a potential violation of our Usage Guidelines (https://docs.cohere.com/docs/usage-guidelines).',
   },
 };
+
+// What GET /v1/models answers a restricted OpenAI key that may not read models.
+// Wording as in public reports and client tests quoting the real body (newer
+// ones list the project roles as "(Viewer, Member, Owner)").
+const OPENAI_MODELS_403 = {
+  error: {
+    message:
+      "You have insufficient permissions for this operation. Missing scopes: api.model.read. Check that you have the correct role in your organization (Reader, Writer, Owner) and project (Member, Owner), and if you're using a restricted API key, that it has the necessary scopes.",
+    type: 'invalid_request_error',
+    param: null,
+    code: null,
+  },
+};
+
+/** Each provider's 404 for a path it does not serve. */
+function notFoundBody(fmt, method, pathname) {
+  if (fmt === 'openai') {
+    return { error: { message: `Invalid URL (${method} ${pathname})`, type: 'invalid_request_error', param: null, code: null } };
+  }
+  if (fmt === 'anthropic') return { type: 'error', error: { type: 'not_found_error', message: 'Not Found' }, request_id: null };
+  return { message: 'not found' };
+}
 
 // Anthropic error type for each status (SDK shared/error_type.py).
 const ANTHROPIC_ERROR_TYPES = {
@@ -1127,6 +1157,7 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
   let queue = [];
   let fallback = { type: 'ok' };
   let outage = null;
+  let modelsBehaviour = null;
   const sockets = new Set();
   const timers = new Set();
   let closed = false;
@@ -1206,16 +1237,17 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       }
       return;
     }
+    if (isModels && modelsBehaviour) {
+      try {
+        await respond(req, res, modelsBehaviour, body, true);
+      } catch {
+        res.destroy();
+      }
+      return;
+    }
     if (isModels) return sendJson(res, 200, fixture(MODELS_FIXTURES[format]), defaultResponseHeaders(format));
     if (!isChat) {
-      const r = errorResponse(format, 404, {
-        body:
-          format === 'openai'
-            ? { error: { message: `Invalid URL (${req.method} ${url.pathname})`, type: 'invalid_request_error', param: null, code: null } }
-            : format === 'anthropic'
-              ? { type: 'error', error: { type: 'not_found_error', message: 'Not Found' }, request_id: null }
-              : { message: 'not found' },
-      });
+      const r = errorResponse(format, 404, { body: notFoundBody(format, req.method, url.pathname) });
       return sendJson(res, r.status, r.body, r.headers);
     }
 
@@ -1250,9 +1282,14 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
     if (closed || res.destroyed) return;
 
     if (type === 'error' || type === 'context_length' || type === 'content_policy') {
+      const status = b.status ?? 500;
+      let errBody = b.body;
+      // The models listing of a host without one, and of a restricted OpenAI key.
+      if (isModels && errBody === undefined && status === 404) errBody = notFoundBody(format, req.method, new URL(req.url, 'http://x').pathname);
+      if (isModels && errBody === undefined && status === 403 && format === 'openai') errBody = structuredClone(OPENAI_MODELS_403);
       const r =
         type === 'error'
-          ? errorResponse(format, b.status ?? 500, { body: b.body, headers: b.headers })
+          ? errorResponse(format, status, { body: errBody, headers: b.headers })
           : type === 'context_length'
             ? contextLengthResponse(format)
             : contentPolicyResponse(format);
@@ -1484,8 +1521,15 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       api.setSplit(mode ?? null);
       return sendJson(res, 200, { name, split });
     }
+    if (req.method === 'POST' && pathname === '/__fake/models') {
+      if (data !== null && data !== undefined && (typeof data !== 'object' || Array.isArray(data))) {
+        return sendJson(res, 400, { error: 'send one behaviour object, or null for the recorded list' });
+      }
+      modelsBehaviour = data ?? null;
+      return sendJson(res, 200, { name, models: modelsBehaviour });
+    }
     if (req.method === 'GET' && pathname === '/__fake/behaviour') {
-      return sendJson(res, 200, { name, script: queue, default: fallback, outage, split });
+      return sendJson(res, 200, { name, script: queue, default: fallback, outage, split, models: modelsBehaviour });
     }
     if (req.method === 'POST' && pathname === '/__fake/reset') {
       api.reset();
@@ -1548,8 +1592,14 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
     get split() {
       return split;
     },
+    /** What GET /v1/models answers (any behaviour), chat untouched; null: the recorded list. */
+    setModelsBehaviour(behaviour) {
+      modelsBehaviour = behaviour ?? null;
+      return api;
+    },
     reset() {
       split = initialSplit;
+      modelsBehaviour = null;
       requests.length = 0;
       queue = [];
       fallback = { type: 'ok' };

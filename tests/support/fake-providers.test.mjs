@@ -1238,3 +1238,55 @@ describe('huge bodies and echoed keys', () => {
     assert.match(body.error.message, /^Incorrect API key provided: \. /);
   });
 });
+
+describe('models listing apart from chat', () => {
+  test('a restricted OpenAI key: 403 with the missing-scopes body, chat still answers', async () => {
+    const f = fakes.openai.reset().setModelsBehaviour({ type: 'error', status: 403 });
+    const r = await fetch(`${f.baseUrl}/models`);
+    assert.equal(r.status, 403);
+    const body = await r.json();
+    assert.match(body.error.message, /^You have insufficient permissions for this operation\. Missing scopes: api\.model\.read\./);
+    assert.deepEqual(Object.keys(body.error), ['message', 'type', 'param', 'code']);
+    assert.equal(body.error.type, 'invalid_request_error');
+    assert.equal(body.error.param, null);
+    assert.equal(body.error.code, null);
+    const chat = await post('openai', chatBody('openai'));
+    assert.equal(chat.status, 200);
+    assert.equal((await chat.json()).choices[0].message.content, 'Hello from fake-openai');
+    assert.deepEqual(f.requests.map((x) => x.kind), ['models', 'chat']);
+  });
+
+  test('a host with no model list: each provider’s 404; reset brings the list back', async () => {
+    for (const format of ['openai', 'anthropic', 'cohere']) {
+      const f = fakes[format].reset().setModelsBehaviour({ type: 'error', status: 404 });
+      const r = await fetch(`${f.origin}/v1/models`);
+      assert.equal(r.status, 404);
+      const body = await r.json();
+      if (format === 'openai') assert.equal(body.error.message, 'Invalid URL (GET /v1/models)');
+      if (format === 'anthropic') assert.equal(body.error.type, 'not_found_error');
+      if (format === 'cohere') assert.equal(typeof body.message, 'string');
+      assert.equal((await post(format, chatBody(format))).status, 200);
+      f.reset();
+      assert.deepEqual(await (await fetch(`${f.origin}/v1/models`)).json(), json(`${format}/models_list.json`));
+    }
+  });
+
+  test('other models behaviours, the admin endpoint, and an outage first', async () => {
+    const f = fakes.anthropic.reset().setModelsBehaviour({ type: 'hang' });
+    await assert.rejects(fetch(`${f.origin}/v1/models`, { signal: AbortSignal.timeout(80) }));
+    f.setModelsBehaviour({ type: 'malformed' });
+    const cut = await (await fetch(`${f.origin}/v1/models`)).text();
+    assert.ok(cut.length > 0 && !isJson(cut));
+    f.setModelsBehaviour({ type: 'error', status: 403 });
+    const body = await (await fetch(`${f.origin}/v1/models`)).json();
+    assert.equal(body.error.type, 'permission_error');
+    f.setOutage({ type: 'error', status: 529 });
+    assert.equal((await fetch(`${f.origin}/v1/models`)).status, 529, 'an outage comes first');
+    f.setOutage(null).setModelsBehaviour(null);
+    assert.equal((await fetch(`${f.origin}/v1/models`)).status, 200);
+    await fetch(`${f.origin}/__fake/models`, { method: 'POST', body: JSON.stringify({ type: 'error', status: 404 }) });
+    assert.equal((await fetch(`${f.origin}/v1/models`)).status, 404);
+    await fetch(`${f.origin}/__fake/models`, { method: 'POST', body: 'null' });
+    assert.equal((await fetch(`${f.origin}/v1/models`)).status, 200);
+  });
+});
