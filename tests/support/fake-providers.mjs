@@ -114,6 +114,13 @@
 //   A request whose last message is from the assistant is a prefill: the reply
 //   continues it (the rest of `text` after it). `rejectPrefill: true` answers
 //   such a request with the provider's 400 instead.
+//   The provider option rejectPrefillModels: ['claude-opus-4-6*', 'exact-id']
+//   (or setRejectPrefillModels(list)) makes those models (a trailing * is a
+//   prefix match) refuse any request that ends with an assistant message, as
+//   Anthropic's models from Claude 4.6 on do: 400 invalid_request_error "This
+//   model does not support assistant message prefill. The conversation must
+//   end with a user message." Other models continue the prefill. reset()
+//   goes back to the start option.
 // A stream:true request with { type: 'ok' } gets a well-formed stream.
 //
 // setOutage(behaviour) applies one behaviour to EVERY request, chat and
@@ -1146,10 +1153,22 @@ const CHAT_PATHS = { openai: '/v1/chat/completions', anthropic: '/v1/messages', 
 /**
  * Starts a fake provider.
  * @param {{format: 'openai'|'anthropic'|'cohere', name?: string, port?: number, key?: string,
- *          validate?: boolean, host?: string}} opts
+ *          validate?: boolean, host?: string, split?: 'event'|'bytes'|'coalesce'|'mixed',
+ *          rejectPrefillModels?: string[]}} opts
  */
-export async function startFakeProvider({ format, name, port = 0, key, validate = true, host = '127.0.0.1', split: initialSplit = 'event' }) {
+export async function startFakeProvider({
+  format,
+  name,
+  port = 0,
+  key,
+  validate = true,
+  host = '127.0.0.1',
+  split: initialSplit = 'event',
+  rejectPrefillModels = [],
+}) {
   if (!FORMATS.includes(format)) throw new Error(`unknown format ${format}`);
+  const patterns = (list) => (Array.isArray(list) ? list : [list]).filter((p) => typeof p === 'string' && p !== '');
+  let rejectPrefillPatterns = patterns(rejectPrefillModels);
   checkSplit(initialSplit);
   let split = initialSplit;
   name = name ?? format;
@@ -1260,6 +1279,16 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
     }
   });
 
+  /** A request for a model of rejectPrefillModels that ends with an assistant turn. */
+  function rejectsPrefill(body) {
+    const model = body?.model;
+    if (typeof model !== 'string' || !rejectPrefillPatterns.length) return false;
+    const msgs = Array.isArray(body.messages) ? body.messages : [];
+    const last = msgs[msgs.length - 1];
+    if (!last || last.role !== 'assistant' || last.tool_calls) return false;
+    return rejectPrefillPatterns.some((p) => (p.endsWith('*') ? model.startsWith(p.slice(0, -1)) : model === p));
+  }
+
   function authorised(h) {
     if (format === 'anthropic') return h['x-api-key'] === key;
     const auth = h['authorization'] || '';
@@ -1307,6 +1336,19 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       if (problem) return sendJson(res, problem.status, problem.body, defaultResponseHeaders(format));
     }
 
+    if (rejectsPrefill(body)) {
+      const message = 'This model does not support assistant message prefill. The conversation must end with a user message.';
+      const r = errorResponse(format, 400, {
+        body:
+          format === 'anthropic'
+            ? { type: 'error', error: { type: 'invalid_request_error', message }, request_id: null }
+            : format === 'openai'
+              ? { error: { message, type: 'invalid_request_error', param: 'messages', code: null } }
+              : { id: randomUUID(), message },
+      });
+      if (format === 'anthropic') r.body.request_id = r.headers['request-id'] ?? `req_011C${alnum(20)}`;
+      return sendJson(res, r.status, r.body, r.headers);
+    }
     if (b.rejectPrefill && prefillOf(body)) {
       const r = errorResponse(format, 400, {
         body:
@@ -1592,6 +1634,11 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
     get split() {
       return split;
     },
+    /** Models (strings, a trailing * matches a prefix) that refuse an assistant prefill. */
+    setRejectPrefillModels(list) {
+      rejectPrefillPatterns = patterns(list ?? []);
+      return api;
+    },
     /** What GET /v1/models answers (any behaviour), chat untouched; null: the recorded list. */
     setModelsBehaviour(behaviour) {
       modelsBehaviour = behaviour ?? null;
@@ -1599,6 +1646,7 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
     },
     reset() {
       split = initialSplit;
+      rejectPrefillPatterns = patterns(rejectPrefillModels);
       modelsBehaviour = null;
       requests.length = 0;
       queue = [];

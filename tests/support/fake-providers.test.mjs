@@ -1290,3 +1290,57 @@ describe('models listing apart from chat', () => {
     assert.equal((await fetch(`${f.origin}/v1/models`)).status, 200);
   });
 });
+
+describe('prefill refused by model', () => {
+  const prefilled = (model) => ({
+    model,
+    max_tokens: 100,
+    messages: [
+      { role: 'user', content: 'Name the capital of France.' },
+      { role: 'assistant', content: 'The capital' },
+    ],
+  });
+
+  test('rejectPrefillModels: matching models get Anthropic’s 400, the others continue the prefill', async () => {
+    const f = await startFakeProvider({ format: 'anthropic', rejectPrefillModels: ['claude-opus-4-6*', 'claude-sonnet-4-6', 42] });
+    try {
+      const send = (body) =>
+        fetch(`${f.origin}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01' }, body: JSON.stringify(body) });
+      f.setDefault({ type: 'ok', text: 'The capital of France is Paris.' });
+      for (const model of ['claude-opus-4-6', 'claude-opus-4-6-20260101', 'claude-sonnet-4-6']) {
+        const r = await send(prefilled(model));
+        assert.equal(r.status, 400, model);
+        const body = await r.json();
+        assertShape(body, json('anthropic/error_400_invalid_request.json').body);
+        assert.deepEqual(body.error, {
+          type: 'invalid_request_error',
+          message: 'This model does not support assistant message prefill. The conversation must end with a user message.',
+        });
+        assert.equal(body.request_id, r.headers.get('request-id'));
+        assert.equal(r.headers.get('x-should-retry'), 'false');
+      }
+      for (const model of ['claude-sonnet-4-5-20250929', 'claude-sonnet-4-6-x', 'claude-opus-4-5']) {
+        const r = await send(prefilled(model));
+        assert.equal(r.status, 200, model);
+        assert.equal((await r.json()).content[0].text, ' of France is Paris.', 'the prefill continued');
+      }
+      // A request that ends with the user is fine for every model; so is a stream.
+      const ok = await send({ ...prefilled('claude-opus-4-6'), messages: [{ role: 'user', content: 'hi' }] });
+      assert.equal(ok.status, 200);
+      assert.equal((await send({ ...prefilled('claude-opus-4-6'), stream: true })).status, 400);
+      f.setRejectPrefillModels([]);
+      assert.equal((await send(prefilled('claude-opus-4-6'))).status, 200);
+      f.reset();
+      assert.equal((await send(prefilled('claude-opus-4-6'))).status, 400, 'reset goes back to the start option');
+    } finally {
+      await f.close();
+    }
+  });
+
+  test('rejectPrefill: true keeps its old answer', async () => {
+    fakes.anthropic.reset().script({ type: 'ok', rejectPrefill: true });
+    const r = await post('anthropic', prefilled('claude-sonnet-4-5'));
+    assert.equal(r.status, 400);
+    assert.equal((await r.json()).error.message, 'This model does not support assistant message prefill.');
+  });
+});
