@@ -399,7 +399,7 @@ function replyFacts(fmt, name, behaviour, reqBody) {
   // Continue a prefill: the reply is what follows it in the scripted text.
   const prefill = prefillOf(reqBody);
   const cont = (t) => (prefill && t.startsWith(prefill) ? t.slice(prefill.length) : t);
-  const base = behaviour.text ?? `Hello from ${name}`;
+  const base = typeof behaviour.text === 'string' ? behaviour.text : behaviour.text == null ? `Hello from ${name}` : String(behaviour.text);
   const text = cont(base);
   const toolCall = behaviour.toolCall && hasTools(reqBody) ? behaviour.toolCall : null;
   const model =

@@ -1344,3 +1344,44 @@ describe('prefill refused by model', () => {
     assert.equal((await r.json()).error.message, 'This model does not support assistant message prefill.');
   });
 });
+
+describe('odd input', () => {
+  test('odd requests get the API’s 400 or an answer, never a crash', async () => {
+    const odd = [
+      '{not json',
+      '[]',
+      '"a string"',
+      'null',
+      { model: 'm', max_tokens: 5, messages: [null] },
+      { model: 'm', max_tokens: 5, messages: [{ role: 'user', content: [null, { type: 'text' }, 5] }] },
+      { model: 'm', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: [null, { text: 7 }] }] },
+      { model: 'm', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }], tools: [null], stream: true, stream_options: null },
+      { model: 'm', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }], n: 1e9, stream: 'yes' },
+      { model: 7, messages: 'hi' },
+    ];
+    for (const format of ['openai', 'anthropic', 'cohere']) {
+      for (const behaviour of [{ type: 'ok' }, { type: 'stream', split: 'bytes', reasoning: 'r' }, { type: 'ok', text: 5, chunks: -1, toolCall: true, padBytes: -3 }]) {
+        for (const body of odd) {
+          fakes[format].reset().setDefault(behaviour);
+          const r = await post(format, body);
+          const t = await r.text();
+          assert.ok([200, 400].includes(r.status), `${format} ${JSON.stringify(body)}: ${r.status} ${t}`);
+          assert.doesNotMatch(t, /fake provider bug/);
+        }
+      }
+    }
+    // Without request checks the fake still answers whatever comes.
+    const loose = await startFakeProvider({ format: 'anthropic', validate: false });
+    try {
+      loose.script(null, { type: 'stream', chunks: 'x', chunkDelayMs: 'y' }, { type: 'error', status: 500, body: 'plain text', echoKey: true, padBytes: 30 });
+      for (const body of odd) {
+        const r = await fetch(`${loose.origin}/v1/messages`, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body) });
+        const t = await r.text();
+        assert.ok(r.status < 600, t);
+        assert.doesNotMatch(t, /fake provider bug/);
+      }
+    } finally {
+      await loose.close();
+    }
+  });
+});
