@@ -37,7 +37,8 @@
 //       an SSE stream with faults; every "after N" counts content deltas
 //       (text pieces), the head of the stream (role chunk / message_start /
 //       content_block_start) always goes out first.
-//         cutAfter: N         destroy the socket after N deltas (no terminator)
+//         cutAfter: N         destroy the socket after N deltas (no terminator;
+//                             the N deltas reach the client first)
 //         stallAfter: N       stop writing after N deltas, keep the connection open
 //         malformedAt: N      delta number N (0-based) is broken JSON
 //         errorEventAfter: N  the provider's in-stream error after N deltas, then end
@@ -60,7 +61,8 @@
 //                             event loop), so that each write is its own segment
 //         splitSeed: N        replay the same random cuts
 //         eol: 'lf' | 'crlf' | 'cr'   the SSE line end (default lf)
-//   Reasoning (ok and stream behaviours, every format):
+//   Reasoning (ok and stream behaviours, every format; the Cohere stream shape
+//   is not in the recordings, see cohereStream):
 //         reasoning: '<text>'  the model thinks first. OpenAI-format streams
 //             start with a `: keep-alive` comment, then a role chunk with
 //             content:null and an empty reasoning string, reasoning chunks with
@@ -145,7 +147,9 @@
 //   POST /__fake/models      JSON behaviour (or null) -> setModelsBehaviour
 //   POST /__fake/split       "bytes" (or {"mode": "bytes"}, or null) -> setSplit
 //   GET  /__fake/requests    { count, chats, last: [...] }
-//   POST /__fake/reset       clears requests, script and outage, default back to ok
+//   POST /__fake/reset       clears requests, script, outage and models behaviour,
+//                            default back to ok, split and rejectPrefillModels
+//                            back to the start options (as reset() does)
 
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
