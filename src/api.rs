@@ -548,6 +548,11 @@ impl ChatRequest {
                 return Err(ApiError::invalid_param("n", "`n` must be between 1 and 128"));
             }
         }
+        if let Some(e) = self.extra.get("reasoning_effort") {
+            if !(e.is_string() || e.is_null()) {
+                return Err(ApiError::invalid_param("reasoning_effort", "`reasoning_effort` must be a string"));
+            }
+        }
         if let Some(Stop::Many(v)) = &self.stop {
             if v.len() > 4 {
                 return Err(ApiError::invalid_param("stop", "`stop` holds at most 4 sequences"));
@@ -606,13 +611,32 @@ impl ChatRequest {
         self.tools.as_ref().is_some_and(|t| !t.is_empty())
             || self.messages.iter().any(|m| m.role == Role::Tool || m.tool_calls.is_some())
     }
+    /// `logprobs: true` or `top_logprobs` (kept in `extra`).
+    pub fn wants_logprobs(&self) -> bool {
+        self.extra.get("logprobs").is_some_and(|v| v.as_bool() == Some(true))
+            || self.extra.get("top_logprobs").is_some_and(|v| !v.is_null())
+    }
+    /// `reasoning_effort` (kept in `extra`), unless it asks for none.
+    pub fn reasoning_effort(&self) -> Option<&str> {
+        self.extra.get("reasoning_effort").and_then(Value::as_str).filter(|e| *e != "none")
+    }
+    /// `parallel_tool_calls: false` with tools to call.
+    pub fn forbids_parallel_tools(&self) -> bool {
+        self.parallel_tool_calls == Some(false) && self.tools.as_ref().is_some_and(|t| !t.is_empty())
+    }
+    /// Choices asked for (`n`, default 1).
+    pub fn choices(&self) -> u32 {
+        self.n.unwrap_or(1).max(1)
+    }
     pub fn wants_json(&self) -> bool {
         self.response_format.as_ref().is_some_and(|f| f.kind != ResponseFormatKind::Text)
     }
-    /// A rough prompt size in tokens (4 characters a token), used to skip
-    /// targets whose context window is plainly too small.
+    /// A rough prompt size in tokens (4 characters a token, counting
+    /// characters, not bytes: CJK text would be overestimated threefold),
+    /// used to skip targets whose context window is plainly too small.
     pub fn estimated_prompt_tokens(&self) -> u64 {
-        let chars: usize = self.messages.iter().map(|m| m.content.as_ref().map_or(0, |c| c.text().len())).sum();
+        let chars: usize =
+            self.messages.iter().map(|m| m.content.as_ref().map_or(0, |c| c.text().chars().count())).sum();
         (chars as u64) / 4
     }
 }
@@ -671,9 +695,16 @@ pub struct ResponseMessage {
     pub tool_calls: Option<Vec<ToolCall>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
+    /// Reasoning (thinking) text, where the provider returns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }
 
+/// Token counts, in OpenAI's shape. Read leniently (every field optional,
+/// counts as integers or floats, `null` details), since answers from
+/// compatible hosts vary and a good answer must never fail on its usage.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(from = "RawUsage")]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -684,16 +715,142 @@ pub struct Usage {
     pub completion_tokens_details: Option<CompletionTokensDetails>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PromptTokensDetails {
-    #[serde(default)]
     pub cached_tokens: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CompletionTokensDetails {
-    #[serde(default)]
     pub reasoning_tokens: u64,
+}
+
+/// The wire shape of `usage`, every part optional.
+#[derive(Deserialize)]
+struct RawUsage {
+    #[serde(default)]
+    prompt_tokens: Option<Value>,
+    #[serde(default)]
+    completion_tokens: Option<Value>,
+    #[serde(default)]
+    total_tokens: Option<Value>,
+    #[serde(default)]
+    prompt_tokens_details: Option<Value>,
+    #[serde(default)]
+    completion_tokens_details: Option<Value>,
+}
+
+impl From<RawUsage> for Usage {
+    fn from(r: RawUsage) -> Usage {
+        use crate::json::Dig;
+        let n = |v: &Option<Value>| v.as_ref().and_then(Dig::count);
+        let (p, c) = (n(&r.prompt_tokens).unwrap_or(0), n(&r.completion_tokens).unwrap_or(0));
+        Usage {
+            prompt_tokens: p,
+            completion_tokens: c,
+            total_tokens: n(&r.total_tokens).unwrap_or(p + c),
+            prompt_tokens_details: r
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.at("cached_tokens").count())
+                .map(|cached_tokens| PromptTokensDetails { cached_tokens }),
+            completion_tokens_details: r
+                .completion_tokens_details
+                .as_ref()
+                .and_then(|d| d.at("reasoning_tokens").count())
+                .map(|reasoning_tokens| CompletionTokensDetails { reasoning_tokens }),
+        }
+    }
+}
+
+/// What the gateway reads from an OpenAI-format `chat.completion` it passes
+/// on: read leniently, from choice 0 (content as a string or as text parts,
+/// any field missing, extra fields ignored).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompletionView {
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+    pub text: String,
+    pub reasoning: Option<String>,
+    /// `(id, name, arguments)` of choice 0's tool calls.
+    pub tool_calls: Vec<(String, String, String)>,
+    pub finish_reason: Option<String>,
+    pub usage: Option<Usage>,
+    pub choices: usize,
+}
+
+/// Why a 2xx body is not an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotAnAnswer {
+    /// Not a JSON object.
+    Unreadable(String),
+    /// An `{"error": ...}` object (some hosts answer 200 with one).
+    Error(Value),
+    /// No choices.
+    NoChoices,
+}
+
+impl CompletionView {
+    pub fn parse(body: &str) -> Option<CompletionView> {
+        Self::read(body).ok()
+    }
+
+    pub fn read(body: &str) -> Result<CompletionView, NotAnAnswer> {
+        use crate::json::Dig;
+        let v: Value = serde_json::from_str(body).map_err(|e| NotAnAnswer::Unreadable(e.to_string()))?;
+        if !v.is_object() {
+            return Err(NotAnAnswer::Unreadable("the body is not a JSON object".to_owned()));
+        }
+        if !v.at("error").is_null() && v.get("choices").is_none() {
+            return Err(NotAnAnswer::Error(v));
+        }
+        let choices = v.at("choices").as_array().map_or(0, Vec::len);
+        if choices == 0 {
+            return Err(NotAnAnswer::NoChoices);
+        }
+        let choice = v.at("choices").nth(0);
+        let m = choice.at("message");
+        let text = match m.at("content") {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => parts.iter().filter_map(|p| p.at("text").as_str()).collect(),
+            _ => String::new(),
+        };
+        let reasoning = m.at("reasoning_content").as_str().or(m.at("reasoning").as_str()).map(str::to_owned);
+        let tool_calls = m
+            .at("tool_calls")
+            .as_array()
+            .map(|calls| {
+                calls
+                    .iter()
+                    .map(|c| {
+                        let f = c.at("function");
+                        let args = match f.at("arguments") {
+                            Value::String(s) => s.clone(),
+                            Value::Null => "{}".to_owned(),
+                            other => other.to_string(),
+                        };
+                        (
+                            c.at("id").as_str().unwrap_or_default().to_owned(),
+                            f.at("name").as_str().unwrap_or_default().to_owned(),
+                            args,
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(CompletionView {
+            id: v.at("id").as_str().unwrap_or_default().to_owned(),
+            created: v.at("created").count().unwrap_or(0),
+            model: v.at("model").as_str().unwrap_or_default().to_owned(),
+            text,
+            reasoning,
+            tool_calls,
+            finish_reason: choice.at("finish_reason").as_str().map(str::to_owned),
+            usage: v.get("usage").filter(|u| u.is_object()).and_then(|u| Usage::deserialize(u).ok()),
+            choices,
+        })
+    }
 }
 
 #[cfg(test)]

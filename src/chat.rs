@@ -9,7 +9,7 @@ use crate::config::{Cost, ProviderConfig, Route, Target};
 use crate::continuation::{self, ContinuePlan};
 use crate::dispatch::{self, Accept, Dispatched, Plan};
 use crate::gateway::Gateway;
-use crate::http::{Reply, HEADER_ATTEMPTS, HEADER_MODEL, HEADER_PROVIDER, HEADER_ROUTE};
+use crate::http::{header_value, Reply, HEADER_ATTEMPTS, HEADER_MODEL, HEADER_PROVIDER, HEADER_ROUTE};
 use crate::log::{attempts_json, RequestLog};
 use crate::mirror::MirrorLink;
 use crate::mirroring;
@@ -17,7 +17,7 @@ use crate::providers::{self, Format};
 use crate::record::{Answer, AttemptRecord, Outcome};
 use crate::rng::Rng;
 use crate::selection::{self, Needs};
-use crate::stream::{Relay, StreamAccept, StreamOutcome};
+use crate::stream::{Relay, State, StreamAccept, StreamSpec, Streaming};
 use crate::taxonomy::{ErrorKind, UpstreamError};
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead};
 
@@ -40,12 +40,13 @@ pub struct ChatInput<'a> {
 /// The answer to a chat request: whole, or a stream to relay. Short-lived,
 /// so the size difference between the variants does not matter.
 #[allow(clippy::large_enum_variant)]
-pub enum ChatReply<B, C> {
+pub enum ChatReply<B> {
     Whole(Reply),
-    /// `head` has the status and headers; the body comes from `relay`.
+    /// `head` has the status and headers; the body comes from `stream`
+    /// (at its first token), through a [`crate::stream::StreamDriver`].
     Stream {
         head: Reply,
-        relay: Relay<B, C>,
+        stream: Streaming<B>,
         /// How to continue the stream if it breaks, where the route allows.
         resume: Option<ContinuePlan>,
     },
@@ -55,6 +56,8 @@ pub enum ChatReply<B, C> {
 struct Prepared<'a> {
     /// Upstream attempts this request may make (less one if mirrored).
     budget: u32,
+    /// The request's deadline (clock time).
+    deadline_ms: u64,
     req: ChatRequest,
     route: &'a Route,
     order: Vec<usize>,
@@ -68,7 +71,7 @@ pub async fn chat<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
     input: ChatInput<'_>,
     log: &mut RequestLog,
     w: &mut World<'_, C, U, R, M>,
-) -> ChatReply<U::Body, C> {
+) -> ChatReply<U::Body> {
     let started = w.clock.now_ms();
     log.started_ms = started;
     let reply = match prepare(gw, &input, log, w.clock, w.rng) {
@@ -135,7 +138,9 @@ fn prepare<'a, C: Clock, R: Rng>(
         input.order_header.map(|h| h.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
     let client_order = req.gateway.as_ref().and_then(|g| g.order.clone()).or(header_order);
     let needs = Needs::of(&req);
-    let eligible = selection::eligible(route, &needs, client_order.as_deref()).map_err(|e| client_error(e, log))?;
+    let format = |t: &Target| gw.config.provider_of(t).format;
+    let eligible =
+        selection::eligible(route, format, &needs, client_order.as_deref()).map_err(|e| client_error(e, log))?;
     let now = clock.now_ms();
     let states = gw.states();
     let provider = |i: usize| route.targets.get(i).map_or(usize::MAX, |t| t.provider);
@@ -154,7 +159,8 @@ fn prepare<'a, C: Clock, R: Rng>(
         gw.config.when_all_unavailable,
     );
     log.forced = forced;
-    Ok(Prepared { budget: route.policy.max_attempts, req, route, order, forced })
+    let deadline_ms = now + route.policy.deadline_ms;
+    Ok(Prepared { budget: route.policy.max_attempts, deadline_ms, req, route, order, forced })
 }
 
 fn plan<'a>(gw: &'a Gateway, p: &'a Prepared<'a>) -> Plan<'a> {
@@ -167,6 +173,7 @@ fn plan<'a>(gw: &'a Gateway, p: &'a Prepared<'a>) -> Plan<'a> {
         states: gw.states_cell(),
         forced: p.forced,
         max_attempts: p.budget,
+        deadline_ms: p.deadline_ms,
     }
 }
 
@@ -177,7 +184,7 @@ async fn chat_whole<C: Clock, U: Upstream, R: Rng, M: MirrorLink>(
     w: &mut World<'_, C, U, R, M>,
 ) -> Reply {
     let started = w.clock.now_ms();
-    let mut accept = ReadWhole { now_s: started / 1000 };
+    let mut accept = ReadWhole { now_s: started / 1000, max_bytes: gw.config.security.max_answer_bytes };
     let d = dispatch::dispatch(&plan(gw, &p), w.clock, w.upstream, w.rng, &mut accept).await;
     let route = p.route;
     let mut reply = match d.outcome {
@@ -192,7 +199,7 @@ async fn chat_whole<C: Clock, U: Upstream, R: Rng, M: MirrorLink>(
             log.answer = Some(answer);
             let mut r = Reply::json(200, output.body);
             r.headers.push((HEADER_PROVIDER, provider.map(|p| p.name.clone()).unwrap_or_default()));
-            r.headers.push((HEADER_MODEL, output.model));
+            r.headers.push((HEADER_MODEL, header_value(&output.model)));
             r
         }
         Dispatched::Exhausted if log.mirrored => match mirroring::serve(w.mirror, log).await {
@@ -216,16 +223,21 @@ async fn chat_stream<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
     p: Prepared<'_>,
     log: &mut RequestLog,
     w: &mut World<'_, C, U, R, M>,
-) -> ChatReply<U::Body, C> {
+) -> ChatReply<U::Body> {
     let now = w.clock.now_ms();
     let policy = p.route.policy;
-    let mut accept = StreamAccept {
-        clock: w.clock.clone(),
+    let sec = &gw.config.security;
+    let spec = StreamSpec {
         id: format!("chatcmpl-{}", log.request_id.trim_start_matches("sy-")),
         created: now / 1000,
         include_usage: p.req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false),
+        choices: p.req.choices(),
         idle_timeout_ms: policy.stream_idle_timeout_ms,
+        deadline_ms: p.deadline_ms,
+        max_event_bytes: usize::try_from(sec.max_stream_event_bytes).unwrap_or(usize::MAX),
+        max_text_bytes: usize::try_from(sec.max_answer_bytes).unwrap_or(usize::MAX),
     };
+    let mut accept = StreamAccept { clock: w.clock.clone(), spec };
     let d = dispatch::dispatch(&plan(gw, &p), w.clock, w.upstream, w.rng, &mut accept).await;
     let route = p.route;
     let attempts = d.attempts.len().to_string();
@@ -243,13 +255,13 @@ async fn chat_stream<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
                 ("content-type", "text/event-stream; charset=utf-8".to_owned()),
                 ("cache-control", "no-cache".to_owned()),
                 (HEADER_PROVIDER, provider.name.clone()),
-                (HEADER_MODEL, t.model.clone()),
+                (HEADER_MODEL, header_value(&t.model)),
                 (HEADER_ATTEMPTS, attempts),
                 (HEADER_ROUTE, route.name.clone()),
             ];
-            let used = log.attempts.len() as u32;
-            let resume = continuation::plan(&gw.config, route, &p.req, &p.order, target, used, &accept);
-            ChatReply::Stream { head: Reply { status: 200, headers, body: String::new() }, relay: output, resume }
+            let used = log.attempts.len() as u32 + u32::from(log.mirrored);
+            let resume = continuation::plan(&gw.config, route, &p.req, &p.order, target, used, p.deadline_ms);
+            ChatReply::Stream { head: Reply { status: 200, headers, body: String::new() }, stream: output, resume }
         }
         Dispatched::Exhausted if log.mirrored && mirroring::answered(w.mirror).await => {
             let Some((body, mut headers)) = mirroring::serve(w.mirror, log).await else {
@@ -272,10 +284,10 @@ async fn chat_stream<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
     }
 }
 
-/// A relayed stream has ended: count a mid-stream failure against its
-/// provider and complete the request's log line.
-pub fn end_stream<B, C: Clock, R>(gw: &Gateway, relay: &Relay<B, C, R>, log: &mut RequestLog, clock: &C) {
-    let now = clock.now_ms();
+/// A relayed stream has ended: count its mid-stream failures against their
+/// providers and complete the request's log line (with the continuation's
+/// attempts, if any).
+pub fn end_stream(gw: &Gateway, relay: &Relay, continuation: Vec<AttemptRecord>, log: &mut RequestLog, now: u64) {
     {
         let mut states = gw.states_mut();
         for &(provider, kind) in &relay.failed_providers {
@@ -284,28 +296,41 @@ pub fn end_stream<B, C: Clock, R>(gw: &Gateway, relay: &Relay<B, C, R>, log: &mu
             }
         }
     }
-    if matches!(relay.outcome(), StreamOutcome::Complete) {
+    if let Some(last) = relay.continued_on.last() {
+        // The answer finished on the continuation's target.
+        if let Some(t) =
+            log.route.as_deref().and_then(|r| gw.config.route(r)).and_then(|r| r.targets.iter().find(|t| &t.id == last))
+        {
+            log.provider = Some(gw.config.provider_of(t).name.clone());
+            log.model = Some(t.model.clone());
+        }
+    }
+    let usage = relay.usage().cloned();
+    if *relay.state() == State::Complete {
         log.answer = Some(Answer {
             provider: log.provider.clone().unwrap_or_default(),
             model: log.model.clone().unwrap_or_default(),
-            text: relay.text.clone(),
-            tool_calls: None,
+            text: relay.text().to_owned(),
+            tool_calls: Some(relay.tool_calls().to_vec()),
             finish_reason: relay.finish_reason().map(str::to_owned),
-            usage: relay.usage(),
+            usage: usage.clone(),
             latency_ms: now.saturating_sub(log.started_ms),
-            cost: relay.usage().map(|u| crate::mirror::cost_of(&u, &target_cost(gw, log))),
+            cost: usage.as_ref().map(|u| crate::mirror::cost_of(u, &target_cost(gw, log))),
         });
     }
     log.stream_chunks = Some(relay.chunks);
     log.stream_malformed = relay.malformed;
-    log.usage = relay.usage().or(log.usage.take());
+    log.usage = usage.or(log.usage.take());
     log.continued_on = relay.continued_on.clone();
-    match relay.outcome() {
-        StreamOutcome::Failed(e) => {
-            log.outcome = Some(Outcome::StreamFailed);
+    log.attempts.extend(continuation);
+    match relay.state() {
+        State::Failed(e) | State::Broken(e) => {
+            if log.outcome != Some(Outcome::ClientClosed) {
+                log.outcome = Some(Outcome::StreamFailed);
+            }
             log.error = Some(format!("{}: {}", e.kind.as_str(), e.message));
         }
-        StreamOutcome::Complete if !relay.continued_on.is_empty() => log.outcome = Some(Outcome::OkContinued),
+        State::Complete if !relay.continued_on.is_empty() => log.outcome = Some(Outcome::OkContinued),
         _ => {}
     }
 }
@@ -401,6 +426,8 @@ pub fn exhausted_error(attempts: &[AttemptRecord]) -> ApiError {
 /// The non-streaming acceptor: reads the body whole and translates it.
 struct ReadWhole {
     now_s: u64,
+    /// Largest answer read.
+    max_bytes: u64,
 }
 
 pub struct Completion {
@@ -418,17 +445,20 @@ impl<B: UpstreamBody> Accept<B> for ReadWhole {
         &mut self,
         target: &Target,
         provider: &ProviderConfig,
+        _key: Option<&str>,
         head: UpstreamHead<B>,
         deadline_ms: u64,
     ) -> Result<Completion, UpstreamError> {
-        let text = head.body.text(deadline_ms).await.map_err(|e| match e {
+        let text = head.body.text(deadline_ms, self.max_bytes).await.map_err(|e| match e {
             TransportError::Timeout => {
                 UpstreamError::new(ErrorKind::Timeout, "the response body did not arrive in time")
             }
             TransportError::Connect(m) => UpstreamError::new(ErrorKind::Connect, m),
+            TransportError::TooLarge(n) => {
+                UpstreamError::new(ErrorKind::Malformed, format!("the answer is larger than {n} bytes"))
+            }
         })?;
-        let mut c = providers::parse_chat(provider.format, &text, self.now_s)
-            .map_err(|m| UpstreamError::new(ErrorKind::Malformed, m))?;
+        let mut c = providers::parse_chat(provider.format, &text, self.now_s)?;
         if c.model.is_empty() {
             c.model = target.model.clone();
         }

@@ -1,15 +1,28 @@
 //! Continuing a stream that broke after content: the request again, on a
-//! target with the `prefill` capability, with the answer so far as a partial
-//! assistant message, so that the client still receives one whole answer.
+//! target with the `prefill` capability, with the answer so far as a
+//! partial assistant message, so that the client still receives one whole
+//! answer.
+//!
+//! A continuation is an ordinary attempt: it goes through the attempt loop
+//! (`dispatch`) with a one-target plan per candidate, so it asks the
+//! breaker for a permit, is bounded by the request's deadline and what is
+//! left of its attempt bound, and is recorded (in the log line's `attempts`
+//! and in the provider's health) like any other. A target that refuses the
+//! prefill (a 4xx, as Claude 4.6 and later models answer) is passed over
+//! without counting against its provider; the client then gets the
+//! original failure.
 
 use crate::api::{ChatRequest, Content, Message, Role};
 use crate::clock::Clock;
-use crate::config::{Config, Route};
+use crate::config::{Config, ProviderConfig, Route, Target};
+use crate::dispatch::{self, Accept, Dispatched, Plan};
 use crate::gateway::Gateway;
-use crate::providers;
-use crate::selection;
-use crate::stream::{Resume, Resumed, StreamAccept};
-use crate::upstream::Upstream;
+use crate::record::AttemptRecord;
+use crate::rng::Rng;
+use crate::stream::drive::{source, until_first_token};
+use crate::stream::{Relay, Resume, Streaming};
+use crate::taxonomy::UpstreamError;
+use crate::upstream::{Upstream, UpstreamBody, UpstreamHead};
 
 /// How a stream that breaks after content may be continued.
 #[derive(Debug, Clone)]
@@ -18,112 +31,131 @@ pub struct ContinuePlan {
     request: ChatRequest,
     /// Prefill-capable targets (indexes into the route's), in order.
     candidates: Vec<usize>,
-    id: String,
-    created: u64,
-    include_usage: bool,
+    /// Upstream attempts left to the request.
+    attempts_left: u32,
+    /// The request's deadline (clock time).
+    deadline_ms: u64,
 }
 
 /// Which targets may continue this stream if it breaks after content: those
-/// with the `prefill` capability, other than the one serving, within what is
-/// left of the attempt bound; `None` if the route does not allow it.
-pub fn plan<C>(
+/// with the `prefill` capability, other than the one serving, in the
+/// request's order; `None` if the route does not allow it or the attempt
+/// bound is spent.
+pub fn plan(
     config: &Config,
     route: &Route,
     req: &ChatRequest,
     order: &[usize],
     served: usize,
     attempts_used: u32,
-    accept: &StreamAccept<C>,
+    deadline_ms: u64,
 ) -> Option<ContinuePlan> {
     let policy = &route.policy;
-    if !policy.continue_on_failure {
+    let attempts_left = policy.max_attempts.saturating_sub(attempts_used);
+    if !policy.continue_on_failure || attempts_left == 0 || req.choices() > 1 {
         return None;
     }
-    let budget = policy.max_attempts.saturating_sub(attempts_used) as usize;
     let candidates: Vec<usize> = order
         .iter()
         .copied()
         .filter(|&i| i != served && route.targets.get(i).is_some_and(|t| t.caps.prefill))
-        .take(budget)
         .collect();
     if candidates.is_empty() {
         return None;
     }
     let route = config.routes.iter().position(|r| r.name == route.name)?;
-    Some(ContinuePlan {
-        route,
-        request: req.clone(),
-        candidates,
-        id: accept.id.clone(),
-        created: accept.created,
-        include_usage: accept.include_usage,
-    })
+    Some(ContinuePlan { route, request: req.clone(), candidates, attempts_left, deadline_ms })
 }
 
-/// Continues a broken stream on the next prefill-capable target. A target
-/// that refuses is passed over without a word to the client, who gets the
-/// original failure if none continues.
-pub struct Continuer<G, U, C> {
+/// Continues broken streams for one request.
+pub struct Continuer<G, U, C, R> {
     pub gw: G,
     pub plan: ContinuePlan,
     pub upstream: U,
     pub clock: C,
+    pub rng: R,
+    /// Every continuation attempt, for the log.
+    pub attempts: Vec<AttemptRecord>,
 }
 
-impl<G: std::ops::Deref<Target = Gateway>, U: Upstream, C: Clock> Resume<U::Body> for Continuer<G, U, C> {
-    async fn resume(&mut self, partial: &str) -> Option<Resumed<U::Body>> {
-        let prefill = partial.trim_end();
-        if prefill.is_empty() {
-            return None;
-        }
+impl<G: std::ops::Deref<Target = Gateway>, U: Upstream, C: Clock, R: Rng> Continuer<G, U, C, R> {
+    pub fn new(gw: G, plan: ContinuePlan, upstream: U, clock: C, rng: R) -> Self {
+        Continuer { gw, plan, upstream, clock, rng, attempts: Vec::new() }
+    }
+}
+
+/// Reads a continuation's stream until its first token, in a relay that
+/// carries on from the broken one.
+struct ContinueAccept<'a, C> {
+    broken: &'a Relay,
+    clock: &'a C,
+}
+
+impl<B: UpstreamBody, C: Clock> Accept<B> for ContinueAccept<'_, C> {
+    type Output = Streaming<B>;
+
+    async fn accept(
+        &mut self,
+        target: &Target,
+        provider: &ProviderConfig,
+        key: Option<&str>,
+        head: UpstreamHead<B>,
+        deadline_ms: u64,
+    ) -> Result<Streaming<B>, UpstreamError> {
+        let src = source(target, provider, key, false);
+        let mut relay = self.broken.continuation(src, self.clock.now_ms(), deadline_ms);
+        let mut body = head.body;
+        until_first_token(&mut body, &mut relay, self.clock).await?;
+        Ok(Streaming { body, relay })
+    }
+}
+
+impl<G, U, C, R> Resume<U::Body> for Continuer<G, U, C, R>
+where
+    G: std::ops::Deref<Target = Gateway>,
+    U: Upstream,
+    C: Clock,
+    R: Rng,
+{
+    async fn resume(&mut self, broken: &Relay) -> Option<Streaming<U::Body>> {
+        let prefill = broken.prefill()?.to_owned();
         let gw = &*self.gw;
         let route = gw.config.routes.get(self.plan.route)?;
-        while !self.plan.candidates.is_empty() {
+        let mut req = self.plan.request.clone();
+        req.messages.push(Message {
+            role: Role::Assistant,
+            content: Some(Content::Text(prefill)),
+            name: None,
+            tool_calls: None,
+            tool_call_id: None,
+            extra: Default::default(),
+        });
+        while !self.plan.candidates.is_empty() && self.plan.attempts_left > 0 {
             let ti = self.plan.candidates.remove(0);
-            let Some(t) = route.targets.get(ti) else { continue };
-            let now = self.clock.now_ms();
-            if gw.states().availability(t.provider, now) == selection::Availability::Down {
-                continue;
-            }
-            let provider = gw.config.provider_of(t);
-            let mut req = self.plan.request.clone();
-            req.messages.push(Message {
-                role: Role::Assistant,
-                content: Some(Content::Text(prefill.to_owned())),
-                name: None,
-                tool_calls: None,
-                tool_call_id: None,
-                extra: Default::default(),
-            });
-            let out = providers::Outbound { provider, model: &t.model, api_key: gw.key(t.provider) };
-            let Ok(upstream_req) = providers::build_chat(&out, &req) else {
-                continue;
+            let order = [ti];
+            let plan = Plan {
+                config: &gw.config,
+                route,
+                order: &order,
+                request: &req,
+                keys: gw.provider_keys(),
+                states: gw.states_cell(),
+                forced: false,
+                max_attempts: self.plan.attempts_left,
+                deadline_ms: self.plan.deadline_ms,
             };
-            let deadline = now + route.policy.first_token_timeout_ms;
-            match self.upstream.send(&upstream_req, deadline).await {
-                Ok(head) if (200..300).contains(&head.status) => {
-                    let meta = providers::StreamMeta {
-                        id: self.plan.id.clone(),
-                        created: self.plan.created,
-                        model: t.model.clone(),
-                        include_usage: self.plan.include_usage,
-                    };
-                    return Some(Resumed {
-                        body: head.body,
-                        translator: providers::stream_translator(provider.format, meta),
-                        provider: t.provider,
-                        target: t.id.clone(),
-                        trimmed: partial.get(prefill.len()..).unwrap_or_default().to_owned(),
-                    });
-                }
-                Ok(head) if head.status >= 500 || head.status == 429 => {
-                    gw.states_mut().record_failure(t.provider, self.clock.now_ms());
-                }
-                // A refusal (it cannot continue this) says nothing about its health.
-                Ok(_) => {}
-                Err(_) => gw.states_mut().record_failure(t.provider, self.clock.now_ms()),
+            let mut accept = ContinueAccept { broken, clock: &self.clock };
+            let d = dispatch::dispatch(&plan, &self.clock, &self.upstream, &mut self.rng, &mut accept).await;
+            self.plan.attempts_left = self.plan.attempts_left.saturating_sub(d.attempts.len() as u32);
+            self.attempts.extend(d.attempts);
+            if let Dispatched::Served { output, .. } = d.outcome {
+                return Some(output);
             }
         }
         None
+    }
+
+    fn attempts(&mut self) -> Vec<AttemptRecord> {
+        std::mem::take(&mut self.attempts)
     }
 }

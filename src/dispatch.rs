@@ -23,10 +23,12 @@ use std::cell::RefCell;
 /// Turns a 2xx response head into the attempt's result.
 pub trait Accept<B> {
     type Output;
+    /// `key` is the provider's key (for redacting what the body may echo).
     async fn accept(
         &mut self,
         target: &Target,
         provider: &ProviderConfig,
+        key: Option<&str>,
         head: UpstreamHead<B>,
         deadline_ms: u64,
     ) -> Result<Self::Output, UpstreamError>;
@@ -69,6 +71,8 @@ pub struct Plan<'a> {
     pub forced: bool,
     /// Upstream attempts allowed (the route's bound, less any mirror call).
     pub max_attempts: u32,
+    /// The request's deadline (clock time): no attempt starts or waits past it.
+    pub deadline_ms: u64,
 }
 
 /// Replaces every occurrence of the key in an upstream message: some
@@ -94,8 +98,7 @@ where
     A: Accept<U::Body>,
 {
     let policy = &plan.route.policy;
-    let start = clock.now_ms();
-    let deadline = start + policy.deadline_ms;
+    let deadline = plan.deadline_ms;
     let mut attempts_left = plan.max_attempts;
     let mut attempts: Vec<AttemptRecord> = Vec::new();
     let mut min_context: Option<u64> = None;
@@ -148,18 +151,18 @@ where
             }
             attempts_left -= 1;
             at_target += 1;
-            // A stream's attempt lasts until its first content: the
-            // time-to-first-token limit.
-            let timeout = if plan.request.is_stream() {
+            // A stream's attempt lasts until its first token: the
+            // time-to-first-token limit, or the provider's own timeout.
+            let timeout = provider.timeout_ms.unwrap_or(if plan.request.is_stream() {
                 policy.first_token_timeout_ms
             } else {
-                provider.timeout_ms.unwrap_or(policy.attempt_timeout_ms)
-            };
+                policy.attempt_timeout_ms
+            });
             let attempt_deadline = (now + timeout).min(deadline);
             let result: AttemptResult<A::Output> = match upstream.send(&upstream_req, attempt_deadline).await {
                 Ok(head) if (200..300).contains(&head.status) => {
                     let status = head.status;
-                    match accept.accept(target, provider, head, attempt_deadline).await {
+                    match accept.accept(target, provider, key, head, attempt_deadline).await {
                         Ok(out) => Ok((status, out)),
                         Err(e) => Err((Some(status), e, None)),
                     }
@@ -171,7 +174,11 @@ where
                         head.retry_after_ms.as_deref(),
                         clock.now_ms(),
                     );
-                    let body = head.body.text(attempt_deadline).await.unwrap_or_default();
+                    let body = head
+                        .body
+                        .text(attempt_deadline, plan.config.security.max_error_body_bytes)
+                        .await
+                        .unwrap_or_default();
                     Err((Some(status), providers::classify_error(provider.format, status, &body), ra))
                 }
                 Err(TransportError::Timeout) => Err((
@@ -180,6 +187,11 @@ where
                     None,
                 )),
                 Err(TransportError::Connect(m)) => Err((None, UpstreamError::new(ErrorKind::Connect, m), None)),
+                Err(TransportError::TooLarge(n)) => Err((
+                    None,
+                    UpstreamError::new(ErrorKind::Malformed, format!("the response is larger than {n} bytes")),
+                    None,
+                )),
             };
             let ended = clock.now_ms();
             let latency = ended.saturating_sub(now);

@@ -103,3 +103,24 @@ pub fn unauthorized(message: &str) -> Reply {
     r.headers.push(("www-authenticate", "Bearer".to_owned()));
     r
 }
+
+/// A header value that any runtime accepts: visible ASCII and spaces only.
+/// Upstream strings (a model name) may hold CR/LF or non-Latin-1
+/// characters, which would make setting the header fail after a paid
+/// answer; those become `?`.
+pub fn header_value(s: &str) -> String {
+    let clean: String = s.chars().map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' }).collect();
+    clean.trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_are_sanitised() {
+        assert_eq!(header_value("gpt-4o-mini-2024-07-18"), "gpt-4o-mini-2024-07-18");
+        assert_eq!(header_value("模型\r\nx-injected: 1"), "????x-injected: 1");
+        assert_eq!(header_value("café\t"), "caf??");
+    }
+}

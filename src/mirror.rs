@@ -88,13 +88,14 @@ pub async fn run<C: Clock, U: Upstream>(config: &Config, job: &MirrorJob, clock:
     let head = match upstream.send(&req, job.deadline_ms).await {
         Ok(h) => h,
         Err(TransportError::Timeout) => return failed(ErrorKind::Timeout, clock),
-        Err(TransportError::Connect(_)) => return failed(ErrorKind::Connect, clock),
+        Err(TransportError::Connect(_) | TransportError::TooLarge(_)) => return failed(ErrorKind::Connect, clock),
     };
     let status = head.status;
-    let text = match head.body.text(job.deadline_ms).await {
+    let text = match head.body.text(job.deadline_ms, config.security.max_answer_bytes).await {
         Ok(t) => t,
         Err(TransportError::Timeout) => return failed(ErrorKind::Timeout, clock),
         Err(TransportError::Connect(_)) => return failed(ErrorKind::Connect, clock),
+        Err(TransportError::TooLarge(_)) => return failed(ErrorKind::Malformed, clock),
     };
     if !(200..300).contains(&status) {
         let UpstreamError { kind, .. } = providers::classify_error(provider.format, status, &text);
@@ -114,7 +115,7 @@ pub async fn run<C: Clock, U: Upstream>(config: &Config, job: &MirrorJob, clock:
             };
             MirrorResult::Answered { answer, body }
         }
-        Err(_) => failed(ErrorKind::Malformed, clock),
+        Err(e) => failed(e.kind, clock),
     }
 }
 

@@ -11,6 +11,11 @@ use crate::taxonomy::ErrorKind;
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamRequest};
 use futures_util::future::join_all;
 
+/// A probe reads at most this much of an answer (only that it came matters)
+/// and of an error body.
+const ANSWER_CAP: u64 = 1 << 20;
+const ERROR_CAP: u64 = 64 * 1024;
+
 /// Probes every provider and records the results. Returns the providers
 /// probed with their results, in configuration order.
 pub async fn probe_all<C: Clock, U: Upstream>(gw: &Gateway, clock: &C, upstream: &U) -> Vec<(String, ProbeResult)> {
@@ -56,18 +61,19 @@ async fn probe_one<C: Clock, U: Upstream>(
     let start = clock.now_ms();
     let deadline = start + timeout_ms;
     let error = match upstream.send(req, deadline).await {
-        Ok(head) if (200..300).contains(&head.status) => match head.body.text(deadline).await {
+        Ok(head) if (200..300).contains(&head.status) => match head.body.text(deadline, ANSWER_CAP).await {
             Ok(_) => None,
             Err(TransportError::Timeout) => Some(ErrorKind::Timeout),
             Err(TransportError::Connect(_)) => Some(ErrorKind::Connect),
+            Err(TransportError::TooLarge(_)) => None,
         },
         Ok(head) => {
             let status = head.status;
-            let body = head.body.text(deadline).await.unwrap_or_default();
+            let body = head.body.text(deadline, ERROR_CAP).await.unwrap_or_default();
             Some(providers::classify_error(format, status, &body).kind)
         }
         Err(TransportError::Timeout) => Some(ErrorKind::Timeout),
-        Err(TransportError::Connect(_)) => Some(ErrorKind::Connect),
+        Err(TransportError::Connect(_) | TransportError::TooLarge(_)) => Some(ErrorKind::Connect),
     };
     ProbeResult { error, latency_ms: clock.now_ms().saturating_sub(start) }
 }

@@ -5,7 +5,7 @@
 //! function, randomness through [`Rng`].
 
 use crate::api::{ApiError, ChatRequest};
-use crate::config::{AllUnavailable, Route, Strategy, Target};
+use crate::config::{AllUnavailable, Format, Route, Strategy, Target};
 use crate::rng::Rng;
 
 /// What a request needs from a target.
@@ -15,6 +15,14 @@ pub struct Needs {
     pub tools: bool,
     pub json: bool,
     pub prompt_tokens: u64,
+    /// `logprobs` / `top_logprobs`.
+    pub logprobs: bool,
+    /// `reasoning_effort`.
+    pub reasoning: bool,
+    /// `parallel_tool_calls: false`.
+    pub sequential_tools: bool,
+    /// `n > 1`.
+    pub several_choices: bool,
 }
 
 impl Needs {
@@ -24,29 +32,58 @@ impl Needs {
             tools: req.uses_tools(),
             json: req.wants_json(),
             prompt_tokens: req.estimated_prompt_tokens(),
+            logprobs: req.wants_logprobs(),
+            reasoning: req.reasoning_effort().is_some(),
+            sequential_tools: req.forbids_parallel_tools(),
+            several_choices: req.choices() > 1,
         }
     }
 }
 
-fn why_not(t: &Target, needs: &Needs) -> Option<&'static str> {
+/// Why a target cannot serve a request: the request field (for the error's
+/// `param`) and what it asks for.
+type Unmet = (&'static str, &'static str);
+
+/// Fields that change the answer and that a format cannot express are never
+/// dropped: such a target is passed over. An OpenAI-format target gets the
+/// request as the client sent it, and its host answers for its models.
+fn why_not(t: &Target, format: Format, needs: &Needs) -> Option<Unmet> {
     if needs.vision && !t.caps.vision {
-        return Some("image input (vision)");
+        return Some(("messages", "image input (vision)"));
     }
     if needs.tools && !t.caps.tools {
-        return Some("tools");
+        return Some(("tools", "tools"));
     }
     if needs.json && !t.caps.json {
-        return Some("JSON output (json)");
+        return Some(("response_format", "JSON output (json)"));
     }
     if needs.prompt_tokens > t.context_window {
-        return Some("a prompt this long (context window)");
+        return Some(("messages", "a prompt this long (context window)"));
+    }
+    let openai = format == Format::OpenAi;
+    if needs.logprobs && !openai {
+        return Some(("logprobs", "`logprobs` (log probabilities)"));
+    }
+    if needs.reasoning && !openai && !t.caps.reasoning {
+        return Some(("reasoning_effort", "`reasoning_effort` (reasoning)"));
+    }
+    if needs.sequential_tools && format == Format::Cohere {
+        return Some(("parallel_tool_calls", "`parallel_tool_calls: false`"));
+    }
+    if needs.several_choices && !openai {
+        return Some(("n", "`n` greater than 1"));
     }
     None
 }
 
 /// The route's targets that can serve the request, in configured order, after
 /// the client's own order if it gave one. A clear 400 when none can.
-pub fn eligible(route: &Route, needs: &Needs, client_order: Option<&[String]>) -> Result<Vec<usize>, ApiError> {
+pub fn eligible(
+    route: &Route,
+    format: impl Fn(&Target) -> Format,
+    needs: &Needs,
+    client_order: Option<&[String]>,
+) -> Result<Vec<usize>, ApiError> {
     let base: Vec<usize> = match client_order {
         None => (0..route.targets.len()).collect(),
         Some(order) => {
@@ -87,28 +124,33 @@ pub fn eligible(route: &Route, needs: &Needs, client_order: Option<&[String]>) -
             picked
         }
     };
-    let mut reasons: Vec<&'static str> = Vec::new();
+    let mut reasons: Vec<Unmet> = Vec::new();
     let out: Vec<usize> = base
         .into_iter()
-        .filter(|&i| match why_not(&route.targets[i], needs) {
-            None => true,
-            Some(r) => {
-                if !reasons.contains(&r) {
-                    reasons.push(r);
+        .filter(|&i| {
+            let Some(t) = route.targets.get(i) else { return false };
+            match why_not(t, format(t), needs) {
+                None => true,
+                Some(r) => {
+                    if !reasons.contains(&r) {
+                        reasons.push(r);
+                    }
+                    false
                 }
-                false
             }
         })
         .collect();
     if out.is_empty() {
-        let mut e =
-            ApiError::invalid(format!("no target of route `{}` supports {}", route.name, reasons.join(" and ")));
-        e.param = Some("model".into());
-        e.code = Some(if reasons == ["a prompt this long (context window)"] {
-            "context_length_exceeded".into()
-        } else {
-            "unsupported_capability".into()
+        let what: Vec<&str> = reasons.iter().map(|r| r.1).collect();
+        let mut e = ApiError::invalid(format!("no target of route `{}` supports {}", route.name, what.join(" and ")));
+        let only_context = what == ["a prompt this long (context window)"];
+        // The field to blame: the first one a target could not honour, or
+        // the route itself when it is only capabilities the route lacks.
+        e.param = Some(match reasons.first() {
+            Some((p, _)) if !matches!(*p, "messages" | "tools" | "response_format") => (*p).into(),
+            _ => "model".into(),
         });
+        e.code = Some(if only_context { "context_length_exceeded".into() } else { "unsupported_capability".into() });
         return Err(e);
     }
     Ok(out)
@@ -244,6 +286,32 @@ mod tests {
         .unwrap()
     }
 
+    fn fmt(c: &Config) -> impl Fn(&Target) -> Format + '_ {
+        move |t| c.provider_of(t).format
+    }
+
+    #[test]
+    fn fields_a_format_cannot_honour_skip_its_targets_or_name_the_field() {
+        let c = cfg();
+        // Route p: a (openai), b (anthropic), c (cohere).
+        let r = c.route("p").unwrap();
+        let logprobs = Needs { logprobs: true, ..Needs::default() };
+        assert_eq!(eligible(r, fmt(&c), &logprobs, None).unwrap(), vec![0]);
+        let n = Needs { several_choices: true, ..Needs::default() };
+        assert_eq!(eligible(r, fmt(&c), &n, None).unwrap(), vec![0]);
+        let seq = Needs { sequential_tools: true, ..Needs::default() };
+        assert_eq!(eligible(r, fmt(&c), &seq, None).unwrap(), vec![0, 1], "anthropic disables parallel calls");
+        let reasoning = Needs { reasoning: true, ..Needs::default() };
+        assert_eq!(eligible(r, fmt(&c), &reasoning, None).unwrap(), vec![0], "no `reasoning` capability on b, c");
+        // Only the anthropic target left: the 400 names the field.
+        let only_b = vec!["b".to_owned()];
+        let e = eligible(r, fmt(&c), &logprobs, Some(&only_b)).unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("logprobs")));
+        assert!(e.message.contains("logprobs"), "{}", e.message);
+        let e = eligible(r, fmt(&c), &reasoning, Some(&only_b)).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("reasoning_effort"));
+    }
+
     fn first_pick_counts(route: &Route, failures: &[f64], n: u32, seed: u64) -> Vec<u32> {
         let mut rng = SplitMix64::new(seed);
         let mut counts = vec![0u32; route.targets.len()];
@@ -324,15 +392,15 @@ mod tests {
         let c = cfg();
         let r = c.route("w").unwrap();
         let vision = Needs { vision: true, ..Needs::default() };
-        assert_eq!(eligible(r, &vision, None).unwrap(), vec![0]);
+        assert_eq!(eligible(r, fmt(&c), &vision, None).unwrap(), vec![0]);
         let huge = Needs { prompt_tokens: 150_000, ..Needs::default() };
-        assert_eq!(eligible(r, &huge, None).unwrap(), vec![1]);
+        assert_eq!(eligible(r, fmt(&c), &huge, None).unwrap(), vec![1]);
         let json = Needs { json: true, ..Needs::default() };
-        let e = eligible(r, &json, None).unwrap_err();
+        let e = eligible(r, fmt(&c), &json, None).unwrap_err();
         assert_eq!(e.status, 400);
         assert!(e.message.contains("JSON output"), "{}", e.message);
         let both = Needs { vision: true, prompt_tokens: 150_000, ..Needs::default() };
-        let e = eligible(r, &both, None).unwrap_err();
+        let e = eligible(r, fmt(&c), &both, None).unwrap_err();
         assert!(e.message.contains("vision") && e.message.contains("context"), "{}", e.message);
     }
 
@@ -359,9 +427,9 @@ mod tests {
         let c = cfg();
         let r = c.route("p").unwrap();
         let order_ = vec!["c".to_owned(), "a/m1".to_owned()];
-        assert_eq!(eligible(r, &Needs::default(), Some(&order_)).unwrap(), vec![2, 0]);
+        assert_eq!(eligible(r, fmt(&c), &Needs::default(), Some(&order_)).unwrap(), vec![2, 0]);
         let bad = vec!["zzz".to_owned()];
-        let e = eligible(r, &Needs::default(), Some(&bad)).unwrap_err();
+        let e = eligible(r, fmt(&c), &Needs::default(), Some(&bad)).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("switchyard.order"));
         assert!(e.message.contains("a/m1"));
     }

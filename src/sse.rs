@@ -9,16 +9,35 @@ pub struct SseEvent {
     pub data: String,
 }
 
-/// Feeds on byte chunks, yields complete events.
-#[derive(Debug, Default)]
+/// Feeds on byte chunks, yields complete events. A line or an event larger
+/// than the parser's limit stops it: an upstream that trickles bytes with no
+/// newline cannot grow a buffer without bound.
+#[derive(Debug)]
 pub struct SseParser {
     /// Bytes of the current, incomplete line.
     line: Vec<u8>,
     /// The last byte seen was a CR (a following LF belongs to it).
     after_cr: bool,
     event: Option<String>,
-    data: Vec<String>,
+    data: String,
+    /// The current event has a `data` line already (later ones join with `\n`).
+    has_data: bool,
     has_field: bool,
+    limit: usize,
+    overflowed: bool,
+}
+
+/// A line or event went over the parser's limit; the parser reads no more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overflow;
+
+/// The limit of a parser made with [`SseParser::new`].
+pub const DEFAULT_LIMIT: usize = 1 << 20;
+
+impl Default for SseParser {
+    fn default() -> Self {
+        Self::with_limit(DEFAULT_LIMIT)
+    }
 }
 
 impl SseParser {
@@ -26,29 +45,62 @@ impl SseParser {
         Self::default()
     }
 
+    /// A parser that refuses lines and events longer than `limit` bytes.
+    pub fn with_limit(limit: usize) -> Self {
+        SseParser {
+            line: Vec::new(),
+            after_cr: false,
+            event: None,
+            data: String::new(),
+            has_data: false,
+            has_field: false,
+            limit: limit.max(64),
+            overflowed: false,
+        }
+    }
+
     /// Parses `bytes` and appends every event they complete to `out`.
-    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) {
-        for &b in bytes {
+    pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), Overflow> {
+        if self.overflowed {
+            return Err(Overflow);
+        }
+        while !bytes.is_empty() {
             if self.after_cr {
                 self.after_cr = false;
-                if b == b'\n' {
+                if bytes.first() == Some(&b'\n') {
+                    bytes = bytes.get(1..).unwrap_or_default();
                     continue;
                 }
             }
-            match b {
-                b'\r' => {
-                    self.after_cr = true;
+            match bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+                Some(i) => {
+                    let (head, rest) = bytes.split_at(i);
+                    self.line.extend_from_slice(head);
+                    self.after_cr = rest.first() == Some(&b'\r');
+                    bytes = rest.get(1..).unwrap_or_default();
                     self.end_line(out);
                 }
-                b'\n' => self.end_line(out),
-                _ => self.line.push(b),
+                None => {
+                    self.line.extend_from_slice(bytes);
+                    bytes = &[];
+                }
+            }
+            if self.line.len() > self.limit || self.data.len() > self.limit {
+                self.overflowed = true;
+                self.line = Vec::new();
+                self.data = String::new();
+                return Err(Overflow);
             }
         }
+        Ok(())
     }
 
     /// The stream ended: an event not followed by a blank line still counts
     /// (some providers omit the final blank line).
     pub fn finish(&mut self, out: &mut Vec<SseEvent>) {
+        if self.overflowed {
+            return;
+        }
         if !self.line.is_empty() {
             self.end_line(out);
         }
@@ -56,21 +108,23 @@ impl SseParser {
     }
 
     fn end_line(&mut self, out: &mut Vec<SseEvent>) {
-        let line = std::mem::take(&mut self.line);
-        if line.is_empty() {
+        if self.line.is_empty() {
             self.dispatch(out);
             return;
         }
-        if line[0] == b':' {
+        let line = std::mem::take(&mut self.line);
+        if line.first() == Some(&b':') {
+            self.line = line;
+            self.line.clear();
             return; // a comment (keep-alive)
         }
         let text = String::from_utf8_lossy(&line);
         let (field, value) = match text.find(':') {
             Some(i) => {
-                let v = &text[i + 1..];
-                (&text[..i], v.strip_prefix(' ').unwrap_or(v))
+                let v = text.get(i + 1..).unwrap_or_default();
+                (text.get(..i).unwrap_or_default(), v.strip_prefix(' ').unwrap_or(v))
             }
-            None => (&text[..], ""),
+            None => (text.as_ref(), ""),
         };
         match field {
             "event" => {
@@ -78,20 +132,28 @@ impl SseParser {
                 self.has_field = true;
             }
             "data" => {
-                self.data.push(value.to_owned());
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(value);
+                self.has_data = true;
                 self.has_field = true;
             }
             _ => {} // id, retry and unknown fields do not matter here
         }
+        drop(text);
+        self.line = line;
+        self.line.clear();
     }
 
     fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
         if !self.has_field {
             return;
         }
-        let data = std::mem::take(&mut self.data).join("\n");
+        let data = std::mem::take(&mut self.data);
         let event = self.event.take();
         self.has_field = false;
+        self.has_data = false;
         out.push(SseEvent { event, data });
     }
 }
@@ -115,7 +177,7 @@ mod tests {
         let mut p = SseParser::new();
         let mut out = Vec::new();
         for c in chunks {
-            p.feed(c, &mut out);
+            p.feed(c, &mut out).unwrap();
         }
         p.finish(&mut out);
         out
@@ -176,6 +238,42 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_line_without_end_stops_the_parser_at_its_limit() {
+        let mut p = SseParser::with_limit(1024);
+        let mut out = Vec::new();
+        let trickle = [b'a'; 100];
+        let mut fed = Ok(());
+        let mut total = 0;
+        p.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"", &mut out).unwrap();
+        while fed.is_ok() && total < 1_000_000 {
+            fed = p.feed(&trickle, &mut out);
+            total += trickle.len();
+        }
+        assert_eq!(fed, Err(Overflow));
+        assert!(total <= 1100, "stopped after {total} bytes");
+        assert!(out.is_empty());
+        assert_eq!(p.feed(b"\n\n", &mut out), Err(Overflow), "it stays stopped");
+        // An event of many short data lines is bounded too.
+        let mut p = SseParser::with_limit(1024);
+        let mut fed = Ok(());
+        for _ in 0..1000 {
+            fed = fed.and(p.feed(b"data: xxxxxxxxxxxxxxxx\n", &mut out));
+        }
+        assert_eq!(fed, Err(Overflow));
+    }
+
+    #[test]
+    fn events_at_the_limit_pass() {
+        let mut p = SseParser::with_limit(1024);
+        let mut out = Vec::new();
+        let data = "x".repeat(1000);
+        for _ in 0..50 {
+            p.feed(format!("data: {data}\n\n").as_bytes(), &mut out).unwrap();
+        }
+        assert_eq!(out.len(), 50);
     }
 
     #[test]

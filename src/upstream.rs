@@ -20,6 +20,8 @@ pub enum TransportError {
     Timeout,
     /// Connection refused, reset, DNS failure...
     Connect(String),
+    /// The body is larger than the reader allowed; it was not read further.
+    TooLarge(u64),
 }
 
 /// A response head: status and the few headers the gateway acts on
@@ -36,8 +38,10 @@ pub struct UpstreamHead<B> {
 
 /// A response body not yet read.
 pub trait UpstreamBody {
-    /// Reads the whole body as text, giving up at `deadline_ms` (clock time).
-    async fn text(self, deadline_ms: u64) -> Result<String, TransportError>;
+    /// Reads the whole body as text, giving up at `deadline_ms` (clock time),
+    /// or as soon as more than `max_bytes` have arrived (checked as bytes
+    /// arrive, so a huge body is never held whole).
+    async fn text(self, deadline_ms: u64, max_bytes: u64) -> Result<String, TransportError>;
     /// Reads the next piece of a streamed body as it arrives; `None` at the
     /// end. Gives up at `deadline_ms`.
     async fn chunk(&mut self, deadline_ms: u64) -> Result<Option<Vec<u8>>, TransportError>;

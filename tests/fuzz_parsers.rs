@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 use switchyard::api::ChatRequest;
 use switchyard::config::Config;
 use switchyard::http::check_body_headers;
-use switchyard::providers::{self, Format, StreamMeta};
+use switchyard::providers::{self, Format};
 use switchyard::sse::SseParser;
+use switchyard::stream::{Relay, Source, StreamSpec};
 
 const FORMATS: [Format; 3] = [Format::OpenAi, Format::Anthropic, Format::Cohere];
 
@@ -75,8 +76,26 @@ fn arb_json() -> impl Strategy<Value = Value> {
     })
 }
 
-fn meta() -> StreamMeta {
-    StreamMeta { id: "chatcmpl-1".into(), created: 1, model: "m".into(), include_usage: true }
+fn relay_for(f: Format) -> Relay {
+    let spec = StreamSpec {
+        id: "chatcmpl-1".into(),
+        created: 1,
+        include_usage: true,
+        choices: 1,
+        idle_timeout_ms: 10,
+        deadline_ms: 1_000,
+        max_event_bytes: 512,
+        max_text_bytes: 512,
+    };
+    let source = Source {
+        provider: 0,
+        target: "p/m".into(),
+        model: "m".into(),
+        decoder: providers::decoder(f, true),
+        passthrough: f == Format::OpenAi,
+        key: Some("sk-fuzz".into()),
+    };
+    Relay::new(spec, source, 0, 100)
 }
 
 proptest! {
@@ -112,26 +131,35 @@ proptest! {
             "message-start", "content-delta", "tool-call-start", "tool-call-delta", "message-end", "ping", "",
         ]), arb_json()), 0..10),
     ) {
-        let mut p = SseParser::new();
+        let mut p = SseParser::with_limit(256);
         let mut out = Vec::new();
         for c in &chunks {
-            p.feed(c, &mut out);
+            let _ = p.feed(c, &mut out);
         }
         p.finish(&mut out);
         for f in FORMATS {
-            let mut t = providers::stream_translator(f, meta());
-            let mut items = Vec::new();
+            let mut d = providers::decoder(f, true);
+            let mut facts = Vec::new();
             for e in &out {
-                t.on_event(e, &mut items);
+                d.decode(e, &mut facts);
+            }
+            // The same bytes, and the events, through a whole relay.
+            let mut relay = relay_for(f);
+            for c in &chunks {
+                relay.feed(c, 1);
             }
             for (name, data) in &events {
-                let ev = switchyard::sse::SseEvent {
-                    event: (!name.is_empty()).then(|| name.to_string()),
-                    data: data.to_string(),
+                let text = if name.is_empty() {
+                    format!("data: {data}\n\n")
+                } else {
+                    format!("event: {name}\ndata: {data}\n\n")
                 };
-                t.on_event(&ev, &mut items);
+                relay.feed(text.as_bytes(), 2);
+                let _ = relay.take_output();
             }
-            let _ = t.usage();
+            relay.tick(relay.next_deadline());
+            relay.end(3);
+            let _ = relay.take_output();
         }
     }
 

@@ -49,7 +49,7 @@ impl<'c> Fake<'c> {
 struct Body(String);
 
 impl UpstreamBody for Body {
-    async fn text(self, _deadline_ms: u64) -> Result<String, TransportError> {
+    async fn text(self, _deadline_ms: u64, _max_bytes: u64) -> Result<String, TransportError> {
         Ok(self.0)
     }
     async fn chunk(&mut self, _deadline_ms: u64) -> Result<Option<Vec<u8>>, TransportError> {
@@ -154,7 +154,7 @@ fn ask(gw: &Gateway, fake: &Fake, clock: &FakeClock, body: Value) -> Answer {
     }
 }
 
-fn whole<B, C>(r: ChatReply<B, C>) -> Reply {
+fn whole<B>(r: ChatReply<B>) -> Reply {
     match r {
         ChatReply::Whole(r) => r,
         ChatReply::Stream { .. } => panic!("expected a whole reply"),

@@ -19,9 +19,10 @@ fn module_of(rel: &str) -> Option<String> {
 /// The code of a file without its `#[cfg(test)]` module (tests may reach
 /// anywhere) and without comments.
 fn code_of(text: &str) -> String {
-    let cut = text
-        .find("#[cfg(test)]\nmod tests")
-        .or_else(|| text.find("#[cfg(test)]\npub(crate) mod"))
+    let cut = ["#[cfg(test)]\nmod tests", "#[cfg(test)]\npub(crate) mod"]
+        .iter()
+        .filter_map(|p| text.find(p))
+        .min()
         .unwrap_or(text.len());
     text[..cut].lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n")
 }

@@ -16,6 +16,7 @@ use switchyard::log::RequestLog;
 use switchyard::mirror::NoMirror;
 use switchyard::record::Outcome;
 use switchyard::rng::SplitMix64;
+use switchyard::stream::StreamDriver;
 use switchyard::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead, UpstreamRequest};
 
 /// One step of a scripted body: wait `after_ms`, then deliver.
@@ -38,7 +39,7 @@ struct Body<'c> {
 }
 
 impl UpstreamBody for Body<'_> {
-    async fn text(mut self, deadline_ms: u64) -> Result<String, TransportError> {
+    async fn text(mut self, deadline_ms: u64, _max_bytes: u64) -> Result<String, TransportError> {
         let mut out = String::new();
         while let Some(b) = self.chunk(deadline_ms).await? {
             out.push_str(&String::from_utf8_lossy(&b));
@@ -199,8 +200,9 @@ fn stream(gw: &Gateway, fake: &Fake, clock: &FakeClock) -> Result<Streamed, Valu
     let mut w = World { clock: &clock, upstream: fake, rng: &mut rng, mirror: &NoMirror };
     match block_on(chat(gw, ChatInput { body: body.as_bytes(), order_header: None }, &mut log, &mut w)) {
         ChatReply::Whole(r) => Err(serde_json::from_str(&r.body).unwrap()),
-        ChatReply::Stream { head, relay, resume } => {
-            let mut relay = relay.with_resume(resume.map(|plan| Continuer { gw, plan, upstream: fake, clock }));
+        ChatReply::Stream { head, stream, resume } => {
+            let resume = resume.map(|plan| Continuer::new(gw, plan, fake, clock, SplitMix64::new(2)));
+            let mut relay = StreamDriver::new(stream, clock, resume);
             assert_eq!(
                 head.headers.iter().find(|h| h.0 == "content-type").unwrap().1,
                 "text/event-stream; charset=utf-8"
@@ -211,7 +213,8 @@ fn stream(gw: &Gateway, fake: &Fake, clock: &FakeClock) -> Result<Streamed, Valu
                 // A piece may carry several events: split them for the assertions.
                 pieces.extend(p.split_inclusive("\n\n").map(str::to_owned));
             }
-            end_stream(gw, &relay, &mut log, &clock);
+            let attempts = relay.continuation_attempts();
+            end_stream(gw, relay.relay(), attempts, &mut log, clock.now_ms());
             Ok(Streamed { provider, pieces, log })
         }
     }

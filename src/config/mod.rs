@@ -148,8 +148,11 @@ pub struct Capabilities {
     pub tools: bool,
     pub json: bool,
     /// Continues a partial assistant message given as the last message
-    /// (Anthropic does natively; some OpenAI-compatible servers do).
+    /// (Anthropic's models before Claude 4.6 do; some OpenAI-compatible servers do).
     pub prefill: bool,
+    /// Thinks before answering when asked (`reasoning_effort`): translated for
+    /// Anthropic and Cohere targets, which need it to be served such requests.
+    pub reasoning: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -524,10 +527,11 @@ impl Config {
                         "tools" => caps.tools = true,
                         "json" => caps.json = true,
                         "prefill" => caps.prefill = true,
+                        "reasoning" => caps.reasoning = true,
                         other => {
                             return Err(err(
                                 format!("{tat}.capabilities[{j}]"),
-                                format!("unknown capability `{other}`: use vision, tools, json or prefill"),
+                                format!("unknown capability `{other}`: use vision, tools, json, prefill or reasoning"),
                             ))
                         }
                     }

@@ -20,6 +20,12 @@ pub struct Security {
     pub cors_max_age_s: u64,
     /// Largest request body accepted.
     pub max_body_bytes: u64,
+    /// Largest upstream answer read whole (and answer text kept from a stream).
+    pub max_answer_bytes: u64,
+    /// Largest upstream error body read (the rest is not read).
+    pub max_error_body_bytes: u64,
+    /// Largest SSE line or event in an upstream stream.
+    pub max_stream_event_bytes: u64,
     /// The rate limiting binding (declared in wrangler.toml), if any.
     pub rate_limit_binding: Option<String>,
     /// The binding's period, for Retry-After.
@@ -36,6 +42,9 @@ impl Default for Security {
             cors_credentials: false,
             cors_max_age_s: 600,
             max_body_bytes: 1024 * 1024,
+            max_answer_bytes: 8 * 1024 * 1024,
+            max_error_body_bytes: 64 * 1024,
+            max_stream_event_bytes: 1024 * 1024,
             rate_limit_binding: None,
             rate_limit_period_s: 60,
         }
@@ -62,6 +71,9 @@ pub(super) struct RawCors {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLimits {
     max_body_bytes: Option<u64>,
+    max_answer_bytes: Option<u64>,
+    max_error_body_bytes: Option<u64>,
+    max_stream_event_bytes: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +114,18 @@ pub(super) fn validate(raw: &RawSecurity) -> Result<Security, ConfigError> {
     if !(1024..=100 * 1024 * 1024).contains(&max_body_bytes) {
         return Err(err("limits.max_body_bytes", "must be between 1 KiB and 100 MiB"));
     }
+    let cap = |name: &str, v: Option<u64>, default: u64| -> Result<u64, ConfigError> {
+        let v = v.unwrap_or(default);
+        if (1024..=64 * 1024 * 1024).contains(&v) {
+            Ok(v)
+        } else {
+            Err(err(format!("limits.{name}"), "must be between 1 KiB and 64 MiB"))
+        }
+    };
+    let max_answer_bytes = cap("max_answer_bytes", raw.limits.max_answer_bytes, d.max_answer_bytes)?;
+    let max_error_body_bytes = cap("max_error_body_bytes", raw.limits.max_error_body_bytes, d.max_error_body_bytes)?;
+    let max_stream_event_bytes =
+        cap("max_stream_event_bytes", raw.limits.max_stream_event_bytes, d.max_stream_event_bytes)?;
     let keys_secret = raw.auth.keys_secret.clone().unwrap_or(d.keys_secret);
     if keys_secret.is_empty() {
         return Err(err("auth.keys_secret", "must name a Worker secret"));
@@ -119,6 +143,9 @@ pub(super) fn validate(raw: &RawSecurity) -> Result<Security, ConfigError> {
         cors_credentials: credentials,
         cors_max_age_s: raw.cors.max_age_s.unwrap_or(d.cors_max_age_s),
         max_body_bytes,
+        max_answer_bytes,
+        max_error_body_bytes,
+        max_stream_event_bytes,
         rate_limit_binding,
         rate_limit_period_s,
     })

@@ -29,6 +29,7 @@ use relay::StreamJob;
 use std::cell::RefCell;
 use std::rc::Rc;
 use upstream::{FetchBody, FetchUpstream};
+use wasm_bindgen::JsCast;
 use worker::{
     console_error, console_log, event, Context, Env, Headers, Request, Response, Result, ScheduleContext,
     ScheduledEvent,
@@ -154,12 +155,15 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
                     primary.set(log.answer.take());
                     reply
                 }
-                ChatReply::Stream { head, relay, resume } => {
+                ChatReply::Stream { head, stream, resume } => {
                     // The attempts before the stream started are recorded by now.
                     schedule_upkeep(&gw, &env, &ctx);
-                    let resume = resume.map(|plan| Continuer { gw: gw.clone(), plan, upstream: FetchUpstream, clock });
+                    let resume = resume.map(|plan| {
+                        Continuer::new(gw.clone(), plan, FetchUpstream, clock, SplitMix64::new(rng.next_u64()))
+                    });
                     let job = StreamJob { gw, log, primary };
-                    return relay::stream_response(&ctx, head, relay.with_resume(resume), job, &request_id, &cors);
+                    let driver = crate::stream::StreamDriver::new(stream, clock, resume);
+                    return relay::stream_response(&ctx, head, driver, job, &request_id, &cors);
                 }
             }
         }
@@ -247,7 +251,7 @@ async fn serve_chat(
     log: &mut RequestLog,
     rng: &mut SplitMix64,
     mirror: &EdgeMirror<'_>,
-) -> ChatReply<FetchBody, WorkerClock> {
+) -> ChatReply<FetchBody> {
     // A new isolate reads the shared state before its first decision; after
     // that, refreshes happen after responses.
     if gw.state_never_loaded() {
@@ -265,16 +269,47 @@ async fn serve_chat(
         log.error = Some(e.message.clone());
         return ChatReply::Whole(Reply::error(&e));
     }
-    let body = match req.bytes().await {
+    let declared = header("content-length").is_some();
+    let read = if declared { req.bytes().await.map_err(|_| None) } else { read_capped(&req, max).await };
+    let body = match read {
         Ok(b) if b.len() as u64 > max => {
+            log.outcome = Some(Outcome::ClientError);
             return ChatReply::Whole(Reply::error(&crate::http::too_large(max)));
         }
         Ok(b) => b,
-        Err(_) => return ChatReply::Whole(Reply::error(&ApiError::invalid("the request body could not be read"))),
+        Err(Some(e)) => {
+            log.outcome = Some(Outcome::ClientError);
+            return ChatReply::Whole(Reply::error(&e));
+        }
+        Err(None) => return ChatReply::Whole(Reply::error(&ApiError::invalid("the request body could not be read"))),
     };
     let order = req.headers().get(HEADER_ORDER).ok().flatten();
     let mut w = World { clock: &WorkerClock, upstream: &FetchUpstream, rng, mirror };
     chat::chat(gw, ChatInput { body: &body, order_header: order.as_deref() }, log, &mut w).await
+}
+
+/// Reads a request body that declares no length (chunked), counting bytes as
+/// they arrive: past `max` it stops reading and answers 413, so a client
+/// cannot make the isolate hold more than the limit. `Err(None)`: unreadable.
+async fn read_capped(req: &Request, max: u64) -> std::result::Result<Vec<u8>, Option<ApiError>> {
+    let Some(stream) = req.inner().body() else {
+        return Ok(Vec::new());
+    };
+    let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+    let mut out = Vec::new();
+    loop {
+        let result = wasm_bindgen_futures::JsFuture::from(reader.read()).await.map_err(|_| None)?;
+        if js_sys::Reflect::get(&result, &"done".into()).ok().and_then(|d| d.as_bool()) == Some(true) {
+            return Ok(out);
+        }
+        let value = js_sys::Reflect::get(&result, &"value".into()).map_err(|_| None)?;
+        let bytes: js_sys::Uint8Array = value.dyn_into().map_err(|_| None)?;
+        if out.len() as u64 + u64::from(bytes.length()) > max {
+            let _ = reader.cancel();
+            return Err(Some(crate::http::too_large(max)));
+        }
+        out.extend_from_slice(&bytes.to_vec());
+    }
 }
 
 /// The cron trigger: probe every provider, fold the results into health and

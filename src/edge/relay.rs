@@ -11,8 +11,9 @@ use crate::gateway::Gateway;
 use crate::http::{Reply, HEADER_REQUEST_ID};
 use crate::log::RequestLog;
 use crate::record::{Answer, Outcome};
+use crate::rng::SplitMix64;
 use crate::slot::Slot;
-use crate::stream::Relay;
+use crate::stream::StreamDriver;
 use std::cell::Cell;
 use std::rc::Rc;
 use wasm_bindgen::JsCast;
@@ -20,7 +21,8 @@ use wasm_bindgen_futures::JsFuture;
 use worker::{Context, Headers, Response, ResponseBody, Result};
 
 /// A stream on its way to the client, able to continue elsewhere.
-pub type ClientRelay = Relay<FetchBody, WorkerClock, Option<Continuer<Rc<Gateway>, FetchUpstream, WorkerClock>>>;
+pub type ClientRelay =
+    StreamDriver<FetchBody, WorkerClock, Option<Continuer<Rc<Gateway>, FetchUpstream, WorkerClock, SplitMix64>>>;
 
 /// What a relayed stream needs besides the relay.
 pub struct StreamJob {
@@ -70,7 +72,8 @@ pub fn stream_response(
         }
         let _ = JsFuture::from(writer.close()).await;
         drop(on_reject);
-        end_stream(&gw, &relay, &mut log, &WorkerClock);
+        let continuation = relay.continuation_attempts();
+        end_stream(&gw, relay.relay(), continuation, &mut log, WorkerClock.now_ms());
         // The mirror comparison (if any) waits for this.
         primary.set(log.answer.take());
         log.latency_ms = WorkerClock.now_ms().saturating_sub(started);

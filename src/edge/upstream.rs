@@ -125,7 +125,27 @@ impl UpstreamBody for FetchBody {
         }
     }
 
-    async fn text(mut self, deadline_ms: u64) -> Result<String, TransportError> {
+    async fn text(mut self, deadline_ms: u64, max_bytes: u64) -> Result<String, TransportError> {
+        let declared =
+            self.response.headers().get("content-length").ok().flatten().and_then(|l| l.trim().parse::<u64>().ok());
+        match declared {
+            // Too large by its own account: not read at all (dropping aborts it).
+            Some(n) if n > max_bytes => return Err(TransportError::TooLarge(max_bytes)),
+            Some(_) => {}
+            // No length: read piece by piece, counting, so that a body without
+            // end is never held whole.
+            None => {
+                let mut bytes = Vec::new();
+                while let Some(piece) = self.chunk(deadline_ms).await? {
+                    if (bytes.len() + piece.len()) as u64 > max_bytes {
+                        return Err(TransportError::TooLarge(max_bytes));
+                    }
+                    bytes.extend_from_slice(&piece);
+                }
+                return Ok(String::from_utf8_lossy(&bytes).into_owned());
+            }
+        }
+        // A declared length within bounds: the runtime reads it (native code).
         let read = self.response.text().map_err(connect)?;
         match race(read, &mut self.timer, deadline_ms).await {
             Some(Ok(text)) => {

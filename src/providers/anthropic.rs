@@ -8,12 +8,15 @@
 //!   original order. Only their text is kept.
 //! - `max_tokens` is required by Anthropic: the client's `max_completion_tokens`,
 //!   else its `max_tokens`, else the provider's `default_max_tokens`.
-//! - `temperature` is clamped to 1.0: Anthropic accepts 0..1 where OpenAI
-//!   accepts 0..2. Clamping (not scaling) keeps the common values (0, 0.2, 0.7,
-//!   1) meaning the same thing on both sides.
-//! - `top_p` is forwarded unless it is 1 (or more), which is a no-op: newer
-//!   Claude models reject requests that set both `temperature` and `top_p`, and
-//!   clients often send `top_p: 1` by habit.
+//! - `temperature` is clamped to 1.0 and `top_p` left out when it is 1 (as for
+//!   every format: `providers::common`). Claude 4.x models refuse `temperature`
+//!   and `top_p` together, so when both are given only `temperature` is sent.
+//! - `reasoning_effort` (targets with the `reasoning` capability) ->
+//!   `thinking: {type:"enabled", budget_tokens}` with the budget for that
+//!   effort (`common::reasoning_budget`); `max_tokens` grows by the budget
+//!   when it would not leave room for an answer. Thinking requires the
+//!   default sampling, so `temperature` and `top_p` are not sent with it, and
+//!   it cannot be combined with a forced tool choice (a 400).
 //! - `stop` -> `stop_sequences`, `user` -> `metadata.user_id`.
 //! - `tools` -> `{name, description, input_schema}`; `tool_choice` and
 //!   `parallel_tool_calls` -> `tool_choice{type, name?, disable_parallel_tool_use?}`.
@@ -23,30 +26,33 @@
 //!   blocks are concatenated. `tool` messages become `tool_result` blocks in a
 //!   user turn (so several results in a row share one turn), and inside a user
 //!   turn the `tool_result` blocks are moved first, as Anthropic requires. A turn
-//!   that is a single plain text block is sent with string content.
+//!   that is a single plain text block is sent with string content. Empty text
+//!   blocks are never sent (Anthropic rejects them); a turn left empty is dropped.
 //! - `response_format`: `json_schema` -> `output_config.format{type:"json_schema",
 //!   schema}`. Anthropic has no JSON-object mode, so `json_object` adds the
 //!   instruction [`JSON_OBJECT_INSTRUCTION`] to the end of `system` (capability
 //!   routing keeps JSON requests on targets marked `json`).
-//! - Not supported, rejected with a 400: `n > 1`, `input_audio` / `file`
+//! - Not supported, so capability routing never sends them here: `n > 1`,
+//!   `logprobs` / `top_logprobs`. Rejected with a 400: `input_audio` / `file`
 //!   content parts, non-image data URIs, the deprecated `function` role.
-//! - Dropped silently (no Anthropic equivalent): `seed`, `frequency_penalty`,
-//!   `presence_penalty`, message `name`, and unknown top-level fields.
+//! - Dropped (sampling hints with no Anthropic equivalent): `seed`,
+//!   `frequency_penalty`, `presence_penalty`, message `name`, and unknown
+//!   top-level fields.
 //! - `stream: true` is sent when the client streams (and nothing otherwise);
-//!   [`StreamState`] translates that stream, [`parse_response`] the plain
-//!   answer. `stream_options` is not sent: a Messages stream always reports
-//!   usage.
+//!   [`StreamDecoder`] reads that stream, [`parse_response`] the plain answer.
+//!   `stream_options` is not sent: a Messages stream always reports usage.
 
 // `ApiError` is large; the signatures are shared by every adapter (see mod.rs).
 #![allow(clippy::result_large_err)]
 
-use super::openai::{ChunkWriter, Delta, ToolCallDelta};
-use super::{clip, request_headers, Outbound, StreamItem, StreamMeta, StreamTranslator};
+use super::common::{self, Assembled, OutputFormat, ToolCalls};
+use super::{clip, request_headers, Outbound};
 use crate::api::{
-    ApiError, ChatCompletion, ChatRequest, Choice, CompletionTokensDetails, Content, ContentPart, FunctionCall,
-    Message, PromptTokensDetails, ResponseFormatKind, ResponseMessage, Role, ToolCall, ToolChoice, ToolChoiceMode,
-    Usage,
+    ApiError, ChatCompletion, ChatRequest, CompletionTokensDetails, Content, ContentPart, Message, PromptTokensDetails,
+    Role, ToolChoice, ToolChoiceMode, Usage,
 };
+use crate::event::{Decode, Event};
+use crate::json::Dig;
 use crate::sse::SseEvent;
 use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
@@ -71,12 +77,27 @@ pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamReques
 }
 
 fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
-    if req.n.is_some_and(|n| n > 1) {
+    if req.choices() > 1 {
         return Err(ApiError::invalid_param("n", "n > 1 is not supported by anthropic"));
     }
     let mut body = Map::new();
     body.insert("model".into(), json!(out.model));
-    let max_tokens = req.max_output_tokens().unwrap_or(out.provider.default_max_tokens);
+    let mut max_tokens = req.max_output_tokens().unwrap_or(out.provider.default_max_tokens);
+    let thinking = req.reasoning_effort().map(common::reasoning_budget);
+    if let Some(budget) = thinking {
+        if matches!(req.tool_choice, Some(ToolChoice::Named { .. }) | Some(ToolChoice::Mode(ToolChoiceMode::Required)))
+        {
+            return Err(ApiError::invalid_param(
+                "tool_choice",
+                "anthropic cannot think (`reasoning_effort`) with a forced tool choice: use \"auto\" or \"none\"",
+            ));
+        }
+        // budget_tokens must stay below max_tokens, with room for the answer.
+        if max_tokens <= budget {
+            max_tokens = max_tokens.saturating_add(budget);
+        }
+        body.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": budget}));
+    }
     body.insert("max_tokens".into(), json!(max_tokens));
     if req.is_stream() {
         body.insert("stream".into(), Value::Bool(true));
@@ -84,40 +105,33 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
 
     let (mut system, messages) = translate_messages(&req.messages)?;
 
-    if let Some(rf) = &req.response_format {
-        match rf.kind {
-            ResponseFormatKind::Text => {}
-            ResponseFormatKind::JsonObject => system.push(JSON_OBJECT_INSTRUCTION.to_owned()),
-            ResponseFormatKind::JsonSchema => {
-                let schema = rf.json_schema.as_ref().and_then(|s| s.get("schema")).ok_or_else(|| {
-                    ApiError::invalid_param(
-                        "response_format.json_schema.schema",
-                        "a `json_schema` response format needs `json_schema.schema`",
-                    )
-                })?;
-                body.insert("output_config".into(), json!({"format": {"type": "json_schema", "schema": schema}}));
-            }
+    match common::output_format(req)? {
+        OutputFormat::Text => {}
+        OutputFormat::JsonObject => system.push(JSON_OBJECT_INSTRUCTION.to_owned()),
+        OutputFormat::Schema(schema) => {
+            body.insert("output_config".into(), json!({"format": {"type": "json_schema", "schema": schema}}));
         }
     }
+    system.retain(|s| !s.is_empty());
     if !system.is_empty() {
         body.insert("system".into(), Value::String(system.join("\n\n")));
     }
     body.insert("messages".into(), Value::Array(messages));
 
-    if let Some(t) = req.temperature {
-        // Anthropic's range is 0..1, OpenAI's 0..2: clamp rather than scale.
-        body.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
-    }
-    if let Some(p) = req.top_p {
-        if p < 1.0 {
-            body.insert("top_p".into(), json!(p));
+    if thinking.is_none() {
+        match (common::temperature(req), common::top_p(req)) {
+            // Claude 4.x refuse the pair: temperature wins.
+            (Some(t), _) => {
+                body.insert("temperature".into(), json!(t));
+            }
+            (None, Some(p)) => {
+                body.insert("top_p".into(), json!(p));
+            }
+            (None, None) => {}
         }
     }
-    if let Some(stop) = &req.stop {
-        let v = stop.to_vec();
-        if !v.is_empty() {
-            body.insert("stop_sequences".into(), json!(v));
-        }
+    if let Some(v) = common::stop_sequences(req) {
+        body.insert("stop_sequences".into(), json!(v));
     }
     if let Some(user) = &req.user {
         body.insert("metadata".into(), json!({ "user_id": user }));
@@ -125,16 +139,15 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
 
     let tools = req.tools.as_deref().unwrap_or_default();
     if !tools.is_empty() {
-        let defs: Vec<Value> = tools
-            .iter()
+        let defs: Vec<Value> = common::tool_specs(tools, false)
+            .into_iter()
             .map(|t| {
                 let mut d = Map::new();
-                d.insert("name".into(), json!(t.function.name));
-                if let Some(desc) = &t.function.description {
+                d.insert("name".into(), json!(t.name));
+                if let Some(desc) = t.description {
                     d.insert("description".into(), json!(desc));
                 }
-                let schema = t.function.parameters.clone().unwrap_or_else(|| json!({"type": "object"}));
-                d.insert("input_schema".into(), schema);
+                d.insert("input_schema".into(), t.schema);
                 Value::Object(d)
             })
             .collect();
@@ -198,6 +211,9 @@ fn translate_messages(messages: &[Message]) -> Result<(Vec<String>, Vec<Value>),
                 ))
             }
         };
+        if blocks.is_empty() {
+            continue; // nothing but empty text: Anthropic rejects an empty turn
+        }
         match turns.last_mut() {
             Some(last) if last.role == role => last.blocks.extend(blocks),
             _ => turns.push(Turn { role, blocks }),
@@ -206,7 +222,7 @@ fn translate_messages(messages: &[Message]) -> Result<(Vec<String>, Vec<Value>),
     if turns.is_empty() {
         return Err(ApiError::invalid_param(
             "messages",
-            "anthropic needs at least one user or assistant message besides the system prompt",
+            "anthropic needs at least one non-empty user or assistant message besides the system prompt",
         ));
     }
     let out = turns
@@ -215,7 +231,7 @@ fn translate_messages(messages: &[Message]) -> Result<(Vec<String>, Vec<Value>),
             if t.role == "user" {
                 // tool_result blocks must come first in a user turn.
                 let (mut results, rest): (Vec<Value>, Vec<Value>) =
-                    t.blocks.into_iter().partition(|b| b["type"] == "tool_result");
+                    t.blocks.into_iter().partition(|b| b.at("type") == "tool_result");
                 results.extend(rest);
                 t.blocks = results;
             }
@@ -227,33 +243,39 @@ fn translate_messages(messages: &[Message]) -> Result<(Vec<String>, Vec<Value>),
 
 /// A single plain text block is sent as string content; anything else as blocks.
 fn turn_content(mut blocks: Vec<Value>) -> Value {
-    if blocks.len() == 1 && blocks[0]["type"] == "text" && blocks[0].as_object().is_some_and(|o| o.len() == 2) {
-        if let Some(Value::String(s)) = blocks[0].get_mut("text").map(Value::take) {
-            return Value::String(s);
+    if let [only] = blocks.as_mut_slice() {
+        if only.at("type") == "text" && only.as_object().is_some_and(|o| o.len() == 2) {
+            if let Some(Value::String(s)) = only.get_mut("text").map(Value::take) {
+                return Value::String(s);
+            }
         }
     }
     Value::Array(blocks)
 }
 
-fn text_block(text: &str) -> Value {
-    json!({"type": "text", "text": text})
+/// A text block, or none for empty text (Anthropic rejects empty text blocks).
+fn text_block(text: &str) -> Option<Value> {
+    (!text.is_empty()).then(|| json!({"type": "text", "text": text}))
 }
 
 fn user_blocks(i: usize, content: Option<&Content>) -> Result<Vec<Value>, ApiError> {
     match content {
         None => Ok(Vec::new()),
-        Some(Content::Text(s)) => Ok(vec![text_block(s)]),
-        Some(Content::Parts(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(j, p)| match p {
-                ContentPart::Text { text } => Ok(text_block(text)),
-                ContentPart::ImageUrl { image_url } => image_block(&image_url.url)
-                    .map_err(|msg| ApiError::invalid_param(format!("messages[{i}].content[{j}].image_url.url"), msg)),
-                ContentPart::InputAudio { .. } => Err(unsupported_part(i, j, "input_audio")),
-                ContentPart::File { .. } => Err(unsupported_part(i, j, "file")),
-            })
-            .collect(),
+        Some(Content::Text(s)) => Ok(text_block(s).into_iter().collect()),
+        Some(Content::Parts(parts)) => {
+            let mut out = Vec::new();
+            for (j, p) in parts.iter().enumerate() {
+                match p {
+                    ContentPart::Text { text } => out.extend(text_block(text)),
+                    ContentPart::ImageUrl { image_url } => out.push(image_block(&image_url.url).map_err(|msg| {
+                        ApiError::invalid_param(format!("messages[{i}].content[{j}].image_url.url"), msg)
+                    })?),
+                    ContentPart::InputAudio { .. } => return Err(unsupported_part(i, j, "input_audio")),
+                    ContentPart::File { .. } => return Err(unsupported_part(i, j, "file")),
+                }
+            }
+            Ok(out)
+        }
     }
 }
 
@@ -296,11 +318,11 @@ fn assistant_blocks(i: usize, m: &Message) -> Result<Vec<Value>, ApiError> {
     let mut blocks = Vec::new();
     match &m.content {
         None => {}
-        Some(Content::Text(s)) => blocks.push(text_block(s)),
+        Some(Content::Text(s)) => blocks.extend(text_block(s)),
         Some(Content::Parts(parts)) => {
             for (j, p) in parts.iter().enumerate() {
                 match p {
-                    ContentPart::Text { text } => blocks.push(text_block(text)),
+                    ContentPart::Text { text } => blocks.extend(text_block(text)),
                     _ => {
                         return Err(ApiError::invalid_param(
                             format!("messages[{i}].content[{j}]"),
@@ -311,13 +333,7 @@ fn assistant_blocks(i: usize, m: &Message) -> Result<Vec<Value>, ApiError> {
             }
         }
     }
-    let calls = m.tool_calls.as_deref().unwrap_or_default();
-    if !calls.is_empty() {
-        // Anthropic rejects empty text blocks; an assistant turn that calls
-        // tools often comes with `content: ""`.
-        blocks.retain(|b| b["text"].as_str().is_none_or(|t| !t.is_empty()));
-    }
-    for (j, c) in calls.iter().enumerate() {
+    for (j, c) in m.tool_calls.iter().flatten().enumerate() {
         let param = format!("messages[{i}].tool_calls[{j}].function.arguments");
         let input: Value = if c.function.arguments.trim().is_empty() {
             json!({})
@@ -345,26 +361,16 @@ struct MessageResponse {
     #[serde(default)]
     stop_reason: Option<String>,
     #[serde(default)]
-    usage: Option<AnthropicUsage>,
+    usage: Option<Value>,
 }
 
-#[derive(Deserialize, Default)]
+/// Anthropic's token counts, as its answers and stream events report them.
+#[derive(Default, Clone)]
 struct AnthropicUsage {
-    #[serde(default)]
     input_tokens: u64,
-    #[serde(default)]
     output_tokens: u64,
-    #[serde(default)]
     cache_creation_input_tokens: Option<u64>,
-    #[serde(default)]
     cache_read_input_tokens: Option<u64>,
-    #[serde(default)]
-    output_tokens_details: Option<OutputDetails>,
-}
-
-#[derive(Deserialize, Default)]
-struct OutputDetails {
-    #[serde(default)]
     thinking_tokens: Option<u64>,
 }
 
@@ -378,31 +384,28 @@ impl AnthropicUsage {
             completion_tokens: self.output_tokens,
             total_tokens: prompt + self.output_tokens,
             prompt_tokens_details: self.cache_read_input_tokens.map(|c| PromptTokensDetails { cached_tokens: c }),
-            completion_tokens_details: self
-                .output_tokens_details
-                .as_ref()
-                .and_then(|d| d.thinking_tokens)
-                .map(|t| CompletionTokensDetails { reasoning_tokens: t }),
+            completion_tokens_details: self.thinking_tokens.map(|t| CompletionTokensDetails { reasoning_tokens: t }),
         }
     }
 
-    /// Takes in the counts a stream event reports (`message_start.message.usage`,
-    /// `message_delta.usage`). They are cumulative, so each replaces the last.
+    /// Takes in the counts an answer or stream event reports
+    /// (`message_start.message.usage`, `message_delta.usage`). They are
+    /// cumulative, so each replaces the last.
     fn update(&mut self, u: &Value) {
-        if let Some(n) = u["input_tokens"].as_u64() {
+        if let Some(n) = u.at("input_tokens").count() {
             self.input_tokens = n;
         }
-        if let Some(n) = u["output_tokens"].as_u64() {
+        if let Some(n) = u.at("output_tokens").count() {
             self.output_tokens = n;
         }
-        if let Some(n) = u["cache_creation_input_tokens"].as_u64() {
+        if let Some(n) = u.at("cache_creation_input_tokens").count() {
             self.cache_creation_input_tokens = Some(n);
         }
-        if let Some(n) = u["cache_read_input_tokens"].as_u64() {
+        if let Some(n) = u.at("cache_read_input_tokens").count() {
             self.cache_read_input_tokens = Some(n);
         }
-        if let Some(n) = u["output_tokens_details"]["thinking_tokens"].as_u64() {
-            self.output_tokens_details = Some(OutputDetails { thinking_tokens: Some(n) });
+        if let Some(n) = u.at("output_tokens_details").at("thinking_tokens").count() {
+            self.thinking_tokens = Some(n);
         }
     }
 }
@@ -420,7 +423,8 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
 }
 
 /// Parses a Messages response. Text blocks are concatenated, `tool_use`
-/// blocks become tool calls, `thinking` and other blocks are skipped.
+/// blocks become tool calls, `thinking` blocks become `reasoning_content`;
+/// other blocks are skipped.
 pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> {
     let r: MessageResponse = serde_json::from_str(body).map_err(|e| format!("not an anthropic message: {e}"))?;
     if let Some(kind) = &r.kind {
@@ -428,46 +432,28 @@ pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> 
             return Err(format!("expected an anthropic message, got type `{kind}`"));
         }
     }
-    let mut text = String::new();
-    let mut calls = Vec::new();
+    let mut a = Assembled { id: r.id, model: r.model, ..Assembled::default() };
     for (i, block) in r.content.iter().enumerate() {
-        match block["type"].as_str() {
-            Some("text") => text.push_str(block["text"].as_str().unwrap_or_default()),
+        match block.at("type").as_str() {
+            Some("text") => a.text.push_str(block.at("text").as_str().unwrap_or_default()),
+            Some("thinking") => a.reasoning.push_str(block.at("thinking").as_str().unwrap_or_default()),
             Some("tool_use") => {
-                let (Some(id), Some(name)) = (block["id"].as_str(), block["name"].as_str()) else {
+                let (Some(id), Some(name)) = (block.at("id").as_str(), block.at("name").as_str()) else {
                     return Err(format!("content[{i}] is a tool_use block without id or name"));
                 };
                 let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
-                calls.push(ToolCall {
-                    id: id.to_owned(),
-                    kind: "function".to_owned(),
-                    function: FunctionCall { name: name.to_owned(), arguments: input.to_string() },
-                });
+                a.call(id, name, input.to_string());
             }
             _ => {}
         }
     }
-    let content = if text.is_empty() && !calls.is_empty() { None } else { Some(text) };
-    let usage = r.usage.as_ref().map(AnthropicUsage::to_openai);
-    Ok(ChatCompletion {
-        id: r.id,
-        object: "chat.completion".to_owned(),
-        created: now_s,
-        model: r.model,
-        choices: vec![Choice {
-            index: 0,
-            message: ResponseMessage {
-                role: "assistant".to_owned(),
-                content,
-                tool_calls: if calls.is_empty() { None } else { Some(calls) },
-                refusal: None,
-            },
-            finish_reason: r.stop_reason.as_deref().map(|s| finish_reason(s).to_owned()),
-            logprobs: None,
-        }],
-        usage,
-        system_fingerprint: None,
-    })
+    a.finish_reason = r.stop_reason.as_deref().map(|s| finish_reason(s).to_owned());
+    a.usage = r.usage.as_ref().map(|u| {
+        let mut au = AnthropicUsage::default();
+        au.update(u);
+        au.to_openai()
+    });
+    Ok(a.into_completion(now_s))
 }
 
 // ---------------------------------------------------------------- errors
@@ -524,173 +510,129 @@ pub fn classify_error(status: u16, body: &str) -> UpstreamError {
 
 // ---------------------------------------------------------------- streaming
 
-/// A `tool_use` block seen in the stream.
-struct ToolBlock {
-    /// Anthropic's content block index.
-    block: Option<u64>,
-    /// OpenAI's tool call index: the call's position among the tool calls
-    /// (Anthropic's block index also counts text and thinking blocks).
-    ordinal: usize,
-    /// Some `arguments` text was sent for it.
-    has_arguments: bool,
-}
-
-/// Translates a Messages stream into OpenAI chunks (MAPPING.md §6):
+/// Reads a Messages stream (MAPPING.md §6):
 ///
-/// - `message_start` -> the role chunk. Chunks carry the message's own id
-///   (`msg_...`, as [`parse_response`] answers) and model; `meta.id` and
-///   `meta.model` stand in when `message_start` names none.
-/// - Text deltas -> `delta.content`; a `tool_use` block start -> the call's
-///   first fragment (`id`, `name`, `arguments:""`), its `input_json_delta`
-///   pieces -> `arguments` fragments (empty pieces are skipped). A tool call
-///   that got no arguments text at all gets `"{}"` at `content_block_stop`, as
-///   [`parse_response`] would give. Thinking and signature deltas are dropped.
-/// - `message_delta` -> an empty-delta chunk with the mapped finish reason.
-/// - `message_stop` -> the usage chunk (with `include_usage`, and only if the
-///   stream reported usage), then [`StreamItem::Done`]. Later events are ignored.
-/// - `event: error` -> [`StreamItem::Error`], classified as [`classify_error`]
+/// - `message_start` -> [`Event::Start`] with the message's id (`msg_...`, as
+///   [`parse_response`] answers) and model, and the first usage counts.
+/// - `text_delta` -> text; `thinking_delta` -> reasoning (signatures are
+///   dropped: OpenAI's format has no place for them); a `tool_use` block
+///   start -> a tool call (renumbered), its `input_json_delta` pieces -> its
+///   arguments, `{}` at `content_block_stop` if it got none.
+/// - `message_delta` -> usage and the mapped finish reason.
+/// - `message_stop` -> [`Event::Done`]. Later events are ignored.
+/// - `event: error` -> [`Event::Error`], classified as [`classify_error`]
 ///   does; Anthropic ends the stream after it.
-pub struct StreamState {
-    writer: ChunkWriter,
-    include_usage: bool,
+#[derive(Default)]
+pub struct StreamDecoder {
     usage: Option<AnthropicUsage>,
-    tools: Vec<ToolBlock>,
+    tools: ToolCalls,
     done: bool,
 }
 
-impl StreamState {
-    pub fn new(meta: StreamMeta) -> Self {
-        StreamState {
-            writer: ChunkWriter::new(&meta),
-            include_usage: meta.include_usage,
-            usage: None,
-            tools: Vec::new(),
-            done: false,
-        }
+impl StreamDecoder {
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    fn update_usage(&mut self, u: &Value) {
+    fn update_usage(&mut self, u: &Value, out: &mut Vec<Event>) {
         if u.is_object() {
-            self.usage.get_or_insert_with(AnthropicUsage::default).update(u);
+            let usage = self.usage.get_or_insert_with(AnthropicUsage::default);
+            usage.update(u);
+            out.push(Event::Usage(usage.to_openai()));
         }
     }
 
-    fn message_start(&mut self, message: &Value, out: &mut Vec<StreamItem>) {
-        if let Some(id) = message["id"].as_str().filter(|s| !s.is_empty()) {
-            self.writer.id = id.to_owned();
-        }
-        if let Some(model) = message["model"].as_str().filter(|s| !s.is_empty()) {
-            self.writer.model = model.to_owned();
-        }
-        self.update_usage(&message["usage"]);
-        out.push(self.writer.chunk(Delta::role(), None));
-    }
-
-    fn block_start(&mut self, v: &Value, out: &mut Vec<StreamItem>) {
-        let block = &v["content_block"];
-        match block["type"].as_str() {
+    fn block_start(&mut self, v: &Value, out: &mut Vec<Event>) {
+        let block = v.at("content_block");
+        match block.at("type").as_str() {
             Some("tool_use") => {
-                let (Some(id), Some(name)) = (block["id"].as_str(), block["name"].as_str()) else {
-                    out.push(StreamItem::Malformed);
+                let (Some(id), Some(name)) = (block.at("id").as_str(), block.at("name").as_str()) else {
+                    out.push(Event::Malformed);
                     return;
                 };
-                let ordinal = self.tools.len();
-                self.tools.push(ToolBlock { block: v["index"].as_u64(), ordinal, has_arguments: false });
-                out.push(self.writer.chunk(Delta::tool_call(ToolCallDelta::start(ordinal, id, name, "")), None));
+                self.tools.start(v.at("index").as_u64(), id, name, "", out);
             }
             // A text block starts empty; should it not, its text is content too.
             Some("text") => {
-                if let Some(text) = block["text"].as_str().filter(|t| !t.is_empty()) {
-                    out.push(self.writer.chunk(Delta::content(text), None));
+                if let Some(text) = block.at("text").as_str().filter(|t| !t.is_empty()) {
+                    out.push(Event::Text { choice: 0, text: text.to_owned() });
                 }
             }
-            // thinking, redacted_thinking, server tool blocks and their results.
+            Some("thinking") => {
+                if let Some(text) = block.at("thinking").as_str().filter(|t| !t.is_empty()) {
+                    out.push(Event::Reasoning { choice: 0, text: text.to_owned() });
+                }
+            }
+            // redacted_thinking, server tool blocks and their results.
             _ => {}
         }
     }
 
-    fn block_delta(&mut self, v: &Value, out: &mut Vec<StreamItem>) {
-        let delta = &v["delta"];
-        match delta["type"].as_str() {
-            Some("text_delta") => match delta["text"].as_str() {
+    fn block_delta(&mut self, v: &Value, out: &mut Vec<Event>) {
+        let delta = v.at("delta");
+        match delta.at("type").as_str() {
+            Some("text_delta") => match delta.at("text").as_str() {
                 Some("") => {}
-                Some(text) => out.push(self.writer.chunk(Delta::content(text), None)),
-                None => out.push(StreamItem::Malformed),
+                Some(text) => out.push(Event::Text { choice: 0, text: text.to_owned() }),
+                None => out.push(Event::Malformed),
+            },
+            Some("thinking_delta") => match delta.at("thinking").as_str() {
+                Some("") => {}
+                Some(text) => out.push(Event::Reasoning { choice: 0, text: text.to_owned() }),
+                None => out.push(Event::Malformed),
             },
             Some("input_json_delta") => {
-                let index = v["index"].as_u64();
-                let (Some(piece), Some(tool)) =
-                    (delta["partial_json"].as_str(), self.tools.iter_mut().rev().find(|t| t.block == index))
-                else {
-                    out.push(StreamItem::Malformed);
-                    return;
+                let ok = match delta.at("partial_json").as_str() {
+                    Some(piece) => self.tools.args(v.at("index").as_u64(), piece, out),
+                    None => false,
                 };
-                if !piece.is_empty() {
-                    tool.has_arguments = true;
-                    let call = ToolCallDelta::arguments(tool.ordinal, piece);
-                    out.push(self.writer.chunk(Delta::tool_call(call), None));
+                if !ok {
+                    out.push(Event::Malformed);
                 }
             }
-            // thinking_delta, signature_delta, citations_delta and newer ones.
+            // signature_delta, citations_delta and newer ones.
             _ => {}
         }
-    }
-
-    fn block_stop(&mut self, v: &Value, out: &mut Vec<StreamItem>) {
-        let index = v["index"].as_u64();
-        if let Some(tool) = self.tools.iter_mut().rev().find(|t| t.block == index) {
-            if !tool.has_arguments {
-                tool.has_arguments = true;
-                let call = ToolCallDelta::arguments(tool.ordinal, "{}");
-                out.push(self.writer.chunk(Delta::tool_call(call), None));
-            }
-        }
-    }
-
-    fn message_stop(&mut self, out: &mut Vec<StreamItem>) {
-        if self.include_usage {
-            if let Some(u) = &self.usage {
-                out.push(self.writer.usage_chunk(&u.to_openai()));
-            }
-        }
-        self.done = true;
-        out.push(StreamItem::Done);
     }
 }
 
-impl StreamTranslator for StreamState {
-    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamItem>) {
+impl Decode for StreamDecoder {
+    fn decode(&mut self, ev: &SseEvent, out: &mut Vec<Event>) {
         if self.done {
             return;
         }
         let v = match serde_json::from_str::<Value>(&ev.data) {
             Ok(v @ Value::Object(_)) => v,
             _ => {
-                out.push(StreamItem::Malformed);
+                out.push(Event::Malformed);
                 return;
             }
         };
         // `data.type` always equals the event name; the data is read first.
-        match v["type"].as_str().or(ev.event.as_deref()).unwrap_or_default() {
-            "message_start" => self.message_start(&v["message"], out),
+        match v.at("type").as_str().or(ev.event.as_deref()).unwrap_or_default() {
+            "message_start" => {
+                let m = v.at("message");
+                let name = |k: &str| m.at(k).as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+                out.push(Event::Start { id: name("id"), model: name("model") });
+                self.update_usage(m.at("usage"), out);
+            }
             "content_block_start" => self.block_start(&v, out),
             "content_block_delta" => self.block_delta(&v, out),
-            "content_block_stop" => self.block_stop(&v, out),
+            "content_block_stop" => self.tools.end(v.at("index").as_u64(), out),
             "message_delta" => {
-                self.update_usage(&v["usage"]);
-                if let Some(reason) = v["delta"]["stop_reason"].as_str() {
-                    out.push(self.writer.chunk(Delta::default(), Some(finish_reason(reason))));
+                self.update_usage(v.at("usage"), out);
+                if let Some(reason) = v.at("delta").at("stop_reason").as_str() {
+                    out.push(Event::Finish { choice: 0, reason: finish_reason(reason).to_owned() });
                 }
             }
-            "message_stop" => self.message_stop(out),
-            "error" => out.push(StreamItem::Error(stream_error(&v, &ev.data))),
+            "message_stop" => {
+                self.done = true;
+                out.push(Event::Done);
+            }
+            "error" => out.push(Event::Error(stream_error(&v, &ev.data))),
             // ping, and event types added later.
             _ => {}
         }
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.usage.as_ref().map(AnthropicUsage::to_openai)
     }
 }
 
@@ -698,7 +640,7 @@ impl StreamTranslator for StreamState {
 /// HTTP status of its own: an unknown error type counts as a 500.
 fn stream_error(v: &Value, data: &str) -> UpstreamError {
     let mut e = classify_error(500, data);
-    if !v["error"]["message"].is_string() {
+    if !v.at("error").at("message").is_string() {
         e.message = "anthropic sent an error event".to_owned();
     }
     e
@@ -947,7 +889,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(body["temperature"], 1.0);
-        assert_eq!(body["top_p"], 0.9);
+        assert!(body.get("top_p").is_none(), "Claude 4.x refuse temperature with top_p: temperature wins");
+        let alone = build(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"top_p":0.9}"#).unwrap();
+        assert_eq!((alone["top_p"].as_f64(), alone.get("temperature")), (Some(0.9), None));
         assert_eq!(body["max_tokens"], 70, "max_completion_tokens wins");
         assert_eq!(body["metadata"], json!({"user_id": "u-42"}));
         assert_eq!(body["stop_sequences"], json!(["END"]));
@@ -1218,18 +1162,10 @@ mod tests {
         assert_eq!(classify_error(502, "<html>").message, "upstream answered HTTP 502");
     }
 
-    use crate::providers::openai::stream_test::{self as st, summarise};
+    use crate::providers::openai::stream_test::{self as st, summarise, StreamItem};
 
-    fn meta(include_usage: bool) -> StreamMeta {
-        StreamMeta {
-            id: "chatcmpl-gateway".into(),
-            created: 1_700_000_000,
-            model: "claude-target".into(),
-            include_usage,
-        }
-    }
     fn stream(file: &str, include_usage: bool) -> (Vec<StreamItem>, Option<Usage>) {
-        let mut t = StreamState::new(meta(include_usage));
+        let mut t = st::Translator::new(Box::new(StreamDecoder::new()), include_usage);
         let items = st::run(&mut t, &fixture(file));
         (items, t.usage())
     }
@@ -1348,7 +1284,7 @@ mod tests {
 
         let one = |data: &str| {
             let mut out = Vec::new();
-            StreamState::new(meta(false))
+            st::Translator::new(Box::new(StreamDecoder::new()), false)
                 .on_event(&SseEvent { event: Some("error".into()), data: data.to_owned() }, &mut out);
             match out.as_slice() {
                 [StreamItem::Error(e)] => e.clone(),
@@ -1414,7 +1350,7 @@ mod tests {
         );
         sse += &ev("message_stop", json!({"type":"message_stop"}));
         sse += &ev("message_stop", json!({"type":"message_stop"}));
-        let mut t = StreamState::new(meta(true));
+        let mut t = st::Translator::new(Box::new(StreamDecoder::new()), true);
         let items = st::run(&mut t, &sse);
         let s = summarise(&items);
         assert_eq!(s.text, "Checking.");
@@ -1442,7 +1378,7 @@ mod tests {
              data: [1]\n\nevent: ping\n",
             1,
         );
-        let mut t = StreamState::new(meta(false));
+        let mut t = st::Translator::new(Box::new(StreamDecoder::new()), false);
         let s = summarise(&st::run(&mut t, &sse));
         assert_eq!(s.malformed, 4);
         assert_eq!(s.text, "Hello!");
@@ -1454,7 +1390,7 @@ mod tests {
     #[test]
     fn without_message_start_the_meta_names_the_chunks() {
         let mut out = Vec::new();
-        let mut t = StreamState::new(meta(true));
+        let mut t = st::Translator::new(Box::new(StreamDecoder::new()), true);
         for data in [
             r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}}"#,
             r#"{"type":"message_delta","delta":{"stop_reason":"max_tokens"}}"#,
@@ -1466,6 +1402,6 @@ mod tests {
         assert_eq!(s.finish, ["length"]);
         assert!(s.usage_chunks.is_empty(), "no usage reported, no usage chunk");
         assert!(t.usage().is_none());
-        assert!(s.chunks.iter().all(|c| c["id"] == "chatcmpl-gateway" && c["model"] == "claude-target"));
+        assert!(s.chunks.iter().all(|c| c["id"] == "chatcmpl-gateway" && c["model"] == "gpt-4o-mini"));
     }
 }

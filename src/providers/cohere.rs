@@ -7,34 +7,41 @@
 //!   `user` (string, or `text` and `image_url` parts), `assistant` (text content
 //!   and `tool_calls`, whose `arguments` stay a JSON string), `tool` ->
 //!   `{role:"tool", tool_call_id, content:<string>}`. Turns are not merged.
-//! - `temperature` is clamped to 1.0 (Cohere's range is 0..1, OpenAI's 0..2).
-//!   `top_p` -> `p`, clamped into Cohere's 0.01..0.99. `frequency_penalty` and
-//!   `presence_penalty` are clamped into Cohere's 0..1 (OpenAI allows -2..2).
+//! - `temperature` is clamped to 1.0; `top_p` -> `p`, left out when it is 1
+//!   (as for every format: `providers::common`) and otherwise clamped into
+//!   Cohere's 0.01..0.99. `frequency_penalty` and `presence_penalty` are
+//!   clamped into Cohere's 0..1 (OpenAI allows -2..2).
 //! - `max_completion_tokens` (else `max_tokens`) -> `max_tokens`; `stop` ->
 //!   `stop_sequences`; `seed` as is.
+//! - `reasoning_effort` (targets with the `reasoning` capability) ->
+//!   `thinking: {type:"enabled", token_budget}` with the budget for that
+//!   effort (`common::reasoning_budget`).
 //! - `tools` keep OpenAI's shape (`parameters` defaults to an empty object
 //!   schema; `strict` is dropped). `tool_choice`: `required` -> `"REQUIRED"`,
 //!   `none` -> `"NONE"`, `auto` -> left out; a named function cannot be forced
 //!   on Cohere and is a 400. `tool_choice` is sent only with tools.
 //! - `response_format`: `json_object` -> `{type:"json_object"}`, `json_schema`
 //!   -> `{type:"json_object", json_schema:<the schema>}`.
-//! - Rejected with a 400: `n > 1`, `input_audio` / `file` parts, the deprecated
-//!   `function` role. Dropped (no Cohere equivalent): `user`,
-//!   `parallel_tool_calls`, message `name`, unknown top-level fields.
+//! - Not supported, so capability routing never sends them here: `n > 1`,
+//!   `logprobs`, `parallel_tool_calls: false`. Rejected with a 400:
+//!   `input_audio` / `file` parts, the deprecated `function` role. Dropped:
+//!   `user`, message `name`, unknown top-level fields.
 //! - `stream: true` is sent when the client streams (and nothing otherwise);
-//!   [`StreamState`] translates that stream, [`parse_response`] the plain
+//!   [`StreamDecoder`] reads that stream, [`parse_response`] the plain
 //!   answer. `stream_options` is not sent: a Chat v2 stream always reports
 //!   usage.
 
 // `ApiError` is large; the signatures are shared by every adapter (see mod.rs).
 #![allow(clippy::result_large_err)]
 
-use super::openai::{ChunkWriter, Delta, ToolCallDelta};
-use super::{clip, request_headers, Outbound, StreamItem, StreamMeta, StreamTranslator};
+use super::common::{self, Assembled, OutputFormat, ToolCalls};
+use super::{clip, request_headers, Outbound};
 use crate::api::{
-    ApiError, ChatCompletion, ChatRequest, Choice, Content, ContentPart, FunctionCall, Message, PromptTokensDetails,
-    ResponseFormatKind, ResponseMessage, Role, ToolCall, ToolChoice, ToolChoiceMode, Usage,
+    ApiError, ChatCompletion, ChatRequest, Content, ContentPart, Message, PromptTokensDetails, Role, ToolChoice,
+    ToolChoiceMode, Usage,
 };
+use crate::event::{Decode, Event};
+use crate::json::Dig;
 use crate::sse::SseEvent;
 use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
@@ -53,7 +60,7 @@ pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamReques
 }
 
 fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
-    if req.n.is_some_and(|n| n > 1) {
+    if req.choices() > 1 {
         return Err(ApiError::invalid_param("n", "n > 1 is not supported by cohere"));
     }
     let mut body = Map::new();
@@ -62,6 +69,9 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
     body.insert("messages".into(), Value::Array(messages));
     if req.is_stream() {
         body.insert("stream".into(), Value::Bool(true));
+    }
+    if let Some(effort) = req.reasoning_effort() {
+        body.insert("thinking".into(), json!({"type": "enabled", "token_budget": common::reasoning_budget(effort)}));
     }
 
     let tools = req.tools.as_deref().unwrap_or_default();
@@ -77,17 +87,15 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
         Some(ToolChoice::Mode(ToolChoiceMode::Auto)) | None => None,
     };
     if !tools.is_empty() {
-        let defs: Vec<Value> = tools
-            .iter()
+        let defs: Vec<Value> = common::tool_specs(tools, true)
+            .into_iter()
             .map(|t| {
                 let mut f = Map::new();
-                f.insert("name".into(), json!(t.function.name));
-                if let Some(d) = &t.function.description {
+                f.insert("name".into(), json!(t.name));
+                if let Some(d) = t.description {
                     f.insert("description".into(), json!(d));
                 }
-                let params =
-                    t.function.parameters.clone().unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-                f.insert("parameters".into(), params);
+                f.insert("parameters".into(), t.schema);
                 json!({"type": "function", "function": f})
             })
             .collect();
@@ -97,39 +105,27 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
         }
     }
 
-    if let Some(rf) = &req.response_format {
-        match rf.kind {
-            ResponseFormatKind::Text => {}
-            ResponseFormatKind::JsonObject => {
-                body.insert("response_format".into(), json!({"type": "json_object"}));
-            }
-            ResponseFormatKind::JsonSchema => {
-                let schema = rf.json_schema.as_ref().and_then(|s| s.get("schema")).ok_or_else(|| {
-                    ApiError::invalid_param(
-                        "response_format.json_schema.schema",
-                        "a `json_schema` response format needs `json_schema.schema`",
-                    )
-                })?;
-                body.insert("response_format".into(), json!({"type": "json_object", "json_schema": schema}));
-            }
+    match common::output_format(req)? {
+        OutputFormat::Text => {}
+        OutputFormat::JsonObject => {
+            body.insert("response_format".into(), json!({"type": "json_object"}));
+        }
+        OutputFormat::Schema(schema) => {
+            body.insert("response_format".into(), json!({"type": "json_object", "json_schema": schema}));
         }
     }
 
-    if let Some(t) = req.temperature {
-        // Cohere's range is 0..1, OpenAI's 0..2: clamp rather than scale.
-        body.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
+    if let Some(t) = common::temperature(req) {
+        body.insert("temperature".into(), json!(t));
     }
-    if let Some(p) = req.top_p {
+    if let Some(p) = common::top_p(req) {
         body.insert("p".into(), json!(p.clamp(0.01, 0.99)));
     }
     if let Some(m) = req.max_output_tokens() {
         body.insert("max_tokens".into(), json!(m));
     }
-    if let Some(stop) = &req.stop {
-        let v = stop.to_vec();
-        if !v.is_empty() {
-            body.insert("stop_sequences".into(), json!(v));
-        }
+    if let Some(v) = common::stop_sequences(req) {
+        body.insert("stop_sequences".into(), json!(v));
     }
     if let Some(seed) = req.seed {
         body.insert("seed".into(), json!(seed));
@@ -243,6 +239,8 @@ struct AssistantMessage {
     #[serde(default)]
     content: Option<Value>,
     #[serde(default)]
+    tool_plan: Option<String>,
+    #[serde(default)]
     tool_calls: Option<Vec<Value>>,
 }
 
@@ -258,14 +256,9 @@ pub fn finish_reason(reason: &str) -> Result<&'static str, String> {
     }
 }
 
-/// Cohere counts are JSON numbers that may be written as floats (`5.0`).
-fn count(v: &Value) -> Option<u64> {
-    v.as_u64().or_else(|| v.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f.round() as u64))
-}
-
 /// `usage.tokens` (what the model processed) falling back to `usage.billed_units`.
 fn usage(u: &Value) -> Option<Usage> {
-    let pick = |field: &str| count(&u["tokens"][field]).or_else(|| count(&u["billed_units"][field]));
+    let pick = |field: &str| u.at("tokens").at(field).count().or_else(|| u.at("billed_units").at(field).count());
     let (input, output) = (pick("input_tokens"), pick("output_tokens"));
     if input.is_none() && output.is_none() {
         return None;
@@ -275,76 +268,50 @@ fn usage(u: &Value) -> Option<Usage> {
         prompt_tokens: input,
         completion_tokens: output,
         total_tokens: input + output,
-        prompt_tokens_details: count(&u["cached_tokens"]).map(|c| PromptTokensDetails { cached_tokens: c }),
+        prompt_tokens_details: u.at("cached_tokens").count().map(|c| PromptTokensDetails { cached_tokens: c }),
         completion_tokens_details: None,
     })
 }
 
-fn tool_call(i: usize, v: &Value) -> Result<ToolCall, String> {
-    let (Some(id), Some(name)) = (v["id"].as_str(), v["function"]["name"].as_str()) else {
-        return Err(format!("message.tool_calls[{i}] has no id or function name"));
-    };
-    let arguments = match &v["function"]["arguments"] {
-        Value::String(s) => s.clone(),
-        Value::Null => "{}".to_owned(),
-        other => other.to_string(),
-    };
-    Ok(ToolCall {
-        id: id.to_owned(),
-        kind: "function".to_owned(),
-        function: FunctionCall { name: name.to_owned(), arguments },
-    })
-}
-
-/// Parses a Chat v2 response. Text blocks are concatenated; `thinking` blocks
-/// and `tool_plan` are dropped.
+/// Parses a Chat v2 response. Text blocks are concatenated; `thinking`
+/// blocks (or else the `tool_plan`) become `reasoning_content`.
 ///
 /// Cohere's response names no model, so `model` is left empty here: the
 /// gateway fills in the target's model name.
 pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> {
     let r: ChatResponse = serde_json::from_str(body).map_err(|e| format!("not a cohere chat response: {e}"))?;
-    let finish = r.finish_reason.as_deref().map(finish_reason).transpose()?;
-    let mut text = String::new();
+    let mut a = Assembled { id: r.id, ..Assembled::default() };
+    a.finish_reason = r.finish_reason.as_deref().map(finish_reason).transpose()?.map(str::to_owned);
     match &r.message.content {
         None | Some(Value::Null) => {}
-        Some(Value::String(s)) => text.push_str(s),
+        Some(Value::String(s)) => a.text.push_str(s),
         Some(Value::Array(blocks)) => {
             for b in blocks {
-                if b["type"] == "text" {
-                    text.push_str(b["text"].as_str().unwrap_or_default());
+                match b.at("type").as_str() {
+                    Some("text") => a.text.push_str(b.at("text").as_str().unwrap_or_default()),
+                    Some("thinking") => a.reasoning.push_str(b.at("thinking").as_str().unwrap_or_default()),
+                    _ => {}
                 }
             }
         }
         Some(_) => return Err("message.content is neither a list of blocks nor a string".to_owned()),
     }
-    let calls = r
-        .message
-        .tool_calls
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, v)| tool_call(i, v))
-        .collect::<Result<Vec<_>, _>>()?;
-    let content = if text.is_empty() && !calls.is_empty() { None } else { Some(text) };
-    Ok(ChatCompletion {
-        id: r.id,
-        object: "chat.completion".to_owned(),
-        created: now_s,
-        model: String::new(),
-        choices: vec![Choice {
-            index: 0,
-            message: ResponseMessage {
-                role: "assistant".to_owned(),
-                content,
-                tool_calls: if calls.is_empty() { None } else { Some(calls) },
-                refusal: None,
-            },
-            finish_reason: finish.map(str::to_owned),
-            logprobs: None,
-        }],
-        usage: r.usage.as_ref().and_then(usage),
-        system_fingerprint: None,
-    })
+    if a.reasoning.is_empty() {
+        a.reasoning = r.message.tool_plan.unwrap_or_default();
+    }
+    for (i, v) in r.message.tool_calls.iter().flatten().enumerate() {
+        let (Some(id), Some(name)) = (v.at("id").as_str(), v.at("function").at("name").as_str()) else {
+            return Err(format!("message.tool_calls[{i}] has no id or function name"));
+        };
+        let arguments = match v.at("function").at("arguments") {
+            Value::String(s) => s.clone(),
+            Value::Null => "{}".to_owned(),
+            other => other.to_string(),
+        };
+        a.call(id, name, arguments);
+    }
+    a.usage = r.usage.as_ref().and_then(usage);
+    Ok(a.into_completion(now_s))
 }
 
 // ---------------------------------------------------------------- errors
@@ -375,163 +342,118 @@ pub fn classify_error(status: u16, body: &str) -> UpstreamError {
 
 // ---------------------------------------------------------------- streaming
 
-/// A tool call seen in the stream.
-struct ToolSlot {
-    /// Cohere's `index` on the tool-call events.
-    index: Option<u64>,
-    /// OpenAI's tool call index: the call's position among the tool calls.
-    /// Cohere's `index` is that too in every recording, but it is renumbered
-    /// anyway in case it ever counts content blocks as well.
-    ordinal: usize,
-    /// Some `arguments` text was sent for it.
-    has_arguments: bool,
-}
-
-/// Translates a Chat v2 stream into OpenAI chunks (MAPPING.md §6):
+/// Reads a Chat v2 stream (MAPPING.md §6):
 ///
-/// - `message-start` -> the role chunk. Chunks carry the event's `id` (as
-///   [`parse_response`] answers), else `meta.id`, and always `meta.model`.
-/// - `content-delta` text -> `delta.content` (thinking deltas are dropped);
-///   `tool-call-start` -> the call's first fragment (`id`, `name`, and the
-///   `arguments` it carries, usually `""`); `tool-call-delta` -> `arguments`
-///   fragments. A call that got no arguments text at all gets `"{}"` at
-///   `tool-call-end`, as [`parse_response`] would give.
-/// - `message-end` -> a chunk with the mapped finish reason, the usage chunk
-///   (with `include_usage`), then [`StreamItem::Done`]. A `finish_reason` of
-///   `ERROR` becomes a [`StreamItem::Error`] (kind `Server`) and the stream
-///   ends there, with neither finish chunk nor `Done`.
+/// - `message-start` -> [`Event::Start`] with the event's `id` (as
+///   [`parse_response`] answers).
+/// - `content-delta` text -> text, its `thinking` -> reasoning, and
+///   `tool-plan-delta` -> reasoning; `tool-call-start` -> a tool call (with
+///   the `arguments` it carries, usually `""`), `tool-call-delta` -> its
+///   arguments, `{}` at `tool-call-end` if it got none.
+/// - `message-end` -> usage, the mapped finish reason, then [`Event::Done`]. A
+///   `finish_reason` of `ERROR` is an [`Event::Error`] (kind `Server`).
 /// - `data: [DONE]` -> `Done` if `message-end` has not already ended the
 ///   stream. Events after the end are ignored.
-pub struct StreamState {
-    writer: ChunkWriter,
-    include_usage: bool,
-    usage: Option<Usage>,
-    tools: Vec<ToolSlot>,
+#[derive(Default)]
+pub struct StreamDecoder {
+    tools: ToolCalls,
     done: bool,
 }
 
-impl StreamState {
-    pub fn new(meta: StreamMeta) -> Self {
-        StreamState {
-            writer: ChunkWriter::new(&meta),
-            include_usage: meta.include_usage,
-            usage: None,
-            tools: Vec::new(),
-            done: false,
+impl StreamDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The tool call object of a tool-call event (a list is tolerated: its first).
+    fn call(v: &Value) -> &Value {
+        let call = v.at("delta").at("message").at("tool_calls");
+        if call.is_array() {
+            call.nth(0)
+        } else {
+            call
         }
     }
 
-    fn tool_call_start(&mut self, v: &Value, out: &mut Vec<StreamItem>) {
-        // A single object; a list is tolerated (its first call).
-        let call = &v["delta"]["message"]["tool_calls"];
-        let call = if call.is_array() { &call[0] } else { call };
-        let (Some(id), Some(name)) = (call["id"].as_str(), call["function"]["name"].as_str()) else {
-            out.push(StreamItem::Malformed);
-            return;
-        };
-        let arguments = call["function"]["arguments"].as_str().unwrap_or_default();
-        let ordinal = self.tools.len();
-        self.tools.push(ToolSlot { index: v["index"].as_u64(), ordinal, has_arguments: !arguments.is_empty() });
-        let call = ToolCallDelta::start(ordinal, id, name, arguments);
-        out.push(self.writer.chunk(Delta::tool_call(call), None));
-    }
-
-    /// The call an event is about: by its `index`, else the latest call.
-    fn tool(&mut self, v: &Value) -> Option<&mut ToolSlot> {
-        match v["index"].as_u64() {
-            Some(i) => self.tools.iter_mut().rev().find(|t| t.index == Some(i)),
-            None => self.tools.last_mut(),
-        }
-    }
-
-    fn tool_call_delta(&mut self, v: &Value, out: &mut Vec<StreamItem>) {
-        let call = &v["delta"]["message"]["tool_calls"];
-        let call = if call.is_array() { &call[0] } else { call };
-        let piece = call["function"]["arguments"].as_str();
-        let (Some(piece), Some(tool)) = (piece, self.tool(v)) else {
-            out.push(StreamItem::Malformed);
-            return;
-        };
-        if piece.is_empty() {
-            return;
-        }
-        tool.has_arguments = true;
-        let call = ToolCallDelta::arguments(tool.ordinal, piece);
-        out.push(self.writer.chunk(Delta::tool_call(call), None));
-    }
-
-    fn tool_call_end(&mut self, v: &Value, out: &mut Vec<StreamItem>) {
-        if let Some(tool) = self.tool(v) {
-            if !tool.has_arguments {
-                tool.has_arguments = true;
-                let call = ToolCallDelta::arguments(tool.ordinal, "{}");
-                out.push(self.writer.chunk(Delta::tool_call(call), None));
-            }
-        }
-    }
-
-    fn message_end(&mut self, v: &Value, out: &mut Vec<StreamItem>) {
-        let delta = &v["delta"];
-        if let Some(u) = usage(&delta["usage"]) {
-            self.usage = Some(u);
+    fn message_end(&mut self, v: &Value, out: &mut Vec<Event>) {
+        let delta = v.at("delta");
+        if let Some(u) = usage(delta.at("usage")) {
+            out.push(Event::Usage(u));
         }
         self.done = true;
-        match delta["finish_reason"].as_str().map(finish_reason) {
+        match delta.at("finish_reason").as_str().map(finish_reason) {
             Some(Err(message)) => {
-                out.push(StreamItem::Error(UpstreamError::new(ErrorKind::Server, message)));
+                out.push(Event::Error(UpstreamError::new(ErrorKind::Server, message)));
                 return;
             }
-            Some(Ok(reason)) => out.push(self.writer.chunk(Delta::default(), Some(reason))),
+            Some(Ok(reason)) => out.push(Event::Finish { choice: 0, reason: reason.to_owned() }),
             None => {}
         }
-        if self.include_usage {
-            if let Some(u) = &self.usage {
-                out.push(self.writer.usage_chunk(u));
-            }
-        }
-        out.push(StreamItem::Done);
+        out.push(Event::Done);
     }
 }
 
-impl StreamTranslator for StreamState {
-    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamItem>) {
-        if super::at_end(&mut self.done, ev, out) {
+impl Decode for StreamDecoder {
+    fn decode(&mut self, ev: &SseEvent, out: &mut Vec<Event>) {
+        if self.done {
+            return;
+        }
+        if ev.data.trim() == "[DONE]" {
+            self.done = true;
+            out.push(Event::Done);
             return;
         }
         let v = match serde_json::from_str::<Value>(&ev.data) {
             Ok(v @ Value::Object(_)) => v,
             _ => {
-                out.push(StreamItem::Malformed);
+                out.push(Event::Malformed);
                 return;
             }
         };
         // `data.type` always equals the event name; the data is read first.
-        match v["type"].as_str().or(ev.event.as_deref()).unwrap_or_default() {
+        match v.at("type").as_str().or(ev.event.as_deref()).unwrap_or_default() {
             "message-start" => {
-                if let Some(id) = v["id"].as_str().filter(|s| !s.is_empty()) {
-                    self.writer.id = id.to_owned();
-                }
-                out.push(self.writer.chunk(Delta::role(), None));
+                let id = v.at("id").as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+                out.push(Event::Start { id, model: None });
             }
             "content-delta" => {
-                // `text` for answer text; `thinking` pieces have none.
-                if let Some(text) = v["delta"]["message"]["content"]["text"].as_str() {
-                    if !text.is_empty() {
-                        out.push(self.writer.chunk(Delta::content(text), None));
-                    }
+                let content = v.at("delta").at("message").at("content");
+                if let Some(text) = content.at("text").as_str().filter(|t| !t.is_empty()) {
+                    out.push(Event::Text { choice: 0, text: text.to_owned() });
+                }
+                if let Some(text) = content.at("thinking").as_str().filter(|t| !t.is_empty()) {
+                    out.push(Event::Reasoning { choice: 0, text: text.to_owned() });
                 }
             }
-            "tool-call-start" => self.tool_call_start(&v, out),
-            "tool-call-delta" => self.tool_call_delta(&v, out),
-            "tool-call-end" => self.tool_call_end(&v, out),
+            "tool-plan-delta" => {
+                if let Some(text) = v.at("delta").at("message").at("tool_plan").as_str().filter(|t| !t.is_empty()) {
+                    out.push(Event::Reasoning { choice: 0, text: text.to_owned() });
+                }
+            }
+            "tool-call-start" => {
+                let call = Self::call(&v);
+                let f = call.at("function");
+                let (Some(id), Some(name)) = (call.at("id").as_str(), f.at("name").as_str()) else {
+                    out.push(Event::Malformed);
+                    return;
+                };
+                let args = f.at("arguments").as_str().unwrap_or_default();
+                self.tools.start(v.at("index").as_u64(), id, name, args, out);
+            }
+            "tool-call-delta" => {
+                let ok = match Self::call(&v).at("function").at("arguments").as_str() {
+                    Some(piece) => self.tools.args(v.at("index").as_u64(), piece, out),
+                    None => false,
+                };
+                if !ok {
+                    out.push(Event::Malformed);
+                }
+            }
+            "tool-call-end" => self.tools.end(v.at("index").as_u64(), out),
             "message-end" => self.message_end(&v, out),
-            // content-start / -end, tool-plan-delta, citation-*, debug, and newer ones.
+            // content-start / -end, citation-*, debug, and newer ones.
             _ => {}
         }
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.usage.clone()
     }
 }
 
@@ -596,7 +518,7 @@ mod tests {
         assert!(body.get("tool_choice").is_none(), "auto is Cohere's default");
         assert_eq!(body["max_tokens"], 300);
         assert_eq!(body["temperature"], 0.7);
-        assert_eq!(body["p"], 0.99, "top_p 1 clamped into 0.01..0.99");
+        assert!(body.get("p").is_none(), "top_p 1 restricts nothing: left out, as for every format");
         assert_eq!(body["stop_sequences"], json!(["\n\nUser:"]));
         assert_eq!(body["stream"], true, "the fixture request streams");
         for dropped in ["stream_options", "top_p", "stop", "max_completion_tokens"] {
@@ -876,18 +798,10 @@ mod tests {
         assert_eq!(classify_error(504, "").message, "upstream answered HTTP 504");
     }
 
-    use crate::providers::openai::stream_test::{self as st, summarise};
+    use crate::providers::openai::stream_test::{self as st, summarise, StreamItem};
 
-    fn meta(include_usage: bool) -> StreamMeta {
-        StreamMeta {
-            id: "chatcmpl-gateway".into(),
-            created: 1_700_000_000,
-            model: "command-a-03-2025".into(),
-            include_usage,
-        }
-    }
     fn stream(sse: &str, include_usage: bool) -> (Vec<StreamItem>, Option<Usage>) {
-        let mut t = StreamState::new(meta(include_usage));
+        let mut t = st::Translator::named(Box::new(StreamDecoder::new()), "command-a-03-2025", include_usage);
         let items = st::run(&mut t, sse);
         (items, t.usage())
     }

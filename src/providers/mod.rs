@@ -4,81 +4,24 @@
 
 pub mod anthropic;
 pub mod cohere;
+pub mod common;
 pub mod openai;
 
-use crate::api::{ApiError, ChatCompletion, ChatRequest, Usage};
+use crate::api::{ApiError, ChatCompletion, ChatRequest};
 pub use crate::config::Format;
 use crate::config::{Probe, ProviderConfig};
-use crate::sse::SseEvent;
-use crate::taxonomy::UpstreamError;
+use crate::event::Decode;
+use crate::taxonomy::{ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
 
-/// For streams that end with `data: [DONE]` (OpenAI, Cohere): true when the
-/// stream is already over or this event ends it (then `Done` is emitted once).
-pub(crate) fn at_end(done: &mut bool, ev: &crate::sse::SseEvent, out: &mut Vec<StreamItem>) -> bool {
-    if *done {
-        return true;
-    }
-    if ev.data.trim() == "[DONE]" {
-        *done = true;
-        out.push(StreamItem::Done);
-        return true;
-    }
-    false
-}
-
-/// What one upstream stream event becomes, in the client's (OpenAI's) terms.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StreamItem {
-    /// An OpenAI `chat.completion.chunk`, as JSON text.
-    Chunk {
-        json: String,
-        /// The content text this chunk adds (empty if none).
-        text: String,
-        /// The chunk carries a tool call delta.
-        tool_delta: bool,
-        /// The chunk's `finish_reason`, when it has one.
-        finish_reason: Option<String>,
-    },
-    /// The provider's end-of-stream marker (`[DONE]`, `message_stop`).
-    Done,
-    /// An error event inside the stream (`event: error`, an `error` object).
-    Error(UpstreamError),
-    /// An event that could not be read; skipped.
-    Malformed,
-}
-
-impl StreamItem {
-    /// Whether the item carries answer content (text or a tool call).
-    pub fn has_content(&self) -> bool {
-        matches!(self, StreamItem::Chunk { text, tool_delta, .. } if !text.is_empty() || *tool_delta)
-    }
-}
-
-/// What a translator needs to write chunks in OpenAI's shape.
-#[derive(Debug, Clone)]
-pub struct StreamMeta {
-    /// `chatcmpl-...` id for formats whose events carry none usable.
-    pub id: String,
-    pub created: u64,
-    /// The target's upstream model, unless the stream names its own.
-    pub model: String,
-    /// The client asked for `stream_options.include_usage`.
-    pub include_usage: bool,
-}
-
-/// Turns a provider's stream events into OpenAI chunks, one event at a time.
-pub trait StreamTranslator {
-    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamItem>);
-    /// Token usage seen so far.
-    fn usage(&self) -> Option<Usage>;
-}
-
-pub fn stream_translator(format: Format, meta: StreamMeta) -> Box<dyn StreamTranslator> {
+/// The decoder for a format's stream. `client_wants_usage`: the client asked
+/// for `stream_options.include_usage` (an OpenAI stream's usage chunk is
+/// forwarded only then).
+pub fn decoder(format: Format, client_wants_usage: bool) -> Box<dyn Decode> {
     match format {
-        Format::OpenAi => Box::new(openai::StreamState::new(meta)),
-        Format::Anthropic => Box::new(anthropic::StreamState::new(meta)),
-        Format::Cohere => Box::new(cohere::StreamState::new(meta)),
+        Format::OpenAi => Box::new(openai::StreamDecoder::new(client_wants_usage)),
+        Format::Anthropic => Box::new(anthropic::StreamDecoder::new()),
+        Format::Cohere => Box::new(cohere::StreamDecoder::new()),
     }
 }
 
@@ -100,12 +43,15 @@ pub fn build_chat(out: &Outbound, req: &ChatRequest) -> Result<UpstreamRequest, 
 }
 
 /// Parses a successful (2xx) chat response into an OpenAI `chat.completion`.
-/// `now_s` fills `created` where the provider gives no timestamp.
-pub fn parse_chat(format: Format, body: &str, now_s: u64) -> Result<ChatCompletion, String> {
+/// `now_s` fills `created` where the provider gives no timestamp. An answer
+/// that cannot be read is `Malformed`; an OpenAI-format 2xx that carries an
+/// error object is classified as that error.
+pub fn parse_chat(format: Format, body: &str, now_s: u64) -> Result<ChatCompletion, UpstreamError> {
+    let malformed = |m: String| UpstreamError::new(ErrorKind::Malformed, m);
     match format {
         Format::OpenAi => openai::parse_response(body),
-        Format::Anthropic => anthropic::parse_response(body, now_s),
-        Format::Cohere => cohere::parse_response(body, now_s),
+        Format::Anthropic => anthropic::parse_response(body, now_s).map_err(malformed),
+        Format::Cohere => cohere::parse_response(body, now_s).map_err(malformed),
     }
 }
 

@@ -1,21 +1,29 @@
 //! OpenAI Chat Completions, and any OpenAI-compatible host (Groq, Together,
-//! Mistral, vLLM, Ollama...) addressed by its base URL.
+//! Mistral, vLLM, Ollama, DeepSeek...) addressed by its base URL.
 //!
 //! The client already speaks this format, so the request goes out as the
 //! client sent it, with `model` replaced by the target's upstream model and the
-//! gateway's own options removed; unknown fields pass through.
+//! gateway's own options removed; unknown fields pass through. A streamed
+//! request always asks for `stream_options.include_usage`, so that every
+//! streamed answer's tokens are known; the usage chunk reaches the client
+//! only if it asked for it.
 //!
-//! Streams pass through too ([`StreamState`]): each chunk goes to the client
-//! as the upstream wrote it. This module also owns the `chat.completion.chunk`
-//! shape ([`ChunkWriter`]) that the translating adapters write.
+//! Answers pass through too: a whole answer's body as it came (read
+//! leniently for its model and usage), and each stream event's `data` text
+//! ([`StreamDecoder`] reads what the gateway must know from it).
 
-use super::{clip, request_headers, Outbound, StreamItem, StreamMeta, StreamTranslator};
-use crate::api::{ApiError, ChatCompletion, ChatRequest, Usage};
+use super::{clip, request_headers, Outbound};
+use crate::api::{ApiError, ChatCompletion, ChatRequest, Choice, CompletionView, NotAnAnswer, ResponseMessage};
+use crate::api::{FunctionCall, StreamOptions, ToolCall, Usage};
+use crate::event::{Decode, Event};
+use crate::json::Dig;
 use crate::sse::SseEvent;
 use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
-use serde::{Deserialize, Serialize};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 use serde_json::Value;
+use std::borrow::Cow;
 
 pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamRequest, ApiError> {
     let headers = request_headers(out);
@@ -34,16 +42,59 @@ fn body_for(req: &ChatRequest, model: &str) -> Result<String, ApiError> {
     // Serialised straight from the typed request (no intermediate `Value`).
     let mut out = req.clone();
     out.model = model.to_owned();
+    if out.is_stream() {
+        let mut opts =
+            out.stream_options.take().unwrap_or(StreamOptions { include_usage: None, extra: Default::default() });
+        opts.include_usage = Some(true);
+        out.stream_options = Some(opts);
+    }
     serde_json::to_string(&out)
         .map_err(|e| ApiError::new(500, "server_error", format!("could not encode the upstream request: {e}")))
 }
 
-pub fn parse_response(body: &str) -> Result<ChatCompletion, String> {
-    let c: ChatCompletion = serde_json::from_str(body).map_err(|e| format!("not a chat.completion: {e}"))?;
-    if c.choices.is_empty() {
-        return Err("the response has no choices".to_owned());
-    }
-    Ok(c)
+/// Reads a whole answer, leniently: content as a string or as text parts,
+/// usage with missing or `null` parts, missing `index` or `total_tokens`,
+/// extra fields. An `error` object in a 2xx body is the provider's error.
+pub fn parse_response(body: &str) -> Result<ChatCompletion, UpstreamError> {
+    let c = match CompletionView::read(body) {
+        Ok(c) => c,
+        Err(NotAnAnswer::Error(v)) => return Err(stream_error(&v, body)),
+        Err(NotAnAnswer::NoChoices) => {
+            return Err(UpstreamError::new(ErrorKind::Malformed, "the response has no choices"))
+        }
+        Err(NotAnAnswer::Unreadable(e)) => {
+            return Err(UpstreamError::new(ErrorKind::Malformed, format!("not a chat.completion: {e}")))
+        }
+    };
+    let tool_calls: Vec<ToolCall> = c
+        .tool_calls
+        .iter()
+        .map(|(id, name, arguments)| ToolCall {
+            id: id.clone(),
+            kind: "function".to_owned(),
+            function: FunctionCall { name: name.clone(), arguments: arguments.clone() },
+        })
+        .collect();
+    Ok(ChatCompletion {
+        id: c.id,
+        object: "chat.completion".to_owned(),
+        created: c.created,
+        model: c.model,
+        choices: vec![Choice {
+            index: 0,
+            message: ResponseMessage {
+                role: "assistant".to_owned(),
+                content: Some(c.text),
+                tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+                refusal: None,
+                reasoning_content: c.reasoning,
+            },
+            finish_reason: c.finish_reason,
+            logprobs: None,
+        }],
+        usage: c.usage,
+        system_fingerprint: None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -89,57 +140,23 @@ pub fn classify_error(status: u16, body: &str) -> UpstreamError {
 
 // ---------------------------------------------------------------- streaming
 
-/// Passes an OpenAI stream through: every chunk is handed on verbatim (its
-/// `data` text, never re-encoded), with its text, tool call and finish reason
-/// read out for the gateway. `data: [DONE]` ends the stream; a top-level
-/// `error` object mid-stream becomes [`StreamItem::Error`].
-pub struct StreamState {
-    usage: Option<Usage>,
+/// Reads an OpenAI stream that passes through: every chunk is forwarded
+/// verbatim ([`Event::Forward`] with its `data` text, never re-encoded),
+/// followed by the facts the gateway reads from it: each choice's text,
+/// reasoning (`delta.reasoning_content`, or `delta.reasoning` as newer vLLM
+/// names it), tool call fragments and finish reason, and usage.
+/// `data: [DONE]` ends the stream; a top-level `error` object mid-stream is
+/// an [`Event::Error`]. A usage-only chunk (`choices: []`) is not forwarded
+/// unless the client asked for usage (the gateway asks on its behalf).
+pub struct StreamDecoder {
+    client_wants_usage: bool,
+    started: bool,
     done: bool,
 }
 
-impl StreamState {
-    /// The meta is not needed: upstream chunks already carry id, model and
-    /// `created`, and usage comes only if the client asked for it.
-    pub fn new(_meta: StreamMeta) -> Self {
-        StreamState { usage: None, done: false }
-    }
-
-    /// The general path: the event as a `Value`.
-    fn on_value(&mut self, ev: &SseEvent, out: &mut Vec<StreamItem>) {
-        let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
-            out.push(StreamItem::Malformed);
-            return;
-        };
-        if v.get("error").is_some_and(|e| !e.is_null()) {
-            out.push(StreamItem::Error(stream_error(&v, &ev.data)));
-            return;
-        }
-        let usage = v.get("usage").filter(|u| !u.is_null());
-        let choices = match v.get("choices") {
-            Some(Value::Array(c)) => c.as_slice(),
-            // A usage-only chunk without `choices` (some compatible hosts).
-            None if usage.is_some() => &[],
-            _ => {
-                out.push(StreamItem::Malformed);
-                return;
-            }
-        };
-        if let Some(u) = usage.and_then(|u| Usage::deserialize(u).ok()) {
-            self.usage = Some(u);
-        }
-        let mut text = String::new();
-        for c in choices {
-            if let Some(t) = c["delta"]["content"].as_str() {
-                text.push_str(t);
-            }
-        }
-        out.push(StreamItem::Chunk {
-            json: ev.data.clone(),
-            text,
-            tool_delta: choices.iter().any(|c| c["delta"].get("tool_calls").is_some_and(|t| !t.is_null())),
-            finish_reason: choices.iter().find_map(|c| c["finish_reason"].as_str()).map(str::to_owned),
-        });
+impl StreamDecoder {
+    pub fn new(client_wants_usage: bool) -> Self {
+        StreamDecoder { client_wants_usage, started: false, done: false }
     }
 }
 
@@ -147,7 +164,11 @@ impl StreamState {
 #[derive(Deserialize)]
 struct ChunkView<'a> {
     #[serde(default)]
-    error: Option<serde::de::IgnoredAny>,
+    error: Option<IgnoredAny>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
     #[serde(default)]
     usage: Option<Usage>,
     #[serde(default, borrow)]
@@ -156,68 +177,119 @@ struct ChunkView<'a> {
 
 #[derive(Deserialize)]
 struct ChoiceView<'a> {
+    #[serde(default)]
+    index: Option<u32>,
     #[serde(default, borrow)]
     delta: Option<DeltaView<'a>>,
     #[serde(default, borrow)]
-    finish_reason: Option<std::borrow::Cow<'a, str>>,
+    finish_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 struct DeltaView<'a> {
     #[serde(default, borrow)]
-    content: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    tool_calls: Option<serde::de::IgnoredAny>,
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<ToolView<'a>>>,
 }
 
-impl StreamTranslator for StreamState {
-    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamItem>) {
-        if super::at_end(&mut self.done, ev, out) {
+#[derive(Deserialize)]
+struct ToolView<'a> {
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    function: Option<FunctionView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionView<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+impl Decode for StreamDecoder {
+    fn decode(&mut self, ev: &SseEvent, out: &mut Vec<Event>) {
+        if self.done {
             return;
         }
-        // The common chunk is read into a borrowed view (no map per object);
-        // anything it does not fit (an error, odd types) takes the general path.
-        if let Ok(c) = serde_json::from_str::<ChunkView>(&ev.data) {
-            if c.error.is_none() && (c.choices.is_some() || c.usage.is_some()) {
-                if c.usage.is_some() {
-                    self.usage = c.usage;
+        if ev.data.trim() == "[DONE]" {
+            self.done = true;
+            out.push(Event::Done);
+            return;
+        }
+        let c = match serde_json::from_str::<ChunkView>(&ev.data) {
+            Ok(c) if c.error.is_none() && (c.choices.is_some() || c.usage.is_some()) => c,
+            Ok(_) | Err(_) => {
+                // An error object (or not a chunk at all).
+                match serde_json::from_str::<Value>(&ev.data) {
+                    Ok(v) if !v.at("error").is_null() => out.push(Event::Error(stream_error(&v, &ev.data))),
+                    _ => out.push(Event::Malformed),
                 }
-                let choices = c.choices.unwrap_or_default();
-                let mut text = String::new();
-                for d in choices.iter().filter_map(|c| c.delta.as_ref()) {
-                    text.push_str(d.content.as_deref().unwrap_or_default());
-                }
-                out.push(StreamItem::Chunk {
-                    json: ev.data.clone(),
-                    text,
-                    tool_delta: choices.iter().any(|c| c.delta.as_ref().is_some_and(|d| d.tool_calls.is_some())),
-                    finish_reason: choices.iter().find_map(|c| c.finish_reason.as_deref()).map(str::to_owned),
-                });
                 return;
             }
+        };
+        let choices = c.choices.unwrap_or_default();
+        if !choices.is_empty() || self.client_wants_usage {
+            out.push(Event::Forward(ev.data.clone()));
         }
-        self.on_value(ev, out);
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.usage.clone()
+        if !self.started {
+            self.started = true;
+            out.push(Event::Start { id: c.id.map(Cow::into_owned), model: c.model.map(Cow::into_owned) });
+        }
+        for (pos, ch) in choices.into_iter().enumerate() {
+            let choice = ch.index.unwrap_or(pos as u32);
+            if let Some(d) = ch.delta {
+                if let Some(r) = d.reasoning_content.or(d.reasoning).filter(|r| !r.is_empty()) {
+                    out.push(Event::Reasoning { choice, text: r.into_owned() });
+                }
+                if let Some(t) = d.content.filter(|t| !t.is_empty()) {
+                    out.push(Event::Text { choice, text: t.into_owned() });
+                }
+                for (k, t) in d.tool_calls.into_iter().flatten().enumerate() {
+                    let index = t.index.unwrap_or(k as u32);
+                    let f = t.function;
+                    let (name, args) = f.map_or((None, None), |f| (f.name, f.arguments));
+                    if let Some(id) = t.id {
+                        let name = name.map(Cow::into_owned).unwrap_or_default();
+                        out.push(Event::ToolStart { choice, index, id: id.into_owned(), name });
+                    }
+                    if let Some(a) = args.filter(|a| !a.is_empty()) {
+                        out.push(Event::ToolArgs { choice, index, args: a.into_owned() });
+                    }
+                }
+            }
+            if let Some(reason) = ch.finish_reason {
+                out.push(Event::Finish { choice, reason: reason.into_owned() });
+            }
+        }
+        if let Some(u) = c.usage {
+            out.push(Event::Usage(u));
+        }
     }
 }
 
-/// Classifies an `{"error":{...}}` object sent inside a stream. There is no
-/// HTTP status to go by (the stream began with a 200), so one is read from the
-/// error where a host puts it there (`code: 429`, `status: 503`), else implied
-/// by its `code` / `type`, else taken as 500; [`classify_error`] does the rest.
-fn stream_error(body: &Value, data: &str) -> UpstreamError {
-    let e = &body["error"];
-    let status = [&e["code"], &e["status"], &body["status"]]
+/// Classifies an `{"error":{...}}` object sent inside a stream (or in a 2xx
+/// body). There is no HTTP status to go by, so one is read from the error
+/// where a host puts it there (`code: 429`, `status: 503`), else implied by
+/// its `code` / `type`, else taken as 500; [`classify_error`] does the rest.
+pub(crate) fn stream_error(body: &Value, data: &str) -> UpstreamError {
+    let e = body.at("error");
+    let status = [e.at("code"), e.at("status"), body.at("status")]
         .iter()
         .find_map(|v| v.as_u64())
         .filter(|s| (400..600).contains(s))
         .and_then(|s| u16::try_from(s).ok())
         .unwrap_or_else(|| implied_status(e));
     let mut err = classify_error(status, data);
-    if !e["message"].is_string() {
+    if !e.at("message").is_string() {
         err.message = "the upstream stream carried an error".to_owned();
     }
     err
@@ -225,7 +297,7 @@ fn stream_error(body: &Value, data: &str) -> UpstreamError {
 
 /// The HTTP status an error's `code` (checked first) or `type` stands for.
 fn implied_status(e: &Value) -> u16 {
-    for name in [e["code"].as_str(), e["type"].as_str()].into_iter().flatten() {
+    for name in [e.at("code").as_str(), e.at("type").as_str()].into_iter().flatten() {
         match name {
             "rate_limit_exceeded" | "rate_limit_error" | "insufficient_quota" | "tokens" | "requests" => return 429,
             "invalid_api_key" | "authentication_error" | "invalid_authentication" => return 401,
@@ -239,7 +311,7 @@ fn implied_status(e: &Value) -> u16 {
         }
     }
     // `server_error` covers both 500 and 503; only the message tells them apart.
-    let message = e["message"].as_str().unwrap_or_default().to_ascii_lowercase();
+    let message = e.at("message").as_str().unwrap_or_default().to_ascii_lowercase();
     if message.contains("overloaded") {
         503
     } else {
@@ -247,145 +319,128 @@ fn implied_status(e: &Value) -> u16 {
     }
 }
 
-/// The `delta` of a `chat.completion.chunk` choice; empty fields are left out
-/// (a finish chunk has `"delta":{}`).
-#[derive(Debug, Default, Serialize)]
-pub(crate) struct Delta<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub role: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub content: Option<&'a str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tool_calls: Vec<ToolCallDelta<'a>>,
-}
-
-impl<'a> Delta<'a> {
-    /// The first chunk of a stream: `{"role":"assistant","content":""}`.
-    pub fn role() -> Self {
-        Delta { role: Some("assistant"), content: Some(""), ..Delta::default() }
-    }
-    pub fn content(text: &'a str) -> Self {
-        Delta { content: Some(text), ..Delta::default() }
-    }
-    pub fn tool_call(call: ToolCallDelta<'a>) -> Self {
-        Delta { tool_calls: vec![call], ..Delta::default() }
-    }
-}
-
-/// One fragment of a streamed tool call. The first fragment of a call carries
-/// `id`, `type` and `function.name`; later ones only `arguments` pieces.
-/// `index` is the call's position among the message's tool calls.
-#[derive(Debug, Serialize)]
-pub(crate) struct ToolCallDelta<'a> {
-    pub index: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<&'a str>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    pub kind: Option<&'static str>,
-    pub function: FunctionDelta<'a>,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct FunctionDelta<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<&'a str>,
-    pub arguments: &'a str,
-}
-
-impl<'a> ToolCallDelta<'a> {
-    pub fn start(index: usize, id: &'a str, name: &'a str, arguments: &'a str) -> Self {
-        ToolCallDelta {
-            index,
-            id: Some(id),
-            kind: Some("function"),
-            function: FunctionDelta { name: Some(name), arguments },
-        }
-    }
-    pub fn arguments(index: usize, piece: &'a str) -> Self {
-        ToolCallDelta { index, id: None, kind: None, function: FunctionDelta { name: None, arguments: piece } }
-    }
-}
-
-#[derive(Serialize)]
-struct ChunkOut<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: Vec<ChoiceOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<&'a Usage>,
-}
-
-#[derive(Serialize)]
-struct ChoiceOut<'a> {
-    index: u32,
-    delta: Delta<'a>,
-    finish_reason: Option<&'a str>,
-}
-
-/// Writes `chat.completion.chunk`s for a translated stream, all with the same
-/// `id`, `created` and `model`.
-#[derive(Debug, Clone)]
-pub(crate) struct ChunkWriter {
-    pub id: String,
-    pub created: u64,
-    pub model: String,
-}
-
-impl ChunkWriter {
-    pub fn new(meta: &StreamMeta) -> Self {
-        ChunkWriter { id: meta.id.clone(), created: meta.created, model: meta.model.clone() }
-    }
-
-    /// A chunk with one choice.
-    pub fn chunk(&self, delta: Delta, finish_reason: Option<&str>) -> StreamItem {
-        let text = delta.content.unwrap_or_default().to_owned();
-        let tool_delta = !delta.tool_calls.is_empty();
-        let choices = vec![ChoiceOut { index: 0, delta, finish_reason }];
-        match self.encode(choices, None) {
-            Some(json) => StreamItem::Chunk { json, text, tool_delta, finish_reason: finish_reason.map(str::to_owned) },
-            None => StreamItem::Malformed,
-        }
-    }
-
-    /// The `include_usage` chunk: no choices, `usage` set.
-    pub fn usage_chunk(&self, usage: &Usage) -> StreamItem {
-        match self.encode(Vec::new(), Some(usage)) {
-            Some(json) => StreamItem::Chunk { json, text: String::new(), tool_delta: false, finish_reason: None },
-            None => StreamItem::Malformed,
-        }
-    }
-
-    fn encode(&self, choices: Vec<ChoiceOut>, usage: Option<&Usage>) -> Option<String> {
-        serde_json::to_string(&ChunkOut {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: &self.model,
-            choices,
-            usage,
-        })
-        .ok()
-    }
-}
-
-/// Test helpers shared by the adapters' stream tests.
+/// Test helpers shared by the adapters' stream tests: a decoder run over a
+/// recorded stream, with the chunks the client would get (forwarded as they
+/// are, or written by the relay's encoder).
 #[cfg(test)]
 pub(crate) mod stream_test {
-    use crate::providers::{StreamItem, StreamTranslator};
+    use crate::api::Usage;
+    use crate::event::{Decode, Event};
     use crate::sse::{SseEvent, SseParser};
+    use crate::stream::encode::Encoder;
+    use crate::taxonomy::UpstreamError;
     use serde_json::Value;
+
+    /// One thing the client's stream gets from one upstream event.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum StreamItem {
+        Chunk { json: String, text: String, tool_delta: bool, finish_reason: Option<String> },
+        Done,
+        Error(UpstreamError),
+        Malformed,
+    }
+
+    impl StreamItem {
+        pub fn has_content(&self) -> bool {
+            matches!(self, StreamItem::Chunk { text, tool_delta, .. } if !text.is_empty() || *tool_delta)
+        }
+    }
 
     pub fn events(text: &str) -> Vec<SseEvent> {
         let mut p = SseParser::new();
         let mut out = Vec::new();
-        p.feed(text.as_bytes(), &mut out);
+        p.feed(text.as_bytes(), &mut out).unwrap();
         p.finish(&mut out);
         out
     }
 
-    pub fn run(t: &mut dyn StreamTranslator, text: &str) -> Vec<StreamItem> {
+    /// A decoder and the encoder the relay would write its chunks with.
+    pub struct Translator {
+        dec: Box<dyn Decode>,
+        enc: Encoder,
+        usage: Option<Usage>,
+    }
+
+    impl Translator {
+        pub fn new(dec: Box<dyn Decode>, include_usage: bool) -> Self {
+            let enc = Encoder::new("chatcmpl-gateway".into(), 1_700_000_000, "gpt-4o-mini".into(), include_usage);
+            Translator { dec, enc, usage: None }
+        }
+
+        /// The same, with chunks named after `model` until the stream names one.
+        pub fn named(dec: Box<dyn Decode>, model: &str, include_usage: bool) -> Self {
+            let mut t = Self::new(dec, include_usage);
+            t.enc.model = model.to_owned();
+            t
+        }
+
+        pub fn usage(&self) -> Option<Usage> {
+            self.usage.clone()
+        }
+
+        pub fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<StreamItem>) {
+            let mut facts = Vec::new();
+            self.dec.decode(ev, &mut facts);
+            let forwarded = facts.iter().find_map(|f| match f {
+                Event::Forward(d) => Some(d.clone()),
+                _ => None,
+            });
+            let passthrough = forwarded.is_some();
+            if let Some(json) = forwarded {
+                let mut text = String::new();
+                let mut tool_delta = false;
+                let mut finish_reason = None;
+                for f in &facts {
+                    match f {
+                        Event::Text { text: t, .. } => text.push_str(t),
+                        Event::ToolStart { .. } | Event::ToolArgs { .. } => tool_delta = true,
+                        Event::Finish { reason, .. } => finish_reason = finish_reason.or(Some(reason.clone())),
+                        _ => {}
+                    }
+                }
+                out.push(StreamItem::Chunk { json, text, tool_delta, finish_reason });
+            }
+            for f in facts {
+                match f {
+                    Event::Forward(_) => {}
+                    Event::Error(e) => out.push(StreamItem::Error(e)),
+                    Event::Malformed => out.push(StreamItem::Malformed),
+                    Event::Done => {
+                        if !passthrough {
+                            let mut sse = String::new();
+                            self.enc.encode(&Event::Done, &mut sse);
+                            push_chunks(&sse, out);
+                        }
+                        out.push(StreamItem::Done);
+                    }
+                    other => {
+                        if let Event::Usage(u) = &other {
+                            self.usage = Some(u.clone());
+                        }
+                        if !passthrough {
+                            let mut sse = String::new();
+                            self.enc.encode(&other, &mut sse);
+                            push_chunks(&sse, out);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The encoder's SSE output as chunk items.
+    fn push_chunks(sse: &str, out: &mut Vec<StreamItem>) {
+        for data in sse.split("\n\n").filter_map(|e| e.strip_prefix("data: ")) {
+            let v: Value = serde_json::from_str(data).unwrap();
+            let choices = v["choices"].as_array().cloned().unwrap_or_default();
+            let text: String = choices.iter().filter_map(|c| c["delta"]["content"].as_str()).collect();
+            let tool_delta = choices.iter().any(|c| c["delta"].get("tool_calls").is_some());
+            let finish_reason = choices.iter().find_map(|c| c["finish_reason"].as_str()).map(str::to_owned);
+            out.push(StreamItem::Chunk { json: data.to_owned(), text, tool_delta, finish_reason });
+        }
+    }
+
+    pub fn run(t: &mut Translator, text: &str) -> Vec<StreamItem> {
         let mut out = Vec::new();
         for ev in events(text) {
             t.on_event(&ev, &mut out);
@@ -494,40 +549,10 @@ pub(crate) mod stream_test {
 
 #[cfg(test)]
 mod tests {
-    use super::stream_test::{self as st, summarise};
+    use super::stream_test::{self as st, summarise, StreamItem};
     use super::*;
     use crate::config::Config;
-
-    #[test]
-    fn the_borrowed_chunk_view_reads_every_event_as_the_general_path_does() {
-        let mut events = Vec::new();
-        let mut parser = crate::sse::SseParser::new();
-        for name in ["chat_stream_text_usage.sse", "chat_stream_tool_calls.sse", "chat_stream_finish_length.sse"] {
-            parser.feed(fixture(name).as_bytes(), &mut events);
-        }
-        let odd = [
-            r#"{"choices":[{"index":0,"delta":{"content":"a \"quoted\" \u00e9 line\n"},"finish_reason":null}]}"#,
-            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
-            r#"{"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
-            r#"{"error":{"message":"overloaded","type":"server_error","code":null}}"#,
-            r#"{"choices":[{"delta":{"content":7}}]}"#,
-            r#"{"choices":{"not":"a list"}}"#,
-            r#"{"id":"x"}"#,
-            "not json",
-        ];
-        for data in odd {
-            events.push(SseEvent { event: None, data: data.to_owned() });
-        }
-        assert!(events.len() > 20);
-        for ev in events.iter().filter(|e| e.data != "[DONE]") {
-            let (mut fast, mut general) = (StreamState::new(meta(true)), StreamState::new(meta(true)));
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            fast.on_event(ev, &mut a);
-            general.on_value(ev, &mut b);
-            assert_eq!(a, b, "{}", ev.data);
-            assert_eq!(fast.usage(), general.usage(), "{}", ev.data);
-        }
-    }
+    use crate::sse::SseEvent;
 
     fn fixture(name: &str) -> String {
         std::fs::read_to_string(format!("{}/tests/fixtures/openai/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -555,6 +580,10 @@ mod tests {
         let sent: Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
         let mut expected: Value = serde_json::from_str(&fixture("chat_request.json")).unwrap();
         expected["model"] = "gpt-4o-mini-2024-07-18".into();
+        if expected["stream"] == true {
+            // Every stream asks for usage, whatever the client asked.
+            expected["stream_options"]["include_usage"] = true.into();
+        }
         // Numbers are re-encoded as floats: `1` becomes `1.0`, the same JSON number.
         expected["top_p"] = 1.0.into();
         assert_eq!(sent, expected);
@@ -568,8 +597,51 @@ mod tests {
         let c = parse_response(&fixture("chat_response_tool_calls.json")).unwrap();
         assert_eq!(c.choices[0].finish_reason.as_deref(), Some("tool_calls"));
         assert_eq!(c.choices[0].message.tool_calls.as_ref().unwrap()[0].function.name, "get_current_weather");
-        assert!(parse_response("{\"id\":1}").is_err());
-        assert!(parse_response("<html>").is_err());
+        assert_eq!(parse_response("{\"id\":1}").unwrap_err().kind, ErrorKind::Malformed);
+        assert_eq!(parse_response("<html>").unwrap_err().kind, ErrorKind::Malformed);
+    }
+
+    #[test]
+    fn valid_but_unusual_answers_are_read_leniently() {
+        let base: Value = serde_json::from_str(&fixture("chat_response.json")).unwrap();
+        let variant = |f: &dyn Fn(&mut Value)| {
+            let mut v = base.clone();
+            f(&mut v);
+            parse_response(&v.to_string())
+        };
+        // Content as an array of text parts.
+        let c = variant(&|v| {
+            v["choices"][0]["message"]["content"] =
+                serde_json::json!([{"type":"text","text":"a"},{"type":"text","text":"b"}])
+        })
+        .unwrap();
+        assert_eq!(c.choices[0].message.content.as_deref(), Some("ab"));
+        // cached_tokens: null, missing total_tokens, missing index, extra fields anywhere.
+        let c = variant(&|v| {
+            v["usage"]["prompt_tokens_details"] = serde_json::json!({"cached_tokens": null});
+            v["usage"].as_object_mut().unwrap().remove("total_tokens");
+            v["choices"][0].as_object_mut().unwrap().remove("index");
+            v["x_extra"] = serde_json::json!({"a": [1]});
+            v["choices"][0]["message"]["x_extra"] = serde_json::json!(true);
+        })
+        .unwrap();
+        let u = c.usage.unwrap();
+        assert_eq!((u.total_tokens, u.prompt_tokens_details), (u.prompt_tokens + u.completion_tokens, None));
+        // No usage at all, a float count, a reasoning text.
+        let c = variant(&|v| {
+            v.as_object_mut().unwrap().remove("usage");
+            v["choices"][0]["message"]["reasoning_content"] = "think".into();
+        })
+        .unwrap();
+        assert_eq!((c.usage, c.choices[0].message.reasoning_content.as_deref()), (None, Some("think")));
+        let c = variant(&|v| v["usage"]["completion_tokens"] = serde_json::json!(9.0)).unwrap();
+        assert_eq!(c.usage.unwrap().completion_tokens, 9);
+        // A 200 whose body is an error is the provider's error, not a malformed answer.
+        let e = parse_response(
+            r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::RateLimited);
     }
 
     #[test]
@@ -593,8 +665,8 @@ mod tests {
         assert_eq!(classify_error(502, "<html>bad gateway</html>").kind, ErrorKind::Server);
     }
 
-    fn meta(include_usage: bool) -> StreamMeta {
-        StreamMeta { id: "chatcmpl-gateway".into(), created: 1_700_000_000, model: "gpt-4o-mini".into(), include_usage }
+    fn tr(include_usage: bool) -> st::Translator {
+        st::Translator::new(Box::new(StreamDecoder::new(include_usage)), include_usage)
     }
 
     #[test]
@@ -606,7 +678,7 @@ mod tests {
         ];
         for (file, text, finish, (p, c, t)) in cases {
             let sse = fixture(file);
-            let mut tr = StreamState::new(meta(true));
+            let mut tr = tr(true);
             let items = st::run(&mut tr, &sse);
             let s = summarise(&items);
             assert_eq!(s.text, text, "{file}");
@@ -630,7 +702,7 @@ mod tests {
                 assert_eq!(*j, d, "{file}");
             }
         }
-        let s = summarise(&st::run(&mut StreamState::new(meta(false)), &fixture("chat_stream_tool_calls.sse")));
+        let s = summarise(&st::run(&mut tr(false), &fixture("chat_stream_tool_calls.sse")));
         assert_eq!(s.calls.len(), 1);
         assert_eq!(s.calls[0].id, "call_4XzlGBLtUe9dy3GVNV4jhq7h");
         assert_eq!(s.calls[0].name, "get_weather");
@@ -638,11 +710,91 @@ mod tests {
     }
 
     #[test]
+    fn a_streamed_request_always_asks_for_usage_and_the_client_gets_it_only_if_it_asked() {
+        let cfg = config();
+        let out = Outbound { provider: &cfg.providers[0], model: "m", api_key: None };
+        let req = |body: &str| ChatRequest::parse(body.as_bytes()).unwrap();
+        let sent = |body: &str| -> Value {
+            serde_json::from_str(build_request(&out, &req(body)).unwrap().body.as_deref().unwrap()).unwrap()
+        };
+        let s = sent(r#"{"model":"c","stream":true,"messages":[{"role":"user","content":"x"}]}"#);
+        assert_eq!(s["stream_options"]["include_usage"], true);
+        let s = sent(
+            r#"{"model":"c","stream":true,"stream_options":{"include_usage":false},"messages":[{"role":"user","content":"x"}]}"#,
+        );
+        assert_eq!(s["stream_options"]["include_usage"], true);
+        let s = sent(r#"{"model":"c","messages":[{"role":"user","content":"x"}]}"#);
+        assert!(s.get("stream_options").is_none(), "not for a whole answer");
+        // The usage chunk is dropped when the client did not ask, but read.
+        let sse = fixture("chat_stream_text_usage.sse");
+        let mut quiet = tr(false);
+        let s = summarise(&st::run(&mut quiet, &sse));
+        assert!(s.usage_chunks.is_empty());
+        assert_eq!(quiet.usage().unwrap().total_tokens, 29);
+    }
+
+    #[test]
+    fn reasoning_deltas_are_read_under_either_name() {
+        let sse = st_fixture("chat_stream_reasoning_content_deepseek.sse");
+        let mut facts = Vec::new();
+        let mut d = StreamDecoder::new(false);
+        for ev in st::events(&sse) {
+            d.decode(&ev, &mut facts);
+        }
+        let reasoning: String = facts
+            .iter()
+            .filter_map(|f| match f {
+                Event::Reasoning { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        let text: String = facts
+            .iter()
+            .filter_map(|f| match f {
+                Event::Text { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(reasoning.starts_with("We need to count"), "{reasoning}");
+        assert!(text.starts_with("The word"), "{text}");
+        // The first activity is reasoning, long before any text.
+        assert!(matches!(facts.iter().find(|f| f.is_activity()), Some(Event::Reasoning { .. })));
+        assert!(facts.iter().any(|f| matches!(f, Event::Usage(u) if u.completion_tokens_details.as_ref().is_some_and(|d| d.reasoning_tokens > 0))));
+        assert_eq!(facts.last(), Some(&Event::Done));
+        // Newer vLLM: `reasoning`.
+        let mut out = Vec::new();
+        StreamDecoder::new(false).decode(
+            &SseEvent { event: None, data: r#"{"id":"x","choices":[{"index":0,"delta":{"reasoning":"hm"}}]}"#.into() },
+            &mut out,
+        );
+        assert!(out.contains(&Event::Reasoning { choice: 0, text: "hm".into() }), "{out:?}");
+    }
+
+    #[test]
+    fn every_choice_of_n_is_read_on_its_own() {
+        let mut out = Vec::new();
+        let mut d = StreamDecoder::new(false);
+        for data in [
+            r#"{"id":"x","choices":[{"index":0,"delta":{"content":"a"}},{"index":1,"delta":{"content":"b"}}]}"#,
+            r#"{"id":"x","choices":[{"index":1,"delta":{},"finish_reason":"stop"}]}"#,
+        ] {
+            d.decode(&SseEvent { event: None, data: data.into() }, &mut out);
+        }
+        assert!(out.contains(&Event::Text { choice: 1, text: "b".into() }));
+        assert!(out.contains(&Event::Finish { choice: 1, reason: "stop".into() }));
+        assert!(!out.iter().any(|f| matches!(f, Event::Finish { choice: 0, .. })));
+    }
+
+    fn st_fixture(name: &str) -> String {
+        fixture(name)
+    }
+
+    #[test]
     fn a_stream_without_a_usage_chunk_has_no_usage() {
         let sse = fixture("chat_stream_text_usage.sse");
         let without: String =
             sse.split("\n\n").filter(|e| !e.contains("\"choices\":[]")).map(|e| format!("{e}\n\n")).collect();
-        let mut tr = StreamState::new(meta(false));
+        let mut tr = tr(false);
         let s = summarise(&st::run(&mut tr, &without));
         assert_eq!(s.text, "Hello! How can I help you today?");
         assert!(s.usage_chunks.is_empty());
@@ -670,7 +822,7 @@ mod tests {
                     .collect::<String>(),
                 crate::sse::data_event(&body)
             );
-            let items = st::run(&mut StreamState::new(meta(false)), &sse);
+            let items = st::run(&mut tr(false), &sse);
             let StreamItem::Error(e) = items.last().unwrap() else { panic!("{file}: {items:?}") };
             assert_eq!(e.kind, kind, "{file}");
             let expected: Value = serde_json::from_str(&body).unwrap();
@@ -679,7 +831,7 @@ mod tests {
         }
         let one = |data: &str| {
             let mut out = Vec::new();
-            StreamState::new(meta(false)).on_event(&SseEvent { event: None, data: data.to_owned() }, &mut out);
+            tr(false).on_event(&SseEvent { event: None, data: data.to_owned() }, &mut out);
             out
         };
         let kind = |data: &str| match one(data).as_slice() {
@@ -694,7 +846,7 @@ mod tests {
         assert_eq!(kind(r#"{"error":{"type":"invalid_request_error","message":"bad"}}"#), ErrorKind::BadRequest);
         // `error: null` is no error.
         assert!(matches!(
-            one(r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"error":null}"#)
+            one(r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{}}],"error":null}"#)
                 .as_slice(),
             [StreamItem::Chunk { .. }]
         ));
@@ -707,7 +859,7 @@ mod tests {
         parts.insert(2, "data: {\"id\":\"chatcmpl-x\",\"choi\n\n".to_owned());
         parts.insert(4, "data: [1,2]\n\n".to_owned());
         parts.insert(5, "data: {\"id\":\"x\"}\n\n".to_owned());
-        let mut tr = StreamState::new(meta(false));
+        let mut tr = tr(false);
         let items = st::run(&mut tr, &parts.concat());
         let s = summarise(&items);
         assert_eq!(s.malformed, 3);

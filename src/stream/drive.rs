@@ -1,0 +1,179 @@
+//! Driving a [`Relay`] with an upstream body: reading chunks within the
+//! relay's next deadline and feeding it what happened. Two uses:
+//!
+//! - [`StreamAccept`], the attempt loop's acceptor for streams, reads until
+//!   the first token: a failure before it fails over like any attempt.
+//! - [`StreamDriver`] relays the rest to the client, piece by piece, and
+//!   when the answer breaks after content, asks its [`Resume`] for a
+//!   continuation before it gives up with an error event.
+
+use super::relay::{Relay, Source, State, StreamSpec};
+use crate::clock::Clock;
+use crate::config::{Format, ProviderConfig, Target};
+use crate::dispatch::Accept;
+use crate::providers;
+use crate::record::AttemptRecord;
+use crate::taxonomy::UpstreamError;
+use crate::upstream::{TransportError, UpstreamBody, UpstreamHead};
+
+/// A stream that reached its first token: its body and its relay.
+pub struct Streaming<B> {
+    pub body: B,
+    pub relay: Relay,
+}
+
+/// Reads once, within the relay's next deadline, and feeds the relay.
+pub(crate) async fn step<B: UpstreamBody, C: Clock>(body: &mut B, relay: &mut Relay, clock: &C) {
+    let deadline = relay.next_deadline();
+    let read = body.chunk(deadline).await;
+    let now = clock.now_ms();
+    match read {
+        Ok(Some(bytes)) => relay.feed(&bytes, now),
+        Ok(None) => relay.end(now),
+        // The body says the deadline passed, whatever the clock reads.
+        Err(TransportError::Timeout) => relay.tick(now.max(deadline)),
+        Err(TransportError::Connect(m)) => relay.broke(&m, now),
+        Err(TransportError::TooLarge(_)) => relay.broke("the body was too large", now),
+    }
+}
+
+/// Reads `body` until the relay has its first token (or has failed).
+pub async fn until_first_token<B: UpstreamBody, C: Clock>(
+    body: &mut B,
+    relay: &mut Relay,
+    clock: &C,
+) -> Result<(), UpstreamError> {
+    while *relay.state() == State::Probation {
+        step(body, relay, clock).await;
+    }
+    match relay.state() {
+        State::Refused(e) => Err(e.clone()),
+        _ => Ok(()),
+    }
+}
+
+/// The source a 2xx stream head becomes: the format's decoder, passed
+/// through when the format is the client's own.
+pub fn source(target: &Target, provider: &ProviderConfig, key: Option<&str>, client_wants_usage: bool) -> Source {
+    Source {
+        provider: target.provider,
+        target: target.id.clone(),
+        model: target.model.clone(),
+        decoder: providers::decoder(provider.format, client_wants_usage),
+        passthrough: provider.format == Format::OpenAi,
+        key: key.map(str::to_owned),
+    }
+}
+
+/// The acceptor for streaming attempts: reads until the first token within
+/// the attempt's deadline (the time-to-first-token limit).
+pub struct StreamAccept<C> {
+    pub clock: C,
+    pub spec: StreamSpec,
+}
+
+impl<B: UpstreamBody, C: Clock> Accept<B> for StreamAccept<C> {
+    type Output = Streaming<B>;
+
+    async fn accept(
+        &mut self,
+        target: &Target,
+        provider: &ProviderConfig,
+        key: Option<&str>,
+        head: UpstreamHead<B>,
+        deadline_ms: u64,
+    ) -> Result<Streaming<B>, UpstreamError> {
+        let source = source(target, provider, key, self.spec.include_usage);
+        let mut relay = Relay::new(self.spec.clone(), source, self.clock.now_ms(), deadline_ms);
+        let mut body = head.body;
+        until_first_token(&mut body, &mut relay, &self.clock).await?;
+        Ok(Streaming { body, relay })
+    }
+}
+
+/// Continues a broken answer elsewhere: given the broken relay, a stream
+/// that carries on from it (already at its first token), or nothing.
+pub trait Resume<B> {
+    async fn resume(&mut self, broken: &Relay) -> Option<Streaming<B>>;
+    /// The upstream attempts made for continuations, for the log.
+    fn attempts(&mut self) -> Vec<AttemptRecord> {
+        Vec::new()
+    }
+}
+
+/// No continuation.
+pub struct NoResume;
+
+impl<B> Resume<B> for NoResume {
+    async fn resume(&mut self, _broken: &Relay) -> Option<Streaming<B>> {
+        None
+    }
+}
+
+impl<B, R: Resume<B>> Resume<B> for Option<R> {
+    async fn resume(&mut self, broken: &Relay) -> Option<Streaming<B>> {
+        match self {
+            Some(r) => r.resume(broken).await,
+            None => None,
+        }
+    }
+    fn attempts(&mut self) -> Vec<AttemptRecord> {
+        self.as_mut().map(Resume::attempts).unwrap_or_default()
+    }
+}
+
+/// Relays a stream to the client, piece by piece.
+pub struct StreamDriver<B, C, R = NoResume> {
+    body: B,
+    relay: Relay,
+    clock: C,
+    resume: R,
+    released: bool,
+}
+
+impl<B: UpstreamBody, C: Clock, R: Resume<B>> StreamDriver<B, C, R> {
+    pub fn new(s: Streaming<B>, clock: C, resume: R) -> Self {
+        StreamDriver { body: s.body, relay: s.relay, clock, resume, released: false }
+    }
+
+    pub fn relay(&self) -> &Relay {
+        &self.relay
+    }
+
+    /// The upstream attempts continuations made.
+    pub fn continuation_attempts(&mut self) -> Vec<AttemptRecord> {
+        self.resume.attempts()
+    }
+
+    /// The next piece of the client's stream (every event ready so far), or
+    /// `None` once it has ended.
+    pub async fn next(&mut self) -> Option<String> {
+        loop {
+            if self.relay.upstream_done() && !self.released {
+                // Read to its end marker: nothing to abort.
+                self.released = true;
+                self.body.release();
+            }
+            let out = self.relay.take_output();
+            if !out.is_empty() {
+                return Some(out);
+            }
+            match self.relay.state() {
+                State::Complete | State::Failed(_) | State::Refused(_) => return None,
+                State::Broken(_) => {
+                    if self.relay.prefill().is_some() {
+                        if let Some(next) = self.resume.resume(&self.relay).await {
+                            // The broken body is dropped (aborted) here.
+                            self.body = next.body;
+                            self.released = false;
+                            self.relay.splice(next.relay);
+                            continue;
+                        }
+                    }
+                    self.relay.give_up();
+                }
+                State::Probation | State::Flowing => step(&mut self.body, &mut self.relay, &self.clock).await,
+            }
+        }
+    }
+}

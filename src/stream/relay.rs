@@ -1,0 +1,542 @@
+//! The stream relay as a state machine with no I/O and no timer of its own
+//! (after quinn-proto's `Connection`): the driver feeds it what happened —
+//! bytes from the upstream ([`Relay::feed`]), the end of the body
+//! ([`Relay::end`]), a broken connection ([`Relay::broke`]), a deadline that
+//! passed ([`Relay::tick`]) — and drains what it wants done: bytes for the
+//! client ([`Relay::take_output`]), the time it next needs waking
+//! ([`Relay::next_deadline`]), and its [`State`].
+//!
+//! A relay serves one client stream from one upstream source at a time:
+//!
+//! - **Probation**: until the first token (text, reasoning, a tool call or
+//!   a finish) nothing goes to the client. A failure now (an error event, an
+//!   early end, a cut, no first token by the deadline) is an ordinary
+//!   attempt failure: [`State::Refused`], and the attempt loop fails over.
+//! - **Flowing**: output is released as it comes. After every choice has
+//!   its finish reason, the relay waits a short grace for the end marker
+//!   (and OpenAI's usage chunk), then completes by itself.
+//! - A failure after content is [`State::Broken`]: the driver may continue
+//!   the answer on another target ([`Relay::prefill`], [`Relay::splice`]) or
+//!   end it with an error event and no `[DONE]` ([`Relay::give_up`]).
+//!
+//! When the upstream speaks the client's format (OpenAI to OpenAI), its
+//! events go out as they came (`passthrough`); otherwise the relay writes
+//! OpenAI chunks from the decoded events.
+
+use super::encode::{error_event, Encoder};
+use crate::api::Usage;
+use crate::event::{Decode, Event};
+use crate::sse::{SseEvent, SseParser, DONE};
+use crate::taxonomy::{ErrorKind, UpstreamError};
+
+/// After every choice finished, how long to wait for the provider's end
+/// marker (and OpenAI's usage chunk) before completing the stream.
+pub const FINISH_GRACE_MS: u64 = 1_000;
+
+/// What is fixed for the whole client stream.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    /// `chatcmpl-...` id for translated chunks, until an upstream names its own.
+    pub id: String,
+    pub created: u64,
+    /// The client asked for `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// Choices the client asked for (`n`).
+    pub choices: u32,
+    /// Longest silence once content flows.
+    pub idle_timeout_ms: u64,
+    /// The request's deadline (clock time): bounds the whole stream.
+    pub deadline_ms: u64,
+    /// Largest SSE line or event, and largest output held before the first token.
+    pub max_event_bytes: usize,
+    /// Largest answer text kept (for continuation and the mirror comparison).
+    pub max_text_bytes: usize,
+}
+
+/// Where a relay's events come from.
+pub struct Source {
+    /// Index of the provider in the configuration.
+    pub provider: usize,
+    /// `provider/model`.
+    pub target: String,
+    /// The target's upstream model (chunk `model` until the upstream names one).
+    pub model: String,
+    pub decoder: Box<dyn Decode>,
+    /// Forward the upstream's events as they are (it speaks the client's format).
+    pub passthrough: bool,
+    /// The provider's key, redacted from any error text the stream carries.
+    pub key: Option<String>,
+}
+
+/// Where the relay is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum State {
+    /// Reading, nothing sent to the client yet.
+    Probation,
+    /// Content flows to the client.
+    Flowing,
+    /// A whole answer, ended with `[DONE]`.
+    Complete,
+    /// Failed before any content: the attempt failed (fail over).
+    Refused(UpstreamError),
+    /// Failed after content: continue elsewhere, or give up.
+    Broken(UpstreamError),
+    /// Ended with an error event.
+    Failed(UpstreamError),
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Choice {
+    finished: bool,
+}
+
+pub struct Relay {
+    spec: StreamSpec,
+    parser: SseParser,
+    decoder: Box<dyn Decode>,
+    passthrough: bool,
+    encoder: Encoder,
+    provider: usize,
+    target: String,
+    key: Option<String>,
+    state: State,
+    /// Before the first token: the time limit for it.
+    probation_deadline: u64,
+    last_activity_ms: u64,
+    /// When every choice had finished.
+    finished_at: Option<u64>,
+    out: String,
+    /// Whitespace to drop from the start of the next text (a continuation's
+    /// first text repeats what was trimmed off the prefill).
+    strip: String,
+    choices: Vec<Choice>,
+    tool_seen: bool,
+    text: String,
+    text_truncated: bool,
+    /// Choice 0's tool calls: (name, arguments).
+    tool_calls: Vec<(String, String)>,
+    finish: Option<String>,
+    usage: Option<Usage>,
+    upstream_done: bool,
+    /// Events relayed to the client.
+    pub chunks: u32,
+    /// Upstream events that could not be read.
+    pub malformed: u32,
+    /// Providers whose streams failed mid-answer, and how.
+    pub failed_providers: Vec<(usize, ErrorKind)>,
+    /// Targets that continued the answer.
+    pub continued_on: Vec<String>,
+    events: Vec<SseEvent>,
+    facts: Vec<Event>,
+}
+
+impl Relay {
+    /// A relay for `source`, started at `now`, with `probation_deadline` the
+    /// time allowed until the first token.
+    pub fn new(spec: StreamSpec, source: Source, now: u64, probation_deadline: u64) -> Relay {
+        let encoder = Encoder::new(spec.id.clone(), spec.created, source.model.clone(), spec.include_usage);
+        Relay::with_encoder(spec, source, encoder, String::new(), now, probation_deadline)
+    }
+
+    fn with_encoder(
+        spec: StreamSpec,
+        source: Source,
+        encoder: Encoder,
+        strip: String,
+        now: u64,
+        probation_deadline: u64,
+    ) -> Relay {
+        let choices = vec![Choice::default(); spec.choices.max(1) as usize];
+        Relay {
+            parser: SseParser::with_limit(spec.max_event_bytes),
+            spec,
+            decoder: source.decoder,
+            passthrough: source.passthrough,
+            encoder,
+            provider: source.provider,
+            target: source.target,
+            key: source.key,
+            state: State::Probation,
+            probation_deadline,
+            last_activity_ms: now,
+            finished_at: None,
+            out: String::new(),
+            strip,
+            choices,
+            tool_seen: false,
+            text: String::new(),
+            text_truncated: false,
+            tool_calls: Vec::new(),
+            finish: None,
+            usage: None,
+            upstream_done: false,
+            chunks: 0,
+            malformed: 0,
+            failed_providers: Vec::new(),
+            continued_on: Vec::new(),
+            events: Vec::new(),
+            facts: Vec::new(),
+        }
+    }
+
+    // ------------------------------------------------------------ getters
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+    pub fn provider(&self) -> usize {
+        self.provider
+    }
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+    /// Choice 0's answer text so far (reasoning left out).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+    /// Choice 0's finish reason.
+    pub fn finish_reason(&self) -> Option<&str> {
+        self.finish.as_deref()
+    }
+    /// Choice 0's tool calls, (name, arguments).
+    pub fn tool_calls(&self) -> &[(String, String)] {
+        &self.tool_calls
+    }
+    /// Token usage as the upstream reported it.
+    pub fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
+    }
+    /// Whether the upstream sent its end marker (nothing more will come, and
+    /// its connection need not be aborted).
+    pub fn upstream_done(&self) -> bool {
+        self.upstream_done
+    }
+
+    /// When the driver must call [`Relay::tick`] if nothing else happens.
+    pub fn next_deadline(&self) -> u64 {
+        let d = match (&self.state, self.finished_at) {
+            (State::Probation, _) => self.probation_deadline,
+            (State::Flowing, Some(t)) => t.saturating_add(FINISH_GRACE_MS),
+            (State::Flowing, None) => self.last_activity_ms.saturating_add(self.spec.idle_timeout_ms),
+            _ => u64::MAX,
+        };
+        d.min(self.spec.deadline_ms)
+    }
+
+    /// Bytes ready for the client (none during probation).
+    pub fn take_output(&mut self) -> String {
+        if self.state == State::Probation {
+            return String::new();
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Whether anything is ready for the client.
+    pub fn has_output(&self) -> bool {
+        self.state != State::Probation && !self.out.is_empty()
+    }
+
+    // ------------------------------------------------------------ input
+
+    /// Bytes from the upstream body.
+    pub fn feed(&mut self, bytes: &[u8], now: u64) {
+        if !self.reading() {
+            return;
+        }
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        let fed = self.parser.feed(bytes, &mut events);
+        self.absorb(&events, now);
+        self.events = events;
+        if fed.is_err() && self.reading() {
+            let e = UpstreamError::new(
+                ErrorKind::Malformed,
+                format!("an upstream stream event exceeded {} bytes", self.spec.max_event_bytes),
+            );
+            self.fail(e);
+        }
+    }
+
+    /// The upstream body ended.
+    pub fn end(&mut self, now: u64) {
+        if !self.reading() {
+            return;
+        }
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        self.parser.finish(&mut events);
+        self.absorb(&events, now);
+        self.events = events;
+        if self.reading() {
+            self.finish_or_fail("the upstream stream ended before the answer finished");
+        }
+    }
+
+    /// The upstream connection broke.
+    pub fn broke(&mut self, message: &str, _now: u64) {
+        if !self.reading() {
+            return;
+        }
+        if self.all_finished() {
+            self.complete();
+        } else {
+            let m = format!("the upstream stream broke: {}", self.redact(message));
+            self.fail(UpstreamError::new(ErrorKind::Connect, m));
+        }
+    }
+
+    /// Time passed; `now` at or after [`Relay::next_deadline`] acts on it.
+    pub fn tick(&mut self, now: u64) {
+        if now < self.next_deadline() || !self.reading() {
+            return;
+        }
+        if self.finished_at.is_some() && self.state == State::Flowing {
+            // Finished, but the end marker never came: complete now.
+            self.complete();
+            return;
+        }
+        let e = if now >= self.spec.deadline_ms {
+            UpstreamError::new(ErrorKind::Timeout, "the answer did not finish within the request's deadline")
+        } else if self.state == State::Probation {
+            UpstreamError::new(ErrorKind::Timeout, "no first token within the time limit")
+        } else {
+            UpstreamError::new(
+                ErrorKind::Timeout,
+                format!("the upstream stream stalled: nothing for {} ms", self.spec.idle_timeout_ms),
+            )
+        };
+        self.fail(e);
+    }
+
+    // ------------------------------------------------------------ commands
+
+    /// The text a continuation would be asked to carry on from, if this
+    /// broken stream may be continued: one choice, no tool call begun
+    /// (prefill cannot resume JSON arguments honestly), some text, all kept.
+    pub fn prefill(&self) -> Option<&str> {
+        if !matches!(self.state, State::Broken(_)) || self.spec.choices > 1 || self.tool_seen || self.text_truncated {
+            return None;
+        }
+        let p = self.text.trim_end();
+        (!p.is_empty()).then_some(p)
+    }
+
+    /// A relay for a continuation of this stream from `source`: its chunks
+    /// keep this stream's id and model and send no second role chunk, and
+    /// the whitespace trimmed off the prefill is dropped from its first text.
+    pub fn continuation(&self, source: Source, now: u64, probation_deadline: u64) -> Relay {
+        let trimmed = self.text.get(self.text.trim_end().len()..).unwrap_or_default().to_owned();
+        let encoder = self.encoder.clone().continuing();
+        let mut r = Relay::with_encoder(self.spec.clone(), source, encoder, trimmed, now, probation_deadline);
+        r.passthrough = false;
+        r
+    }
+
+    /// Carries on from `next`, a continuation that reached its first token.
+    pub fn splice(&mut self, next: Relay) {
+        if let State::Broken(e) = &self.state {
+            self.failed_providers.push((self.provider, e.kind));
+        }
+        self.continued_on.push(next.target.clone());
+        self.parser = next.parser;
+        self.decoder = next.decoder;
+        self.passthrough = false;
+        self.encoder = next.encoder;
+        self.provider = next.provider;
+        self.target = next.target;
+        self.key = next.key;
+        self.last_activity_ms = next.last_activity_ms;
+        self.finished_at = next.finished_at;
+        self.strip = next.strip;
+        self.out.push_str(&next.out);
+        self.append_text(&next.text);
+        self.tool_seen |= next.tool_seen;
+        self.tool_calls.extend(next.tool_calls);
+        self.choices = next.choices;
+        self.finish = next.finish;
+        self.usage = next.usage.or(self.usage.take());
+        self.upstream_done = next.upstream_done;
+        self.chunks += next.chunks;
+        self.malformed += next.malformed;
+        self.state = match next.state {
+            State::Probation => State::Flowing,
+            s => s,
+        };
+    }
+
+    /// Ends a broken stream with an error event (and no `[DONE]`).
+    pub fn give_up(&mut self) {
+        if let State::Broken(e) = std::mem::replace(&mut self.state, State::Probation) {
+            self.failed_providers.push((self.provider, e.kind));
+            self.out.push_str(&error_event(&e));
+            self.state = State::Failed(e);
+        }
+    }
+
+    // ------------------------------------------------------------ inside
+
+    fn reading(&self) -> bool {
+        matches!(self.state, State::Probation | State::Flowing)
+    }
+
+    fn all_finished(&self) -> bool {
+        self.choices.iter().all(|c| c.finished)
+    }
+
+    fn redact(&self, text: &str) -> String {
+        crate::dispatch::redact(text, self.key.as_deref())
+    }
+
+    fn absorb(&mut self, events: &[SseEvent], now: u64) {
+        for ev in events {
+            let mut facts = std::mem::take(&mut self.facts);
+            facts.clear();
+            self.decoder.decode(ev, &mut facts);
+            for fact in facts.drain(..) {
+                if !self.reading() {
+                    break;
+                }
+                self.apply(fact, now);
+            }
+            self.facts = facts;
+            if !self.reading() {
+                return;
+            }
+        }
+        if self.state == State::Probation && self.out.len() > self.spec.max_event_bytes {
+            let e = UpstreamError::new(ErrorKind::Malformed, "the upstream sent too much before the first token");
+            self.fail(e);
+        }
+    }
+
+    fn apply(&mut self, fact: Event, now: u64) {
+        if fact.is_activity() {
+            self.last_activity_ms = now;
+            if self.state == State::Probation {
+                self.state = State::Flowing;
+            }
+        }
+        let fact = match fact {
+            Event::Forward(data) => {
+                if self.passthrough {
+                    self.out.push_str("data: ");
+                    self.out.push_str(&data);
+                    self.out.push_str("\n\n");
+                    self.chunks += 1;
+                }
+                return;
+            }
+            Event::Error(mut e) => {
+                if !self.all_finished() {
+                    e.message = self.redact(&e.message);
+                    self.fail(e);
+                }
+                return;
+            }
+            Event::Malformed => {
+                self.malformed += 1;
+                return;
+            }
+            Event::Done => {
+                self.upstream_done = true;
+                self.finish_or_fail("the upstream stream ended before the answer finished");
+                return;
+            }
+            Event::Text { choice, text } => {
+                let text = if !self.strip.is_empty() && !text.is_empty() {
+                    let strip = std::mem::take(&mut self.strip);
+                    text.strip_prefix(strip.as_str()).map(str::to_owned).unwrap_or(text)
+                } else {
+                    text
+                };
+                if choice == 0 {
+                    self.append_text(&text);
+                }
+                if text.is_empty() {
+                    return;
+                }
+                Event::Text { choice, text }
+            }
+            Event::ToolStart { choice, index, id, name } => {
+                self.tool_seen = true;
+                if choice == 0 && self.tool_calls.len() < 128 {
+                    self.tool_calls.push((name.clone(), String::new()));
+                }
+                Event::ToolStart { choice, index, id, name }
+            }
+            Event::ToolArgs { choice, index, args } => {
+                self.tool_seen = true;
+                if choice == 0 {
+                    if let Some((_, a)) = self.tool_calls.get_mut(index as usize) {
+                        if a.len() + args.len() <= self.spec.max_text_bytes {
+                            a.push_str(&args);
+                        }
+                    }
+                }
+                Event::ToolArgs { choice, index, args }
+            }
+            Event::Finish { choice, reason } => {
+                if choice == 0 {
+                    self.finish = Some(reason.clone());
+                }
+                match self.choices.get_mut(choice as usize) {
+                    Some(c) => c.finished = true,
+                    None => {
+                        // More choices than asked for: track them too.
+                        self.choices.resize(choice as usize + 1, Choice::default());
+                        if let Some(c) = self.choices.last_mut() {
+                            c.finished = true;
+                        }
+                    }
+                }
+                if self.all_finished() && self.finished_at.is_none() {
+                    self.finished_at = Some(now);
+                }
+                Event::Finish { choice, reason }
+            }
+            Event::Usage(u) => {
+                self.usage = Some(u.clone());
+                Event::Usage(u)
+            }
+            other => other,
+        };
+        if self.passthrough {
+            if let Event::Start { id, model } = &fact {
+                self.encoder.adopt(id.as_deref(), model.as_deref());
+            }
+        } else {
+            self.chunks += self.encoder.encode(&fact, &mut self.out);
+        }
+    }
+
+    fn append_text(&mut self, text: &str) {
+        if self.text.len() + text.len() > self.spec.max_text_bytes {
+            self.text_truncated = true;
+            return;
+        }
+        self.text.push_str(text);
+    }
+
+    /// The upstream's stream is over: complete if every choice finished.
+    fn finish_or_fail(&mut self, why: &str) {
+        if self.all_finished() {
+            self.complete();
+        } else if self.state == State::Probation {
+            self.fail(UpstreamError::new(ErrorKind::Malformed, "the stream ended before any content"));
+        } else {
+            self.fail(UpstreamError::new(ErrorKind::Malformed, why));
+        }
+    }
+
+    fn complete(&mut self) {
+        if !self.passthrough {
+            self.encoder.usage_chunk(&mut self.out);
+        }
+        self.out.push_str(DONE);
+        self.state = State::Complete;
+    }
+
+    fn fail(&mut self, e: UpstreamError) {
+        self.state = if self.state == State::Probation { State::Refused(e) } else { State::Broken(e) };
+    }
+}
