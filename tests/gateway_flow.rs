@@ -60,12 +60,14 @@ impl UpstreamBody for Body {
 impl Upstream for Fake<'_> {
     type Body = Body;
     async fn send(&self, req: &UpstreamRequest, deadline_ms: u64) -> Result<UpstreamHead<Body>, TransportError> {
-        self.seen.borrow_mut().push((req.url.clone(), self.clock.now_ms(), req.body.clone()));
+        // Scripts name providers as http://<host> (the config's base URLs are https).
+        let url = req.url.replacen("https://", "http://", 1);
+        self.seen.borrow_mut().push((url.clone(), self.clock.now_ms(), req.body.clone()));
         let step = {
             let mut scripts = self.scripts.borrow_mut();
             let (queue, default) = scripts
                 .iter_mut()
-                .find(|(k, _)| req.url.starts_with(k.as_str()))
+                .find(|(k, _)| url.starts_with(k.as_str()))
                 .map(|(_, v)| v)
                 .expect("no provider scripted for this URL");
             queue.pop_front().unwrap_or_else(|| default.clone())
@@ -111,9 +113,9 @@ fn config(strategy: &str, targets: Value) -> Config {
     Config::from_json(
         &json!({
             "providers": {
-                "a": {"format": "openai", "base_url": "http://a.test/v1", "key_secret": "A_KEY"},
-                "b": {"format": "openai", "base_url": "http://b.test/v1", "key_secret": "B_KEY"},
-                "c": {"format": "openai", "base_url": "http://c.test/v1", "key_secret": "C_KEY"}
+                "a": {"format": "openai", "base_url": "https://a.test/v1", "key_secret": "A_KEY"},
+                "b": {"format": "openai", "base_url": "https://b.test/v1", "key_secret": "B_KEY"},
+                "c": {"format": "openai", "base_url": "https://c.test/v1", "key_secret": "C_KEY"}
             },
             "routes": {"chat": {"strategy": strategy, "targets": targets, "policy": {
                 "attempt_timeout_ms": 1000, "deadline_ms": 5000, "max_attempts": 5, "retries_per_target": 1,
