@@ -378,6 +378,29 @@ fn a_broken_key_fails_over_and_is_flagged() {
     assert!(a.log.attempts[0].message.as_deref().unwrap().contains("[redacted]"));
 }
 
+/// An upstream message is clipped to 500 characters; a key it echoes at any
+/// offset around that boundary leaves nothing of itself (no prefix of 8 or
+/// more characters) in the client's error or the log.
+#[test]
+fn an_echoed_key_straddling_the_clip_leaves_no_prefix() {
+    let key = "sk-secret-A_KEY";
+    for offset in 470..=510 {
+        let clock = FakeClock::new(1_000_000);
+        let fake = Fake::new(&clock);
+        let message = format!("{}{key} is not allowed to use temperature", "x".repeat(offset));
+        fake.provider("http://a.test", openai_error(400, "bad_param", &message), vec![]);
+        let gw = gateway(config("priority", three()));
+        let a = ask(&gw, &fake, &clock, hello());
+        assert_eq!(a.status, 400, "offset {offset}");
+        let sent = a.body["error"]["message"].as_str().unwrap().to_owned();
+        let stored = a.log.attempts[0].message.clone().unwrap();
+        for text in [&sent, &stored, &a.log.to_line()] {
+            assert!(!text.contains(&key[..8]), "offset {offset}: {text}");
+        }
+        assert!(sent.len() < 520, "still clipped");
+    }
+}
+
 #[test]
 fn a_missing_secret_skips_the_provider_without_a_request() {
     let clock = FakeClock::new(1_000_000);
