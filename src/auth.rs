@@ -1,16 +1,20 @@
 //! Credentials: the gateway keys clients present, and the admin key.
 //!
 //! Gateway keys are issued by the operator (`npm run keygen`), and the
-//! gateway stores only their SHA-256 hashes: in a Worker secret (a JSON list,
+//! gateway stores only their SHA-256 digests: in a Worker secret (a JSON list,
 //! read once per isolate) and, for keys that must be revocable without a
-//! redeploy, in KV under `sy:v1:key:<hash>`. A presented key is hashed and
-//! compared with every stored hash in constant time. A key may be scoped to
-//! some routes.
+//! redeploy, in KV under `sy:v1:key:<hex digest>`. A presented key is hashed
+//! and compared with every stored digest in constant time. A key may be
+//! scoped to some routes.
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
+use std::rc::Rc;
 
 pub const KEY_PREFIX_KV: &str = "sy:v1:key:";
+
+/// A SHA-256 digest.
+pub type Digest = [u8; 32];
 
 /// Compares two secrets in time independent of where they differ (the
 /// length may leak; the content does not).
@@ -35,18 +39,46 @@ pub fn well_formed(token: &str) -> bool {
     (16..=128).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// SHA-256 of a key, as lower-case hex.
-pub fn hash_key(key: &str) -> String {
-    let digest = Sha256::digest(key.as_bytes());
+/// SHA-256 of a key (no allocation).
+pub fn digest(key: &str) -> Digest {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// A digest as lower-case hex (KV keys, keygen's output).
+pub fn hex(d: &Digest) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(64);
-    for b in digest {
-        s.push(char::from_digit((b >> 4) as u32, 16).unwrap_or('0'));
-        s.push(char::from_digit((b & 0xf) as u32, 16).unwrap_or('0'));
+    for b in d {
+        for nibble in [b >> 4, b & 0xf] {
+            s.push(HEX.get(usize::from(nibble)).map_or('0', |&c| char::from(c)));
+        }
     }
     s
 }
 
-/// One gateway key, as stored (never the key itself).
+/// SHA-256 of a key, as lower-case hex.
+pub fn hash_key(key: &str) -> String {
+    hex(&digest(key))
+}
+
+/// Reads 64 hex digits (either case) as a digest.
+pub fn parse_hex(s: &str) -> Option<Digest> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+        let [hi, lo] = pair else { return None };
+        let hi = char::from(*hi).to_digit(16)?;
+        let lo = char::from(*lo).to_digit(16)?;
+        *byte = u8::try_from(hi * 16 + lo).ok()?;
+    }
+    Some(out)
+}
+
+/// One gateway key, as stored (never the key itself). KV entries are read
+/// with serde; the secret's list with [`GatewayKeys::parse`], whose errors
+/// never quote what the secret holds.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyEntry {
@@ -68,26 +100,78 @@ impl KeyEntry {
     }
 }
 
-/// The keys from the Worker secret.
+/// The keys from the Worker secret: each entry with its digest.
 #[derive(Debug, Clone, Default)]
 pub struct GatewayKeys {
-    entries: Vec<KeyEntry>,
+    entries: Vec<(Digest, Rc<KeyEntry>)>,
+}
+
+const ENTRY_FIELDS: [&str; 4] = ["name", "sha256", "routes", "revoked"];
+
+/// What a value that should have been an entry's hash, or the whole secret,
+/// may be instead: the key itself. Said without quoting it.
+fn key_hint(s: &str) -> &'static str {
+    let s = s.trim().trim_matches('"');
+    if well_formed(s) {
+        " (this looks like a key itself: store its SHA-256, as `npm run keygen` prints it, never the key)"
+    } else {
+        ""
+    }
+}
+
+/// Says what is wrong with the secret from where serde_json stopped, never
+/// with serde's own message (which quotes the value it found).
+fn explain(json: &str, e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    if matches!(e.classify(), Category::Syntax | Category::Eof | Category::Io) {
+        return format!("not valid JSON (line {}, column {}){}", e.line(), e.column(), key_hint(json));
+    }
+    let path = crate::json_path::error_path(json.as_bytes(), e).unwrap_or_default();
+    // `[2]`, `[2].sha256` or `[2].routes[0]`: the entry, then its field.
+    let Some((index, rest)) = path.strip_prefix('[').and_then(|p| p.split_once(']')) else {
+        return format!("not a JSON list of {{name, sha256, routes?}} entries{}", key_hint(json));
+    };
+    let entry = format!("entry {index}");
+    let field: String = rest.trim_start_matches('.').chars().take_while(|c| *c != '[' && *c != '.').collect();
+    let message = e.to_string();
+    if let Some(missing) = ENTRY_FIELDS.iter().find(|f| message.starts_with(&format!("missing field `{f}`"))) {
+        return format!("{entry}: `{missing}` is missing");
+    }
+    if field.is_empty() {
+        return format!("{entry}: not an object {{name, sha256, routes?}}");
+    }
+    match ENTRY_FIELDS.iter().find(|f| **f == field) {
+        Some(&"sha256") => format!("{entry}: `sha256` must be 64 hex digits"),
+        Some(&"routes") => format!("{entry}: `routes` must be a list of route names"),
+        Some(&"revoked") => format!("{entry}: `revoked` must be true or false"),
+        Some(f) => format!("{entry}: `{f}` must be a string"),
+        // A field name is shown only when it cannot be a key (keys are at
+        // least 16 characters): a typo such as `sha265` is.
+        None if field.len() < 16 && field.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
+            format!("{entry}: unknown field `{field}` (the fields are name, sha256, routes, revoked)")
+        }
+        None => format!("{entry}: unknown field (the fields are name, sha256, routes, revoked)"),
+    }
 }
 
 impl GatewayKeys {
-    /// Parses the secret's JSON list; the error says what is wrong, never
-    /// what the secret holds.
+    /// Parses the secret's JSON list. An error names the entry (counting
+    /// from 0) and the field that is wrong, never what the secret holds: a
+    /// key pasted there by mistake must not end up in a response or a log.
     pub fn parse(json: &str) -> Result<GatewayKeys, String> {
-        let entries: Vec<KeyEntry> =
-            serde_json::from_str(json).map_err(|e| format!("not a JSON list of {{name, sha256, routes?}}: {e}"))?;
-        for (i, e) in entries.iter().enumerate() {
-            if e.sha256.len() != 64 || !e.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("entry {i} (`{}`): sha256 must be 64 hex digits", e.name));
+        let list: Vec<KeyEntry> = serde_json::from_str(json).map_err(|e| explain(json, &e))?;
+        let mut entries = Vec::with_capacity(list.len());
+        for (i, mut e) in list.into_iter().enumerate() {
+            if e.name.trim().is_empty() {
+                return Err(format!("entry {i}: `name` must be a non-empty string"));
             }
+            let Some(digest) = parse_hex(&e.sha256) else {
+                return Err(format!("entry {i}: `sha256` must be 64 hex digits{}", key_hint(&e.sha256)));
+            };
+            e.sha256.make_ascii_lowercase();
+            entries.push((digest, Rc::new(e)));
         }
-        Ok(GatewayKeys {
-            entries: entries.into_iter().map(|e| KeyEntry { sha256: e.sha256.to_ascii_lowercase(), ..e }).collect(),
-        })
+        Ok(GatewayKeys { entries })
     }
 
     pub fn len(&self) -> usize {
@@ -98,12 +182,12 @@ impl GatewayKeys {
         self.entries.is_empty()
     }
 
-    /// The entry whose hash matches `hash`, comparing with every entry so the
+    /// The entry whose digest matches, comparing with every entry so the
     /// time taken does not depend on which one (if any) matches.
-    pub fn find(&self, hash: &str) -> Option<&KeyEntry> {
+    pub fn find(&self, digest: &Digest) -> Option<&Rc<KeyEntry>> {
         let mut found = None;
-        for e in &self.entries {
-            if constant_time_eq(e.sha256.as_bytes(), hash.as_bytes()) && found.is_none() {
+        for (d, e) in &self.entries {
+            if constant_time_eq(d, digest) && found.is_none() {
                 found = Some(e);
             }
         }
@@ -135,7 +219,12 @@ mod tests {
     #[test]
     fn hashes_keys_with_sha256() {
         // sha256("abc"), from FIPS 180-2.
-        assert_eq!(hash_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(hash_key("abc"), abc);
+        assert_eq!(parse_hex(abc), Some(digest("abc")));
+        assert_eq!(parse_hex(&abc.to_uppercase()), Some(digest("abc")));
+        assert_eq!(parse_hex(&abc[..63]), None);
+        assert_eq!(parse_hex(&format!("{}g", &abc[..63])), None);
     }
 
     #[test]
@@ -146,19 +235,44 @@ mod tests {
             hash_key("sy_ops").to_uppercase()
         );
         let keys = GatewayKeys::parse(&json).unwrap();
-        let app = keys.find(&hash_key("sy_app")).unwrap();
+        let app = keys.find(&digest("sy_app")).unwrap();
         assert_eq!(app.name, "app");
         assert!(app.allows("chat") && !app.allows("smart"));
-        let ops = keys.find(&hash_key("sy_ops")).unwrap();
+        let ops = keys.find(&digest("sy_ops")).unwrap();
         assert!(ops.allows("anything"));
-        assert!(keys.find(&hash_key("sy_nope")).is_none());
+        assert_eq!(ops.sha256, hash_key("sy_ops"), "stored in lower case");
+        assert!(keys.find(&digest("sy_nope")).is_none());
     }
 
+    /// A gateway key pasted into the secret by mistake, in every shape an
+    /// operator might paste it: the error says where, never what.
     #[test]
     fn a_bad_secret_is_explained_without_its_content() {
-        let e = GatewayKeys::parse(r#"[{"name":"x","sha256":"sy_the_actual_key"}]"#).unwrap_err();
-        assert!(e.contains("64 hex digits"));
-        assert!(!e.contains("sy_the_actual_key"));
-        assert!(GatewayKeys::parse("nope").is_err());
+        let key = "sy_R4nd0mPastedKey_0123456789abcdefghijklmnopq";
+        let h = hash_key("sy_other");
+        let cases: Vec<(String, &str)> = vec![
+            (key.to_owned(), "not valid JSON"),
+            (format!("\"{key}\""), "looks like a key"),
+            (format!("[\"{key}\"]"), "entry 0: not an object"),
+            (format!(r#"[{{"name":"ok","sha256":"{h}"}},{{"name":"x","sha256":"{key}"}}]"#), "entry 1: `sha256`"),
+            (format!(r#"[{{"name":"{key}","sha256":"{key}"}}]"#), "entry 0: `sha256` must be 64 hex digits"),
+            (format!(r#"[{{"name":"x","sha256":"{h}","routes":"{key}"}}]"#), "entry 0: `routes`"),
+            (format!(r#"[{{"name":"x","sha256":"{h}","routes":["chat",{{"{key}":1}}]}}]"#), "entry 0: `routes`"),
+            (format!(r#"[{{"name":"x","sha256":"{h}","revoked":"{key}"}}]"#), "entry 0: `revoked`"),
+            (format!(r#"[{{"name":"x","{key}":"{h}"}}]"#), "entry 0: unknown field (the fields"),
+            (format!(r#"[{{"name":"x","key":"{key}"}}]"#), "entry 0: unknown field `key`"),
+            (format!(r#"[{{"name":["{key}"],"sha256":"{h}"}}]"#), "entry 0: `name` must be"),
+            (format!(r#"{{"app":"{key}"}}"#), "not a JSON list"),
+            (format!("[{{\"name\":\"x\",\"sha256\":\"{key}"), "not valid JSON"),
+        ];
+        for (secret, expected) in cases {
+            let e = GatewayKeys::parse(&secret).unwrap_err();
+            assert!(e.contains(expected), "{secret}: {e}");
+            assert!(!e.contains("sy_R4nd0m"), "{secret}: {e}");
+            assert!(!e.contains("0123456789abcdef"), "{secret}: {e}");
+        }
+        assert!(GatewayKeys::parse(r#"[{"name":"x","sha256":"00"}]"#).unwrap_err().contains("64 hex digits"));
+        assert!(!GatewayKeys::parse(r#"[{"name":"x","sha256":"00"}]"#).unwrap_err().contains("looks like a key"));
+        assert!(GatewayKeys::parse(r#"[{"sha256":"00"}]"#).unwrap_err().contains("`name` is missing"));
     }
 }

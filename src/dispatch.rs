@@ -75,13 +75,50 @@ pub struct Plan<'a> {
     pub deadline_ms: u64,
 }
 
-/// Replaces every occurrence of the key in an upstream message: some
-/// providers echo the key they were sent in their error bodies.
-pub fn redact(message: &str, key: Option<&str>) -> String {
-    match key {
-        Some(k) if k.len() >= 4 && message.contains(k) => message.replace(k, "[redacted]"),
-        _ => message.to_owned(),
+/// Takes the key out of an upstream's text: some providers echo the key
+/// they were sent in their error bodies. Every occurrence goes, and so does
+/// a prefix of it (at least [`MIN_KEY_PREFIX`] characters) that ends the
+/// text, before a clip's `...` or not: what is left of a key that a clip
+/// (or a body cut short) split.
+pub fn redact(text: &str, key: Option<&str>) -> String {
+    redacted(text, key).into_owned()
+}
+
+/// The shortest key prefix [`redact`] takes off the end of a text.
+pub const MIN_KEY_PREFIX: usize = 8;
+
+fn redacted<'a>(text: &'a str, key: Option<&str>) -> std::borrow::Cow<'a, str> {
+    use std::borrow::Cow;
+    const MARK: &str = "[redacted]";
+    let Some(k) = key.filter(|k| k.len() >= 4) else {
+        return Cow::Borrowed(text);
+    };
+    let mut out = if text.contains(k) { Cow::Owned(text.replace(k, MARK)) } else { Cow::Borrowed(text) };
+    let (body, dots) = match out.strip_suffix("...") {
+        Some(b) => (b, "..."),
+        None => (&*out, ""),
+    };
+    let cut = (MIN_KEY_PREFIX..k.len())
+        .rev()
+        .filter_map(|n| k.get(..n))
+        .find(|prefix| body.ends_with(prefix))
+        .and_then(|prefix| body.get(..body.len() - prefix.len()));
+    if let Some(kept) = cut {
+        out = Cow::Owned(format!("{kept}{MARK}{dots}"));
     }
+    out
+}
+
+/// Classifies an upstream's error body with the key taken out first (the
+/// raw body, before the adapter clips its message, so that a key straddling
+/// the clip cannot leave its first characters behind), and out of the
+/// message again (a key the body held escaped).
+pub fn classify_redacted(format: providers::Format, status: u16, body: &str, key: Option<&str>) -> UpstreamError {
+    let mut e = providers::classify_error(format, status, &redacted(body, key));
+    if key.is_some() {
+        e.message = redact(&e.message, key);
+    }
+    e
 }
 
 pub async fn dispatch<C, U, R, A>(
@@ -179,7 +216,7 @@ where
                         .text(attempt_deadline, plan.config.security.max_error_body_bytes)
                         .await
                         .unwrap_or_default();
-                    Err((Some(status), providers::classify_error(provider.format, status, &body), ra))
+                    Err((Some(status), classify_redacted(provider.format, status, &body, key), ra))
                 }
                 Err(TransportError::Timeout) => Err((
                     None,
@@ -254,4 +291,63 @@ where
         Dispatched::Exhausted
     };
     Dispatch { attempts, outcome }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Format;
+
+    const KEY: &str = "sk-ant-api03-Zx9_kq2LmN4pR7sT0vW3yB6dF8hJ1";
+
+    fn body(format: Format, message: &str) -> String {
+        let m = serde_json::to_string(message).unwrap();
+        match format {
+            Format::OpenAi => format!(r#"{{"error":{{"message":{m},"type":"invalid_request_error","code":null}}}}"#),
+            Format::Anthropic => {
+                format!(r#"{{"type":"error","error":{{"type":"invalid_request_error","message":{m}}}}}"#)
+            }
+            Format::Cohere => format!(r#"{{"message":{m}}}"#),
+        }
+    }
+
+    /// The key at every offset around the 500-character clip, in each
+    /// format's error body, plainly and JSON-escaped (which the raw body's
+    /// redaction cannot see): no 8-character prefix of it survives.
+    #[test]
+    fn a_key_at_any_offset_around_the_clip_leaves_no_prefix() {
+        for format in [Format::OpenAi, Format::Anthropic, Format::Cohere] {
+            for offset in 440..=520 {
+                let message = format!("{}{KEY} was refused", "x".repeat(offset));
+                let plain = body(format, &message);
+                let escaped = plain.replacen("sk-ant", "\\u0073k-ant", 1);
+                assert!(!escaped.contains(KEY));
+                for raw in [plain, escaped] {
+                    let e = classify_redacted(format, 400, &raw, Some(KEY));
+                    assert!(!e.message.contains(&KEY[..MIN_KEY_PREFIX]), "{format:?} {offset}: {}", e.message);
+                    assert!(e.message.len() <= 520, "{format:?} {offset}: clipped");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn redaction_takes_whole_keys_and_trailing_prefixes() {
+        let k = Some("sk-secret-0123456789");
+        assert_eq!(
+            redact("bad key sk-secret-0123456789, again sk-secret-0123456789", k),
+            "bad key [redacted], again [redacted]"
+        );
+        assert_eq!(redact("cut at sk-secret-01...", k), "cut at [redacted]...");
+        assert_eq!(redact("cut at sk-secret-01", k), "cut at [redacted]");
+        assert_eq!(redact("ends with sk-secre...", k), "ends with [redacted]...");
+        assert_eq!(
+            redact("too short to tell: sk-secr...", Some("sk-other-0123456789")),
+            "too short to tell: sk-secr..."
+        );
+        assert_eq!(redact("sk-secre", k), "[redacted]", "8 characters are enough");
+        assert_eq!(redact("sk-secr", k), "sk-secr", "7 are not");
+        assert_eq!(redact("nothing here", k), "nothing here");
+        assert_eq!(redact("no key configured sk-secret-0123456789", None), "no key configured sk-secret-0123456789");
+    }
 }

@@ -98,7 +98,8 @@ pub async fn run<C: Clock, U: Upstream>(config: &Config, job: &MirrorJob, clock:
         Err(TransportError::TooLarge(_)) => return failed(ErrorKind::Malformed, clock),
     };
     if !(200..300).contains(&status) {
-        let UpstreamError { kind, .. } = providers::classify_error(provider.format, status, &text);
+        let UpstreamError { kind, .. } =
+            crate::dispatch::classify_redacted(provider.format, status, &text, job.key.as_deref());
         return failed(kind, clock);
     }
     let latency = clock.now_ms().saturating_sub(start);

@@ -33,7 +33,7 @@ pub async fn probe_all<C: Clock, U: Upstream>(gw: &Gateway, clock: &C, upstream:
         };
         Some(async move {
             let r = match built {
-                Ok(req) => probe_one(p.format, &req, cfg.probe_timeout_ms, clock, upstream).await,
+                Ok(req) => probe_one(p.format, &req, out.api_key, cfg.probe_timeout_ms, clock, upstream).await,
                 Err(kind) => ProbeResult { error: Some(kind), latency_ms: 0 },
             };
             (i, r)
@@ -54,6 +54,7 @@ pub async fn probe_all<C: Clock, U: Upstream>(gw: &Gateway, clock: &C, upstream:
 async fn probe_one<C: Clock, U: Upstream>(
     format: providers::Format,
     req: &UpstreamRequest,
+    key: Option<&str>,
     timeout_ms: u64,
     clock: &C,
     upstream: &U,
@@ -70,7 +71,7 @@ async fn probe_one<C: Clock, U: Upstream>(
         Ok(head) => {
             let status = head.status;
             let body = head.body.text(deadline, ERROR_CAP).await.unwrap_or_default();
-            Some(providers::classify_error(format, status, &body).kind)
+            Some(crate::dispatch::classify_redacted(format, status, &body, key).kind)
         }
         Err(TransportError::Timeout) => Some(ErrorKind::Timeout),
         Err(TransportError::Connect(_) | TransportError::TooLarge(_)) => Some(ErrorKind::Connect),

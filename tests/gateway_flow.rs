@@ -60,12 +60,14 @@ impl UpstreamBody for Body {
 impl Upstream for Fake<'_> {
     type Body = Body;
     async fn send(&self, req: &UpstreamRequest, deadline_ms: u64) -> Result<UpstreamHead<Body>, TransportError> {
-        self.seen.borrow_mut().push((req.url.clone(), self.clock.now_ms(), req.body.clone()));
+        // Scripts name providers as http://<host> (the config's base URLs are https).
+        let url = req.url.replacen("https://", "http://", 1);
+        self.seen.borrow_mut().push((url.clone(), self.clock.now_ms(), req.body.clone()));
         let step = {
             let mut scripts = self.scripts.borrow_mut();
             let (queue, default) = scripts
                 .iter_mut()
-                .find(|(k, _)| req.url.starts_with(k.as_str()))
+                .find(|(k, _)| url.starts_with(k.as_str()))
                 .map(|(_, v)| v)
                 .expect("no provider scripted for this URL");
             queue.pop_front().unwrap_or_else(|| default.clone())
@@ -111,9 +113,9 @@ fn config(strategy: &str, targets: Value) -> Config {
     Config::from_json(
         &json!({
             "providers": {
-                "a": {"format": "openai", "base_url": "http://a.test/v1", "key_secret": "A_KEY"},
-                "b": {"format": "openai", "base_url": "http://b.test/v1", "key_secret": "B_KEY"},
-                "c": {"format": "openai", "base_url": "http://c.test/v1", "key_secret": "C_KEY"}
+                "a": {"format": "openai", "base_url": "https://a.test/v1", "key_secret": "A_KEY"},
+                "b": {"format": "openai", "base_url": "https://b.test/v1", "key_secret": "B_KEY"},
+                "c": {"format": "openai", "base_url": "https://c.test/v1", "key_secret": "C_KEY"}
             },
             "routes": {"chat": {"strategy": strategy, "targets": targets, "policy": {
                 "attempt_timeout_ms": 1000, "deadline_ms": 5000, "max_attempts": 5, "retries_per_target": 1,
@@ -374,6 +376,29 @@ fn a_broken_key_fails_over_and_is_flagged() {
     // The echoed key never reaches a log line or the stored message.
     assert!(!line.contains("sk-secret"), "{line}");
     assert!(a.log.attempts[0].message.as_deref().unwrap().contains("[redacted]"));
+}
+
+/// An upstream message is clipped to 500 characters; a key it echoes at any
+/// offset around that boundary leaves nothing of itself (no prefix of 8 or
+/// more characters) in the client's error or the log.
+#[test]
+fn an_echoed_key_straddling_the_clip_leaves_no_prefix() {
+    let key = "sk-secret-A_KEY";
+    for offset in 470..=510 {
+        let clock = FakeClock::new(1_000_000);
+        let fake = Fake::new(&clock);
+        let message = format!("{}{key} is not allowed to use temperature", "x".repeat(offset));
+        fake.provider("http://a.test", openai_error(400, "bad_param", &message), vec![]);
+        let gw = gateway(config("priority", three()));
+        let a = ask(&gw, &fake, &clock, hello());
+        assert_eq!(a.status, 400, "offset {offset}");
+        let sent = a.body["error"]["message"].as_str().unwrap().to_owned();
+        let stored = a.log.attempts[0].message.clone().unwrap();
+        for text in [&sent, &stored, &a.log.to_line()] {
+            assert!(!text.contains(&key[..8]), "offset {offset}: {text}");
+        }
+        assert!(sent.len() < 520, "still clipped");
+    }
 }
 
 #[test]

@@ -124,6 +124,10 @@ pub struct ProviderConfig {
     pub base_url: String,
     /// The Worker secret holding the API key; `None` for keyless local servers.
     pub key_secret: Option<String>,
+    /// The header the key goes in, lower case: `authorization` (sent as
+    /// `Bearer <key>`) or any other (the key as it is). Defaults to the
+    /// format's own: `authorization` (OpenAI, Cohere), `x-api-key` (Anthropic).
+    pub key_header: String,
     /// Extra headers sent on every request (never secrets: use `key_secret`).
     pub headers: Vec<(String, String)>,
     /// Anthropic only: the `anthropic-version` header.
@@ -289,6 +293,8 @@ struct RawProvider {
     #[serde(default)]
     key_secret: Option<String>,
     #[serde(default)]
+    key_header: Option<String>,
+    #[serde(default)]
     headers: BTreeMap<String, String>,
     #[serde(default)]
     anthropic_version: Option<String>,
@@ -424,6 +430,7 @@ impl Config {
             if !(base_url.starts_with("https://") || base_url.starts_with("http://")) || base_url.len() < 10 {
                 return Err(err(format!("{at}.base_url"), "must be an http(s) URL"));
             }
+            security::check_base_url(&at, &base_url, p.key_secret.is_some())?;
             if base_url.contains('?') || base_url.contains('#') {
                 return Err(err(format!("{at}.base_url"), "must not carry a query or fragment"));
             }
@@ -432,15 +439,10 @@ impl Config {
                     return Err(err(format!("{at}.key_secret"), "must name a Worker secret"));
                 }
             }
-            for h in p.headers.keys() {
-                let lower = h.to_ascii_lowercase();
-                if ["authorization", "x-api-key", "host", "content-length"].contains(&lower.as_str()) {
-                    return Err(err(
-                        format!("{at}.headers.{h}"),
-                        "set keys through key_secret (a Worker secret), not a plain header",
-                    ));
-                }
-            }
+            let default_header = if format == Format::Anthropic { "x-api-key" } else { "authorization" };
+            let key_header =
+                security::key_header(&at, p.key_header.as_deref(), default_header, p.key_secret.is_some())?;
+            security::check_headers(&at, p.headers.keys(), &key_header)?;
             if p.timeout_ms == Some(0) {
                 return Err(err(format!("{at}.timeout_ms"), "must be greater than 0"));
             }
@@ -463,6 +465,7 @@ impl Config {
                 format,
                 base_url,
                 key_secret: p.key_secret.clone(),
+                key_header,
                 headers: p.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 anthropic_version: p.anthropic_version.clone().unwrap_or_else(|| "2023-06-01".to_owned()),
                 default_max_tokens: p.default_max_tokens.unwrap_or(4096),

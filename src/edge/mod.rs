@@ -122,6 +122,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let ep = endpoint(&method, &path);
     let refused = match ep {
         Endpoint::Chat | Endpoint::Models => admit::admit(&gw, &req, &env, &mut log).await.err(),
+        Endpoint::Status | Endpoint::Mirror => admit::admit_admin(&gw, &req, &env, &mut log).await.err(),
         _ => None,
     };
     let reply = match ep {

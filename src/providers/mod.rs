@@ -65,24 +65,20 @@ pub fn classify_error(format: Format, status: u16, body: &str) -> UpstreamError 
 }
 
 /// Headers of every request to this provider: content type, the configured
-/// extra headers, and the key in the format's own header.
+/// extra headers, and the key in its header (`key_header`: the format's own
+/// unless configured; `authorization` carries it as `Bearer <key>`).
 pub(crate) fn request_headers(out: &Outbound) -> Vec<(String, String)> {
     let mut h = vec![("content-type".to_owned(), "application/json".to_owned())];
     for (k, v) in &out.provider.headers {
         h.push((k.clone(), v.clone()));
     }
-    match out.provider.format {
-        Format::OpenAi | Format::Cohere => {
-            if let Some(key) = out.api_key {
-                h.push(("authorization".to_owned(), format!("Bearer {key}")));
-            }
-        }
-        Format::Anthropic => {
-            if let Some(key) = out.api_key {
-                h.push(("x-api-key".to_owned(), key.to_owned()));
-            }
-            h.push(("anthropic-version".to_owned(), out.provider.anthropic_version.clone()));
-        }
+    if let Some(key) = out.api_key {
+        let name = &out.provider.key_header;
+        let value = if name == "authorization" { format!("Bearer {key}") } else { key.to_owned() };
+        h.push((name.clone(), value));
+    }
+    if out.provider.format == Format::Anthropic {
+        h.push(("anthropic-version".to_owned(), out.provider.anthropic_version.clone()));
     }
     h
 }
@@ -172,6 +168,31 @@ mod tests {
         assert_eq!(urls[1].0, "http://127.0.0.1:3/v1/models");
         assert!(urls[1].1.contains(&("authorization".into(), "Bearer sk-k".into())));
         assert_eq!(urls[2].0, "http://127.0.0.1:1/v1/models");
+    }
+
+    #[test]
+    fn the_key_goes_in_the_configured_header() {
+        let c = Config::from_json(
+            r#"{"providers":{
+                "azure":{"format":"openai","base_url":"https://x.openai.azure.com/openai/v1","key_secret":"K",
+                         "key_header":"api-key"},
+                "proxy":{"format":"anthropic","base_url":"https://proxy.example","key_secret":"K",
+                         "key_header":"Authorization"}},
+              "routes":{"r":{"targets":[{"provider":"azure","model":"m"}]}}}"#,
+        )
+        .unwrap();
+        let headers = |name: &str| {
+            let p = c.providers.iter().find(|p| p.name == name).unwrap();
+            let req = ChatRequest::parse(br#"{"model":"r","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+            build_chat(&Outbound { provider: p, model: "m", api_key: Some("sk-k") }, &req).unwrap().headers
+        };
+        let azure = headers("azure");
+        assert!(azure.contains(&("api-key".into(), "sk-k".into())), "{azure:?}");
+        assert!(azure.iter().all(|(k, _)| k != "authorization"));
+        let proxy = headers("proxy");
+        assert!(proxy.contains(&("authorization".into(), "Bearer sk-k".into())), "{proxy:?}");
+        assert!(proxy.iter().all(|(k, _)| k != "x-api-key"));
+        assert!(proxy.contains(&("anthropic-version".into(), "2023-06-01".into())));
     }
 
     #[test]

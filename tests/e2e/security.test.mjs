@@ -1,12 +1,15 @@
-// End-to-end hardening (issue 6): gateway keys (secret and KV, scopes,
-// revocation), rate limits, CORS headers, a corpus of bad requests, and
-// provider keys that never leak even when an upstream echoes them.
+// End-to-end hardening: gateway keys (secret and KV, scopes, revocation, a
+// key list secret that holds a key by mistake), rate limits (per key, per
+// address before a KV read, on the admin endpoints, callers without an
+// address), CORS headers, a corpus of bad requests, and provider keys that
+// never leak even when an upstream echoes them or a clip splits them.
 
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { startGateway, isBuilt } from '../support/harness.mjs';
-import { startFakes, target, makeConfig, userMessage, keyFor } from '../support/config.mjs';
+import { createHash, randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { startGateway, isBuilt, SHIM } from '../support/harness.mjs';
+import { startFakes, target, makeConfig, userMessage, keyFor, TEST_STATE } from '../support/config.mjs';
 
 if (!isBuilt()) {
   throw new Error('build/worker/shim.mjs is missing: run `npm run build` before the e2e tests');
@@ -17,6 +20,12 @@ const priority = (...targets) => ({ strategy: 'priority', targets });
 const APP_KEY = 'sy_testkey_app_0123456789abcdefghij';
 const OPS_KEY = 'sy_testkey_ops_0123456789abcdefghij';
 const KV_KEY = 'sy_testkey_kv_0123456789abcdefghijk';
+const ADMIN = 'admin-key-for-tests';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const RATE_LIMIT = (limit) => ({
+  extra: { rate_limit: { binding: 'RATE_LIMITER', period_s: 60 } },
+  miniflare: { ratelimits: { RATE_LIMITER: { simple: { limit, period: 60 } } } },
+});
 
 async function setup(t, { auth = { anonymous: false }, extra = {}, miniflare = {}, secrets: more = {} } = {}) {
   const f = await startFakes({ a: 'openai' });
@@ -91,6 +100,33 @@ describe('gateway keys', () => {
     assert.equal((await gw.chat(userMessage('smart'), { headers: bearer(APP_KEY) })).status, 403);
   });
 
+  test('a gateway key pasted into the key list secret is never echoed, in the 500 or in any log line', async (t) => {
+    const pasted = 'sy_testkey_pasted_by_mistake_0123456789abcdef';
+    const cases = [
+      [pasted, /not valid JSON/],
+      [JSON.stringify(pasted), /not a JSON list.*looks like a key/],
+      [JSON.stringify([pasted]), /entry 0: not an object/],
+      [JSON.stringify([{ name: 'app', sha256: sha256(APP_KEY) }, { name: 'ops', sha256: pasted }]), /entry 1: `sha256` must be 64 hex digits/],
+      [JSON.stringify([{ name: pasted, sha256: pasted }]), /entry 0: `sha256` must be 64 hex digits/],
+      [JSON.stringify([{ name: 'app', sha256: sha256(APP_KEY), routes: pasted }]), /entry 0: `routes`/],
+    ];
+    for (const [secret, expected] of cases) {
+      const { gw } = await setup(t, { secrets: { GATEWAY_KEYS: secret } });
+      const r = await gw.chat(userMessage('chat'), { headers: bearer(APP_KEY) });
+      assert.equal(r.status, 500, secret);
+      assert.equal(r.json.error.type, 'configuration_error');
+      assert.match(r.json.error.message, /GATEWAY_KEYS/);
+      assert.match(r.json.error.message, expected);
+      assert.ok(!r.text.includes('pasted_by_mistake'), r.text);
+      // The log line says what is wrong too (it is safe to), and nothing else does.
+      const line = await gw.waitForLog((l) => l.request_id === r.headers['x-request-id']);
+      assert.equal(line.outcome, 'config_error');
+      assert.match(line.error, expected);
+      await sleep(50);
+      assert.ok(!gw.logs().some((l) => JSON.stringify(l).includes('pasted_by_mistake')), 'no log line holds the key');
+    }
+  });
+
   test('a malformed key list secret is a clear configuration error, without its content', async (t) => {
     const { gw } = await setup(t, { secrets: { GATEWAY_KEYS: '[{"name":"x","sha256":"sy_secret_material"}]' } });
     const r = await gw.chat(userMessage('chat'), { headers: bearer(APP_KEY) });
@@ -113,6 +149,127 @@ describe('rate limits', () => {
     assert.equal(limited.json.error.code, 'rate_limit_exceeded');
     // Another key has its own budget.
     assert.equal((await gw.chat(userMessage('chat'), { headers: bearer(APP_KEY) })).status, 200);
+  });
+});
+
+describe('unauthenticated callers cannot spend KV reads or guess the admin key', () => {
+  const ip = (addr) => ({ 'cf-connecting-ip': addr });
+
+  test('random tokens cost at most the address limit in KV reads, then 429 before any read', async (t) => {
+    const LIMIT = 4;
+    const { extra, miniflare } = RATE_LIMIT(LIMIT);
+    // No state refresh after the first: every KV read counted below is a key look-up.
+    extra.state = { ...TEST_STATE, refresh_interval_s: 3600 };
+    const { gw, f } = await setup(t, { extra, miniflare, secrets: { ADMIN_KEY: ADMIN } });
+    // Each look at the counts from its own address: the admin endpoints are rate limited too.
+    let admins = 0;
+    const reads = async () => {
+      const r = await gw.fetch('/v1/status', { headers: { ...bearer(ADMIN), ...ip(`198.51.100.${++admins}`) } });
+      assert.equal(r.status, 200);
+      return (await r.json()).kv_ops.reads;
+    };
+    const before = await reads();
+    const N = 12;
+    const statuses = [];
+    for (let i = 0; i < N; i++) {
+      const token = `sy_${randomBytes(32).toString('base64url')}`;
+      const r = await gw.chat(userMessage('chat'), { headers: { ...bearer(token), ...ip('203.0.113.66') } });
+      statuses.push(r.status);
+      if (r.status === 429) {
+        assert.equal(r.json.error.code, 'rate_limit_exceeded');
+        assert.equal(r.headers['retry-after'], '60');
+      }
+    }
+    assert.deepEqual(statuses, [...Array(LIMIT).fill(401), ...Array(N - LIMIT).fill(429)]);
+    assert.equal((await reads()) - before, LIMIT, 'a KV read per token within the limit, none beyond it');
+
+    // Another address has its own budget; one unknown token repeated is read once.
+    const mid = await reads();
+    const wrong = 'sy_testkey_wrong_0123456789abcdefghij';
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await gw.chat(userMessage('chat'), { headers: { ...bearer(wrong), ...ip('203.0.113.67') } })).status, 401);
+    }
+    assert.equal((await reads()) - mid, 1, 'unknown keys are remembered');
+
+    // A key from the secret costs no KV read and is not counted by address.
+    const last = await reads();
+    const ok = await gw.chat(userMessage('chat'), { headers: { ...bearer(OPS_KEY), ...ip('203.0.113.66') } });
+    assert.equal(ok.status, 200);
+    assert.equal((await reads()) - last, 0);
+    assert.equal(f.a.chats.length, 1);
+  });
+
+  test('the admin endpoints are rate limited per address, before the admin key is checked', async (t) => {
+    const { extra, miniflare } = RATE_LIMIT(3);
+    const { gw } = await setup(t, { extra, miniflare, secrets: { ADMIN_KEY: ADMIN } });
+    const admin = (p, key, addr) => gw.fetch(p, { headers: { ...bearer(key), ...ip(addr) } });
+    for (const guess of ['admin-guess-1', 'admin-guess-2', 'admin-guess-3']) {
+      assert.equal((await admin('/v1/status', guess, '203.0.113.9')).status, 401);
+    }
+    const limited = await admin('/v1/status', ADMIN, '203.0.113.9');
+    assert.equal(limited.status, 429, 'even the right key, once the address is over');
+    assert.equal(limited.headers.get('retry-after'), '60');
+    assert.equal((await limited.json()).error.code, 'rate_limit_exceeded');
+    assert.equal((await admin('/v1/mirror', ADMIN, '203.0.113.9')).status, 429, 'one budget for both endpoints');
+    assert.equal((await admin('/v1/status', ADMIN, '203.0.113.10')).status, 200, 'another address is not limited');
+    // The API budget of that address is its own.
+    const chat = await gw.chat(userMessage('chat'), { headers: { ...bearer(OPS_KEY), ...ip('203.0.113.9') } });
+    assert.equal(chat.status, 200);
+  });
+
+  test('callers without cf-connecting-ip (a service binding) share one bucket, and the isolate says so once', async (t) => {
+    // A Worker calling the gateway through a service binding sends no
+    // cf-connecting-ip (dispatchFetch would always add one): this caller
+    // drops it, or sets it from x-test-client-ip.
+    const f = await startFakes({ a: 'openai' });
+    const { config, secrets } = makeConfig({ fakes: f, routes: { chat: priority(target(f.a)) }, auth: { anonymous: true } });
+    config.rate_limit = { binding: 'RATE_LIMITER', period_s: 60 };
+    const gateway = {
+      name: 'gateway',
+      modules: true,
+      scriptPath: SHIM,
+      modulesRoot: path.dirname(path.dirname(SHIM)),
+      modulesRules: [
+        { type: 'ESModule', include: ['**/*.js', '**/*.mjs'] },
+        { type: 'CompiledWasm', include: ['**/*.wasm'], fallthrough: true },
+      ],
+      compatibilityDate: '2025-01-01',
+      kvNamespaces: ['STATE'],
+      bindings: { SWITCHYARD_CONFIG: config, ...secrets },
+      ratelimits: { RATE_LIMITER: { simple: { limit: 2, period: 60 } } },
+    };
+    const caller = {
+      name: 'caller',
+      modules: true,
+      compatibilityDate: '2025-01-01',
+      serviceBindings: { GATEWAY: 'gateway' },
+      script: `export default {
+        async fetch(request, env) {
+          const headers = new Headers(request.headers);
+          const ip = headers.get('x-test-client-ip');
+          headers.delete('x-test-client-ip');
+          if (ip) headers.set('cf-connecting-ip', ip); else headers.delete('cf-connecting-ip');
+          return env.GATEWAY.fetch(new Request(request, { headers }));
+        },
+      };`,
+    };
+    const gw = await startGateway({ config, miniflare: { workers: [caller, gateway] } });
+    t.after(async () => {
+      await gw.dispose();
+      await Promise.all(Object.values(f).map((x) => x.close()));
+    });
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push((await gw.chat(userMessage('chat'))).status);
+    assert.deepEqual(statuses, [200, 200, 429], 'callers without an address share the bucket `ip:unknown`');
+    // A header the caller sets does not pick another bucket...
+    assert.equal((await gw.chat(userMessage('chat'), { headers: { 'x-forwarded-for': '198.51.100.77' } })).status, 429);
+    // ...but a calling Worker that passes its client's address on does.
+    assert.equal((await gw.chat(userMessage('chat'), { headers: { 'x-test-client-ip': '203.0.113.5' } })).status, 200);
+    await sleep(50);
+    const warnings = gw.logs().filter((l) => l && l.msg === 'no cf-connecting-ip');
+    assert.equal(warnings.length, 1, JSON.stringify(gw.logs().slice(-5)));
+    assert.equal(warnings[0].level, 'warn');
+    assert.match(warnings[0].detail, /unknown/);
   });
 });
 
@@ -157,6 +314,56 @@ describe('provider keys never leak', () => {
     assert.match(r.text, /\[redacted\]/);
     await new Promise((res) => setTimeout(res, 100));
     assert.ok(!gw.logs().some((l) => JSON.stringify(l).includes(key)));
+  });
+});
+
+describe('provider keys stay in their header', () => {
+  test('a key echoed at any offset around the 500-character clip, in any format, leaves no prefix behind', async (t) => {
+    // Long provider names make long keys (sk-test-<name>), so a clip can split them well inside.
+    const spec = { 'clip-openai-provider': 'openai', 'clip-anthropic-provider': 'anthropic', 'clip-cohere-provider': 'cohere' };
+    const f = await startFakes(spec);
+    const routes = Object.fromEntries(Object.keys(spec).map((n) => [n, priority(target(f[n]))]));
+    const { config, secrets } = makeConfig({ fakes: f, routes });
+    const gw = await startGateway({ config, secrets });
+    t.after(async () => {
+      await gw.dispose();
+      await Promise.all(Object.values(f).map((x) => x.close()));
+    });
+    for (const name of Object.keys(spec)) {
+      const key = keyFor(name);
+      const prefix = key.slice(0, 8);
+      const behaviours = [];
+      for (let at = 500 - key.length - 2; at <= 502; at++) behaviours.push({ echoKeyAt: at });
+      // A message cut short upstream, mid-key, with no clip of ours.
+      behaviours.push({ echoKeyAt: 100, padBytes: 100 + 12 });
+      for (const extra of behaviours) {
+        f[name].setDefault({ type: 'error', status: 400, ...extra });
+        const r = await gw.chat(userMessage(name));
+        assert.equal(r.status, 400, `${name} ${JSON.stringify(extra)}: ${r.text.slice(0, 200)}`);
+        assert.ok(!r.text.includes(prefix), `${name} ${JSON.stringify(extra)}: ${r.text.slice(-120)}`);
+      }
+    }
+    await sleep(100);
+    assert.ok(!gw.logs().some((l) => JSON.stringify(l).includes('sk-test-clip')));
+  });
+
+  test('key_header sends the key in an api-key header (Azure OpenAI), not in authorization', async (t) => {
+    const f = await startFakes({ a: 'openai' }, { keys: false });
+    const key = 'sk-test-azure-style-key';
+    const config = {
+      providers: { a: { format: 'openai', base_url: f.a.baseUrl, key_secret: 'AZURE_KEY', key_header: 'api-key' } },
+      routes: { chat: priority(target(f.a)) },
+      auth: { anonymous: true },
+    };
+    const gw = await startGateway({ config, secrets: { AZURE_KEY: key } });
+    t.after(async () => {
+      await gw.dispose();
+      await f.a.close();
+    });
+    assert.equal((await gw.chat(userMessage('chat'))).status, 200);
+    const seen = f.a.chats[0].headers;
+    assert.equal(seen['api-key'], key);
+    assert.equal(seen.authorization, undefined);
   });
 });
 
