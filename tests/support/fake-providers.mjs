@@ -18,6 +18,15 @@
 //       the recorded headers (request ids, rate-limit headers) come along,
 //       except retry-after / retry-after-ms: timing headers are only sent when
 //       given, e.g. headers: { 'retry-after': '1' }. A header set to null is removed.
+//       padBytes: N    the message is exactly N bytes (padded with " xxx…" or cut);
+//                      the body stays valid JSON
+//       echoKey: true  the message is "Incorrect API key provided: <key>." with
+//                      the request's key (x-api-key for Anthropic, the Bearer
+//                      token otherwise), for testing the gateway's redaction
+//       echoKeyAt: N   the same, with the key starting N characters into the message
+//       (padBytes and echoKey* apply to context_length and content_policy too)
+//   { type: 'ok', padBytes: N }  a whole answer with an extra x_fake_padding
+//       field whose value is N bytes (streams ignore it)
 //   { type: 'hang' }            accept the request and never answer
 //   { type: 'reset' }           destroy the socket before any response
 //   { type: 'malformed' }       200 with a truncated JSON body
@@ -34,9 +43,84 @@
 //         errorEventAfter: N  the provider's in-stream error after N deltas, then end
 //         noDone: true        leave out the terminator ([DONE] / message_stop)
 //         firstByteDelayMs    wait this long before sending the response head
+//   Stream bytes (any stream, every fault above included):
+//         split: 'event'      one res.write per SSE event (the default)
+//                'bytes'      writes of 1 to 7 bytes at random: events, `data:`
+//                             prefixes, line ends and UTF-8 characters are cut
+//                'coalesce'   2 to 4 whole events per write
+//                'mixed'      each write at random 1-7 bytes, 8-64 bytes, one
+//                             event or 2-4 events
+//             The overall bytes are the same in every mode. The provider-wide
+//             default is the `split` option of startFakeProvider, or setSplit().
+//             Writes are Buffer slices made with no await in between, so those
+//             made in one tick leave in one TCP segment (Node corks them), each
+//             still its own HTTP chunk. A chunkDelayMs / reasoningDelayMs pause
+//             comes after an event is whole on the wire.
+//         splitDelayMs: N     wait N ms between two writes (0: one turn of the
+//                             event loop), so that each write is its own segment
+//         splitSeed: N        replay the same random cuts
+//         eol: 'lf' | 'crlf' | 'cr'   the SSE line end (default lf)
+//   Reasoning (ok and stream behaviours, every format):
+//         reasoning: '<text>'  the model thinks first. OpenAI-format streams
+//             start with a `: keep-alive` comment, then a role chunk with
+//             content:null and an empty reasoning string, reasoning chunks with
+//             content:null, then the content chunks with the reasoning field null
+//             (as DeepSeek sends it, openai/chat_stream_reasoning_content_deepseek.sse).
+//             Anthropic streams open a `thinking` block (signature ""), send
+//             thinking_delta events (the last one empty) and one signature_delta,
+//             then the text block at index 1 (anthropic/stream_thinking.sse).
+//             Cohere streams send content-start/content-delta/content-end for a
+//             thinking content (delta.message.content.thinking) at index 0, then
+//             the text at index 1. Whole answers carry it too: OpenAI
+//             message.reasoning_content, an Anthropic thinking block with a
+//             signature, a Cohere thinking content block. Usage counts it
+//             (OpenAI completion_tokens_details.reasoning_tokens).
+//         reasoningField: 'reasoning_content' (default) | 'reasoning'   (OpenAI; vLLM's name)
+//         reasoningChunks: N   reasoning pieces (default one per word)
+//         reasoningDelayMs: N  wait after each reasoning piece (a whole answer
+//                              waits pieces * N before it is sent)
+//       Reasoning pieces are not deltas for the fault counters: the faults
+//       count answer pieces only.
+//   Several choices (OpenAI format only): a request with n > 1 gets n choices.
+//       Choice i says texts[i] or, without it, the text + " (choice i)". In a
+//       stream each chunk carries one choice, the choices interleaved, each
+//       with its own role chunk and finish_reason chunk; choice 0 finishes as
+//       soon as its text is out, choice i finishGapMs * i later (default 0).
+//       n that is not an integer from 1 to 128 gets OpenAI's 400.
+//         texts: ['<choice 0>', '<choice 1>', ...]   finishGapMs: N
+//   Usage in OpenAI-format streams: only when the request has
+//       stream_options.include_usage: true, every chunk then has usage:null
+//       and a last chunk with choices:[] carries the usage (the request and
+//       so what it asked for is in chats[i].body).
+//   Unusual but valid OpenAI-format whole answers:
+//         contentParts: true   message.content is [{type:"text", text}, ...]
+//         usageVariant: 'cached_null'  prompt_tokens_details: {cached_tokens: null}
+//                       'no_total'     no usage.total_tokens
+//                       'no_details'   no *_tokens_details
+//                       'none'         no usage at all
+//         noIndex: true        choices without `index`
+//         extraFields: true    unknown fields (x_fake_extra, x_fake_note) at every level
+//   modelName: '<string>'  the `model` the answer names (any format that has
+//       one, whole answers and stream chunks), e.g. one with CR/LF or
+//       non-Latin-1 characters: it only ever goes out JSON-escaped in the body.
+//   { type: 'trickle', bytesPerWrite?, everyMs?, limitBytes?, split?, firstByteDelayMs? }
+//       a 200 text/event-stream whose body never has a line end (CR or LF):
+//       `data: {"id":…,"choices":[{"index":0,"delta":{"content":"` (the
+//       format's text delta event) then "aaaa…", bytesPerWrite bytes (default
+//       1024) every everyMs ms (default 5; 0 = every turn of the event loop),
+//       for ever or until the body is limitBytes long, then the body ends. For
+//       the gateway's cap on one SSE line. A reader that leaves is counted in
+//       `abandoned`; close() ends it.
 //   A request whose last message is from the assistant is a prefill: the reply
 //   continues it (the rest of `text` after it). `rejectPrefill: true` answers
 //   such a request with the provider's 400 instead.
+//   The provider option rejectPrefillModels: ['claude-opus-4-6*', 'exact-id']
+//   (or setRejectPrefillModels(list)) makes those models (a trailing * is a
+//   prefix match) refuse any request that ends with an assistant message, as
+//   Anthropic's models from Claude 4.6 on do: 400 invalid_request_error "This
+//   model does not support assistant message prefill. The conversation must
+//   end with a user message." Other models continue the prefill. reset()
+//   goes back to the start option.
 // A stream:true request with { type: 'ok' } gets a well-formed stream.
 //
 // setOutage(behaviour) applies one behaviour to EVERY request, chat and
@@ -44,10 +128,22 @@
 // the default, until setOutage(null). E.g. setOutage({ type: 'error', status: 503 })
 // or setOutage({ type: 'hang' }).
 //
+// setModelsBehaviour(behaviour) is what GET /v1/models answers (chat is not
+// affected), until setModelsBehaviour(null) or reset(); an outage still comes
+// first. E.g. { type: 'error', status: 403 } is a restricted key (for OpenAI
+// the real "Missing scopes: api.model.read" body), { type: 'error', status: 404 }
+// a compatible host with no model list (the provider's 404 for an unknown
+// path), { type: 'hang' }, { type: 'malformed' }, { type: 'ok', delayMs }.
+//
+// setSplit(mode) sets the provider-wide split (null: back to the start option;
+// reset() does that too).
+//
 // Admin API on the same server (for humans using `npm start`):
 //   POST /__fake/behaviour   JSON behaviour -> the default
 //   POST /__fake/script      JSON array of behaviours -> the script
 //   POST /__fake/outage      JSON behaviour (or null) -> every endpoint fails that way
+//   POST /__fake/models      JSON behaviour (or null) -> setModelsBehaviour
+//   POST /__fake/split       "bytes" (or {"mode": "bytes"}, or null) -> setSplit
 //   GET  /__fake/requests    { count, chats, last: [...] }
 //   POST /__fake/reset       clears requests, script and outage, default back to ok
 
@@ -127,6 +223,28 @@ const CONTENT_POLICY = {
       'blocked input: please adjust your prompt and try again, as it may be a potential violation of our Usage Guidelines (https://docs.cohere.com/docs/usage-guidelines).',
   },
 };
+
+// What GET /v1/models answers a restricted OpenAI key that may not read models.
+// Wording as in public reports and client tests quoting the real body (newer
+// ones list the project roles as "(Viewer, Member, Owner)").
+const OPENAI_MODELS_403 = {
+  error: {
+    message:
+      "You have insufficient permissions for this operation. Missing scopes: api.model.read. Check that you have the correct role in your organization (Reader, Writer, Owner) and project (Member, Owner), and if you're using a restricted API key, that it has the necessary scopes.",
+    type: 'invalid_request_error',
+    param: null,
+    code: null,
+  },
+};
+
+/** Each provider's 404 for a path it does not serve. */
+function notFoundBody(fmt, method, pathname) {
+  if (fmt === 'openai') {
+    return { error: { message: `Invalid URL (${method} ${pathname})`, type: 'invalid_request_error', param: null, code: null } };
+  }
+  if (fmt === 'anthropic') return { type: 'error', error: { type: 'not_found_error', message: 'Not Found' }, request_id: null };
+  return { message: 'not found' };
+}
 
 // Anthropic error type for each status (SDK shared/error_type.py).
 const ANTHROPIC_ERROR_TYPES = {
@@ -257,7 +375,6 @@ function hasTools(body) {
 
 // ------------------------------------------------------------ response bodies
 
-/** The reply facts every format renders its own way. */
 /**
  * A trailing assistant message is a prefill: the model continues from it, as
  * Anthropic does (and OpenAI-compatible servers that support it).
@@ -267,63 +384,145 @@ function prefillOf(reqBody) {
   const last = msgs[msgs.length - 1];
   if (!last || last.role !== 'assistant' || last.tool_calls) return null;
   if (typeof last.content === 'string') return last.content;
-  if (Array.isArray(last.content)) return last.content.map((b) => b.text ?? '').join('');
+  if (Array.isArray(last.content)) return last.content.map((b) => (typeof b?.text === 'string' ? b.text : '')).join('');
   return null;
 }
 
-function replyFacts(fmt, name, behaviour, reqBody) {
-  let text = behaviour.text ?? `Hello from ${name}`;
-  // Continue a prefill: the reply is what follows it in the scripted text.
-  const prefill = prefillOf(reqBody);
-  if (prefill && text.startsWith(prefill)) text = text.slice(prefill.length);
-  const toolCall = behaviour.toolCall && hasTools(reqBody) ? behaviour.toolCall : null;
-  const model = typeof reqBody?.model === 'string' ? reqBody.model : 'unknown-model';
-  const input = promptTokens(reqBody);
-  let output = tokensOf(text) + 1;
-  if (toolCall) output += tokensOf(toolCall.name) + tokensOf(argsString(toolCall.arguments)) + 10;
-  return { text, explicitText: behaviour.text !== undefined, toolCall, model, input, output };
+/** How many choices an OpenAI-format request asks for (`n`, 1 when absent). */
+function choicesWanted(fmt, reqBody) {
+  const n = reqBody?.n;
+  return fmt === 'openai' && Number.isInteger(n) && n > 1 ? n : 1;
 }
 
-function openaiCompletion(f) {
-  const message = { role: 'assistant', content: f.text, refusal: null, annotations: [] };
-  let finish = 'stop';
-  if (f.toolCall) {
-    message.content = f.explicitText ? f.text : null;
-    message.tool_calls = [
-      {
-        id: `call_${alnum(24)}`,
-        type: 'function',
-        function: { name: f.toolCall.name, arguments: argsString(f.toolCall.arguments) },
-      },
-    ];
-    finish = 'tool_calls';
-  }
+/** The reply facts every format renders its own way. */
+function replyFacts(fmt, name, behaviour, reqBody) {
+  // Continue a prefill: the reply is what follows it in the scripted text.
+  const prefill = prefillOf(reqBody);
+  const cont = (t) => (prefill && t.startsWith(prefill) ? t.slice(prefill.length) : t);
+  const base = behaviour.text ?? `Hello from ${name}`;
+  const text = cont(base);
+  const toolCall = behaviour.toolCall && hasTools(reqBody) ? behaviour.toolCall : null;
+  const model =
+    typeof behaviour.modelName === 'string' ? behaviour.modelName : typeof reqBody?.model === 'string' ? reqBody.model : 'unknown-model';
+  const input = promptTokens(reqBody);
+  const reasoning = typeof behaviour.reasoning === 'string' && behaviour.reasoning !== '' ? behaviour.reasoning : null;
+  const reasoningTokens = reasoning ? tokensOf(reasoning) : 0;
+  // n > 1: choice i says texts[i], or the text with " (choice i)" after it.
+  const n = choicesWanted(fmt, reqBody);
+  const texts =
+    n === 1 ? [text] : Array.from({ length: n }, (_, i) => cont(typeof behaviour.texts?.[i] === 'string' ? behaviour.texts[i] : `${base} (choice ${i})`));
+  const outputs = texts.map((t) => {
+    let out = tokensOf(t) + 1 + reasoningTokens;
+    if (toolCall) out += tokensOf(toolCall.name) + tokensOf(argsString(toolCall.arguments)) + 10;
+    return out;
+  });
+  const output = outputs.reduce((a, b) => a + b, 0);
   return {
+    text,
+    texts,
+    outputs,
+    explicitText: behaviour.text !== undefined,
+    toolCall,
+    model,
+    input,
+    output,
+    reasoning,
+    reasoningTokens,
+    reasoningField: behaviour.reasoningField ?? 'reasoning_content',
+  };
+}
+
+/** The text split into `n` parts whose concatenation is the text. */
+function textParts(text, n = 2) {
+  if (text.length < 2) return [text];
+  const cut = text.indexOf(' ', Math.floor(text.length / n));
+  const at = cut > 0 ? cut : Math.floor(text.length / 2);
+  return [text.slice(0, at), text.slice(at)];
+}
+
+function openaiUsage(f, b = {}) {
+  const variant = b.usageVariant;
+  if (variant === 'none') return undefined;
+  const usage = { prompt_tokens: f.input, completion_tokens: f.output, total_tokens: f.input + f.output };
+  if (variant === 'no_total') delete usage.total_tokens;
+  if (variant !== 'no_details') {
+    usage.prompt_tokens_details = variant === 'cached_null' ? { cached_tokens: null } : { cached_tokens: 0, audio_tokens: 0 };
+    usage.completion_tokens_details = {
+      reasoning_tokens: f.reasoningTokens * f.texts.length,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    };
+  }
+  return usage;
+}
+
+/** Adds fields no client knows about to `obj` (extraFields: true). */
+function extra(obj, on) {
+  if (on && obj && typeof obj === 'object') {
+    obj.x_fake_extra = { nested: [1, 'two', { three: null }], flag: true };
+    obj.x_fake_note = 'unknown field';
+  }
+  return obj;
+}
+
+function openaiCompletion(f, b = {}) {
+  const x = b.extraFields === true;
+  const choices = f.texts.map((text, i) => {
+    const message = { role: 'assistant', content: text };
+    if (f.reasoning) message[f.reasoningField] = f.reasoning;
+    message.refusal = null;
+    message.annotations = [];
+    let finish = 'stop';
+    if (f.toolCall) {
+      message.content = f.explicitText ? text : null;
+      message.tool_calls = [
+        extra(
+          {
+            id: `call_${alnum(24)}`,
+            type: 'function',
+            function: extra({ name: f.toolCall.name, arguments: argsString(f.toolCall.arguments) }, x),
+          },
+          x,
+        ),
+      ];
+      finish = 'tool_calls';
+    }
+    if (b.contentParts === true && typeof message.content === 'string') {
+      message.content = textParts(message.content).map((t) => extra({ type: 'text', text: t }, x));
+    }
+    const choice = { index: i, message: extra(message, x), logprobs: null, finish_reason: finish };
+    if (b.noIndex === true) delete choice.index;
+    return extra(choice, x);
+  });
+  const out = {
     id: `chatcmpl-${alnum(29)}`,
     object: 'chat.completion',
     created: Math.floor(Date.now() / 1000),
     model: f.model,
-    choices: [{ index: 0, message, logprobs: null, finish_reason: finish }],
-    usage: {
-      prompt_tokens: f.input,
-      completion_tokens: f.output,
-      total_tokens: f.input + f.output,
-      prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-      completion_tokens_details: {
-        reasoning_tokens: 0,
-        audio_tokens: 0,
-        accepted_prediction_tokens: 0,
-        rejected_prediction_tokens: 0,
-      },
-    },
+    choices,
+    usage: openaiUsage(f, b),
     service_tier: 'default',
     system_fingerprint: `fp_${hex(10)}`,
   };
+  if (out.usage === undefined) delete out.usage;
+  if (x && out.usage) {
+    extra(out.usage, x);
+    extra(out.usage.prompt_tokens_details, x);
+    extra(out.usage.completion_tokens_details, x);
+  }
+  return extra(out, x);
+}
+
+/** An opaque signature like the ones Anthropic puts on thinking blocks (base64). */
+function thinkingSignature() {
+  return randomBytes(240).toString('base64');
 }
 
 function anthropicMessage(f) {
   const content = [];
   let stop = 'end_turn';
+  if (f.reasoning) content.push({ type: 'thinking', thinking: f.reasoning, signature: thinkingSignature() });
   if (!f.toolCall || f.explicitText) content.push({ type: 'text', text: f.text });
   if (f.toolCall) {
     content.push({ type: 'tool_use', id: `toolu_${alnum(24)}`, name: f.toolCall.name, input: argsObject(f.toolCall.arguments) });
@@ -352,7 +551,10 @@ function anthropicMessage(f) {
 function cohereChat(f) {
   const message = { role: 'assistant' };
   let finish = 'COMPLETE';
+  // Reasoning is a `thinking` content block (the Spec's "Tools" example).
+  const thinking = f.reasoning ? [{ type: 'thinking', thinking: f.reasoning }] : [];
   if (f.toolCall) {
+    if (thinking.length) message.content = thinking;
     message.tool_plan = f.explicitText ? f.text : `I will use the ${f.toolCall.name} tool.`;
     message.tool_calls = [
       {
@@ -363,7 +565,7 @@ function cohereChat(f) {
     ];
     finish = 'TOOL_CALL';
   } else {
-    message.content = [{ type: 'text', text: f.text }];
+    message.content = [...thinking, { type: 'text', text: f.text }];
   }
   return {
     id: randomUUID(),
@@ -381,20 +583,23 @@ const COMPLETION = { openai: openaiCompletion, anthropic: anthropicMessage, cohe
 // ---------------------------------------------------------------- SSE events
 
 /**
- * A stream as a list of events: { sse: string, delta: boolean }. `delta`
- * marks the content pieces that the fault options count.
+ * A stream as a list of events: { sse: string, delta?, reasoning?, terminator? },
+ * or { pauseMs } for a wait between two events. `delta` marks the content
+ * pieces that the fault options count, `reasoning` the reasoning pieces that
+ * reasoningDelayMs paces.
  */
 function streamEvents(fmt, f, behaviour, reqBody) {
+  const reasoningPieces = f.reasoning ? splitText(f.reasoning, behaviour.reasoningChunks) : [];
+  if (fmt === 'openai') return openaiStream(f, behaviour, reqBody, reasoningPieces);
   const pieces = splitText(f.text, behaviour.chunks);
-  if (fmt === 'openai') return openaiStream(f, pieces, reqBody);
-  if (fmt === 'anthropic') return anthropicStream(f, pieces, behaviour);
-  return cohereStream(f, pieces, behaviour);
+  if (fmt === 'anthropic') return anthropicStream(f, pieces, reasoningPieces);
+  return cohereStream(f, pieces, reasoningPieces);
 }
 
 const dataLine = (obj) => `data: ${JSON.stringify(obj)}\n\n`;
 const eventLine = (type, obj) => `event: ${type}\ndata: ${JSON.stringify(obj)}\n\n`;
 
-function openaiStream(f, pieces, reqBody) {
+function openaiStream(f, behaviour, reqBody, reasoningPieces) {
   const includeUsage = reqBody?.stream_options?.include_usage === true;
   const base = {
     id: `chatcmpl-${alnum(29)}`,
@@ -405,62 +610,66 @@ function openaiStream(f, pieces, reqBody) {
     system_fingerprint: `fp_${hex(10)}`,
   };
   const chunk = (choices, extra = {}) => ({ ...base, choices, ...(includeUsage ? { usage: null } : {}), ...extra });
-  const choice = (delta, finish = null) => ({ index: 0, delta, logprobs: null, finish_reason: finish });
-  const ev = [];
-  if (f.toolCall) {
-    const args = argsString(f.toolCall.arguments);
-    ev.push({
-      sse: dataLine(
-        chunk([
-          choice({
-            role: 'assistant',
-            content: null,
-            tool_calls: [
-              { index: 0, id: `call_${alnum(24)}`, type: 'function', function: { name: f.toolCall.name, arguments: '' } },
-            ],
-            refusal: null,
-          }),
-        ]),
-      ),
-      delta: false,
-    });
-    for (const p of splitString(args, pieces.length)) {
-      ev.push({ sse: dataLine(chunk([choice({ tool_calls: [{ index: 0, function: { arguments: p } }] })])), delta: true });
+  const rf = f.reasoningField;
+  // One event list per choice; several choices are interleaved below.
+  const perChoice = f.texts.map((text, index) => {
+    const pieces = splitText(text, behaviour.chunks);
+    const choice = (delta, finish = null) => ({ index, delta, logprobs: null, finish_reason: finish });
+    const ev = [];
+    const put = (delta, kind = {}) => ev.push({ sse: dataLine(chunk([choice(delta)])), ...kind });
+    // Reasoning first, shaped as DeepSeek sends it: the role chunk has
+    // content:null and an empty reasoning string, reasoning chunks have
+    // content:null, and once the answer starts the reasoning field is null.
+    if (f.reasoning) {
+      put({ role: 'assistant', content: null, [rf]: '' });
+      for (const p of reasoningPieces) put({ content: null, [rf]: p }, { reasoning: true });
     }
-    ev.push({ sse: dataLine(chunk([choice({}, 'tool_calls')])), delta: false });
-  } else {
-    ev.push({ sse: dataLine(chunk([choice({ role: 'assistant', content: '', refusal: null })])), delta: false });
-    for (const p of pieces) ev.push({ sse: dataLine(chunk([choice({ content: p })])), delta: true });
-    ev.push({ sse: dataLine(chunk([choice({}, 'stop')])), delta: false });
+    const after = f.reasoning ? { [rf]: null } : {};
+    if (f.toolCall) {
+      const args = argsString(f.toolCall.arguments);
+      const call = { index: 0, id: `call_${alnum(24)}`, type: 'function', function: { name: f.toolCall.name, arguments: '' } };
+      if (f.reasoning) put({ content: null, ...after, tool_calls: [call] });
+      else put({ role: 'assistant', content: null, tool_calls: [call], refusal: null });
+      for (const p of splitString(args, pieces.length)) put({ tool_calls: [{ index: 0, function: { arguments: p } }] }, { delta: true });
+      ev.push({ sse: dataLine(chunk([choice({}, 'tool_calls')])), finish: true });
+    } else {
+      if (!f.reasoning) put({ role: 'assistant', content: '', refusal: null });
+      for (const p of pieces) put({ content: p, ...after }, { delta: true });
+      ev.push({ sse: dataLine(chunk([choice(f.reasoning ? { content: '', ...after } : {}, 'stop')])), finish: true });
+    }
+    return ev;
+  });
+  const ev = [];
+  // DeepSeek sends `: keep-alive` comments while a reasoning request waits.
+  if (f.reasoning) ev.push({ sse: ': keep-alive\n\n' });
+  if (perChoice.length === 1) ev.push(...perChoice[0]);
+  else {
+    // Round robin over the choices. Choice 0 finishes as soon as its text is
+    // out; choice i finishes i * finishGapMs later, after everything else.
+    const held = [];
+    for (let round = 0; perChoice.some((c) => round < c.length); round++) {
+      for (const [i, c] of perChoice.entries()) {
+        const e = c[round];
+        if (!e) continue;
+        if (e.finish && i > 0) held.push(e);
+        else ev.push(e);
+      }
+    }
+    const gap = Number.isFinite(behaviour.finishGapMs) && behaviour.finishGapMs > 0 ? behaviour.finishGapMs : 0;
+    for (const e of held) {
+      if (gap) ev.push({ pauseMs: gap });
+      ev.push(e);
+    }
   }
-  if (includeUsage) {
-    ev.push({
-      sse: dataLine({
-        ...base,
-        choices: [],
-        usage: {
-          prompt_tokens: f.input,
-          completion_tokens: f.output,
-          total_tokens: f.input + f.output,
-          prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-          completion_tokens_details: {
-            reasoning_tokens: 0,
-            audio_tokens: 0,
-            accepted_prediction_tokens: 0,
-            rejected_prediction_tokens: 0,
-          },
-        },
-      }),
-      delta: false,
-    });
-  }
-  ev.push({ sse: 'data: [DONE]\n\n', delta: false, terminator: true });
+  if (includeUsage) ev.push({ sse: dataLine({ ...base, choices: [], usage: openaiUsage(f) }) });
+  ev.push({ sse: 'data: [DONE]\n\n', terminator: true });
   return ev;
 }
 
-function anthropicStream(f, pieces, behaviour) {
+function anthropicStream(f, pieces, reasoningPieces) {
   const ev = [];
-  const e = (type, obj, delta = false) => ev.push({ sse: eventLine(type, { type, ...obj }), delta });
+  const e = (type, obj, kind = {}) => ev.push({ sse: eventLine(type, { type, ...obj }), ...kind });
+  const ping = () => ev.push({ sse: 'event: ping\ndata: {"type": "ping"}\n\n' });
   e('message_start', {
     message: {
       id: `msg_${alnum(24)}`,
@@ -474,16 +683,30 @@ function anthropicStream(f, pieces, behaviour) {
         input_tokens: f.input,
         cache_creation_input_tokens: 0,
         cache_read_input_tokens: 0,
+        cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 0 },
         output_tokens: 1,
         service_tier: 'standard',
+        inference_geo: 'not_available',
       },
     },
   });
   let index = 0;
+  if (f.reasoning) {
+    // As recorded (stream_thinking.sse): a thinking block with an empty
+    // signature, the thinking deltas (the last one empty), one
+    // signature_delta just before the block stops.
+    e('content_block_start', { index, content_block: { type: 'thinking', thinking: '', signature: '' } });
+    ping();
+    for (const p of reasoningPieces) e('content_block_delta', { index, delta: { type: 'thinking_delta', thinking: p } }, { reasoning: true });
+    e('content_block_delta', { index, delta: { type: 'thinking_delta', thinking: '' } });
+    e('content_block_delta', { index, delta: { type: 'signature_delta', signature: thinkingSignature() } });
+    e('content_block_stop', { index });
+    index++;
+  }
   if (!f.toolCall || f.explicitText) {
     e('content_block_start', { index, content_block: { type: 'text', text: '' } });
-    ev.push({ sse: 'event: ping\ndata: {"type": "ping"}\n\n', delta: false });
-    for (const p of pieces) e('content_block_delta', { index, delta: { type: 'text_delta', text: p } }, true);
+    if (index === 0) ping();
+    for (const p of pieces) e('content_block_delta', { index, delta: { type: 'text_delta', text: p } }, { delta: true });
     e('content_block_stop', { index });
     index++;
   }
@@ -492,10 +715,10 @@ function anthropicStream(f, pieces, behaviour) {
       index,
       content_block: { type: 'tool_use', id: `toolu_${alnum(24)}`, name: f.toolCall.name, input: {} },
     });
-    if (index === 0) ev.push({ sse: 'event: ping\ndata: {"type": "ping"}\n\n', delta: false });
+    if (index === 0) ping();
     e('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: '' } });
     for (const p of splitString(JSON.stringify(argsObject(f.toolCall.arguments)), Math.max(2, pieces.length))) {
-      e('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: p } }, true);
+      e('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: p } }, { delta: true });
     }
     e('content_block_stop', { index });
   }
@@ -503,14 +726,26 @@ function anthropicStream(f, pieces, behaviour) {
     delta: { stop_reason: f.toolCall ? 'tool_use' : 'end_turn', stop_sequence: null },
     usage: { output_tokens: f.output },
   });
-  ev.push({ sse: eventLine('message_stop', { type: 'message_stop' }), delta: false, terminator: true });
+  ev.push({ sse: eventLine('message_stop', { type: 'message_stop' }), terminator: true });
   return ev;
 }
 
-function cohereStream(f, pieces) {
+function cohereStream(f, pieces, reasoningPieces) {
   const ev = [];
-  const e = (type, obj, delta = false) => ev.push({ sse: eventLine(type, { type, ...obj }), delta });
+  const e = (type, obj, kind = {}) => ev.push({ sse: eventLine(type, { type, ...obj }), ...kind });
   e('message-start', { id: randomUUID(), delta: { message: { role: 'assistant' } } });
+  let index = 0;
+  if (f.reasoning) {
+    // The fixtures show a `thinking` content block only in a whole answer
+    // (chat_response_tool_calls.json), not in a stream. This mirrors the text
+    // content events with `thinking` in place of `text`: content-start with
+    // {type:"thinking", thinking:""}, content-delta with
+    // delta.message.content.thinking, content-end.
+    e('content-start', { index, delta: { message: { content: { type: 'thinking', thinking: '' } } } });
+    for (const p of reasoningPieces) e('content-delta', { index, delta: { message: { content: { thinking: p } } } }, { reasoning: true });
+    e('content-end', { index });
+    index++;
+  }
   if (f.toolCall) {
     const plan = f.explicitText ? f.text : `I will use the ${f.toolCall.name} tool.`;
     for (const p of splitText(plan)) e('tool-plan-delta', { delta: { message: { tool_plan: p } } });
@@ -527,13 +762,13 @@ function cohereStream(f, pieces) {
       },
     });
     for (const p of splitString(argsString(f.toolCall.arguments), pieces.length)) {
-      e('tool-call-delta', { index: 0, delta: { message: { tool_calls: { function: { arguments: p } } } } }, true);
+      e('tool-call-delta', { index: 0, delta: { message: { tool_calls: { function: { arguments: p } } } } }, { delta: true });
     }
     e('tool-call-end', { index: 0 });
   } else {
-    e('content-start', { index: 0, delta: { message: { content: { type: 'text', text: '' } } } });
-    for (const p of pieces) e('content-delta', { index: 0, delta: { message: { content: { text: p } } } }, true);
-    e('content-end', { index: 0 });
+    e('content-start', { index, delta: { message: { content: { type: 'text', text: '' } } } });
+    for (const p of pieces) e('content-delta', { index, delta: { message: { content: { text: p } } } }, { delta: true });
+    e('content-end', { index });
   }
   e('message-end', {
     delta: {
@@ -544,8 +779,24 @@ function cohereStream(f, pieces) {
       },
     },
   });
-  ev.push({ sse: 'data: [DONE]\n\n', delta: false, terminator: true });
+  ev.push({ sse: 'data: [DONE]\n\n', terminator: true });
   return ev;
+}
+
+/** The start of a text delta event with no line end, which a trickle never finishes. */
+function trickleHead(fmt, f) {
+  if (fmt === 'openai') {
+    const head = {
+      id: `chatcmpl-${alnum(29)}`,
+      object: 'chat.completion.chunk',
+      created: Math.floor(Date.now() / 1000),
+      model: f.model,
+      choices: [{ index: 0, delta: { content: '' } }],
+    };
+    return `data: ${JSON.stringify(head).slice(0, -'"}}]}'.length)}`;
+  }
+  if (fmt === 'anthropic') return 'data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"';
+  return 'data: {"type":"content-delta","index":0,"delta":{"message":{"content":{"text":"';
 }
 
 /** The provider's error inside a stream (after a 200 head). */
@@ -574,6 +825,136 @@ function inStreamError(fmt) {
   );
 }
 
+// ------------------------------------------------------------ split writes
+
+export const SPLIT_MODES = ['event', 'bytes', 'coalesce', 'mixed'];
+const EOLS = { lf: '\n', crlf: '\r\n', cr: '\r' };
+
+/** What is wrong with a behaviour's options (a test's mistake), or null. */
+function behaviourProblem(b) {
+  if (b.split !== undefined && !SPLIT_MODES.includes(b.split)) return `unknown split mode ${b.split}`;
+  if (b.eol !== undefined && !(b.eol in EOLS)) return `unknown eol ${b.eol} (lf, crlf or cr)`;
+  if (b.reasoningField !== undefined && !['reasoning_content', 'reasoning'].includes(b.reasoningField)) {
+    return `unknown reasoningField ${b.reasoningField} (reasoning_content or reasoning)`;
+  }
+  if (b.usageVariant !== undefined && !['cached_null', 'no_total', 'no_details', 'none'].includes(b.usageVariant)) {
+    return `unknown usageVariant ${b.usageVariant} (cached_null, no_total, no_details or none)`;
+  }
+  return null;
+}
+
+function checkSplit(mode) {
+  if (!SPLIT_MODES.includes(mode)) throw new Error(`unknown split mode ${mode} (one of ${SPLIT_MODES.join(', ')})`);
+}
+
+/** A small seeded PRNG (mulberry32), so that splitSeed replays a split. */
+function prng(seed) {
+  let a = (Number.isFinite(seed) ? seed : Math.floor(Math.random() * 2 ** 32)) >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Writes a stream's events to `res`, cut into writes the way `mode` says:
+ *   event     one write per event (res.write of the event's string)
+ *   bytes     writes of 1 to 7 bytes, cutting through events, prefixes,
+ *             line ends and UTF-8 sequences alike (Buffer slices)
+ *   coalesce  2 to 4 whole events per write
+ *   mixed     each write picks one of: 1-7 bytes, 8-64 bytes, one event, 2-4 events
+ * push(text) adds an event; bytes that do not make a whole write yet are held
+ * back until the next push or flush(). Without `pause` every write is made at
+ * once and both return null; with it they wait `pause()` between two writes
+ * and return a promise. settled() is null, or a promise for the moment every
+ * write has been handed to the socket.
+ */
+function splitWriter(res, { mode, seed, pause }) {
+  const rand = prng(seed);
+  const int = (lo, hi) => lo + Math.floor(rand() * (hi - lo + 1));
+  let held = Buffer.alloc(0);
+  let ends = []; // offsets in `held` where an event ends
+  let need = null; // what the next write waits for: { bytes } or { events }
+  let wroteAny = false;
+  let inflight = 0;
+  const waiters = [];
+  const wake = () => {
+    for (const w of waiters.splice(0)) w();
+  };
+  const written = () => {
+    if (--inflight <= 0) {
+      inflight = 0;
+      wake();
+    }
+  };
+  res.on('close', () => {
+    inflight = 0;
+    wake();
+  });
+  const write = (chunk) => {
+    inflight++;
+    wroteAny = true;
+    res.write(chunk, written);
+  };
+  const pick = () => {
+    if (mode === 'bytes') return { bytes: int(1, 7) };
+    if (mode === 'coalesce') return { events: int(2, 4) };
+    const r = rand();
+    if (r < 0.4) return { bytes: int(1, 7) };
+    if (r < 0.6) return { bytes: int(8, 64) };
+    if (r < 0.8) return { events: 1 };
+    return { events: int(2, 4) };
+  };
+  function* cuts(final) {
+    while (held.length) {
+      need ??= pick();
+      let n = 0;
+      if (need.bytes !== undefined) n = held.length >= need.bytes ? need.bytes : final ? held.length : 0;
+      else n = ends.length >= need.events ? ends[need.events - 1] : final ? held.length : 0;
+      if (!n) return;
+      need = null;
+      const chunk = held.subarray(0, n);
+      held = held.subarray(n);
+      ends = ends.filter((e) => e > n).map((e) => e - n);
+      yield chunk;
+    }
+  }
+  const run = (pieces) => {
+    if (!pause) {
+      for (const c of pieces) {
+        if (res.destroyed) return null;
+        write(c);
+      }
+      return null;
+    }
+    return (async () => {
+      for (const c of pieces) {
+        if (wroteAny) await pause();
+        if (res.destroyed) return;
+        write(c);
+      }
+    })();
+  };
+  return {
+    push(text) {
+      if (mode === 'event') return run([text]);
+      const b = Buffer.isBuffer(text) ? text : Buffer.from(text, 'utf8');
+      held = held.length ? Buffer.concat([held, b]) : b;
+      ends.push(held.length);
+      return run(cuts(false));
+    },
+    flush() {
+      return mode === 'event' || !held.length ? null : run(cuts(true));
+    },
+    settled() {
+      return inflight === 0 ? null : new Promise((r) => waiters.push(r));
+    },
+  };
+}
+
 // ------------------------------------------------------------- error bodies
 
 /** {status, headers, body} for an error behaviour. */
@@ -598,6 +979,64 @@ export function errorResponse(fmt, status, { body, headers } = {}) {
   let outBody = body;
   if (outBody === undefined) outBody = fix ? fix.body : genericErrorBody(fmt, status);
   return { status, headers: outHeaders, body: outBody };
+}
+
+/** The API key a request carries in the format's auth header ('' when none). */
+function apiKeyOf(fmt, headers) {
+  if (fmt === 'anthropic' && typeof headers['x-api-key'] === 'string') return headers['x-api-key'];
+  const auth = typeof headers.authorization === 'string' ? headers.authorization : '';
+  return /^bearer /i.test(auth) ? auth.slice(7) : auth;
+}
+
+/** A string cut to at most `n` bytes of UTF-8, on a character boundary. */
+function cutToBytes(s, n) {
+  let out = Buffer.from(s, 'utf8').subarray(0, n).toString('utf8');
+  while (Buffer.byteLength(out) > n || out.endsWith('\ufffd')) out = out.slice(0, -1);
+  return out;
+}
+
+/**
+ * An error body with echoKey / echoKeyAt / padBytes applied to its message
+ * (error.message in the OpenAI and Anthropic envelopes, message in Cohere's;
+ * a string body is the message itself).
+ *   echoKey: true   the message is "Incorrect API key provided: <key>." (the
+ *                   OpenAI wording, unmasked; OpenAI adds its "You can find your
+ *                   API key at …" sentence)
+ *   echoKeyAt: N    the same with the key starting N characters into the message
+ *   padBytes: N     the message is exactly N bytes of UTF-8: padded with " xxx…",
+ *                   or cut (which can cut an echoed key)
+ */
+function errorMessageExtras(fmt, body, b, headers) {
+  const echo = b.echoKey === true || b.echoKeyAt !== undefined;
+  const pad = Number.isInteger(b.padBytes) && b.padBytes >= 0 ? b.padBytes : null;
+  if (!echo && pad === null) return body;
+  let message;
+  let put;
+  if (typeof body === 'string') {
+    message = body;
+    put = (m) => m;
+  } else {
+    const out = body && typeof body === 'object' && !Array.isArray(body) ? structuredClone(body) : {};
+    const holder = fmt === 'cohere' ? out : out.error && typeof out.error === 'object' ? out.error : (out.error = {});
+    message = typeof holder.message === 'string' ? holder.message : '';
+    put = (m) => {
+      holder.message = m;
+      return out;
+    };
+  }
+  if (echo) {
+    const lead = 'Incorrect API key provided: ';
+    const at = Number.isFinite(b.echoKeyAt) ? Math.max(0, Math.floor(b.echoKeyAt)) : lead.length;
+    const head = at <= lead.length ? lead.slice(lead.length - at) : '.'.repeat(at - lead.length) + lead;
+    const tail = fmt === 'openai' ? '. You can find your API key at https://platform.openai.com/account/api-keys.' : '.';
+    message = head + apiKeyOf(fmt, headers) + tail;
+  }
+  if (pad !== null) {
+    const have = Buffer.byteLength(message);
+    message = have > pad ? cutToBytes(message, pad) : message + (' ' + 'x'.repeat(pad)).slice(0, pad - have);
+    message += 'x'.repeat(pad - Buffer.byteLength(message)); // a cut multi-byte character
+  }
+  return put(message);
 }
 
 function genericErrorBody(fmt, status) {
@@ -667,10 +1106,10 @@ function validateRequest(fmt, body, headers) {
     if (!headers['anthropic-version']) return bad('anthropic-version: header is required');
     if (!Number.isInteger(body.max_tokens)) return bad('max_tokens: Field required');
     for (const [i, m] of body.messages.entries()) {
-      if (m.role !== 'user' && m.role !== 'assistant') {
+      if (m?.role !== 'user' && m?.role !== 'assistant') {
         return bad(`messages.${i}.role: Input should be 'user' or 'assistant'`);
       }
-      if (Array.isArray(m.content)) {
+      if (Array.isArray(m?.content)) {
         for (const [j, b] of m.content.entries()) {
           if (b?.type === 'tool_use' && (typeof b.input !== 'object' || b.input === null || Array.isArray(b.input))) {
             return bad(`messages.${i}.content.${j}.tool_use.input: Input should be a valid dictionary`);
@@ -685,6 +1124,12 @@ function validateRequest(fmt, body, headers) {
         }
       }
     }
+  }
+  if (fmt === 'openai' && body.n !== undefined && body.n !== null) {
+    // OpenAI's wording for a request that breaks its schema (n is 1 to 128).
+    if (!Number.isInteger(body.n)) return bad(`${JSON.stringify(body.n)} is not of type 'integer' - 'n'`);
+    if (body.n < 1) return bad(`${body.n} is less than the minimum of 1 - 'n'`);
+    if (body.n > 128) return bad(`${body.n} is greater than the maximum of 128 - 'n'`);
   }
   if (fmt === 'openai' || fmt === 'cohere') {
     for (const [i, m] of body.messages.entries()) {
@@ -708,19 +1153,45 @@ const CHAT_PATHS = { openai: '/v1/chat/completions', anthropic: '/v1/messages', 
 /**
  * Starts a fake provider.
  * @param {{format: 'openai'|'anthropic'|'cohere', name?: string, port?: number, key?: string,
- *          validate?: boolean, host?: string}} opts
+ *          validate?: boolean, host?: string, split?: 'event'|'bytes'|'coalesce'|'mixed',
+ *          rejectPrefillModels?: string[]}} opts
  */
-export async function startFakeProvider({ format, name, port = 0, key, validate = true, host = '127.0.0.1' }) {
+export async function startFakeProvider({
+  format,
+  name,
+  port = 0,
+  key,
+  validate = true,
+  host = '127.0.0.1',
+  split: initialSplit = 'event',
+  rejectPrefillModels = [],
+}) {
   if (!FORMATS.includes(format)) throw new Error(`unknown format ${format}`);
+  const patterns = (list) => (Array.isArray(list) ? list : [list]).filter((p) => typeof p === 'string' && p !== '');
+  let rejectPrefillPatterns = patterns(rejectPrefillModels);
+  checkSplit(initialSplit);
+  let split = initialSplit;
   name = name ?? format;
   const requests = [];
   let queue = [];
   let fallback = { type: 'ok' };
   let outage = null;
+  let modelsBehaviour = null;
   const sockets = new Set();
   const timers = new Set();
   let closed = false;
   let abandoned = 0;
+
+  const immediates = new Set();
+  /** The next turn of the event loop (a write made before it has left by then). */
+  const soon = () =>
+    new Promise((resolve) => {
+      const i = setImmediate(() => {
+        immediates.delete(i);
+        resolve();
+      });
+      immediates.add(i);
+    });
 
   const later = (ms) =>
     new Promise((resolve) => {
@@ -785,16 +1256,17 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       }
       return;
     }
+    if (isModels && modelsBehaviour) {
+      try {
+        await respond(req, res, modelsBehaviour, body, true);
+      } catch {
+        res.destroy();
+      }
+      return;
+    }
     if (isModels) return sendJson(res, 200, fixture(MODELS_FIXTURES[format]), defaultResponseHeaders(format));
     if (!isChat) {
-      const r = errorResponse(format, 404, {
-        body:
-          format === 'openai'
-            ? { error: { message: `Invalid URL (${req.method} ${url.pathname})`, type: 'invalid_request_error', param: null, code: null } }
-            : format === 'anthropic'
-              ? { type: 'error', error: { type: 'not_found_error', message: 'Not Found' }, request_id: null }
-              : { message: 'not found' },
-      });
+      const r = errorResponse(format, 404, { body: notFoundBody(format, req.method, url.pathname) });
       return sendJson(res, r.status, r.body, r.headers);
     }
 
@@ -807,6 +1279,16 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
     }
   });
 
+  /** A request for a model of rejectPrefillModels that ends with an assistant turn. */
+  function rejectsPrefill(body) {
+    const model = body?.model;
+    if (typeof model !== 'string' || !rejectPrefillPatterns.length) return false;
+    const msgs = Array.isArray(body.messages) ? body.messages : [];
+    const last = msgs[msgs.length - 1];
+    if (!last || last.role !== 'assistant' || last.tool_calls) return false;
+    return rejectPrefillPatterns.some((p) => (p.endsWith('*') ? model.startsWith(p.slice(0, -1)) : model === p));
+  }
+
   function authorised(h) {
     if (format === 'anthropic') return h['x-api-key'] === key;
     const auth = h['authorization'] || '';
@@ -814,6 +1296,7 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
   }
 
   async function respond(req, res, b, body, isModels = false) {
+    if (!b || typeof b !== 'object' || Array.isArray(b)) b = { type: 'ok' };
     const type = b?.type ?? 'ok';
     const wantsStream = typeof body === 'object' && body?.stream === true;
 
@@ -822,20 +1305,24 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       req.socket.destroy();
       return;
     }
+    const problem = behaviourProblem(b);
+    if (problem) return sendJson(res, 500, { error: { message: `fake provider: ${problem}` } });
     if (b.delayMs) await later(b.delayMs);
     if (closed || res.destroyed) return;
 
-    if (type === 'error') {
-      const r = errorResponse(format, b.status ?? 500, { body: b.body, headers: b.headers });
-      return sendJson(res, r.status, r.body, r.headers);
-    }
-    if (type === 'context_length') {
-      const r = contextLengthResponse(format);
-      return sendJson(res, r.status, r.body, r.headers);
-    }
-    if (type === 'content_policy') {
-      const r = contentPolicyResponse(format);
-      return sendJson(res, r.status, r.body, r.headers);
+    if (type === 'error' || type === 'context_length' || type === 'content_policy') {
+      const status = b.status ?? 500;
+      let errBody = b.body;
+      // The models listing of a host without one, and of a restricted OpenAI key.
+      if (isModels && errBody === undefined && status === 404) errBody = notFoundBody(format, req.method, new URL(req.url, 'http://x').pathname);
+      if (isModels && errBody === undefined && status === 403 && format === 'openai') errBody = structuredClone(OPENAI_MODELS_403);
+      const r =
+        type === 'error'
+          ? errorResponse(format, status, { body: errBody, headers: b.headers })
+          : type === 'context_length'
+            ? contextLengthResponse(format)
+            : contentPolicyResponse(format);
+      return sendJson(res, r.status, errorMessageExtras(format, r.body, b, req.headers), r.headers);
     }
 
     if (isModels) {
@@ -844,11 +1331,24 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       const out = type === 'malformed' ? text.slice(0, Math.floor(text.length / 2)) : text;
       return sendJson(res, 200, out, defaultResponseHeaders(format));
     }
-    if (validate && (type === 'ok' || type === 'stream' || type === 'malformed')) {
+    if (validate && (type === 'ok' || type === 'stream' || type === 'malformed' || type === 'trickle')) {
       const problem = validateRequest(format, body, req.headers);
       if (problem) return sendJson(res, problem.status, problem.body, defaultResponseHeaders(format));
     }
 
+    if (rejectsPrefill(body)) {
+      const message = 'This model does not support assistant message prefill. The conversation must end with a user message.';
+      const r = errorResponse(format, 400, {
+        body:
+          format === 'anthropic'
+            ? { type: 'error', error: { type: 'invalid_request_error', message }, request_id: null }
+            : format === 'openai'
+              ? { error: { message, type: 'invalid_request_error', param: 'messages', code: null } }
+              : { id: randomUUID(), message },
+      });
+      if (format === 'anthropic') r.body.request_id = r.headers['request-id'] ?? `req_011C${alnum(20)}`;
+      return sendJson(res, r.status, r.body, r.headers);
+    }
     if (b.rejectPrefill && prefillOf(body)) {
       const r = errorResponse(format, 400, {
         body:
@@ -865,15 +1365,34 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       const text = JSON.stringify(COMPLETION[format](facts));
       return sendJson(res, 200, text.slice(0, Math.floor(text.length / 2)), defaultResponseHeaders(format));
     }
+    if (type === 'trickle') return trickle(res, b, facts);
     if (type === 'stream' || (type === 'ok' && wantsStream)) return stream(res, b, facts, body);
-    if (type === 'ok') return sendJson(res, 200, COMPLETION[format](facts), defaultResponseHeaders(format));
+    if (type === 'ok') {
+      // The model thinks before a whole answer too: reasoningDelayMs per piece.
+      if (facts.reasoning && b.reasoningDelayMs > 0) {
+        await later(b.reasoningDelayMs * splitText(facts.reasoning, b.reasoningChunks).length);
+        if (closed || res.destroyed) return;
+      }
+      const answer = COMPLETION[format](facts, b);
+      // padBytes: an extra field whose value is that many bytes.
+      if (Number.isInteger(b.padBytes) && b.padBytes > 0) answer.x_fake_padding = 'x'.repeat(b.padBytes);
+      return sendJson(res, 200, answer, defaultResponseHeaders(format));
+    }
     return sendJson(res, 500, { error: { message: `fake provider: unknown behaviour type ${type}` } });
   }
 
-  async function stream(res, b, facts, body) {
-    if (b.firstByteDelayMs) await later(b.firstByteDelayMs);
-    if (closed || res.destroyed) return;
-    const events = streamEvents(format, facts, b, body);
+  /** What setSplit()/the split option and a behaviour's own split say, as writer options. */
+  function writerOptions(b) {
+    const delay = b.splitDelayMs;
+    return {
+      mode: b.split ?? split,
+      seed: b.splitSeed,
+      pause: typeof delay === 'number' && delay >= 0 ? (delay > 0 ? () => later(delay) : soon) : null,
+    };
+  }
+
+  /** Sends the 200 head of a stream and counts the stream if its reader leaves early. */
+  function streamHead(res) {
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
@@ -883,26 +1402,54 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
     res.flushHeaders();
     // A stream whose reader goes away before its end is counted (the gateway
     // must stop reading upstream when its client leaves).
-    let finished = false;
+    const state = { finished: false };
     res.on('close', () => {
-      if (!finished && !closed) abandoned++;
+      if (!state.finished && !closed) abandoned++;
     });
+    return state;
+  }
+
+  async function stream(res, b, facts, body) {
+    if (b.firstByteDelayMs) await later(b.firstByteDelayMs);
+    if (closed || res.destroyed) return;
+    const events = streamEvents(format, facts, b, body);
+    const state = streamHead(res);
+    const out = splitWriter(res, writerOptions(b));
+    const eol = EOLS[b.eol ?? 'lf'];
+    const lines = eol === '\n' ? (s) => s : (s) => s.replace(/\n/g, eol);
+    // push/flush return a promise only when the writes are paced (splitDelayMs);
+    // otherwise they write at once, and nothing here awaits between events.
+    let w;
     let deltas = 0;
     let started = false; // reached the first content delta
     const gap = b.chunkDelayMs ?? 0;
     const due = (n) => n !== undefined && started && deltas >= n;
     for (const ev of events) {
       if (closed || res.destroyed) return;
-      if (ev.delta) started = true;
+      if (ev.pauseMs !== undefined) {
+        if ((w = out.flush())) await w;
+        await later(ev.pauseMs);
+        continue;
+      }
       // Faults fire at the first event once N deltas are out: a delta, or the
       // first event after the last delta when N equals the number of deltas.
+      if (ev.delta) started = true;
       if (due(b.cutAfter)) {
+        // The N deltas reach the client first: writes made in the same tick
+        // are corked until the next one, and a destroy now would drop them.
+        if ((w = out.flush())) await w;
+        if ((w = out.settled())) await w;
         res.socket?.destroy();
         return;
       }
-      if (due(b.stallAfter)) return; // open until the client gives up or close()
+      if (due(b.stallAfter)) {
+        if ((w = out.flush())) await w;
+        return; // open until the client gives up or close()
+      }
       if (due(b.errorEventAfter)) {
-        res.end(inStreamError(format));
+        if ((w = out.push(lines(inStreamError(format))))) await w;
+        if ((w = out.flush())) await w;
+        if (!res.destroyed) res.end();
         return;
       }
       if (ev.terminator && b.noDone) break;
@@ -910,13 +1457,67 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       if (ev.delta && b.malformedAt !== undefined && deltas === b.malformedAt) {
         sse = sse.slice(0, Math.floor(sse.length / 2)).replace(/\n+$/, '') + '\n\n';
       }
-      res.write(sse);
+      if ((w = out.push(lines(sse)))) await w;
       if (ev.delta) {
         deltas++;
-        if (gap) await later(gap);
+        if (gap) {
+          // An event is whole on the wire before a pause.
+          if ((w = out.flush())) await w;
+          await later(gap);
+        }
+      }
+      if (ev.reasoning && b.reasoningDelayMs > 0) {
+        if ((w = out.flush())) await w;
+        await later(b.reasoningDelayMs);
       }
     }
-    finished = true;
+    if ((w = out.flush())) await w;
+    if (closed || res.destroyed) return;
+    state.finished = true;
+    res.end();
+  }
+
+  /**
+   * A 200 event stream whose body never has a line end: the start of a text
+   * delta event, then "a" for ever (or up to limitBytes of body in all).
+   */
+  async function trickle(res, b, facts) {
+    if (b.firstByteDelayMs) await later(b.firstByteDelayMs);
+    if (closed || res.destroyed) return;
+    const per = Number.isInteger(b.bytesPerWrite) && b.bytesPerWrite > 0 ? b.bytesPerWrite : 1024;
+    const every = Number.isFinite(b.everyMs) && b.everyMs >= 0 ? b.everyMs : 5;
+    const limit = Number.isFinite(b.limitBytes) && b.limitBytes >= 0 ? Math.floor(b.limitBytes) : Infinity;
+    const head = Buffer.from(trickleHead(format, facts), 'utf8');
+    const state = streamHead(res);
+    const out = splitWriter(res, writerOptions(b));
+    let sent = 0;
+    let w;
+    while (sent < limit) {
+      if (closed || res.destroyed) return;
+      const n = Math.min(per, limit - sent);
+      const piece = Buffer.alloc(n, 'a');
+      if (sent < head.length) head.copy(piece, 0, sent, Math.min(head.length, sent + n));
+      if ((w = out.push(piece))) await w;
+      if ((w = out.flush())) await w;
+      sent += n;
+      if (sent >= limit) break;
+      // A slow reader holds the writes back rather than the fake's memory.
+      if (res.writableNeedDrain) {
+        await new Promise((resolve) => {
+          const done = () => {
+            res.off('drain', done);
+            res.off('close', done);
+            resolve();
+          };
+          res.on('drain', done);
+          res.on('close', done);
+        });
+      }
+      if (every > 0) await later(every);
+      else await soon();
+    }
+    if (closed || res.destroyed) return;
+    state.finished = true;
     res.end();
   }
 
@@ -954,8 +1555,23 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       outage = data ?? null;
       return sendJson(res, 200, { name, outage });
     }
+    if (req.method === 'POST' && pathname === '/__fake/split') {
+      const mode = typeof data === 'object' && data !== null ? data.mode : data;
+      if (mode !== null && mode !== undefined && !SPLIT_MODES.includes(mode)) {
+        return sendJson(res, 400, { error: `send one of ${SPLIT_MODES.map((m) => JSON.stringify(m)).join(', ')}, or null` });
+      }
+      api.setSplit(mode ?? null);
+      return sendJson(res, 200, { name, split });
+    }
+    if (req.method === 'POST' && pathname === '/__fake/models') {
+      if (data !== null && data !== undefined && (typeof data !== 'object' || Array.isArray(data))) {
+        return sendJson(res, 400, { error: 'send one behaviour object, or null for the recorded list' });
+      }
+      modelsBehaviour = data ?? null;
+      return sendJson(res, 200, { name, models: modelsBehaviour });
+    }
     if (req.method === 'GET' && pathname === '/__fake/behaviour') {
-      return sendJson(res, 200, { name, script: queue, default: fallback, outage });
+      return sendJson(res, 200, { name, script: queue, default: fallback, outage, split, models: modelsBehaviour });
     }
     if (req.method === 'POST' && pathname === '/__fake/reset') {
       api.reset();
@@ -1009,7 +1625,29 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       outage = behaviour ?? null;
       return api;
     },
+    /** How every stream's bytes are cut into writes, unless its behaviour says `split`. */
+    setSplit(mode) {
+      checkSplit(mode ?? initialSplit);
+      split = mode ?? initialSplit;
+      return api;
+    },
+    get split() {
+      return split;
+    },
+    /** Models (strings, a trailing * matches a prefix) that refuse an assistant prefill. */
+    setRejectPrefillModels(list) {
+      rejectPrefillPatterns = patterns(list ?? []);
+      return api;
+    },
+    /** What GET /v1/models answers (any behaviour), chat untouched; null: the recorded list. */
+    setModelsBehaviour(behaviour) {
+      modelsBehaviour = behaviour ?? null;
+      return api;
+    },
     reset() {
+      split = initialSplit;
+      rejectPrefillPatterns = patterns(rejectPrefillModels);
+      modelsBehaviour = null;
       requests.length = 0;
       queue = [];
       fallback = { type: 'ok' };
@@ -1021,6 +1659,8 @@ export async function startFakeProvider({ format, name, port = 0, key, validate 
       closed = true;
       for (const t of timers) clearTimeout(t);
       timers.clear();
+      for (const i of immediates) clearImmediate(i);
+      immediates.clear();
       for (const s of sockets) s.destroy();
       server.closeAllConnections?.();
       await new Promise((r) => server.close(() => r()));
@@ -1036,11 +1676,16 @@ export async function startFakeProviders(specs) {
   return out;
 }
 
-/** Parses an SSE body into [{event?, data}] (data left as the raw string). */
+/**
+ * Parses an SSE body into [{event?, data}] (data left as the raw string).
+ * CRLF and CR line ends count as LF; a block of only comments (`: keep-alive`)
+ * is no event.
+ */
 export function parseSse(text) {
   const out = [];
-  for (const block of text.split(/\n\n/)) {
+  for (const block of text.replace(/\r\n?/g, '\n').split(/\n\n/)) {
     if (!block.trim()) continue;
+    if (block.split('\n').every((l) => l === '' || l.startsWith(':'))) continue;
     const ev = {};
     const data = [];
     for (const line of block.split('\n')) {
