@@ -459,3 +459,22 @@ fn no_capable_target_is_a_400_that_says_why() {
     assert!(a.body["error"]["message"].as_str().unwrap().contains("vision"));
     assert!(fake.seen.borrow().is_empty());
 }
+
+#[test]
+fn priority_tries_a_provider_that_just_failed_twice_last() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    fake.provider("http://a.test", Step::Ok("ma"), vec![Step::Status(500, "{}".into(), None); 2]);
+    fake.provider("http://b.test", Step::Ok("mb"), vec![]);
+    let gw = gateway(config("priority", three()));
+    // The first request meets a's two failures (the 500 and its retry), then b answers.
+    assert_eq!(ask(&gw, &fake, &clock, hello()).headers["x-switchyard-provider"], "b");
+    // a is healthy again, but two recent failures put it behind b and c.
+    let r = ask(&gw, &fake, &clock, hello());
+    assert_eq!(r.headers["x-switchyard-provider"], "b");
+    assert_eq!(r.headers["x-switchyard-attempts"], "1");
+    assert_eq!(fake.calls("http://a.test").len(), 2);
+    // Once the count has decayed (a half-life: 300 s), a is first again.
+    clock.advance(300_000);
+    assert_eq!(ask(&gw, &fake, &clock, hello()).headers["x-switchyard-provider"], "a");
+}
