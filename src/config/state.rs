@@ -40,6 +40,14 @@ pub struct BreakerSettings {
     pub window_s: u64,
     pub cooldown_ms: u64,
     pub max_cooldown_ms: u64,
+    /// The retry budget for attempts forced through unavailable targets (see
+    /// `budget.rs`): each request deposits this fraction of a token...
+    pub retry_budget_ratio: f64,
+    /// ...forced attempts may also spend this many tokens a second whatever
+    /// the traffic...
+    pub retry_budget_min_per_s: f64,
+    /// ...and deposits expire after this many seconds.
+    pub retry_budget_window_s: u64,
 }
 
 impl Default for BreakerSettings {
@@ -51,6 +59,9 @@ impl Default for BreakerSettings {
             window_s: 60,
             cooldown_ms: 30_000,
             max_cooldown_ms: 300_000,
+            retry_budget_ratio: 0.2,
+            retry_budget_min_per_s: 1.0,
+            retry_budget_window_s: 10,
         }
     }
 }
@@ -78,6 +89,9 @@ pub(super) struct RawBreaker {
     cooldown_ms: Option<u64>,
     max_cooldown_ms: Option<u64>,
     when_all_unavailable: Option<String>,
+    retry_budget_ratio: Option<f64>,
+    retry_budget_min_per_s: Option<f64>,
+    retry_budget_window_s: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -139,7 +153,19 @@ pub(super) fn validate(
         window_s: b.window_s.unwrap_or(db.window_s),
         cooldown_ms: b.cooldown_ms.unwrap_or(db.cooldown_ms),
         max_cooldown_ms: b.max_cooldown_ms.unwrap_or(db.max_cooldown_ms),
+        retry_budget_ratio: b.retry_budget_ratio.unwrap_or(db.retry_budget_ratio),
+        retry_budget_min_per_s: b.retry_budget_min_per_s.unwrap_or(db.retry_budget_min_per_s),
+        retry_budget_window_s: b.retry_budget_window_s.unwrap_or(db.retry_budget_window_s),
     };
+    if !(0.0..=1000.0).contains(&breaker.retry_budget_ratio) {
+        return Err(err("breaker.retry_budget_ratio", "must be between 0 and 1000"));
+    }
+    if !(0.0..=1000.0).contains(&breaker.retry_budget_min_per_s) {
+        return Err(err("breaker.retry_budget_min_per_s", "must be between 0 and 1000"));
+    }
+    if !(1..=3600).contains(&breaker.retry_budget_window_s) {
+        return Err(err("breaker.retry_budget_window_s", "must be between 1 and 3600"));
+    }
     if breaker.consecutive_failures == 0 {
         return Err(err("breaker.consecutive_failures", "must be at least 1"));
     }
