@@ -117,11 +117,18 @@ impl<G: std::ops::Deref<Target = Gateway>, U: Upstream, C: Clock> Resume<U::Body
                     });
                 }
                 Ok(head) if head.status >= 500 || head.status == 429 => {
-                    gw.states_mut().record_failure(t.provider, self.clock.now_ms());
+                    let kind = crate::taxonomy::ErrorKind::from_status(head.status);
+                    gw.states_mut().record_failure(t.provider, kind, self.clock.now_ms());
                 }
                 // A refusal (it cannot continue this) says nothing about its health.
                 Ok(_) => {}
-                Err(_) => gw.states_mut().record_failure(t.provider, self.clock.now_ms()),
+                Err(e) => {
+                    let kind = match e {
+                        crate::upstream::TransportError::Timeout => crate::taxonomy::ErrorKind::Timeout,
+                        crate::upstream::TransportError::Connect(_) => crate::taxonomy::ErrorKind::Connect,
+                    };
+                    gw.states_mut().record_failure(t.provider, kind, self.clock.now_ms());
+                }
             }
         }
         None

@@ -63,6 +63,8 @@ fn load_gateway(env: &Env) -> std::result::Result<Rc<Gateway>, String> {
     };
     let config = Config::from_json(&text).map_err(|e| e.to_string())?;
     let gw = Gateway::new(config, |name| env.secret(name).ok().map(|s| s.to_string()));
+    // Isolates spread their KV writes apart, each by its own jitter.
+    gw.seed_write_jitter(request_rng().next_u64());
     Ok(Rc::new(gw))
 }
 
@@ -234,7 +236,7 @@ fn schedule_upkeep(gw: &Rc<Gateway>, env: &Env, ctx: &Context) {
             if gw.refresh_due(now) {
                 log_errors("state refresh failed", gw.refresh_state(&store, now).await);
             }
-            log_flush(gw.flush_state(&store, now).await);
+            log_flush(gw.flush_state_after_response(&store, &WorkerClock).await);
         });
     }
 }
