@@ -105,9 +105,10 @@ impl Gateway {
         self.states.borrow().refresh_due(now)
     }
 
-    /// Reads the shared state and merges it in; returns the errors met.
-    pub async fn refresh_state<S: StateStore>(&self, store: &S, now: u64) -> Vec<String> {
-        state::refresh(&self.states, store, now).await
+    /// Reads the shared state and merges it in, each read bounded by
+    /// `state.read_timeout_ms` on `clock`; returns the errors met.
+    pub async fn refresh_state<S: StateStore, C: crate::clock::Clock>(&self, store: &S, clock: &C) -> Vec<String> {
+        state::refresh(&self.states, store, clock).await
     }
 
     /// Seeds this isolate's write jitter (see `state.rs`), once, from the

@@ -5,7 +5,11 @@
 //! shared copy lives in the state store (Workers KV), one key per provider:
 //!
 //! - an isolate reads the shared copy when it first serves a request, then at
-//!   most every `refresh_interval_s`, after the response (`wait_until`);
+//!   most every `refresh_interval_s`, after the response (`wait_until`). The
+//!   reads of a refresh run concurrently, all bounded by `read_timeout_ms`, so
+//!   a slow store never holds a request longer than that; a refresh holds a
+//!   lease that expires, so one abandoned half-way (the runtime cancelled it)
+//!   is retried once the lease has run out;
 //! - it writes a provider's key only when the provider's state changed in a
 //!   way others should know: a circuit or health transition, a rise in the
 //!   failure level or a success clearing failures while the circuit is
@@ -32,9 +36,11 @@ use crate::health::{Health, HealthSettings, HealthStatus, ProbeResult};
 use crate::selection::Availability;
 use crate::store::StateStore;
 use crate::taxonomy::ErrorKind;
+use futures_util::future::{join_all, select};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::cell::RefCell;
+use std::pin::pin;
 
 pub const KEY_PREFIX: &str = "sy:v1:p:";
 
@@ -122,6 +128,13 @@ impl Entry {
     }
 }
 
+/// A refresh in progress: its id, and when it is presumed lost.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    id: u64,
+    until_ms: u64,
+}
+
 /// Every provider's state as this isolate sees it.
 #[derive(Debug)]
 pub struct ProviderStates {
@@ -134,7 +147,8 @@ pub struct ProviderStates {
     breaker: BreakerSettings,
     health: HealthSettings,
     last_refresh_ms: Option<u64>,
-    refreshing: bool,
+    refresh_lease: Option<Lease>,
+    leases_taken: u64,
     /// How long a traffic change waits before its write, in this isolate.
     write_jitter_ms: u64,
     /// A request's after-response task is waiting for a write slot (until
@@ -158,7 +172,8 @@ impl ProviderStates {
             breaker,
             health,
             last_refresh_ms: None,
-            refreshing: false,
+            refresh_lease: None,
+            leases_taken: 0,
             write_jitter_ms: 0,
             waiter_until_ms: None,
             budget: RetryBudget::from_settings(&breaker),
@@ -442,9 +457,38 @@ impl ProviderStates {
         self.last_refresh_ms.is_none()
     }
 
+    /// How long a refresh may hold its lease: it takes at most about the
+    /// read timeout, so one still holding it after twice that (and at least
+    /// a second) was abandoned.
+    fn lease_ms(&self) -> u64 {
+        self.settings.read_timeout_ms.saturating_mul(2).max(1_000)
+    }
+
+    fn lease_free(&self, now: u64) -> bool {
+        self.refresh_lease.is_none_or(|l| now >= l.until_ms)
+    }
+
     pub fn refresh_due(&self, now: u64) -> bool {
-        !self.refreshing
+        self.lease_free(now)
             && self.last_refresh_ms.is_none_or(|t| now.saturating_sub(t) >= self.settings.refresh_interval_s * 1000)
+    }
+
+    /// Takes the refresh lease, unless a live one is held.
+    fn take_lease(&mut self, now: u64) -> Option<u64> {
+        if !self.lease_free(now) {
+            return None;
+        }
+        self.leases_taken += 1;
+        let id = self.leases_taken;
+        self.refresh_lease = Some(Lease { id, until_ms: now.saturating_add(self.lease_ms()) });
+        Some(id)
+    }
+
+    fn end_refresh(&mut self, id: u64, now: u64) {
+        if self.refresh_lease.is_some_and(|l| l.id == id) {
+            self.refresh_lease = None;
+        }
+        self.last_refresh_ms = Some(now);
     }
 
     /// Whether this provider's state differs from the shared copy in a way
@@ -580,31 +624,52 @@ fn decode(text: &str) -> Option<SharedRecord> {
     serde_json::from_str(text).ok()
 }
 
-/// Reads every provider's shared record and merges it in. Errors are
-/// reported, never fatal: the in-memory view goes on serving.
-pub async fn refresh<S: StateStore>(states: &RefCell<ProviderStates>, store: &S, now: u64) -> Vec<String> {
-    let names = {
+/// Reads every provider's shared record and merges it in. The reads run
+/// concurrently and are all bounded by `read_timeout_ms` (raced against
+/// `clock.sleep`): a key that has not answered by then is left for the next
+/// refresh, and the others are merged as they arrive. Errors are reported,
+/// never fatal: the in-memory view goes on serving. A refresh already in
+/// flight (holding a live lease) makes this one return at once.
+pub async fn refresh<S: StateStore, C: Clock>(states: &RefCell<ProviderStates>, store: &S, clock: &C) -> Vec<String> {
+    let (names, lease, timeout_ms) = {
         let mut s = states.borrow_mut();
-        if s.refreshing {
+        let Some(lease) = s.take_lease(clock.now_ms()) else {
             return Vec::new();
-        }
-        s.refreshing = true;
-        s.names.clone()
+        };
+        (s.names.clone(), lease, s.settings.read_timeout_ms)
     };
-    let mut errors = Vec::new();
-    for (idx, name) in names.iter().enumerate() {
-        match store.get(&key_for(name)).await {
-            Ok(Some(text)) => match decode(&text) {
-                Some(rec) => states.borrow_mut().merge_shared(idx, &rec, now),
-                None => errors.push(format!("{name}: unreadable shared state")),
-            },
-            Ok(None) => {}
-            Err(e) => errors.push(format!("{name}: {e}")),
+    let answered = RefCell::new(vec![false; names.len()]);
+    let errors = RefCell::new(Vec::new());
+    {
+        let reads = names.iter().enumerate().map(|(idx, name)| {
+            let (answered, errors) = (&answered, &errors);
+            async move {
+                let got = store.get(&key_for(name)).await;
+                if let Some(a) = answered.borrow_mut().get_mut(idx) {
+                    *a = true;
+                }
+                match got {
+                    Ok(Some(text)) => match decode(&text) {
+                        Some(rec) => states.borrow_mut().merge_shared(idx, &rec, clock.now_ms()),
+                        None => errors.borrow_mut().push(format!("{name}: unreadable shared state")),
+                    },
+                    Ok(None) => {}
+                    Err(e) => errors.borrow_mut().push(format!("{name}: {e}")),
+                }
+            }
+        });
+        let all = pin!(join_all(reads));
+        let timer = pin!(clock.sleep(timeout_ms));
+        // The reads first: when they are all in, the timer is never started.
+        let _ = select(all, timer).await;
+    }
+    let mut errors = errors.into_inner();
+    for (name, done) in names.iter().zip(answered.into_inner()) {
+        if !done {
+            errors.push(format!("{name}: no answer within {timeout_ms} ms"));
         }
     }
-    let mut s = states.borrow_mut();
-    s.refreshing = false;
-    s.last_refresh_ms = Some(now);
+    states.borrow_mut().end_refresh(lease, clock.now_ms());
     errors
 }
 
@@ -715,6 +780,7 @@ mod tests {
     use crate::health::{HealthSettings, ProbeResult};
     use crate::store::MemoryStore;
     use futures_executor::block_on;
+    use futures_util::FutureExt;
     use std::cell::Cell;
 
     const FAIL: ErrorKind = ErrorKind::Server;
@@ -726,6 +792,7 @@ mod tests {
             min_write_interval_s: 10,
             kv_ttl_s: 3600,
             mirror_write_interval_s: 60,
+            read_timeout_ms: 500,
         }
     }
     fn states() -> RefCell<ProviderStates> {
@@ -772,7 +839,7 @@ mod tests {
         let store = MemoryStore::default();
         let st = states();
         assert!(st.borrow().upkeep_due(0), "a new isolate has never read the shared state");
-        block_on(refresh(&st, &store, 0));
+        block_on(refresh(&st, &store, &FakeClock::new(0)));
         st.borrow_mut().record_success(0, 1_000);
         assert!(!st.borrow().upkeep_due(1_000), "steady state: nothing to do after a request");
         st.borrow_mut().record_failure(0, FAIL, 2_000);
@@ -859,6 +926,101 @@ mod tests {
         assert!(st.borrow().due_writes(110_000).is_empty());
     }
 
+    /// A store that never answers for some keys (each `get` of such a key
+    /// stays pending for ever).
+    #[derive(Default)]
+    struct SlowStore {
+        inner: MemoryStore,
+        hanging: Vec<String>,
+    }
+    impl StateStore for SlowStore {
+        async fn get(&self, key: &str) -> Result<Option<String>, String> {
+            if self.hanging.iter().any(|k| k == key) {
+                std::future::pending::<()>().await;
+            }
+            self.inner.get(key).await
+        }
+        async fn put(&self, key: &str, value: String, ttl_s: u64) -> Result<(), String> {
+            self.inner.put(key, value, ttl_s).await
+        }
+    }
+
+    fn three() -> RefCell<ProviderStates> {
+        RefCell::new(ProviderStates::new(
+            vec!["a".into(), "b".into(), "c".into()],
+            settings(),
+            BreakerSettings::default(),
+            HealthSettings::default(),
+        ))
+    }
+
+    fn with_failures(store: &MemoryStore, providers: &[&str], at: u64) {
+        let w = three();
+        for p in providers {
+            let idx = w.borrow().names.iter().position(|n| n == p).unwrap();
+            w.borrow_mut().record_failure(idx, FAIL, at);
+        }
+        block_on(flush(&w, store, at));
+    }
+
+    #[test]
+    fn a_slow_key_holds_a_refresh_no_longer_than_the_read_timeout() {
+        let store = SlowStore { hanging: vec![key_for("b")], ..Default::default() };
+        with_failures(&store.inner, &["a", "b", "c"], 1_000);
+        let st = three();
+        let clock = FakeClock::new(2_000);
+        let errors = block_on(refresh(&st, &store, &clock));
+        assert!(clock.now_ms() - 2_000 <= 500, "returned within the 500 ms bound");
+        assert_eq!(errors, vec!["b: no answer within 500 ms".to_owned()]);
+        // The reads run side by side: the keys on either side of the slow one are in.
+        assert_eq!(st.borrow().effective_failures(0, 1_000), 1.0);
+        assert_eq!(st.borrow().effective_failures(1, 1_000), 0.0);
+        assert_eq!(st.borrow().effective_failures(2, 1_000), 1.0);
+        assert!(!st.borrow().never_loaded(), "a refresh with a slow key still counts as one");
+    }
+
+    #[test]
+    fn a_quick_refresh_never_starts_its_timer() {
+        let store = MemoryStore::default();
+        with_failures(&store, &["a"], 1_000);
+        let st = three();
+        let clock = FakeClock::new(2_000);
+        assert!(block_on(refresh(&st, &store, &clock)).is_empty());
+        assert_eq!(clock.now_ms(), 2_000);
+    }
+
+    /// A clock whose sleeps never end (the runtime stopped running the task).
+    struct StuckClock(Cell<u64>);
+    impl Clock for StuckClock {
+        fn now_ms(&self) -> u64 {
+            self.0.get()
+        }
+        async fn sleep(&self, _ms: u64) {
+            std::future::pending::<()>().await
+        }
+    }
+
+    #[test]
+    fn a_refresh_dropped_half_way_does_not_wedge_the_isolate() {
+        let slow = SlowStore { hanging: vec![key_for("b")], ..Default::default() };
+        with_failures(&slow.inner, &["a", "b"], 1_000);
+        let st = three();
+        let stuck = StuckClock(Cell::new(2_000));
+        // Poll once, then drop it, as a cancelled waitUntil does.
+        assert!(refresh(&st, &slow, &stuck).now_or_never().is_none());
+        assert!(!st.borrow().refresh_due(2_100), "its lease still stands");
+        assert!(block_on(refresh(&st, &slow.inner, &FakeClock::new(2_100))).is_empty());
+        assert!(st.borrow().never_loaded(), "a second refresh does not run over the first's lease");
+        // Once the lease has run out, a later refresh runs and reads everything.
+        assert!(st.borrow().refresh_due(3_000));
+        let clock = FakeClock::new(3_000);
+        assert!(block_on(refresh(&st, &slow.inner, &clock)).is_empty());
+        assert!(!st.borrow().never_loaded());
+        assert_eq!(st.borrow().effective_failures(1, 1_000), 1.0);
+        assert!(!st.borrow().refresh_due(3_001), "and the next is due an interval later");
+        assert!(st.borrow().refresh_due(13_000));
+    }
+
     /// One provider, an hour of one request a second and a cron probe a
     /// minute, with the shipped defaults; returns the KV writes.
     fn hour_of_traffic(provider_up: bool) -> u32 {
@@ -897,7 +1059,7 @@ mod tests {
                 let now = start + s * 1000 + i as u64 * 1000 / n;
                 let before = store.writes.get();
                 if st.borrow().refresh_due(now) {
-                    block_on(refresh(st, &store, now));
+                    block_on(refresh(st, &store, &FakeClock::new(now)));
                 }
                 let permit = st.borrow_mut().acquire(0, now);
                 if permit != Permit::Denied {
@@ -990,7 +1152,7 @@ mod tests {
     fn a_waiting_write_goes_out_after_the_response_without_another_request() {
         let store = MemoryStore::default();
         let st = states();
-        block_on(refresh(&st, &store, 100_000));
+        block_on(refresh(&st, &store, &FakeClock::new(100_000)));
         st.borrow_mut().seed_write_jitter(4_000);
         st.borrow_mut().record_failure(0, FAIL, 100_000);
         assert!(st.borrow().due_writes(100_000).is_empty(), "waiting out the jitter");
@@ -1046,7 +1208,7 @@ mod tests {
         let store = MemoryStore::default();
         block_on(flush(&st, &store, 12_000));
         let other = states();
-        block_on(refresh(&other, &store, 12_500));
+        block_on(refresh(&other, &store, &FakeClock::new(12_500)));
         assert_eq!(other.borrow().availability(0, 12_500), Availability::Down);
         // A good probe puts it back.
         st.borrow_mut().record_probe(0, probe(None), 60_000);
@@ -1097,7 +1259,7 @@ mod tests {
         block_on(flush(&a, &store, 5_000));
         let b = states();
         assert!(b.borrow().never_loaded());
-        assert!(block_on(refresh(&b, &store, 6_000)).is_empty());
+        assert!(block_on(refresh(&b, &store, &FakeClock::new(6_000))).is_empty());
         assert!(!b.borrow().never_loaded());
         assert!((b.borrow().effective_failures(1, 5_000) - 3.0).abs() < 1e-9);
         assert_eq!(b.borrow().penalty(0, 6_000), 1.0);
