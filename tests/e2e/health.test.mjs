@@ -1,5 +1,5 @@
 // End-to-end: health checks from the cron trigger, the circuit breaker, and
-// their state shared through KV (issue 3). The built worker runs in Miniflare
+// their state shared through KV. The built worker runs in Miniflare
 // in front of fake providers on 127.0.0.1; times are shortened to
 // milliseconds.
 
