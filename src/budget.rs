@@ -25,13 +25,12 @@
 use crate::api::ApiError;
 use crate::config::BreakerSettings;
 use crate::http::Reply;
-use std::collections::VecDeque;
 
 /// Balances are kept in thousandths of a token.
 const TOKEN: i64 = 1000;
-/// The window is kept as this many slots; a slot's deposits and withdrawals
-/// expire together.
-const SLOTS: u64 = 10;
+/// The window is kept as this many slots, in a ring; a slot's deposits and
+/// withdrawals expire together.
+const SLOTS: usize = 10;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryBudget {
@@ -41,8 +40,9 @@ pub struct RetryBudget {
     reserve: i64,
     window_ms: u64,
     slot_ms: u64,
-    /// The live slots, oldest first: (slot start, balance in thousandths).
-    slots: VecDeque<(u64, i64)>,
+    /// The ring of slots: (slot start, balance in thousandths); a slot whose
+    /// start is a window or more ago counts for nothing.
+    slots: [(u64, i64); SLOTS],
 }
 
 impl RetryBudget {
@@ -55,8 +55,8 @@ impl RetryBudget {
             deposit: (ratio.max(0.0) * TOKEN as f64).round() as i64,
             reserve: (min_per_s.max(0.0) * window_s.max(1) as f64 * TOKEN as f64).round() as i64,
             window_ms,
-            slot_ms: (window_ms / SLOTS).max(1),
-            slots: VecDeque::new(),
+            slot_ms: (window_ms / SLOTS as u64).max(1),
+            slots: [(0, 0); SLOTS],
         }
     }
 
@@ -64,27 +64,30 @@ impl RetryBudget {
         RetryBudget::new(s.retry_budget_ratio, s.retry_budget_min_per_s, s.retry_budget_window_s)
     }
 
-    /// Drops the slots whose time has passed.
-    fn expire(&mut self, now: u64) {
-        while self.slots.front().is_some_and(|&(start, _)| start.saturating_add(self.window_ms) <= now) {
-            self.slots.pop_front();
-        }
+    /// Where `now` falls in the ring.
+    fn slot_of(&self, now: u64) -> usize {
+        ((now / self.slot_ms) % SLOTS as u64) as usize
     }
 
-    /// Adds `amount` to the slot `now` falls in (a new slot if needed).
+    fn live(&self, start: u64, now: u64) -> bool {
+        start <= now && start.saturating_add(self.window_ms) > now
+    }
+
+    /// Adds `amount` to the slot `now` falls in, starting it afresh if what
+    /// it holds is from an earlier turn of the ring.
     fn add(&mut self, now: u64, amount: i64) {
-        self.expire(now);
         let start = now - now % self.slot_ms;
-        match self.slots.back_mut() {
-            // Time going backwards (another isolate's clock) lands in the newest slot.
-            Some((s, balance)) if *s >= start => *balance += amount,
-            _ => self.slots.push_back((start, amount)),
+        let k = self.slot_of(now);
+        if let Some(slot) = self.slots.get_mut(k) {
+            if slot.0 != start {
+                *slot = (start, 0);
+            }
+            slot.1 += amount;
         }
     }
 
     fn balance_at(&self, now: u64) -> i64 {
-        let live: i64 =
-            self.slots.iter().filter(|&&(start, _)| start.saturating_add(self.window_ms) > now).map(|&(_, b)| b).sum();
+        let live: i64 = self.slots.iter().filter(|&&(start, _)| self.live(start, now)).map(|&(_, b)| b).sum();
         self.reserve + live
     }
 
@@ -96,7 +99,6 @@ impl RetryBudget {
     /// Takes one token for a forced attempt; `false` (and nothing taken) when
     /// the balance is below one token.
     pub fn withdraw(&mut self, now: u64) -> bool {
-        self.expire(now);
         if self.balance_at(now) < TOKEN {
             return false;
         }
@@ -116,7 +118,13 @@ impl RetryBudget {
         if balance >= TOKEN {
             return Some(now);
         }
-        for &(start, b) in self.slots.iter().filter(|&&(start, _)| start.saturating_add(self.window_ms) > now) {
+        // Oldest first: the ring from the slot after the current one round.
+        let current = self.slot_of(now);
+        for j in 1..=SLOTS {
+            let Some(&(start, b)) = self.slots.get((current + j) % SLOTS) else { continue };
+            if !self.live(start, now) {
+                continue;
+            }
             balance -= b;
             if balance >= TOKEN {
                 return Some(start.saturating_add(self.window_ms));

@@ -36,11 +36,12 @@ use crate::health::{Health, HealthSettings, HealthStatus, ProbeResult};
 use crate::selection::Availability;
 use crate::store::StateStore;
 use crate::taxonomy::ErrorKind;
-use futures_util::future::{join_all, select};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::cell::RefCell;
-use std::pin::pin;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::task::Poll;
 
 pub const KEY_PREFIX: &str = "sy:v1:p:";
 
@@ -641,27 +642,39 @@ pub async fn refresh<S: StateStore, C: Clock>(states: &RefCell<ProviderStates>, 
     let answered = RefCell::new(vec![false; names.len()]);
     let errors = RefCell::new(Vec::new());
     {
-        let reads = names.iter().enumerate().map(|(idx, name)| {
-            let (answered, errors) = (&answered, &errors);
-            async move {
-                let got = store.get(&key_for(name)).await;
-                if let Some(a) = answered.borrow_mut().get_mut(idx) {
-                    *a = true;
-                }
-                match got {
-                    Ok(Some(text)) => match decode(&text) {
-                        Some(rec) => states.borrow_mut().merge_shared(idx, &rec, clock.now_ms()),
-                        None => errors.borrow_mut().push(format!("{name}: unreadable shared state")),
-                    },
-                    Ok(None) => {}
-                    Err(e) => errors.borrow_mut().push(format!("{name}: {e}")),
-                }
-            }
-        });
-        let all = pin!(join_all(reads));
-        let timer = pin!(clock.sleep(timeout_ms));
+        type Read<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+        let mut reads: Vec<Read<'_>> = names
+            .iter()
+            .enumerate()
+            .map(|(idx, name)| {
+                let (answered, errors) = (&answered, &errors);
+                Box::pin(async move {
+                    let got = store.get(&key_for(name)).await;
+                    if let Some(a) = answered.borrow_mut().get_mut(idx) {
+                        *a = true;
+                    }
+                    match got {
+                        Ok(Some(text)) => match decode(&text) {
+                            Some(rec) => states.borrow_mut().merge_shared(idx, &rec, clock.now_ms()),
+                            None => errors.borrow_mut().push(format!("{name}: unreadable shared state")),
+                        },
+                        Ok(None) => {}
+                        Err(e) => errors.borrow_mut().push(format!("{name}: {e}")),
+                    }
+                }) as Read<'_>
+            })
+            .collect();
+        let mut timer = pin!(clock.sleep(timeout_ms));
         // The reads first: when they are all in, the timer is never started.
-        let _ = select(all, timer).await;
+        std::future::poll_fn(|cx| {
+            reads.retain_mut(|read| read.as_mut().poll(cx).is_pending());
+            if reads.is_empty() || timer.as_mut().poll(cx).is_ready() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
     }
     let mut errors = errors.into_inner();
     for (name, done) in names.iter().zip(answered.into_inner()) {
