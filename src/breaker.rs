@@ -228,6 +228,7 @@ mod tests {
             window_s: 60,
             cooldown_ms: 1_000,
             max_cooldown_ms: 4_000,
+            ..Default::default()
         }
     }
 

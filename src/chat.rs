@@ -158,7 +158,19 @@ fn prepare<'a, C: Clock, R: Rng>(
         |i| states.record(provider(i)).last_failure_ms,
         gw.config.when_all_unavailable,
     );
+    drop(states);
     log.forced = forced;
+    let mut states = gw.states_mut();
+    if !states.budget_request(forced, now) {
+        // Every target is unavailable and the budget for trying anyway is spent.
+        let retry_at = states.unavailable_until(order.iter().map(|&i| provider(i)), now);
+        let reply = crate::budget::unavailable_reply(retry_at, now);
+        log.forced = false;
+        log.outcome = Some(Outcome::Exhausted);
+        log.error = Some("every target unavailable and the retry budget spent: no attempt made".into());
+        return Err(reply);
+    }
+    drop(states);
     let deadline_ms = now + route.policy.deadline_ms;
     Ok(Prepared { budget: route.policy.max_attempts, deadline_ms, req, route, order, forced })
 }
@@ -292,7 +304,7 @@ pub fn end_stream(gw: &Gateway, relay: &Relay, continuation: Vec<AttemptRecord>,
         let mut states = gw.states_mut();
         for &(provider, kind) in &relay.failed_providers {
             if kind.counts_as_provider_failure() {
-                states.record_failure(provider, now);
+                states.record_failure(provider, kind, now);
             }
         }
     }

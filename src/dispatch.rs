@@ -67,7 +67,7 @@ pub struct Plan<'a> {
     pub keys: &'a [Option<String>],
     pub states: &'a RefCell<ProviderStates>,
     /// Every target was unavailable and is tried anyway: circuit permits are
-    /// not asked for.
+    /// not asked for; each attempt after the first spends the retry budget.
     pub forced: bool,
     /// Upstream attempts allowed (the route's bound, less any mirror call).
     pub max_attempts: u32,
@@ -182,7 +182,13 @@ where
             if attempts_left == 0 || now >= deadline {
                 break 'targets;
             }
-            if !plan.forced && plan.states.borrow_mut().acquire(target.provider, now) == Permit::Denied {
+            if plan.forced {
+                // Forced attempts spend the retry budget (the first was paid
+                // for when the request was planned): spent, and it stops.
+                if attempts_left < plan.max_attempts && !plan.states.borrow_mut().withdraw_forced(now) {
+                    break 'targets;
+                }
+            } else if plan.states.borrow_mut().acquire(target.provider, now) == Permit::Denied {
                 // The circuit opened (or its one trial is out): move on.
                 continue 'targets;
             }
@@ -242,7 +248,7 @@ where
                     err.message = redact(&err.message, key);
                     attempts.push(record(status, Some(err.kind), latency, Some(err.message.clone())));
                     if err.kind.counts_as_provider_failure() {
-                        plan.states.borrow_mut().record_failure(target.provider, ended);
+                        plan.states.borrow_mut().record_failure(target.provider, err.kind, ended);
                     } else {
                         plan.states.borrow_mut().record_alive(target.provider, ended);
                     }

@@ -105,14 +105,31 @@ impl Gateway {
         self.states.borrow().refresh_due(now)
     }
 
-    /// Reads the shared state and merges it in; returns the errors met.
-    pub async fn refresh_state<S: StateStore>(&self, store: &S, now: u64) -> Vec<String> {
-        state::refresh(&self.states, store, now).await
+    /// Reads the shared state and merges it in, each read bounded by
+    /// `state.read_timeout_ms` on `clock`; returns the errors met.
+    pub async fn refresh_state<S: StateStore, C: crate::clock::Clock>(&self, store: &S, clock: &C) -> Vec<String> {
+        state::refresh(&self.states, store, clock).await
+    }
+
+    /// Seeds this isolate's write jitter (see `state.rs`), once, from the
+    /// isolate's randomness.
+    pub fn seed_write_jitter(&self, seed: u64) {
+        self.states.borrow_mut().seed_write_jitter(seed);
     }
 
     /// Writes the providers whose state changed; returns (written, errors).
     pub async fn flush_state<S: StateStore>(&self, store: &S, now: u64) -> (Vec<String>, Vec<String>) {
         state::flush(&self.states, store, now).await
+    }
+
+    /// After a response (`waitUntil`): [`Gateway::flush_state`], then waits
+    /// for a change's write slot if it comes soon and nothing else waits.
+    pub async fn flush_state_after_response<S: StateStore, C: crate::clock::Clock>(
+        &self,
+        store: &S,
+        clock: &C,
+    ) -> (Vec<String>, Vec<String>) {
+        state::flush_after_response(&self.states, store, clock).await
     }
 
     /// Like [`Gateway::flush_state`], waiting for a key's write slot (for the cron).

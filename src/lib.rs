@@ -13,6 +13,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod breaker;
+pub mod budget;
 pub mod chat;
 pub mod clock;
 pub mod config;

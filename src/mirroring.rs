@@ -67,7 +67,7 @@ pub fn finished(gw: &Gateway, job: &MirrorJob, r: &MirrorResult, now: u64) {
     match r {
         MirrorResult::Answered { .. } => states.record_success(job.target.provider, now),
         MirrorResult::Failed { kind, .. } if kind.counts_as_provider_failure() => {
-            states.record_failure(job.target.provider, now)
+            states.record_failure(job.target.provider, *kind, now)
         }
         MirrorResult::Failed { .. } => states.record_alive(job.target.provider, now),
     }

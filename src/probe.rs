@@ -4,6 +4,7 @@
 //! provider's health and circuit.
 
 use crate::clock::Clock;
+use crate::config::Probe;
 use crate::gateway::Gateway;
 use crate::health::ProbeResult;
 use crate::providers::{self, Outbound};
@@ -31,12 +32,13 @@ pub async fn probe_all<C: Clock, U: Upstream>(gw: &Gateway, clock: &C, upstream:
                 Err(_) => Err(ErrorKind::BadRequest),
             }
         };
+        let completion = matches!(p.probe, Probe::Completion(_));
         Some(async move {
-            let r = match built {
+            let (error, latency_ms) = match built {
                 Ok(req) => probe_one(p.format, &req, out.api_key, cfg.probe_timeout_ms, clock, upstream).await,
-                Err(kind) => ProbeResult { error: Some(kind), latency_ms: 0 },
+                Err(kind) => (Some(kind), 0),
             };
-            (i, r)
+            (i, ProbeResult { error, latency_ms, completion })
         })
     });
     let results = join_all(probes).await;
@@ -46,7 +48,7 @@ pub async fn probe_all<C: Clock, U: Upstream>(gw: &Gateway, clock: &C, upstream:
         .into_iter()
         .map(|(i, r)| {
             states.record_probe(i, r, now);
-            (cfg.providers[i].name.clone(), r)
+            (cfg.providers.get(i).map(|p| p.name.clone()).unwrap_or_default(), r)
         })
         .collect()
 }
@@ -58,7 +60,7 @@ async fn probe_one<C: Clock, U: Upstream>(
     timeout_ms: u64,
     clock: &C,
     upstream: &U,
-) -> ProbeResult {
+) -> (Option<ErrorKind>, u64) {
     let start = clock.now_ms();
     let deadline = start + timeout_ms;
     let error = match upstream.send(req, deadline).await {
@@ -76,5 +78,5 @@ async fn probe_one<C: Clock, U: Upstream>(
         Err(TransportError::Timeout) => Some(ErrorKind::Timeout),
         Err(TransportError::Connect(_) | TransportError::TooLarge(_)) => Some(ErrorKind::Connect),
     };
-    ProbeResult { error, latency_ms: clock.now_ms().saturating_sub(start) }
+    (error, clock.now_ms().saturating_sub(start))
 }

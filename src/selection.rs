@@ -1,8 +1,14 @@
 //! Choosing targets: a capability filter in front of three strategies.
 //!
 //! The result is an ordered list of target indexes: the first is tried first,
-//! the rest are the failover order. Pure: state comes in as a penalty
+//! the rest are the failover order. Pure: state comes in as a failure-count
 //! function, randomness through [`Rng`].
+//!
+//! `weighted` lowers a failing target's weight; `priority` and `cost` move a
+//! target whose provider has recent failures (a decayed count of at least
+//! [`DEMOTE_AT_FAILURES`]) behind the healthy ones, keeping the strategy's own
+//! order among each. Unavailable providers (circuit open, health down) are
+//! removed afterwards by [`keep_available`].
 
 use crate::api::{ApiError, ChatRequest};
 use crate::config::{AllUnavailable, Format, Route, Strategy, Target};
@@ -39,6 +45,12 @@ impl Needs {
         }
     }
 }
+
+/// `priority` and `cost` put a target behind the healthy ones while its
+/// provider's decayed failure count is at least this: two failures in a row
+/// keep it there for 0.4 half-lives (two minutes with the default five-minute
+/// half-life), three for a half-life; a success clears it at once.
+pub const DEMOTE_AT_FAILURES: f64 = 1.5;
 
 /// Why a target cannot serve a request: the request field (for the error's
 /// `param`) and what it asks for.
@@ -176,20 +188,30 @@ pub fn order<R: Rng>(
         return eligible;
     }
     match route.strategy {
-        Strategy::Priority => eligible,
+        Strategy::Priority => demote_failing(eligible, &failures),
         Strategy::Cost => {
             let mut v = eligible;
             let out_tokens = 500.0;
             let price = |i: usize| {
-                let c = route.targets[i].cost;
-                c.input * needs.prompt_tokens as f64 + c.output * out_tokens
+                route
+                    .targets
+                    .get(i)
+                    .map_or(f64::INFINITY, |t| t.cost.input * needs.prompt_tokens as f64 + t.cost.output * out_tokens)
             };
             // Stable sort: equal prices keep the configured order.
             v.sort_by(|&a, &b| price(a).total_cmp(&price(b)));
-            v
+            demote_failing(v, &failures)
         }
         Strategy::Weighted => weighted_order(route, eligible, &failures, rng),
     }
+}
+
+/// Moves targets with recent failures behind the others; stable, so each
+/// group keeps the order it had.
+fn demote_failing(order: Vec<usize>, failures: &impl Fn(usize) -> f64) -> Vec<usize> {
+    let (healthy, failing): (Vec<usize>, Vec<usize>) =
+        order.into_iter().partition(|&i| failures(i) < DEMOTE_AT_FAILURES);
+    healthy.into_iter().chain(failing).collect()
 }
 
 /// Whether a target's provider can take a request now.
@@ -244,7 +266,8 @@ fn weighted_order<R: Rng>(
 ) -> Vec<usize> {
     let mut out = Vec::with_capacity(left.len());
     while !left.is_empty() {
-        let weights: Vec<f64> = left.iter().map(|&i| effective_weight(&route.targets[i], failures(i))).collect();
+        let weights: Vec<f64> =
+            left.iter().map(|&i| route.targets.get(i).map_or(0.0, |t| effective_weight(t, failures(i)))).collect();
         let total: f64 = weights.iter().sum();
         let mut x = rng.next_f64() * total;
         let mut pick = left.len() - 1;
@@ -369,13 +392,25 @@ mod tests {
     }
 
     #[test]
-    fn priority_keeps_the_configured_order() {
+    fn priority_moves_a_failing_provider_behind_the_healthy_ones() {
         let c = cfg();
         let r = c.route("p").unwrap();
         let mut rng = SplitMix64::new(1);
-        // Failure counts do not reorder priority: the breaker decides availability.
-        let f = |i: usize| if i == 0 { 3.0 } else { 0.0 };
-        assert_eq!(order(r, vec![0, 1, 2], f, false, &Needs::default(), &mut rng), vec![0, 1, 2]);
+        let needs = Needs::default();
+        // No failures, or one: the configured order.
+        assert_eq!(order(r, vec![0, 1, 2], |_| 0.0, false, &needs, &mut rng), vec![0, 1, 2]);
+        assert_eq!(order(r, vec![0, 1, 2], |i| if i == 0 { 1.0 } else { 0.0 }, false, &needs, &mut rng), vec![0, 1, 2]);
+        // Two recent failures on the first: behind the healthy ones.
+        let f = |i: usize| if i == 0 { 2.0 } else { 0.0 };
+        assert_eq!(order(r, vec![0, 1, 2], f, false, &needs, &mut rng), vec![1, 2, 0]);
+        // Stable: among the demoted and among the healthy the configured order stays.
+        let f = |i: usize| if i == 2 { 0.0 } else { 3.0 };
+        assert_eq!(order(r, vec![0, 1, 2], f, false, &needs, &mut rng), vec![2, 0, 1]);
+        let all = |_| 5.0;
+        assert_eq!(order(r, vec![0, 1, 2], all, false, &needs, &mut rng), vec![0, 1, 2]);
+        // A client's own order is the client's.
+        assert_eq!(order(r, vec![0, 1, 2], |_| 9.0, true, &needs, &mut rng), vec![0, 1, 2]);
+        assert_eq!(order(r, vec![0, 1], |i| if i == 0 { 9.0 } else { 0.0 }, true, &needs, &mut rng), vec![0, 1]);
     }
 
     #[test]
@@ -385,6 +420,23 @@ mod tests {
         let mut rng = SplitMix64::new(1);
         let needs = Needs { prompt_tokens: 1000, ..Needs::default() };
         assert_eq!(order(r, vec![0, 1, 2], |_| 0.0, false, &needs, &mut rng), vec![1, 2, 0]);
+    }
+
+    #[test]
+    fn cost_moves_a_failing_provider_behind_the_dearer_healthy_ones() {
+        let c = cfg();
+        let r = c.route("c").unwrap();
+        let mut rng = SplitMix64::new(1);
+        let needs = Needs { prompt_tokens: 1000, ..Needs::default() };
+        // The cheapest (1) has failed twice: the healthy ones by price, then it.
+        let f = |i: usize| if i == 1 { 2.0 } else { 0.0 };
+        assert_eq!(order(r, vec![0, 1, 2], f, false, &needs, &mut rng), vec![2, 0, 1]);
+        // Two failing: by price among them too.
+        let f = |i: usize| if i == 0 { 0.0 } else { 4.0 };
+        assert_eq!(order(r, vec![0, 1, 2], f, false, &needs, &mut rng), vec![0, 1, 2]);
+        // Decayed below the threshold: back in its place.
+        let f = |i: usize| if i == 1 { 1.4 } else { 0.0 };
+        assert_eq!(order(r, vec![0, 1, 2], f, false, &needs, &mut rng), vec![1, 2, 0]);
     }
 
     #[test]

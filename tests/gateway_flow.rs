@@ -110,8 +110,12 @@ fn openai_error(status: u16, code: &str, message: &str) -> Step {
 }
 
 fn config(strategy: &str, targets: Value) -> Config {
-    Config::from_json(
-        &json!({
+    config_with(strategy, targets, json!({}))
+}
+
+/// A config with more top-level settings (`breaker`, `health`, ...).
+fn config_with(strategy: &str, targets: Value, extra: Value) -> Config {
+    let mut cfg = json!({
             "providers": {
                 "a": {"format": "openai", "base_url": "https://a.test/v1", "key_secret": "A_KEY"},
                 "b": {"format": "openai", "base_url": "https://b.test/v1", "key_secret": "B_KEY"},
@@ -121,10 +125,11 @@ fn config(strategy: &str, targets: Value) -> Config {
                 "attempt_timeout_ms": 1000, "deadline_ms": 5000, "max_attempts": 5, "retries_per_target": 1,
                 "backoff_base_ms": 100, "backoff_max_ms": 400, "max_retry_after_ms": 2000
             }}}
-        })
-        .to_string(),
-    )
-    .unwrap()
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        cfg[k] = v.clone();
+    }
+    Config::from_json(&cfg.to_string()).unwrap()
 }
 
 fn three() -> Value {
@@ -483,4 +488,75 @@ fn no_capable_target_is_a_400_that_says_why() {
     assert_eq!(a.status, 400);
     assert!(a.body["error"]["message"].as_str().unwrap().contains("vision"));
     assert!(fake.seen.borrow().is_empty());
+}
+
+#[test]
+fn priority_tries_a_provider_that_just_failed_twice_last() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    fake.provider("http://a.test", Step::Ok("ma"), vec![Step::Status(500, "{}".into(), None); 2]);
+    fake.provider("http://b.test", Step::Ok("mb"), vec![]);
+    let gw = gateway(config("priority", three()));
+    // The first request meets a's two failures (the 500 and its retry), then b answers.
+    assert_eq!(ask(&gw, &fake, &clock, hello()).headers["x-switchyard-provider"], "b");
+    // a is healthy again, but two recent failures put it behind b and c.
+    let r = ask(&gw, &fake, &clock, hello());
+    assert_eq!(r.headers["x-switchyard-provider"], "b");
+    assert_eq!(r.headers["x-switchyard-attempts"], "1");
+    assert_eq!(fake.calls("http://a.test").len(), 2);
+    // Once the count has decayed (a half-life: 300 s), a is first again.
+    clock.advance(300_000);
+    assert_eq!(ask(&gw, &fake, &clock, hello()).headers["x-switchyard-provider"], "a");
+}
+
+#[test]
+fn a_total_outage_makes_at_most_budget_many_upstream_attempts() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    for p in ["http://a.test", "http://b.test", "http://c.test"] {
+        fake.provider(p, Step::Status(500, "{}".into(), None), vec![]);
+    }
+    let breaker = json!({"breaker": {
+        "consecutive_failures": 1, "cooldown_ms": 600000, "max_cooldown_ms": 600000,
+        "retry_budget_ratio": 0.2, "retry_budget_min_per_s": 1, "retry_budget_window_s": 10
+    }});
+    let gw = gateway(config_with("priority", three(), breaker));
+    // The first request opens every circuit.
+    let first = ask(&gw, &fake, &clock, hello());
+    assert_eq!(first.status, 502);
+    let half_open_at = (0..3).filter_map(|i| gw.states().breaker(i).retry_at_ms()).min().unwrap();
+    let before = fake.seen.borrow().len();
+    // Then 1,000 requests over 10 seconds, with every circuit open.
+    let (n, step_ms) = (1_000u64, 10u64);
+    let t0 = clock.now_ms();
+    let (mut refused, mut tried) = (0, 0);
+    for _ in 0..n {
+        clock.advance(step_ms);
+        let calls = fake.seen.borrow().len();
+        let a = ask(&gw, &fake, &clock, hello());
+        if fake.seen.borrow().len() == calls {
+            // The budget is spent: an immediate 503, nothing sent upstream.
+            refused += 1;
+            assert_eq!(a.status, 503);
+            assert_eq!(a.body["error"]["code"], "all_providers_unavailable");
+            assert!(a.body["error"]["message"].as_str().unwrap().contains("circuits are open"));
+            let retry_after: u64 = a.headers["retry-after"].parse().unwrap();
+            // Until the earliest circuit half-opens (its trial needs no budget).
+            assert_eq!(retry_after, (half_open_at - clock.now_ms()).div_ceil(1000));
+        } else {
+            tried += 1;
+            assert!(a.log.forced);
+        }
+    }
+    let attempts = fake.seen.borrow().len() - before;
+    let secs = (clock.now_ms() - t0).div_ceil(1000);
+    // ratio × requests + min_per_s × (time + one window).
+    let bound = (0.2 * n as f64 + 1.0 * (secs + 10) as f64) as usize;
+    println!(
+        "total outage: {n} requests, {attempts} upstream attempts (bound {bound}), {tried} tried, {refused} refused"
+    );
+    assert!(attempts <= bound, "{attempts} upstream attempts for {n} requests (bound {bound})");
+    assert!(attempts >= (0.2 * n as f64) as usize, "the budget is used: {attempts}");
+    assert!(refused > n as usize / 2, "{refused} refused");
+    assert!(tried > 0);
 }

@@ -17,6 +17,10 @@ pub struct StateSettings {
     pub kv_ttl_s: u64,
     /// A route's mirror aggregates are written at most this often per isolate.
     pub mirror_write_interval_s: u64,
+    /// Longest wait for one KV read of a refresh (the reads run concurrently,
+    /// so a refresh, even the one a new isolate's first request waits for,
+    /// takes at most about this long).
+    pub read_timeout_ms: u64,
 }
 
 impl Default for StateSettings {
@@ -27,6 +31,7 @@ impl Default for StateSettings {
             min_write_interval_s: 10,
             kv_ttl_s: 86_400,
             mirror_write_interval_s: 60,
+            read_timeout_ms: 500,
         }
     }
 }
@@ -40,6 +45,14 @@ pub struct BreakerSettings {
     pub window_s: u64,
     pub cooldown_ms: u64,
     pub max_cooldown_ms: u64,
+    /// The retry budget for attempts forced through unavailable targets (see
+    /// `budget.rs`): each request deposits this fraction of a token...
+    pub retry_budget_ratio: f64,
+    /// ...forced attempts may also spend this many tokens a second whatever
+    /// the traffic...
+    pub retry_budget_min_per_s: f64,
+    /// ...and deposits expire after this many seconds.
+    pub retry_budget_window_s: u64,
 }
 
 impl Default for BreakerSettings {
@@ -51,6 +64,9 @@ impl Default for BreakerSettings {
             window_s: 60,
             cooldown_ms: 30_000,
             max_cooldown_ms: 300_000,
+            retry_budget_ratio: 0.2,
+            retry_budget_min_per_s: 1.0,
+            retry_budget_window_s: 10,
         }
     }
 }
@@ -78,6 +94,9 @@ pub(super) struct RawBreaker {
     cooldown_ms: Option<u64>,
     max_cooldown_ms: Option<u64>,
     when_all_unavailable: Option<String>,
+    retry_budget_ratio: Option<f64>,
+    retry_budget_min_per_s: Option<f64>,
+    retry_budget_window_s: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -96,6 +115,7 @@ pub(super) struct RawState {
     min_write_interval_s: Option<u64>,
     kv_ttl_s: Option<u64>,
     mirror_write_interval_s: Option<u64>,
+    read_timeout_ms: Option<u64>,
 }
 
 /// The validated state, breaker and health settings.
@@ -120,7 +140,11 @@ pub(super) fn validate(
         min_write_interval_s: s.min_write_interval_s.unwrap_or(d.min_write_interval_s),
         kv_ttl_s: s.kv_ttl_s.unwrap_or(d.kv_ttl_s),
         mirror_write_interval_s: s.mirror_write_interval_s.unwrap_or(d.mirror_write_interval_s).max(1),
+        read_timeout_ms: s.read_timeout_ms.unwrap_or(d.read_timeout_ms),
     };
+    if !(1..=30_000).contains(&state.read_timeout_ms) {
+        return Err(err("state.read_timeout_ms", "must be between 1 and 30000"));
+    }
     if state.failure_half_life_s == 0 {
         return Err(err("state.failure_half_life_s", "must be greater than 0"));
     }
@@ -139,7 +163,19 @@ pub(super) fn validate(
         window_s: b.window_s.unwrap_or(db.window_s),
         cooldown_ms: b.cooldown_ms.unwrap_or(db.cooldown_ms),
         max_cooldown_ms: b.max_cooldown_ms.unwrap_or(db.max_cooldown_ms),
+        retry_budget_ratio: b.retry_budget_ratio.unwrap_or(db.retry_budget_ratio),
+        retry_budget_min_per_s: b.retry_budget_min_per_s.unwrap_or(db.retry_budget_min_per_s),
+        retry_budget_window_s: b.retry_budget_window_s.unwrap_or(db.retry_budget_window_s),
     };
+    if !(0.0..=1000.0).contains(&breaker.retry_budget_ratio) {
+        return Err(err("breaker.retry_budget_ratio", "must be between 0 and 1000"));
+    }
+    if !(0.0..=1000.0).contains(&breaker.retry_budget_min_per_s) {
+        return Err(err("breaker.retry_budget_min_per_s", "must be between 0 and 1000"));
+    }
+    if !(1..=3600).contains(&breaker.retry_budget_window_s) {
+        return Err(err("breaker.retry_budget_window_s", "must be between 1 and 3600"));
+    }
     if breaker.consecutive_failures == 0 {
         return Err(err("breaker.consecutive_failures", "must be at least 1"));
     }
@@ -178,4 +214,32 @@ pub(super) fn validate(
         return Err(err("health.probe_timeout_ms", "must be greater than 0"));
     }
     Ok(Resilience { state, breaker, health, probe_timeout_ms, when_all_unavailable })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(state: &str, breaker: &str) -> Result<Resilience, ConfigError> {
+        let s: RawState = serde_json::from_str(state).unwrap();
+        let b: RawBreaker = serde_json::from_str(breaker).unwrap();
+        validate(&s, &b, &RawHealth::default())
+    }
+
+    #[test]
+    fn read_timeout_and_retry_budget_have_defaults_and_bounds() {
+        let r = check("{}", "{}").ok().unwrap();
+        assert_eq!(r.state.read_timeout_ms, 500);
+        assert_eq!(
+            (r.breaker.retry_budget_ratio, r.breaker.retry_budget_min_per_s, r.breaker.retry_budget_window_s),
+            (0.2, 1.0, 10)
+        );
+        let r = check(r#"{"read_timeout_ms": 250}"#, r#"{"retry_budget_ratio": 0, "retry_budget_min_per_s": 0}"#);
+        assert_eq!(r.ok().unwrap().state.read_timeout_ms, 250);
+        let field = |state: &str, breaker: &str| check(state, breaker).err().unwrap().field;
+        assert_eq!(field(r#"{"read_timeout_ms": 0}"#, "{}"), "state.read_timeout_ms");
+        assert_eq!(field("{}", r#"{"retry_budget_ratio": -0.1}"#), "breaker.retry_budget_ratio");
+        assert_eq!(field("{}", r#"{"retry_budget_min_per_s": -1}"#), "breaker.retry_budget_min_per_s");
+        assert_eq!(field("{}", r#"{"retry_budget_window_s": 0}"#), "breaker.retry_budget_window_s");
+    }
 }

@@ -64,6 +64,8 @@ fn load_gateway(env: &Env) -> std::result::Result<Rc<Gateway>, String> {
     };
     let config = Config::from_json(&text).map_err(|e| e.to_string())?;
     let gw = Gateway::new(config, |name| env.secret(name).ok().map(|s| s.to_string()));
+    // Isolates spread their KV writes apart, each by its own jitter.
+    gw.seed_write_jitter(request_rng().next_u64());
     Ok(Rc::new(gw))
 }
 
@@ -193,7 +195,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
                     let now = clock.now_ms();
                     if let Ok(kv) = env.kv(STATE_BINDING) {
                         if gw.refresh_due(now) {
-                            log_errors("state refresh failed", gw.refresh_state(&KvState(kv), now).await);
+                            log_errors("state refresh failed", gw.refresh_state(&KvState(kv), &clock).await);
                         }
                     }
                     crate::admin::status(&gw, clock.now_ms(), kv::op_counts())
@@ -237,9 +239,9 @@ fn schedule_upkeep(gw: &Rc<Gateway>, env: &Env, ctx: &Context) {
             let store = KvState(kv);
             let now = worker::Date::now().as_millis();
             if gw.refresh_due(now) {
-                log_errors("state refresh failed", gw.refresh_state(&store, now).await);
+                log_errors("state refresh failed", gw.refresh_state(&store, &WorkerClock).await);
             }
-            log_flush(gw.flush_state(&store, now).await);
+            log_flush(gw.flush_state_after_response(&store, &WorkerClock).await);
         });
     }
 }
@@ -257,8 +259,8 @@ async fn serve_chat(
     // that, refreshes happen after responses.
     if gw.state_never_loaded() {
         if let Ok(kv) = env.kv(STATE_BINDING) {
-            let now = worker::Date::now().as_millis();
-            log_errors("state refresh failed", gw.refresh_state(&KvState(kv), now).await);
+            // The reads run concurrently, bounded by state.read_timeout_ms.
+            log_errors("state refresh failed", gw.refresh_state(&KvState(kv), &WorkerClock).await);
         }
     }
     let header = |name: &str| req.headers().get(name).ok().flatten();
@@ -328,7 +330,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let kv = env.kv(STATE_BINDING).ok().map(KvState);
     // Start from what other isolates know, so transitions are judged right.
     if let Some(store) = &kv {
-        log_errors("state refresh failed", gw.refresh_state(store, clock.now_ms()).await);
+        log_errors("state refresh failed", gw.refresh_state(store, &clock).await);
     }
     let results = probe::probe_all(&gw, &clock, &FetchUpstream).await;
     let summary: Vec<serde_json::Value> = results
