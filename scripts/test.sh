@@ -36,6 +36,12 @@ skip() {
   failed=1
 }
 
+# 0. Formatting and lints: no unwrap or panicking index outside tests
+#    (src/lib.rs denies them), no warning, natively and for wasm32.
+run "cargo fmt --check" cargo fmt --check
+run "cargo clippy (native)" cargo clippy --all-targets -- -D warnings
+run "cargo clippy (wasm32)" cargo clippy --target wasm32-unknown-unknown --lib -- -D warnings
+
 # 1. The pure core, natively.
 run "cargo test (native)" cargo test
 

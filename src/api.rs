@@ -138,7 +138,7 @@ const MESSAGE_FIELDS: &[&str] = &["role", "content", "name", "tool_calls", "tool
 fn first_time<E: de::Error>(seen: &mut u32, fields: &'static [&'static str], key: &str) -> Result<(), E> {
     if let Some(i) = fields.iter().position(|f| *f == key) {
         if *seen & (1 << i) != 0 {
-            return Err(E::duplicate_field(fields[i]));
+            return Err(E::duplicate_field(fields.get(i).copied().unwrap_or("")));
         }
         *seen |= 1 << i;
     }

@@ -143,12 +143,12 @@ where
     let mut build_error: Option<ApiError> = None;
 
     'targets: for &ti in plan.order {
-        let target = &plan.route.targets[ti];
+        let Some(target) = plan.route.targets.get(ti) else { continue };
         if min_context.is_some_and(|mc| target.context_window <= mc) {
             continue;
         }
         let provider = plan.config.provider_of(target);
-        let key = plan.keys[target.provider].as_deref();
+        let key = plan.keys.get(target.provider).and_then(|k| k.as_deref());
         let record = |status, kind, latency_ms, message| AttemptRecord {
             target: target.id.clone(),
             provider: provider.name.clone(),

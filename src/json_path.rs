@@ -21,15 +21,15 @@ pub fn path_at(text: &[u8], line: usize, column: usize) -> Option<String> {
     let mut stack: Vec<Frame> = Vec::new();
     let mut i = 0;
     while i < end {
-        let b = text[i];
+        let Some(&b) = text.get(i) else { break };
         match b {
             b'"' => {
                 let start = i + 1;
                 i = start;
-                while i < text.len() && text[i] != b'"' {
-                    i += if text[i] == b'\\' { 2 } else { 1 };
+                while let Some(&c) = text.get(i).filter(|&&c| c != b'"') {
+                    i += if c == b'\\' { 2 } else { 1 };
                 }
-                let s = String::from_utf8_lossy(&text[start..i.min(text.len())]).into_owned();
+                let s = String::from_utf8_lossy(text.get(start..i.min(text.len())).unwrap_or_default()).into_owned();
                 begin_value(&mut stack);
                 if let Some(Frame::Object { key, in_key: in_key @ true }) = stack.last_mut() {
                     *key = Some(s);
@@ -94,7 +94,7 @@ fn begin_value(stack: &mut [Frame]) {
 fn offset_of(text: &[u8], line: usize, column: usize) -> usize {
     let mut start = 0;
     for _ in 1..line {
-        match text[start..].iter().position(|&b| b == b'\n') {
+        match text.get(start..).unwrap_or_default().iter().position(|&b| b == b'\n') {
             Some(n) => start += n + 1,
             None => return text.len(),
         }

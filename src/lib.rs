@@ -7,6 +7,9 @@
 //! The `edge` module implements those traits with workers-rs and exists only
 //! when compiling for wasm32.
 #![allow(async_fn_in_trait)]
+// A panic resets the whole wasm instance (and every in-memory state with
+// it): outside tests, no unwrap and no indexing that could panic.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 #![allow(clippy::result_large_err)]
 
 pub mod admin;

@@ -216,22 +216,24 @@ pub fn pair_line(request_id: &str, route: &str, primary: &Answer, mirror: &Mirro
         "level": "info", "msg": "mirror", "request_id": request_id, "route": route,
         "primary": side(primary),
     });
-    match mirror {
-        MirrorResult::Answered { answer, .. } => {
-            let c = compare(primary, answer);
-            line["mirror"] = side(answer);
-            line["agree"] = c.agree.into();
-            line["similarity"] = ((c.similarity * 1000.0).round() / 1000.0).into();
-            line["tools_agree"] = c.tools_agree.into();
-            line["finish_agree"] = c.finish_agree.into();
-            line["latency_diff_ms"] = (answer.latency_ms as i64 - primary.latency_ms as i64).into();
-            if let (Some(p), Some(m)) = (primary.cost, answer.cost) {
-                line["cost_diff_usd"] = (m - p).into();
+    if let Some(obj) = line.as_object_mut() {
+        match mirror {
+            MirrorResult::Answered { answer, .. } => {
+                let c = compare(primary, answer);
+                obj.insert("mirror".into(), side(answer));
+                obj.insert("agree".into(), c.agree.into());
+                obj.insert("similarity".into(), ((c.similarity * 1000.0).round() / 1000.0).into());
+                obj.insert("tools_agree".into(), c.tools_agree.into());
+                obj.insert("finish_agree".into(), c.finish_agree.into());
+                obj.insert("latency_diff_ms".into(), (answer.latency_ms as i64 - primary.latency_ms as i64).into());
+                if let (Some(p), Some(m)) = (primary.cost, answer.cost) {
+                    obj.insert("cost_diff_usd".into(), (m - p).into());
+                }
             }
-        }
-        MirrorResult::Failed { kind, latency_ms } => {
-            line["mirror"] = json!({"outcome": kind.as_str(), "latency_ms": latency_ms});
-            line["level"] = "warn".into();
+            MirrorResult::Failed { kind, latency_ms } => {
+                obj.insert("mirror".into(), json!({"outcome": kind.as_str(), "latency_ms": latency_ms}));
+                obj.insert("level".into(), "warn".into());
+            }
         }
     }
     line.to_string()

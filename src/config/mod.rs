@@ -588,6 +588,9 @@ impl Config {
         self.routes.iter().find(|r| r.name == name)
     }
 
+    /// The provider a target names. Targets are made only by validation,
+    /// which sets `provider` to the index of a configured provider.
+    #[allow(clippy::indexing_slicing)]
     pub fn provider_of(&self, t: &Target) -> &ProviderConfig {
         &self.providers[t.provider]
     }
