@@ -916,6 +916,14 @@ mod tests {
     }
 
     #[test]
+    fn the_prompt_estimate_counts_characters_not_bytes() {
+        let cjk = "日本語のテキスト".repeat(100); // 800 characters, 2,400 bytes
+        let body = serde_json::json!({"model":"m","messages":[{"role":"user","content":cjk}]}).to_string();
+        let r = ChatRequest::parse(body.as_bytes()).unwrap();
+        assert_eq!(r.estimated_prompt_tokens(), 200);
+    }
+
+    #[test]
     fn error_json_has_openai_shape() {
         let e = ApiError::invalid_param("messages", "bad").with_code("x");
         let v: Value = serde_json::from_str(&e.to_json()).unwrap();

@@ -78,7 +78,8 @@ impl Gateway {
         self.states.borrow()
     }
 
-    pub(crate) fn states_mut(&self) -> RefMut<'_, ProviderStates> {
+    /// Every provider's state, to change (outcomes seen outside a request).
+    pub fn states_mut(&self) -> RefMut<'_, ProviderStates> {
         self.states.borrow_mut()
     }
 

@@ -459,3 +459,117 @@ fn no_continuation_when_the_route_forbids_it() {
     assert_eq!(fake.calls("b.test"), 0);
     assert_eq!(s.error().unwrap()["code"], "stream_cut");
 }
+
+#[test]
+fn a_continuation_is_an_attempt_in_the_log_and_keeps_the_streams_id() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    fake.script("a.test", vec![Script::Stream(cut_after(40))]);
+    let rest: Vec<String> = (40..60).map(|i| format!(" w{i}")).chain([" ".to_owned()]).collect();
+    fake.script("b.test", vec![Script::Stream(anthropic_stream(&rest))]);
+    let targets =
+        json!([{"provider": "a", "model": "ma"}, {"provider": "b", "model": "mb", "capabilities": ["prefill"]}]);
+    let gw = Gateway::new(config_with(targets), |_| None);
+    let s = stream(&gw, &fake, &clock).unwrap();
+    let targets: Vec<&str> = s.log.attempts.iter().map(|a| a.target.as_str()).collect();
+    assert_eq!(targets, ["a/ma", "b/mb"], "the continuation is in the log line's attempts");
+    assert_eq!(s.log.attempts[1].kind, None);
+    assert_eq!(s.log.provider.as_deref(), Some("b"), "the answer finished on b");
+    let ids: Vec<String> = s
+        .pieces
+        .iter()
+        .filter_map(|p| p.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .filter_map(|v| v["id"].as_str().map(str::to_owned))
+        .collect();
+    assert!(ids.len() > 40 && ids.iter().all(|id| id == "c1"), "one id for the whole answer: {ids:?}");
+}
+
+#[test]
+fn a_continuation_asks_the_breaker_first() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    fake.script("a.test", vec![Script::Stream(cut_after(10))]);
+    let targets =
+        json!([{"provider": "a", "model": "ma"}, {"provider": "b", "model": "mb", "capabilities": ["prefill"]}]);
+    let gw = Gateway::new(config_with(targets), |_| None);
+    // b's circuit is open: no continuation request reaches it.
+    for _ in 0..10 {
+        gw.states_mut().record_failure(1, switchyard::taxonomy::ErrorKind::Server, clock.now_ms());
+    }
+    let s = stream(&gw, &fake, &clock).unwrap();
+    assert_eq!(fake.calls("b.test"), 0, "an open circuit denies the continuation its permit");
+    assert_eq!(s.error().unwrap()["code"], "stream_cut");
+}
+
+#[test]
+fn a_continuation_waits_at_most_the_time_left() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    // a breaks after 10 words, 100 ms apart: about 1 s of the 1.5 s deadline gone.
+    let mut cut = words(60, 100);
+    cut.truncate(11);
+    cut.push(Piece::End(5));
+    fake.script("a.test", vec![Script::Stream(cut)]);
+    // b takes 2 s to its first token: past the request's deadline.
+    let mut slow = anthropic_stream(&[" w10".to_owned()]);
+    slow.insert(0, Piece::Bytes(2_000, ": waking up\n\n".to_owned()));
+    fake.script("b.test", vec![Script::Stream(slow)]);
+    let targets = json!([{"provider": "a", "model": "ma"},
+        {"provider": "b", "model": "mb", "capabilities": ["prefill"]}]);
+    let mut config = config_with(targets);
+    config.routes[0].policy.deadline_ms = 1_500;
+    config.routes[0].policy.first_token_timeout_ms = 1_000;
+    config.routes[0].policy.attempt_timeout_ms = 1_000;
+    config.routes[0].policy.stream_idle_timeout_ms = 1_000;
+    let gw = Gateway::new(config, |_| None);
+    let start = clock.now_ms();
+    let s = stream(&gw, &fake, &clock).unwrap();
+    assert_eq!(fake.calls("b.test"), 1);
+    assert!(clock.now_ms() - start <= 1_500, "the stream ended by the deadline ({} ms)", clock.now_ms() - start);
+    assert!(s.error().is_some());
+    assert_eq!(s.log.attempts.last().and_then(|a| a.kind), Some(switchyard::taxonomy::ErrorKind::Timeout));
+}
+
+#[test]
+fn a_providers_own_timeout_applies_to_its_streams() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    // The first token after 800 ms: past the route's 500 ms, within a's own 2 s.
+    let mut slow = words(3, 10);
+    slow[0] = Piece::Bytes(800, role());
+    fake.script("a.test", vec![Script::Stream(slow)]);
+    let mut config = config();
+    config.providers[0].timeout_ms = Some(2_000);
+    let gw = Gateway::new(config, |_| None);
+    let s = stream(&gw, &fake, &clock).unwrap();
+    assert_eq!(s.provider, "a");
+    assert_eq!(fake.calls("c.test"), 0);
+}
+
+#[test]
+fn a_reasoning_model_that_thinks_past_the_first_token_limit_is_not_failed_over() {
+    let clock = FakeClock::new(1_000_000);
+    let fake = Fake::new(&clock);
+    let think = |t: &str| {
+        let c = json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",
+            "choices":[{"index":0,"delta":{"reasoning_content":t},"finish_reason":null}]});
+        format!("data: {c}\n\n")
+    };
+    // 2 s of thinking in 200 ms steps, then the answer: the route allows 500 ms to the first token.
+    let mut pieces = vec![Piece::Bytes(5, role())];
+    for i in 0..10 {
+        pieces.push(Piece::Bytes(200, think(&format!("step {i}. "))));
+    }
+    pieces.extend(words(3, 10).into_iter().skip(1));
+    fake.script("a.test", vec![Script::Stream(pieces)]);
+    let gw = Gateway::new(config(), |_| None);
+    let s = stream(&gw, &fake, &clock).unwrap();
+    assert_eq!(s.provider, "a");
+    assert_eq!(fake.calls("c.test"), 0, "thinking is activity");
+    assert!(s.ended_with_done());
+    assert_eq!(s.text(), "w0 w1 w2 ");
+    assert_eq!(gw.states().effective_failures(0, clock.now_ms()), 0.0);
+    let reasoning: usize = s.pieces.iter().filter(|p| p.contains("reasoning_content")).count();
+    assert_eq!(reasoning, 10, "the thinking reaches the client");
+}

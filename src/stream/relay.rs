@@ -540,3 +540,274 @@ impl Relay {
         self.state = if self.state == State::Probation { State::Refused(e) } else { State::Broken(e) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Format;
+    use serde_json::{json, Value};
+
+    const T0: u64 = 1_000_000;
+
+    fn spec(choices: u32, include_usage: bool) -> StreamSpec {
+        StreamSpec {
+            id: "chatcmpl-gw".into(),
+            created: 7,
+            include_usage,
+            choices,
+            idle_timeout_ms: 1_000,
+            deadline_ms: T0 + 60_000,
+            max_event_bytes: 4_096,
+            max_text_bytes: 1 << 20,
+        }
+    }
+
+    fn source(format: Format, client_usage: bool) -> Source {
+        Source {
+            provider: 0,
+            target: "p/m".into(),
+            model: "target-model".into(),
+            decoder: crate::providers::decoder(format, client_usage),
+            passthrough: format == Format::OpenAi,
+            key: Some("sk-secret-key-1234".into()),
+        }
+    }
+
+    fn relay(format: Format, choices: u32, include_usage: bool) -> Relay {
+        Relay::new(spec(choices, include_usage), source(format, include_usage), T0, T0 + 5_000)
+    }
+
+    fn oai(v: Value) -> String {
+        format!("data: {v}\n\n")
+    }
+    fn delta(choice: u32, d: Value, finish: Option<&str>) -> String {
+        oai(json!({"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": "up",
+            "choices": [{"index": choice, "delta": d, "finish_reason": finish}]}))
+    }
+    fn anth(kind: &str, v: Value) -> String {
+        format!("event: {kind}\ndata: {v}\n\n")
+    }
+
+    /// The data payloads the client got.
+    fn client(out: &str) -> Vec<Value> {
+        out.split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .map(|d| if d == "[DONE]" { json!("[DONE]") } else { serde_json::from_str(d).unwrap() })
+            .collect()
+    }
+
+    #[test]
+    fn reasoning_is_the_first_token_and_is_forwarded_but_not_answer_text() {
+        // An Anthropic stream that thinks first: the first thinking delta
+        // releases the stream (no first-token timeout), and is sent as
+        // `reasoning_content`.
+        let mut r = relay(Format::Anthropic, 1, false);
+        r.feed(
+            anth("message_start", json!({"type":"message_start","message":{"id":"msg_1","model":"claude","usage":{"input_tokens":5,"output_tokens":1}}}))
+                .as_bytes(),
+            T0,
+        );
+        r.feed(anth("content_block_start", json!({"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}})).as_bytes(), T0);
+        assert_eq!(*r.state(), State::Probation, "the role chunk is no token");
+        r.feed(anth("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Let me think"}})).as_bytes(), T0 + 4_000);
+        assert_eq!(*r.state(), State::Flowing);
+        // Thinking keeps the stream alive: the idle deadline moves with it.
+        assert_eq!(r.next_deadline(), T0 + 5_000);
+        r.feed(anth("content_block_delta", json!({"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Answer."}})).as_bytes(), T0 + 4_500);
+        r.feed(anth("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}})).as_bytes(), T0 + 4_600);
+        r.feed(anth("message_stop", json!({"type":"message_stop"})).as_bytes(), T0 + 4_700);
+        assert_eq!(*r.state(), State::Complete);
+        let c = client(&r.take_output());
+        assert_eq!(c[0]["choices"][0]["delta"], json!({"role": "assistant", "content": ""}));
+        assert_eq!(c[1]["choices"][0]["delta"], json!({"reasoning_content": "Let me think"}));
+        assert_eq!(c[2]["choices"][0]["delta"], json!({"content": "Answer."}));
+        assert_eq!(c.last(), Some(&json!("[DONE]")));
+        assert!(c.iter().filter_map(|c| c["id"].as_str()).all(|id| id == "msg_1"));
+        assert_eq!(r.text(), "Answer.", "reasoning stays out of the answer text (the mirror compares this)");
+        assert_eq!(r.usage().map(|u| u.completion_tokens), Some(9));
+    }
+
+    #[test]
+    fn an_openai_reasoning_stream_passes_through_and_counts_as_activity() {
+        let mut r = relay(Format::OpenAi, 1, false);
+        let first = delta(0, json!({"role":"assistant","content":null,"reasoning_content":""}), None);
+        r.feed(format!(": keep-alive\n\n{first}").as_bytes(), T0);
+        assert_eq!(*r.state(), State::Probation);
+        let thinking = delta(0, json!({"content":null,"reasoning":"hmm"}), None);
+        r.feed(thinking.as_bytes(), T0 + 100);
+        assert_eq!(*r.state(), State::Flowing);
+        assert_eq!(r.take_output(), format!("{first}{thinking}"), "the upstream's bytes, as they came");
+    }
+
+    #[test]
+    fn each_choice_finishes_on_its_own() {
+        let mut r = relay(Format::OpenAi, 2, false);
+        r.feed(delta(0, json!({"content":"a"}), None).as_bytes(), T0);
+        r.feed(delta(1, json!({"content":"b"}), None).as_bytes(), T0);
+        r.feed(delta(0, json!({}), Some("stop")).as_bytes(), T0 + 10);
+        // Choice 1 is still answering: no grace yet, the idle limit applies.
+        assert_eq!(r.next_deadline(), T0 + 10 + 1_000);
+        r.tick(T0 + 900);
+        assert_eq!(*r.state(), State::Flowing);
+        r.feed(delta(1, json!({"content":" more"}), None).as_bytes(), T0 + 500);
+        r.feed(delta(1, json!({}), Some("length")).as_bytes(), T0 + 600);
+        assert_eq!(r.next_deadline(), T0 + 600 + FINISH_GRACE_MS, "every choice finished: the grace for [DONE]");
+        r.tick(T0 + 600 + FINISH_GRACE_MS);
+        assert_eq!(*r.state(), State::Complete);
+        assert_eq!((r.text(), r.finish_reason()), ("a", Some("stop")), "the mirror compares choice 0");
+        assert!(r.take_output().ends_with(DONE));
+        assert_eq!(r.prefill(), None);
+    }
+
+    #[test]
+    fn the_usage_chunk_reaches_only_a_client_that_asked_but_usage_is_always_read() {
+        let usage = oai(json!({"id":"chatcmpl-up","object":"chat.completion.chunk","created":1,"model":"up","choices":[],
+            "usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}));
+        for asked in [false, true] {
+            let mut r = relay(Format::OpenAi, 1, asked);
+            r.feed(delta(0, json!({"content":"hi"}), None).as_bytes(), T0);
+            r.feed(delta(0, json!({}), Some("stop")).as_bytes(), T0);
+            r.feed(format!("{usage}data: [DONE]\n\n").as_bytes(), T0);
+            assert_eq!(*r.state(), State::Complete);
+            let out = r.take_output();
+            assert_eq!(out.contains("\"choices\":[]"), asked, "{out}");
+            assert_eq!(r.usage().map(|u| u.total_tokens), Some(7));
+        }
+        // A translated stream: the usage chunk is written only if asked.
+        for asked in [false, true] {
+            let mut r = relay(Format::Anthropic, 1, asked);
+            r.feed(anth("message_start", json!({"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":2}}})).as_bytes(), T0);
+            r.feed(anth("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}})).as_bytes(), T0);
+            r.feed(anth("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":3}})).as_bytes(), T0);
+            r.feed(anth("message_stop", json!({"type":"message_stop"})).as_bytes(), T0);
+            let c = client(&r.take_output());
+            assert_eq!(c.iter().any(|c| c["choices"] == json!([])), asked);
+            assert_eq!(r.usage().map(|u| u.total_tokens), Some(5));
+        }
+    }
+
+    #[test]
+    fn a_stream_broken_inside_a_tool_call_is_never_continued() {
+        let mut r = relay(Format::OpenAi, 1, false);
+        r.feed(delta(0, json!({"content":"Let me look."}), None).as_bytes(), T0);
+        r.broke("reset", T0);
+        assert!(matches!(r.state(), State::Broken(_)));
+        assert_eq!(r.prefill(), Some("Let me look."), "plain text may be continued");
+        let mut r = relay(Format::OpenAi, 1, false);
+        r.feed(delta(0, json!({"content":"Let me look."}), None).as_bytes(), T0);
+        r.feed(delta(0, json!({"tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"f","arguments":"{\"ci"}}]}), None).as_bytes(), T0);
+        r.broke("reset", T0);
+        assert_eq!(r.prefill(), None, "prefill cannot resume JSON arguments");
+        r.give_up();
+        let out = r.take_output();
+        assert!(out.contains("stream_cut") && !out.contains("[DONE]"), "{out}");
+        assert!(matches!(r.state(), State::Failed(_)));
+    }
+
+    #[test]
+    fn a_continuation_keeps_the_stream_id_sends_no_second_role_and_drops_the_repeated_space() {
+        let mut r = relay(Format::OpenAi, 1, false);
+        r.feed(delta(0, json!({"role":"assistant","content":""}), None).as_bytes(), T0);
+        r.feed(delta(0, json!({"content":"Hello "}), None).as_bytes(), T0);
+        let _ = r.take_output();
+        r.broke("reset", T0 + 10);
+        assert_eq!(r.prefill(), Some("Hello"), "trailing whitespace is trimmed for the prefill");
+        let mut next = r.continuation(source(Format::Anthropic, false), T0 + 20, T0 + 5_000);
+        next.feed(anth("message_start", json!({"type":"message_start","message":{"id":"msg_other","model":"claude"}})).as_bytes(), T0 + 30);
+        next.feed(anth("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" world"}})).as_bytes(), T0 + 30);
+        assert_eq!(*next.state(), State::Flowing);
+        r.splice(next);
+        r.feed(anth("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"end_turn"}})).as_bytes(), T0 + 40);
+        r.feed(anth("message_stop", json!({"type":"message_stop"})).as_bytes(), T0 + 40);
+        assert_eq!(*r.state(), State::Complete);
+        let c = client(&r.take_output());
+        assert!(c.iter().all(|c| c == "[DONE]" || c["id"] == "chatcmpl-up"), "{c:?}");
+        assert!(c.iter().all(|c| c["choices"][0]["delta"].get("role").is_none()), "{c:?}");
+        assert_eq!(c[0]["choices"][0]["delta"]["content"], "world");
+        assert_eq!(r.text(), "Hello world");
+        assert_eq!(r.continued_on, ["p/m"]);
+        assert_eq!(r.failed_providers.len(), 1);
+    }
+
+    #[test]
+    fn the_request_deadline_bounds_the_whole_stream() {
+        let mut s = spec(1, false);
+        s.deadline_ms = T0 + 2_500;
+        let mut r = Relay::new(s, source(Format::OpenAi, false), T0, T0 + 5_000);
+        assert_eq!(r.next_deadline(), T0 + 2_500, "the first token waits at most the time left");
+        for t in 0..4 {
+            r.feed(delta(0, json!({"content":"x"}), None).as_bytes(), T0 + t * 600);
+        }
+        assert_eq!(r.next_deadline(), T0 + 2_500, "idle waits stop at the deadline too");
+        r.tick(T0 + 2_500);
+        let State::Broken(e) = r.state() else { panic!("{:?}", r.state()) };
+        assert!(e.message.contains("deadline"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_line_without_end_is_a_malformed_stream_not_a_growing_buffer() {
+        let mut r = relay(Format::OpenAi, 1, false);
+        r.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"", T0);
+        for _ in 0..100 {
+            r.feed(&[b'a'; 100], T0);
+        }
+        let State::Refused(e) = r.state() else { panic!("{:?}", r.state()) };
+        assert_eq!(e.kind, ErrorKind::Malformed);
+        // After content, the same ends the answer with an error.
+        let mut r = relay(Format::OpenAi, 1, false);
+        r.feed(delta(0, json!({"content":"ok"}), None).as_bytes(), T0);
+        r.feed(&[b'a'; 5_000], T0);
+        assert!(matches!(r.state(), State::Broken(e) if e.kind == ErrorKind::Malformed));
+    }
+
+    #[test]
+    fn bytes_split_anywhere_give_the_same_stream() {
+        let text = "héllo ✓ 日本語 🎉";
+        let mut whole = String::new();
+        whole.push_str(&anth("message_start", json!({"type":"message_start","message":{"id":"m","model":"c"}})));
+        for w in text.split(' ') {
+            whole.push_str(&anth("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":format!("{w} ")}})));
+        }
+        whole.push_str(&anth("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"end_turn"}})).replace('\n', "\r\n"));
+        whole.push_str(&anth("message_stop", json!({"type":"message_stop"})));
+        let run = |pieces: Vec<&[u8]>| {
+            let mut r = relay(Format::Anthropic, 1, false);
+            let mut out = String::new();
+            for p in pieces {
+                r.feed(p, T0);
+                out.push_str(&r.take_output());
+            }
+            (out, r.state().clone(), r.text().to_owned())
+        };
+        let expected = run(vec![whole.as_bytes()]);
+        assert_eq!(expected.1, State::Complete);
+        assert_eq!(expected.2.trim_end(), text);
+        for size in [1, 2, 3, 5, 7, 64] {
+            assert_eq!(run(whole.as_bytes().chunks(size).collect()), expected, "pieces of {size} bytes");
+        }
+    }
+
+    #[test]
+    fn an_error_event_after_content_is_redacted_and_ends_the_answer() {
+        let mut r = relay(Format::OpenAi, 1, false);
+        r.feed(delta(0, json!({"content":"partial"}), None).as_bytes(), T0);
+        r.feed(oai(json!({"error":{"message":"bad key sk-secret-key-1234 used","type":"server_error"}})).as_bytes(), T0);
+        let State::Broken(e) = r.state().clone() else { panic!() };
+        assert!(!e.message.contains("sk-secret"), "{}", e.message);
+        r.give_up();
+        let out = r.take_output();
+        assert!(!out.contains("sk-secret") && out.contains("[redacted]"), "{out}");
+    }
+
+    #[test]
+    fn a_finish_without_end_marker_completes_after_the_grace() {
+        let mut r = relay(Format::OpenAi, 1, false);
+        r.feed(delta(0, json!({"content":"x"}), Some("stop")).as_bytes(), T0);
+        assert_eq!(r.next_deadline(), T0 + FINISH_GRACE_MS);
+        r.tick(T0 + FINISH_GRACE_MS - 1);
+        assert_eq!(*r.state(), State::Flowing);
+        r.tick(T0 + FINISH_GRACE_MS);
+        assert_eq!(*r.state(), State::Complete);
+        assert!(!r.upstream_done(), "no end marker: the connection is still to be closed");
+    }
+}
