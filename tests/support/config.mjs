@@ -27,13 +27,22 @@ export const secretName = (providerName) => `${providerName.toUpperCase().replac
 export const keyFor = (providerName) => `sk-test-${providerName}`;
 
 /**
+ * How the fakes cut their streams into writes for the end-to-end suite:
+ * `mixed` (1-7 bytes, 8-64 bytes, one event or several, at random), so that
+ * every streaming test also sees events, `data:` prefixes and UTF-8
+ * characters split across reads, as real networks deliver them.
+ * SWITCHYARD_FAKE_SPLIT=event brings back one write per event.
+ */
+export const E2E_SPLIT = process.env.SWITCHYARD_FAKE_SPLIT || 'mixed';
+
+/**
  * Starts fakes: `{ a: 'openai', claude: 'anthropic' }` -> `{ a: fake, claude: fake }`.
  * The object key is the provider name (in the config and in `Hello from <name>`).
  */
 export async function startFakes(spec, { keys = true } = {}) {
   const out = {};
   for (const [name, format] of Object.entries(spec)) {
-    out[name] = await startFakeProvider({ format, name, key: keys ? keyFor(name) : undefined });
+    out[name] = await startFakeProvider({ format, name, key: keys ? keyFor(name) : undefined, split: E2E_SPLIT });
   }
   return out;
 }
