@@ -163,7 +163,7 @@ export function renderMarkdown(results, { chart = 'latest.png' } = {}) {
   }
 
   if (results.targets?.length) {
-    out.push('## Targets (issue 7)');
+    out.push('## Targets');
     out.push('');
     const names = [...new Set(results.targets.map((t) => t.target))];
     const cell = (t) => (t ? `${t.unit === 'x' ? f(t.value, 2) + 'x' : t.unit === 'KiB' ? f(t.value, 1) + ' KiB' : signedOrPlain(t)} ${t.met === null ? '' : t.met ? '✅' : '❌'}` : '-');

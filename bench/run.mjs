@@ -1,4 +1,4 @@
-// The benchmark (issue 7): `npm run bench` (scripts/bench.sh) sets up, builds,
+// The benchmark: `npm run bench` (scripts/bench.sh) sets up, builds,
 // then runs this. Everything on 127.0.0.1, one machine, one run:
 //
 //   direct          the load generator straight to the fake upstream
@@ -753,8 +753,8 @@ function derive(results) {
 }
 
 function targets(results) {
-  // Issue 7's targets, against the pass-through measured in the same run. The
-  // Rust pass-through is the floor the targets are set against (GUIDE.md 6);
+  // The targets, against the pass-through measured in the same run. The
+  // Rust pass-through is the floor the targets are set against;
   // the JS one is the floor for any gateway on Workers. Both are reported.
   const out = [];
   const bundleKb = results.bundle?.total?.gzip_bytes / 1024;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark (issue 7): `npm run bench`. Sets up whatever is missing, builds
+# The benchmark: `npm run bench`. Sets up whatever is missing, builds
 # the release worker (scripts/build.sh) and the Rust pass-through
 # (bench/passthrough-rs), installs the load generator (wrk) and the SVG to PNG
 # converter (rsvg-convert) from Debian if missing, then runs bench/run.mjs:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The bundle size budget (issue 7): prints the raw and gzipped (gzip -9) sizes
+# The bundle size budget: prints the raw and gzipped (gzip -9) sizes
 # of build/index_bg.wasm and build/index.js, and exits non-zero when their
 # gzipped total exceeds BUDGET_KB (KiB, default 250). Needs a build first
 # (npm run build).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up: installs only what is missing, one line per step.
-# Everything comes from crates.io and the npm registry (TOOLCHAIN.md):
+# Everything comes from crates.io and the npm registry:
 # the wasm target, worker-build, the wasm-bindgen CLI matching Cargo.lock,
 # and node_modules (wrangler, miniflare, esbuild, wasm-opt, openai).
 set -euo pipefail
@@ -55,7 +55,7 @@ fi
 if [[ "$have_wbg" == "$want_wbg" ]]; then
   step "wasm-bindgen-cli" "$have_wbg installed"
 else
-  # No --locked: it fails for 0.2.130 (TOOLCHAIN.md); a plain install works.
+  # No --locked: it fails for 0.2.130 (seen on these machines); a plain install works.
   step "wasm-bindgen-cli" "installing $want_wbg (found: ${have_wbg:-none}; about 6 min)"
   cargo install wasm-bindgen-cli --version "$want_wbg"
 fi

@@ -1,5 +1,5 @@
 //! The error taxonomy: what kind of failure an upstream outcome is, and what
-//! that kind means for the dispatcher (GUIDE.md section 4).
+//! that kind means for the dispatcher.
 //!
 //! Adapters classify a provider's error body into an [`ErrorKind`]; the retry
 //! policy (`retry.rs`) turns a kind into a decision.

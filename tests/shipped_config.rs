@@ -61,3 +61,31 @@ fn kv_binding_is_declared_everywhere() {
         assert_eq!(env["kv_namespaces"][0]["binding"].as_str(), Some("STATE"));
     }
 }
+
+/// The Claude generation a model name belongs to (`claude-sonnet-4-5` is
+/// 4.5, `claude-opus-4-6-20260101` is 4.6), if it is one.
+fn claude_version(model: &str) -> Option<(u32, u32)> {
+    let rest = model.strip_prefix("claude-")?;
+    let mut nums = rest.split('-').filter_map(|p| p.parse::<u32>().ok()).filter(|n| *n < 100);
+    Some((nums.next()?, nums.next().unwrap_or(0)))
+}
+
+#[test]
+fn only_models_that_accept_a_prefill_are_marked_prefill() {
+    let doc = shipped();
+    let mut envs = vec![doc["vars"].clone()];
+    envs.extend(doc["env"].as_table().unwrap().values().map(|e| e["vars"].clone()));
+    let mut checked = 0;
+    for vars in &envs {
+        let c = config_of(vars);
+        for t in c.routes.iter().flat_map(|r| r.targets.iter()) {
+            if let Some(v) = claude_version(&t.model) {
+                // Claude 4.6 and later reject an assistant prefill.
+                assert_eq!(t.caps.prefill, v < (4, 6), "{} (Claude {}.{})", t.id, v.0, v.1);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 4, "{checked} Claude targets checked");
+    assert_eq!(claude_version("claude-opus-4-6-20260101"), Some((4, 6)));
+}

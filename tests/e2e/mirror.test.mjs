@@ -1,4 +1,4 @@
-// End-to-end mirroring (issue 5): the built worker in Miniflare mirrors
+// End-to-end mirroring: the built worker in Miniflare mirrors
 // sampled requests to a fake provider in waitUntil, compares the answers
 // after the response, and keeps per-route aggregates in KV.
 

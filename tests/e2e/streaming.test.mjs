@@ -1,4 +1,4 @@
-// End-to-end streaming (issue 4): the built worker in Miniflare relays SSE
+// End-to-end streaming: the built worker in Miniflare relays SSE
 // from fake OpenAI, Anthropic and Cohere providers on 127.0.0.1 as OpenAI
 // chunks, with every fault scripted at the fake and timeouts in milliseconds.
 

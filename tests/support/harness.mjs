@@ -1,5 +1,5 @@
 // Runs the built worker (build/worker/shim.mjs + its wasm) in Miniflare for
-// end-to-end tests, without the wrangler dev proxy (TOOLCHAIN.md).
+// end-to-end tests, without the wrangler dev proxy.
 //
 //   const gw = await startGateway({ config, secrets: { OPENAI_API_KEY: 'sk-test' } });
 //   const r = await gw.chat({ model: 'chat', messages: [...] });   // {status, headers, json, text, ms}
