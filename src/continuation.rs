@@ -19,7 +19,7 @@ use crate::dispatch::{self, Accept, Dispatched, Plan};
 use crate::gateway::Gateway;
 use crate::record::AttemptRecord;
 use crate::rng::Rng;
-use crate::stream::drive::{source, until_first_token};
+use crate::stream::drive::{first_token, source};
 use crate::stream::{Relay, Resume, Streaming};
 use crate::taxonomy::UpstreamError;
 use crate::upstream::{Upstream, UpstreamBody, UpstreamHead};
@@ -103,10 +103,8 @@ impl<B: UpstreamBody, C: Clock> Accept<B> for ContinueAccept<'_, C> {
         deadline_ms: u64,
     ) -> Result<Streaming<B>, UpstreamError> {
         let src = source(target, provider, key, false);
-        let mut relay = self.broken.continuation(src, self.clock.now_ms(), deadline_ms);
-        let mut body = head.body;
-        until_first_token(&mut body, &mut relay, self.clock).await?;
-        Ok(Streaming { body, relay })
+        let relay = self.broken.continuation(src, self.clock.now_ms(), deadline_ms);
+        first_token(head, relay, self.clock).await
     }
 }
 

@@ -53,6 +53,21 @@ impl Event {
     }
 }
 
+/// For streams that end with `data: [DONE]` (OpenAI, Cohere): true when the
+/// stream is already over or `ev` ends it (then [`Event::Done`] is pushed
+/// once).
+pub fn at_done_marker(done: &mut bool, ev: &SseEvent, out: &mut Vec<Event>) -> bool {
+    if *done {
+        return true;
+    }
+    if ev.data.trim() == "[DONE]" {
+        *done = true;
+        out.push(Event::Done);
+        return true;
+    }
+    false
+}
+
 /// Reads a provider's stream, one SSE event at a time.
 pub trait Decode {
     fn decode(&mut self, ev: &SseEvent, out: &mut Vec<Event>);

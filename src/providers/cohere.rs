@@ -395,12 +395,7 @@ impl StreamDecoder {
 
 impl Decode for StreamDecoder {
     fn decode(&mut self, ev: &SseEvent, out: &mut Vec<Event>) {
-        if self.done {
-            return;
-        }
-        if ev.data.trim() == "[DONE]" {
-            self.done = true;
-            out.push(Event::Done);
+        if crate::event::at_done_marker(&mut self.done, ev, out) {
             return;
         }
         let v = match serde_json::from_str::<Value>(&ev.data) {

@@ -217,12 +217,7 @@ struct FunctionView<'a> {
 
 impl Decode for StreamDecoder {
     fn decode(&mut self, ev: &SseEvent, out: &mut Vec<Event>) {
-        if self.done {
-            return;
-        }
-        if ev.data.trim() == "[DONE]" {
-            self.done = true;
-            out.push(Event::Done);
+        if crate::event::at_done_marker(&mut self.done, ev, out) {
             return;
         }
         let c = match serde_json::from_str::<ChunkView>(&ev.data) {

@@ -52,6 +52,17 @@ pub async fn until_first_token<B: UpstreamBody, C: Clock>(
     }
 }
 
+/// Reads a 2xx stream head's body into `relay` until the first token.
+pub async fn first_token<B: UpstreamBody, C: Clock>(
+    head: UpstreamHead<B>,
+    mut relay: Relay,
+    clock: &C,
+) -> Result<Streaming<B>, UpstreamError> {
+    let mut body = head.body;
+    until_first_token(&mut body, &mut relay, clock).await?;
+    Ok(Streaming { body, relay })
+}
+
 /// The source a 2xx stream head becomes: the format's decoder, passed
 /// through when the format is the client's own.
 pub fn source(target: &Target, provider: &ProviderConfig, key: Option<&str>, client_wants_usage: bool) -> Source {
@@ -84,10 +95,8 @@ impl<B: UpstreamBody, C: Clock> Accept<B> for StreamAccept<C> {
         deadline_ms: u64,
     ) -> Result<Streaming<B>, UpstreamError> {
         let source = source(target, provider, key, self.spec.include_usage);
-        let mut relay = Relay::new(self.spec.clone(), source, self.clock.now_ms(), deadline_ms);
-        let mut body = head.body;
-        until_first_token(&mut body, &mut relay, &self.clock).await?;
-        Ok(Streaming { body, relay })
+        let relay = Relay::new(self.spec.clone(), source, self.clock.now_ms(), deadline_ms);
+        first_token(head, relay, &self.clock).await
     }
 }
 

@@ -613,8 +613,22 @@ mod tests {
         assert_eq!(*r.state(), State::Flowing);
         // Thinking keeps the stream alive: the idle deadline moves with it.
         assert_eq!(r.next_deadline(), T0 + 5_000);
-        r.feed(anth("content_block_delta", json!({"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Answer."}})).as_bytes(), T0 + 4_500);
-        r.feed(anth("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}})).as_bytes(), T0 + 4_600);
+        r.feed(
+            anth(
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Answer."}}),
+            )
+            .as_bytes(),
+            T0 + 4_500,
+        );
+        r.feed(
+            anth(
+                "message_delta",
+                json!({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}}),
+            )
+            .as_bytes(),
+            T0 + 4_600,
+        );
         r.feed(anth("message_stop", json!({"type":"message_stop"})).as_bytes(), T0 + 4_700);
         assert_eq!(*r.state(), State::Complete);
         let c = client(&r.take_output());
@@ -661,7 +675,8 @@ mod tests {
 
     #[test]
     fn the_usage_chunk_reaches_only_a_client_that_asked_but_usage_is_always_read() {
-        let usage = oai(json!({"id":"chatcmpl-up","object":"chat.completion.chunk","created":1,"model":"up","choices":[],
+        let usage =
+            oai(json!({"id":"chatcmpl-up","object":"chat.completion.chunk","created":1,"model":"up","choices":[],
             "usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}));
         for asked in [false, true] {
             let mut r = relay(Format::OpenAi, 1, asked);
@@ -676,9 +691,30 @@ mod tests {
         // A translated stream: the usage chunk is written only if asked.
         for asked in [false, true] {
             let mut r = relay(Format::Anthropic, 1, asked);
-            r.feed(anth("message_start", json!({"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":2}}})).as_bytes(), T0);
-            r.feed(anth("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}})).as_bytes(), T0);
-            r.feed(anth("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":3}})).as_bytes(), T0);
+            r.feed(
+                anth(
+                    "message_start",
+                    json!({"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":2}}}),
+                )
+                .as_bytes(),
+                T0,
+            );
+            r.feed(
+                anth(
+                    "content_block_delta",
+                    json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}}),
+                )
+                .as_bytes(),
+                T0,
+            );
+            r.feed(
+                anth(
+                    "message_delta",
+                    json!({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":3}}),
+                )
+                .as_bytes(),
+                T0,
+            );
             r.feed(anth("message_stop", json!({"type":"message_stop"})).as_bytes(), T0);
             let c = client(&r.take_output());
             assert_eq!(c.iter().any(|c| c["choices"] == json!([])), asked);
@@ -713,11 +749,25 @@ mod tests {
         r.broke("reset", T0 + 10);
         assert_eq!(r.prefill(), Some("Hello"), "trailing whitespace is trimmed for the prefill");
         let mut next = r.continuation(source(Format::Anthropic, false), T0 + 20, T0 + 5_000);
-        next.feed(anth("message_start", json!({"type":"message_start","message":{"id":"msg_other","model":"claude"}})).as_bytes(), T0 + 30);
-        next.feed(anth("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" world"}})).as_bytes(), T0 + 30);
+        next.feed(
+            anth("message_start", json!({"type":"message_start","message":{"id":"msg_other","model":"claude"}}))
+                .as_bytes(),
+            T0 + 30,
+        );
+        next.feed(
+            anth(
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" world"}}),
+            )
+            .as_bytes(),
+            T0 + 30,
+        );
         assert_eq!(*next.state(), State::Flowing);
         r.splice(next);
-        r.feed(anth("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"end_turn"}})).as_bytes(), T0 + 40);
+        r.feed(
+            anth("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"end_turn"}})).as_bytes(),
+            T0 + 40,
+        );
         r.feed(anth("message_stop", json!({"type":"message_stop"})).as_bytes(), T0 + 40);
         assert_eq!(*r.state(), State::Complete);
         let c = client(&r.take_output());
@@ -766,9 +816,15 @@ mod tests {
         let mut whole = String::new();
         whole.push_str(&anth("message_start", json!({"type":"message_start","message":{"id":"m","model":"c"}})));
         for w in text.split(' ') {
-            whole.push_str(&anth("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":format!("{w} ")}})));
+            whole.push_str(&anth(
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":format!("{w} ")}}),
+            ));
         }
-        whole.push_str(&anth("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"end_turn"}})).replace('\n', "\r\n"));
+        whole.push_str(
+            &anth("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"end_turn"}}))
+                .replace('\n', "\r\n"),
+        );
         whole.push_str(&anth("message_stop", json!({"type":"message_stop"})));
         let run = |pieces: Vec<&[u8]>| {
             let mut r = relay(Format::Anthropic, 1, false);
@@ -791,7 +847,10 @@ mod tests {
     fn an_error_event_after_content_is_redacted_and_ends_the_answer() {
         let mut r = relay(Format::OpenAi, 1, false);
         r.feed(delta(0, json!({"content":"partial"}), None).as_bytes(), T0);
-        r.feed(oai(json!({"error":{"message":"bad key sk-secret-key-1234 used","type":"server_error"}})).as_bytes(), T0);
+        r.feed(
+            oai(json!({"error":{"message":"bad key sk-secret-key-1234 used","type":"server_error"}})).as_bytes(),
+            T0,
+        );
         let State::Broken(e) = r.state().clone() else { panic!() };
         assert!(!e.message.contains("sk-secret"), "{}", e.message);
         r.give_up();

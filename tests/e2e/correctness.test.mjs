@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { startGateway, isBuilt } from '../support/harness.mjs';
 import { startFakes, target, makeConfig, userMessage } from '../support/config.mjs';
+import { streamChat, isDone } from '../support/sse.mjs';
 
 if (!isBuilt()) {
   throw new Error('build/worker/shim.mjs is missing: run `npm run build` before the e2e tests');
@@ -30,42 +31,10 @@ async function setup(t, { fakes, routes, policy = {}, extra = {}, fakeOptions } 
   return { gw, f };
 }
 
-/** Reads an SSE response into its data payloads. */
-async function readSse(res) {
-  const out = [];
-  const decoder = new TextDecoder();
-  let buf = '';
-  for await (const bytes of res.body) {
-    buf += decoder.decode(bytes, { stream: true });
-    let i;
-    while ((i = buf.indexOf('\n\n')) >= 0) {
-      const event = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      const data = event
-        .split('\n')
-        .filter((l) => l.startsWith('data:'))
-        .map((l) => l.slice(5).trim())
-        .join('\n');
-      if (data) out.push({ data, json: data === '[DONE]' ? null : JSON.parse(data) });
-    }
-  }
-  return out;
-}
-
-async function streamChat(gw, body) {
-  const res = await gw.fetch('/v1/chat/completions', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ ...body, stream: true }),
-  });
-  return { res, events: res.status === 200 ? await readSse(res) : null, body: res.status === 200 ? null : await res.json() };
-}
-
 const deltaField = (events, field, choice = 0) =>
   events
     .map((e) => e.json?.choices?.find((c) => (c.index ?? 0) === choice)?.delta?.[field] ?? '')
     .join('');
-const isDone = (events) => events.at(-1)?.data === '[DONE]';
 
 describe('reasoning models', () => {
   for (const [format, field] of [

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { startGateway, isBuilt } from '../support/harness.mjs';
 import { startFakes, target, makeConfig, userMessage } from '../support/config.mjs';
+import { readSse, streamChat, isDone } from '../support/sse.mjs';
 
 if (!isBuilt()) {
   throw new Error('build/worker/shim.mjs is missing: run `npm run build` before the e2e tests');
@@ -31,41 +32,9 @@ async function setup(t, { fakes, routes, policy = {} }) {
   return { gw, f };
 }
 
-/** Reads an SSE response; returns each data payload with its arrival time. */
-async function readSse(res) {
-  const out = [];
-  const decoder = new TextDecoder();
-  let buf = '';
-  for await (const bytes of res.body) {
-    const at = performance.now();
-    buf += decoder.decode(bytes, { stream: true });
-    let i;
-    while ((i = buf.indexOf('\n\n')) >= 0) {
-      const event = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      const data = event
-        .split('\n')
-        .filter((l) => l.startsWith('data:'))
-        .map((l) => l.slice(5).trim())
-        .join('\n');
-      if (data) out.push({ data, at, json: data === '[DONE]' ? null : JSON.parse(data) });
-    }
-  }
-  return out;
-}
-
 const textOf = (events) => events.map((e) => e.json?.choices?.[0]?.delta?.content ?? '').join('');
-const isDone = (events) => events.at(-1)?.data === '[DONE]';
 const errorOf = (events) => events.at(-1)?.json?.error;
 
-async function streamChat(gw, body) {
-  const res = await gw.fetch('/v1/chat/completions', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ ...body, stream: true }),
-  });
-  return { res, events: res.status === 200 ? await readSse(res) : null };
-}
 
 describe('streams in OpenAI format from every provider', () => {
   for (const format of ['openai', 'anthropic', 'cohere']) {
