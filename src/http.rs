@@ -104,6 +104,14 @@ pub fn unauthorized(message: &str) -> Reply {
     r
 }
 
+/// The path of a request URL (`https://host/v1/models?x` is `/v1/models`).
+pub fn path_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(url, |i| url.get(i + 3..).unwrap_or_default());
+    let path = after_scheme.find('/').and_then(|i| after_scheme.get(i..)).unwrap_or("/");
+    let end = path.find(['?', '#']).unwrap_or(path.len());
+    path.get(..end).unwrap_or(path)
+}
+
 /// A header value that any runtime accepts: visible ASCII and spaces only.
 /// Upstream strings (a model name) may hold CR/LF or non-Latin-1
 /// characters, which would make setting the header fail after a paid
@@ -116,6 +124,14 @@ pub fn header_value(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_come_from_urls() {
+        assert_eq!(path_of("https://gw.example/v1/chat/completions?beta=true"), "/v1/chat/completions");
+        assert_eq!(path_of("http://127.0.0.1:8787/v1/models#x"), "/v1/models");
+        assert_eq!(path_of("https://gw.example"), "/");
+        assert_eq!(path_of("https://gw.example/"), "/");
+    }
 
     #[test]
     fn header_values_are_sanitised() {

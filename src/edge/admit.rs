@@ -18,6 +18,7 @@
 
 use super::clock::WorkerClock;
 use super::kv::KvState;
+use super::web::Incoming;
 use super::STATE_BINDING;
 use crate::api::ApiError;
 use crate::clock::Clock;
@@ -28,7 +29,7 @@ use crate::log::RequestLog;
 use crate::record::Outcome;
 use crate::store::StateStore;
 use std::cell::Cell;
-use worker::{console_error, console_warn, Env, Request};
+use worker::{console_error, console_warn, Env};
 
 /// The address that requests without `cf-connecting-ip` share.
 pub const UNKNOWN_IP: &str = "unknown";
@@ -39,9 +40,9 @@ thread_local! {
 }
 
 /// `Err` is the reply to send instead of serving the request.
-pub async fn admit(gw: &Gateway, req: &Request, env: &Env, log: &mut RequestLog) -> Result<(), Reply> {
+pub async fn admit(gw: &Gateway, req: &Incoming, env: &Env, log: &mut RequestLog) -> Result<(), Reply> {
     let now = WorkerClock.now_ms();
-    let auth = req.headers().get("authorization").ok().flatten();
+    let auth = req.header("authorization");
     let sec = &gw.config.security;
     let mut check = gw.keys.check(auth.as_deref(), now);
     // The address's bucket has paid for this request already.
@@ -99,7 +100,7 @@ pub async fn admit(gw: &Gateway, req: &Request, env: &Env, log: &mut RequestLog)
 
 /// The rate limit of the admin endpoints, per client address, counted
 /// before the admin key is checked.
-pub async fn admit_admin(gw: &Gateway, req: &Request, env: &Env, log: &mut RequestLog) -> Result<(), Reply> {
+pub async fn admit_admin(gw: &Gateway, req: &Incoming, env: &Env, log: &mut RequestLog) -> Result<(), Reply> {
     let sec = &gw.config.security;
     let Some(binding) = &sec.rate_limit_binding else {
         return Ok(());
@@ -113,8 +114,8 @@ pub async fn admit_admin(gw: &Gateway, req: &Request, env: &Env, log: &mut Reque
 
 /// The client's address, from `cf-connecting-ip`; [`UNKNOWN_IP`] without
 /// one (said once per isolate in the log).
-fn client_ip(req: &Request) -> String {
-    match req.headers().get("cf-connecting-ip").ok().flatten() {
+fn client_ip(req: &Incoming) -> String {
+    match req.header("cf-connecting-ip") {
         Some(ip) if !ip.trim().is_empty() => ip.trim().to_owned(),
         _ => {
             if !WARNED_NO_IP.with(|w| w.replace(true)) {

@@ -8,6 +8,7 @@ mod mirror;
 mod relay;
 mod timer;
 mod upstream;
+mod web;
 
 use crate::api::ApiError;
 use crate::chat::{self, ChatInput, ChatReply, World};
@@ -16,7 +17,7 @@ use crate::config::Config;
 use crate::continuation::Continuer;
 use crate::cors;
 use crate::gateway::Gateway;
-use crate::http::{endpoint, Endpoint, Reply, HEADER_ORDER, HEADER_REQUEST_ID};
+use crate::http::{endpoint, Endpoint, Reply, HEADER_ORDER};
 use crate::log::RequestLog;
 use crate::probe;
 use crate::record::{Answer, Outcome};
@@ -29,11 +30,7 @@ use relay::StreamJob;
 use std::cell::RefCell;
 use std::rc::Rc;
 use upstream::{FetchBody, FetchUpstream};
-use wasm_bindgen::JsCast;
-use worker::{
-    console_error, console_log, event, Context, Env, Headers, Request, Response, Result, ScheduleContext,
-    ScheduledEvent,
-};
+use worker::{console_error, console_log, event, Context, Env, Result, ScheduleContext, ScheduledEvent};
 
 /// The KV namespace binding holding shared provider state.
 pub(crate) const STATE_BINDING: &str = "STATE";
@@ -97,11 +94,12 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
     let clock = WorkerClock;
     let mut rng = request_rng();
     let request_id = format!("sy-{:016x}", rng.next_u64());
-    let method = req.method().to_string();
+    let req = web::Incoming::new(req);
+    let method = req.method();
     let path = req.path();
     let mut log =
         RequestLog { request_id: request_id.clone(), method: method.clone(), path: path.clone(), ..Default::default() };
@@ -118,7 +116,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         }
     };
 
-    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let header = |name: &str| req.header(name);
     let origin = header("origin");
     let cors = cors::response_headers(origin.as_deref(), &gw.config.security);
     let ep = endpoint(&method, &path);
@@ -171,7 +169,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             }
         }
         Endpoint::Mirror => {
-            let auth = req.headers().get("authorization").ok().flatten();
+            let auth = req.header("authorization");
             match gw.admin.authorize(auth.as_deref()) {
                 Err(r) => r,
                 Ok(()) => {
@@ -187,7 +185,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         }
         Endpoint::Models => gw.models(),
         Endpoint::Status => {
-            let auth = req.headers().get("authorization").ok().flatten();
+            let auth = req.header("authorization");
             match gw.admin.authorize(auth.as_deref()) {
                 Err(r) => r,
                 Ok(()) => {
@@ -249,7 +247,7 @@ fn schedule_upkeep(gw: &Rc<Gateway>, env: &Env, ctx: &Context) {
 /// Reads a chat request's body (within the size limit) and serves it.
 async fn serve_chat(
     gw: &Gateway,
-    mut req: Request,
+    req: web::Incoming,
     env: &Env,
     log: &mut RequestLog,
     rng: &mut SplitMix64,
@@ -263,7 +261,7 @@ async fn serve_chat(
             log_errors("state refresh failed", gw.refresh_state(&KvState(kv), &WorkerClock).await);
         }
     }
-    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let header = |name: &str| req.header(name);
     let max = gw.config.security.max_body_bytes;
     if let Some(e) =
         crate::http::check_body_headers(header("content-type").as_deref(), header("content-length").as_deref(), max)
@@ -272,9 +270,7 @@ async fn serve_chat(
         log.error = Some(e.message.clone());
         return ChatReply::Whole(Reply::error(&e));
     }
-    let declared = header("content-length").is_some();
-    let read = if declared { req.bytes().await.map_err(|_| None) } else { read_capped(&req, max).await };
-    let body = match read {
+    let body = match req.body(max).await {
         Ok(b) if b.len() as u64 > max => {
             log.outcome = Some(Outcome::ClientError);
             return ChatReply::Whole(Reply::error(&crate::http::too_large(max)));
@@ -286,33 +282,9 @@ async fn serve_chat(
         }
         Err(None) => return ChatReply::Whole(Reply::error(&ApiError::invalid("the request body could not be read"))),
     };
-    let order = req.headers().get(HEADER_ORDER).ok().flatten();
+    let order = req.header(HEADER_ORDER);
     let mut w = World { clock: &WorkerClock, upstream: &FetchUpstream, rng, mirror };
     chat::chat(gw, ChatInput { body: &body, order_header: order.as_deref() }, log, &mut w).await
-}
-
-/// Reads a request body that declares no length (chunked), counting bytes as
-/// they arrive: past `max` it stops reading and answers 413, so a client
-/// cannot make the isolate hold more than the limit. `Err(None)`: unreadable.
-async fn read_capped(req: &Request, max: u64) -> std::result::Result<Vec<u8>, Option<ApiError>> {
-    let Some(stream) = req.inner().body() else {
-        return Ok(Vec::new());
-    };
-    let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
-    let mut out = Vec::new();
-    loop {
-        let result = wasm_bindgen_futures::JsFuture::from(reader.read()).await.map_err(|_| None)?;
-        if js_sys::Reflect::get(&result, &"done".into()).ok().and_then(|d| d.as_bool()) == Some(true) {
-            return Ok(out);
-        }
-        let value = js_sys::Reflect::get(&result, &"value".into()).map_err(|_| None)?;
-        let bytes: js_sys::Uint8Array = value.dyn_into().map_err(|_| None)?;
-        if out.len() as u64 + u64::from(bytes.length()) > max {
-            let _ = reader.cancel();
-            return Err(Some(crate::http::too_large(max)));
-        }
-        out.extend_from_slice(&bytes.to_vec());
-    }
 }
 
 /// The cron trigger: probe every provider, fold the results into health and
@@ -382,16 +354,8 @@ fn log_errors(what: &str, errors: Vec<String>) {
     }
 }
 
-fn respond(reply: Reply, request_id: &str, cors: &[(&'static str, String)]) -> Result<Response> {
-    let headers = Headers::new();
-    if !reply.body.is_empty() {
-        headers.set("content-type", "application/json")?;
-    }
-    headers.set(HEADER_REQUEST_ID, request_id)?;
-    for (k, v) in cors.iter().chain(&reply.headers) {
-        headers.set(k, v)?;
-    }
-    Ok(Response::ok(reply.body)?.with_status(reply.status).with_headers(headers))
+fn respond(reply: Reply, request_id: &str, cors: &[(&'static str, String)]) -> Result<web_sys::Response> {
+    Ok(web::respond(reply, request_id, cors)?)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::chat::end_stream;
 use crate::clock::Clock;
 use crate::continuation::Continuer;
 use crate::gateway::Gateway;
-use crate::http::{Reply, HEADER_REQUEST_ID};
+use crate::http::Reply;
 use crate::log::RequestLog;
 use crate::record::{Answer, Outcome};
 use crate::rng::SplitMix64;
@@ -18,7 +18,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use worker::{Context, Headers, Response, ResponseBody, Result};
+use worker::{Context, Result};
 
 /// A stream on its way to the client, able to continue elsewhere.
 pub type ClientRelay =
@@ -41,7 +41,7 @@ pub fn stream_response(
     job: StreamJob,
     request_id: &str,
     cors: &[(&'static str, String)],
-) -> Result<Response> {
+) -> Result<web_sys::Response> {
     let started = WorkerClock.now_ms().saturating_sub(job.log.latency_ms);
     // A runtime-native pipe: the relay writes into it from `waitUntil` and
     // the client reads the other end, so the runtime never calls back into
@@ -80,12 +80,7 @@ pub fn stream_response(
         log_request(&gw, &log);
         log_events(&gw);
     });
-    let headers = Headers::new();
-    headers.set(HEADER_REQUEST_ID, request_id)?;
-    for (k, v) in cors.iter().chain(&head.headers) {
-        headers.set(k, v)?;
-    }
-    Ok(Response::from_body(ResponseBody::Stream(pipe.readable()))?.with_status(head.status).with_headers(headers))
+    Ok(super::web::respond_stream(&head, &pipe.readable(), request_id, cors)?)
 }
 
 /// workerd's `IdentityTransformStream` (a byte pipe implemented in the
