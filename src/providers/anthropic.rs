@@ -596,9 +596,57 @@ impl StreamDecoder {
     }
 }
 
+/// The event nearly every Anthropic stream event is: a text or thinking
+/// delta, read without building a JSON tree.
+#[derive(Deserialize)]
+struct DeltaEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    delta: DeltaView<'a>,
+}
+
+#[derive(Deserialize)]
+struct DeltaView<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    thinking: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl StreamDecoder {
+    /// A text or thinking delta, if `data` is one (`true` when handled).
+    fn fast_delta(data: &str, out: &mut Vec<Event>) -> bool {
+        let Ok(d) = serde_json::from_str::<DeltaEvent>(data) else { return false };
+        if d.kind != "content_block_delta" {
+            return false;
+        }
+        match (&*d.delta.kind, d.delta.text, d.delta.thinking) {
+            ("text_delta", Some(t), _) => {
+                if !t.is_empty() {
+                    out.push(Event::Text { choice: 0, text: t.into_owned() });
+                }
+                true
+            }
+            ("thinking_delta", _, Some(t)) => {
+                if !t.is_empty() {
+                    out.push(Event::Reasoning { choice: 0, text: t.into_owned() });
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 impl Decode for StreamDecoder {
     fn decode(&mut self, ev: &SseEvent, out: &mut Vec<Event>) {
         if self.done {
+            return;
+        }
+        if Self::fast_delta(&ev.data, out) {
             return;
         }
         let v = match serde_json::from_str::<Value>(&ev.data) {
