@@ -1,104 +1,114 @@
-//! A deadline timer that can be waited on many times: one `setTimeout` per
-//! idle period rather than one per read.
+//! One deadline per upstream fetch, enforced by one `setTimeout` that aborts
+//! the fetch when it passes.
 //!
-//! A stream is read as a race between the next chunk and a deadline that
-//! moves later with every chunk. `worker::Delay` would create a closure, a
-//! `setTimeout` and a `clearTimeout` per chunk, and it keeps the first waker it
-//! was polled with. Here the timeout stays armed while deadlines only move
-//! later; when it fires early (the deadline moved on) it is armed again for
-//! what is left. Every poll records the current waker, so the timer can be
-//! awaited from whichever task reads the body.
+//! A fetch is awaited plainly (its head, its whole body, or each chunk of a
+//! stream): nothing races each read against a timer future. Instead the
+//! current deadline sits in a cell that every read moves (later, as a
+//! stream makes progress); one timeout is armed for it, and when it fires
+//! it either finds the deadline passed, marks the fetch timed out and aborts
+//! it (the pending read then fails, and the reader reports a timeout), or
+//! finds the deadline moved on and arms itself again for what is left. So a
+//! stream costs one timer per idle period, not a timer, a closure and a
+//! future per chunk.
 //!
-//! The timer belongs to one body, so to one request: a timeout set during a
-//! request is the runtime's to cancel when that request ends, so one timer
-//! shared by the isolate's requests would leave the others waiting on a
-//! timeout that never fires (tried, and reverted for that reason).
+//! A timeout belongs to the request that set it (the runtime cancels it when
+//! that request ends), so each fetch has its own.
 
 use crate::clock::Clock;
-use std::cell::{Cell, RefCell};
-use std::future::Future;
-use std::pin::Pin;
+use std::cell::Cell;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
+use web_sys::AbortController;
 
 use super::clock::WorkerClock;
 
 #[derive(Default)]
 struct Shared {
-    waker: RefCell<Option<Waker>>,
+    /// The deadline now (clock ms).
+    deadline: Cell<u64>,
     /// The armed timeout's handle, cleared when it fires.
     armed: Cell<Option<i32>>,
-}
-
-#[derive(Default)]
-pub struct Timer {
-    shared: Rc<Shared>,
     /// When the armed timeout fires (clock ms).
     fires_at: Cell<u64>,
-    callback: Option<Closure<dyn FnMut()>>,
+    /// The deadline passed and the fetch was aborted.
+    timed_out: Cell<bool>,
+}
+
+pub struct Deadline {
+    shared: Rc<Shared>,
+    callback: Closure<dyn FnMut()>,
 }
 
 fn scope() -> web_sys::WorkerGlobalScope {
     js_sys::global().unchecked_into()
 }
 
-impl Timer {
-    /// Resolves once the clock reaches `deadline_ms`.
-    pub fn until(&mut self, deadline_ms: u64) -> Until<'_> {
-        Until { timer: self, deadline_ms }
-    }
-
-    fn arm(&mut self, now: u64, deadline_ms: u64) {
-        if let Some(id) = self.shared.armed.get() {
-            if self.fires_at.get() <= deadline_ms {
-                return; // fires in time; polled again then
-            }
-            scope().clear_timeout_with_handle(id);
-        }
-        let shared = self.shared.clone();
-        let callback = self.callback.get_or_insert_with(|| {
-            Closure::new(move || {
-                shared.armed.set(None);
-                if let Some(w) = shared.waker.borrow_mut().take() {
-                    w.wake();
-                }
-            })
-        });
-        let wait = deadline_ms.saturating_sub(now).clamp(1, i32::MAX as u64) as i32;
-        let id =
-            scope().set_timeout_with_callback_and_timeout_and_arguments_0(callback.as_ref().unchecked_ref(), wait).ok();
-        self.shared.armed.set(id);
-        self.fires_at.set(now + wait as u64);
-    }
+fn arm(shared: &Shared, callback: &js_sys::Function, now: u64) {
+    let wait = shared.deadline.get().saturating_sub(now).clamp(1, i32::MAX as u64) as i32;
+    let id = scope().set_timeout_with_callback_and_timeout_and_arguments_0(callback, wait).ok();
+    shared.armed.set(id);
+    shared.fires_at.set(now + wait as u64);
 }
 
-impl Drop for Timer {
-    fn drop(&mut self) {
-        // The callback must not run once its closure is gone.
+impl Deadline {
+    /// A deadline that aborts `controller` when it passes.
+    pub fn new(controller: AbortController) -> Deadline {
+        let shared = Rc::new(Shared::default());
+        let callback = {
+            let shared = shared.clone();
+            // The closure re-arms itself through the global handle it is given.
+            let me: Rc<Cell<Option<js_sys::Function>>> = Rc::default();
+            let me2 = me.clone();
+            let c = Closure::<dyn FnMut()>::new(move || {
+                shared.armed.set(None);
+                let now = WorkerClock.now_ms();
+                if now >= shared.deadline.get() {
+                    shared.timed_out.set(true);
+                    controller.abort();
+                } else if let Some(f) = me2.take() {
+                    arm(&shared, &f, now);
+                    me2.set(Some(f));
+                }
+            });
+            me.set(Some(c.as_ref().unchecked_ref::<js_sys::Function>().clone()));
+            c
+        };
+        Deadline { shared, callback }
+    }
+
+    /// Sets the deadline (clock ms) for what is awaited next.
+    pub fn set(&self, deadline_ms: u64) {
+        let s = &self.shared;
+        s.deadline.set(deadline_ms);
+        let now = WorkerClock.now_ms();
+        match s.armed.get() {
+            // Armed in time: it fires no later than the deadline, and re-arms then.
+            Some(_) if s.fires_at.get() <= deadline_ms => {}
+            Some(id) => {
+                scope().clear_timeout_with_handle(id);
+                arm(s, self.callback.as_ref().unchecked_ref(), now);
+            }
+            None => arm(s, self.callback.as_ref().unchecked_ref(), now),
+        }
+    }
+
+    /// Whether the deadline passed (and the fetch was aborted for it).
+    pub fn timed_out(&self) -> bool {
+        self.shared.timed_out.get()
+    }
+
+    /// No more waiting: the timeout is cleared.
+    pub fn disarm(&self) {
         if let Some(id) = self.shared.armed.take() {
             scope().clear_timeout_with_handle(id);
         }
     }
 }
 
-pub struct Until<'a> {
-    timer: &'a mut Timer,
-    deadline_ms: u64,
-}
-
-impl Future for Until<'_> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let now = WorkerClock.now_ms();
-        let deadline = self.deadline_ms;
-        if now >= deadline {
-            return Poll::Ready(());
-        }
-        *self.timer.shared.waker.borrow_mut() = Some(cx.waker().clone());
-        self.timer.arm(now, deadline);
-        Poll::Pending
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        // The callback must not run once its closure is gone.
+        self.disarm();
     }
 }

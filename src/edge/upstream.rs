@@ -1,16 +1,17 @@
-//! Upstream HTTP on Workers: the runtime's `fetch` raced against a deadline,
-//! aborted through an `AbortController` when the deadline passes. Redirects
-//! are not followed, so a request can only ever reach the configured base URLs.
+//! Upstream HTTP on Workers: the runtime's `fetch`, with a deadline that
+//! aborts it through its `AbortController` when it passes (`timer.rs`).
+//! Redirects are not followed, so a request can only ever reach the
+//! configured base URLs.
 //!
 //! This talks to the Fetch API through `web_sys` rather than `worker::Fetch`:
-//! a whole body is read by the runtime (`Response.text()`, native code)
-//! instead of chunk by chunk through wasm, and a streamed body is read with
-//! one reader and one deadline timer for its whole life.
+//! a whole body of known length is read by the runtime (`Response.text()`,
+//! native code) instead of chunk by chunk through wasm, and a streamed body
+//! is read with one reader and one deadline timer for its whole life; each
+//! read is a plain promise, never raced against a timer of its own.
 
-use super::timer::Timer;
+use super::timer::Deadline;
 use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead, UpstreamRequest};
-use futures_util::future::{select, Either};
-use std::pin::pin;
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, ReadableStreamDefaultReader, RequestInit, RequestRedirect};
@@ -19,9 +20,20 @@ pub struct FetchUpstream;
 
 pub struct FetchBody {
     response: web_sys::Response,
+    /// Set while the connection may need aborting (dropped unread).
     controller: Option<AbortController>,
     reader: Option<ReadableStreamDefaultReader>,
-    timer: Timer,
+    deadline: Deadline,
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// What `reader.read()` resolves to.
+    type ReadResult;
+    #[wasm_bindgen(method, getter)]
+    fn done(this: &ReadResult) -> bool;
+    #[wasm_bindgen(method, getter)]
+    fn value(this: &ReadResult) -> JsValue;
 }
 
 fn error_text(e: &JsValue) -> String {
@@ -35,13 +47,14 @@ fn connect(e: JsValue) -> TransportError {
     TransportError::Connect(error_text(&e))
 }
 
-/// Awaits `promise` until `deadline_ms`; `None` when the deadline won.
-async fn race(promise: js_sys::Promise, timer: &mut Timer, deadline_ms: u64) -> Option<Result<JsValue, JsValue>> {
-    let work = JsFuture::from(promise);
-    match select(work, pin!(timer.until(deadline_ms))).await {
-        Either::Left((r, _)) => Some(r),
-        Either::Right(_) => None,
+/// Awaits `promise` under `deadline`: a rejection after the deadline passed
+/// (it aborted the fetch) is a timeout.
+async fn wait(promise: js_sys::Promise, deadline: &Deadline) -> Result<JsValue, TransportError> {
+    let r = JsFuture::from(promise).await;
+    if deadline.timed_out() {
+        return Err(TransportError::Timeout);
     }
+    r.map_err(connect)
 }
 
 impl Upstream for FetchUpstream {
@@ -61,34 +74,26 @@ impl Upstream for FetchUpstream {
         if let Some(body) = &req.body {
             init.set_body(&JsValue::from_str(body));
         }
+        let deadline = Deadline::new(controller.clone());
+        deadline.set(deadline_ms);
         let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-        let sent = scope.fetch_with_str_and_init(&req.url, &init);
-        let mut timer = Timer::default();
-        match race(sent, &mut timer, deadline_ms).await {
-            Some(Ok(response)) => {
-                let response: web_sys::Response = response.unchecked_into();
-                let status = response.status();
-                // Retry hints matter only on a failure: a success reads no header.
-                let (retry_after, retry_after_ms) = if (200..300).contains(&status) {
-                    (None, None)
-                } else {
-                    let h = response.headers();
-                    let get = |name: &str| h.get(name).ok().flatten();
-                    (get("retry-after"), get("retry-after-ms"))
-                };
-                Ok(UpstreamHead {
-                    status,
-                    retry_after,
-                    retry_after_ms,
-                    body: FetchBody { response, controller: Some(controller), reader: None, timer },
-                })
-            }
-            Some(Err(e)) => Err(connect(e)),
-            None => {
-                controller.abort();
-                Err(TransportError::Timeout)
-            }
-        }
+        let response = wait(scope.fetch_with_str_and_init(&req.url, &init), &deadline).await?;
+        let response: web_sys::Response = response.unchecked_into();
+        let status = response.status();
+        // Retry hints matter only on a failure: a success reads no header.
+        let (retry_after, retry_after_ms) = if (200..300).contains(&status) {
+            (None, None)
+        } else {
+            let h = response.headers();
+            let get = |name: &str| h.get(name).ok().flatten();
+            (get("retry-after"), get("retry-after-ms"))
+        };
+        Ok(UpstreamHead {
+            status,
+            retry_after,
+            retry_after_ms,
+            body: FetchBody { response, controller: Some(controller), reader: None, deadline },
+        })
     }
 }
 
@@ -103,26 +108,19 @@ impl UpstreamBody for FetchBody {
         let Some(reader) = &self.reader else {
             return Ok(None);
         };
-        let read = reader.read();
-        match race(read, &mut self.timer, deadline_ms).await {
-            Some(Ok(result)) => {
-                let done = js_sys::Reflect::get(&result, &"done".into()).ok().and_then(|d| d.as_bool());
-                if done == Some(true) {
-                    // Read to the end: nothing left to abort.
-                    self.controller = None;
-                    return Ok(None);
-                }
-                let value = js_sys::Reflect::get(&result, &"value".into()).map_err(connect)?;
-                let bytes = value.dyn_into::<js_sys::Uint8Array>().map_err(|_| {
-                    TransportError::Connect("the upstream body yielded something other than bytes".to_owned())
-                })?;
-                Ok(Some(bytes.to_vec()))
-            }
-            Some(Err(e)) => Err(connect(e)),
-            // The caller decides what a timeout means (a stall, or a grace
-            // period over); the connection is aborted when the body drops.
-            None => Err(TransportError::Timeout),
+        self.deadline.set(deadline_ms);
+        let result: ReadResult = wait(reader.read(), &self.deadline).await?.unchecked_into();
+        if result.done() {
+            // Read to the end: nothing left to abort, nothing to wait for.
+            self.controller = None;
+            self.deadline.disarm();
+            return Ok(None);
         }
+        let bytes = result
+            .value()
+            .dyn_into::<js_sys::Uint8Array>()
+            .map_err(|_| TransportError::Connect("the upstream body yielded something other than bytes".to_owned()))?;
+        Ok(Some(bytes.to_vec()))
     }
 
     async fn text(mut self, deadline_ms: u64, max_bytes: u64) -> Result<String, TransportError> {
@@ -146,19 +144,16 @@ impl UpstreamBody for FetchBody {
             }
         }
         // A declared length within bounds: the runtime reads it (native code).
-        let read = self.response.text().map_err(connect)?;
-        match race(read, &mut self.timer, deadline_ms).await {
-            Some(Ok(text)) => {
-                self.controller = None;
-                Ok(text.as_string().unwrap_or_default())
-            }
-            Some(Err(e)) => Err(connect(e)),
-            None => Err(TransportError::Timeout),
-        }
+        self.deadline.set(deadline_ms);
+        let text = wait(self.response.text().map_err(connect)?, &self.deadline).await?;
+        self.controller = None;
+        self.deadline.disarm();
+        Ok(text.as_string().unwrap_or_default())
     }
 
     fn release(&mut self) {
         self.controller = None;
+        self.deadline.disarm();
     }
 }
 
