@@ -81,15 +81,15 @@ impl Deadline {
     pub fn set(&self, deadline_ms: u64) {
         let s = &self.shared;
         s.deadline.set(deadline_ms);
-        let now = WorkerClock.now_ms();
         match s.armed.get() {
-            // Armed in time: it fires no later than the deadline, and re-arms then.
+            // Armed in time: it fires no later than the deadline, and re-arms
+            // then (the usual case for a stream: no clock read, no timer call).
             Some(_) if s.fires_at.get() <= deadline_ms => {}
             Some(id) => {
                 scope().clear_timeout_with_handle(id);
-                arm(s, self.callback.as_ref().unchecked_ref(), now);
+                arm(s, self.callback.as_ref().unchecked_ref(), WorkerClock.now_ms());
             }
-            None => arm(s, self.callback.as_ref().unchecked_ref(), now),
+            None => arm(s, self.callback.as_ref().unchecked_ref(), WorkerClock.now_ms()),
         }
     }
 
