@@ -21,6 +21,7 @@ fn main() {
         let n = 200;
         for _ in 0..n {
             let spec = StreamSpec {
+                client: switchyard::inbound::ClientFormat::Chat,
                 id: "x".into(),
                 created: 1,
                 include_usage: false,

@@ -240,6 +240,7 @@ async fn chat_stream<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
     let policy = p.route.policy;
     let sec = &gw.config.security;
     let spec = StreamSpec {
+        client: crate::inbound::ClientFormat::Chat,
         id: format!("chatcmpl-{}", log.request_id.trim_start_matches("sy-")),
         created: now / 1000,
         include_usage: p.req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false),

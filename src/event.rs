@@ -13,9 +13,11 @@ use crate::taxonomy::UpstreamError;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// The upstream's own event, already in the client's format: forwarded
-    /// as it is (its `data` text) when the relay passes the stream through.
-    /// The facts it carries follow as separate events.
-    Forward(String),
+    /// as it is (its `event:` name, if any, and `data` text) when the relay
+    /// passes the stream through. The facts it carries follow as separate
+    /// events. End markers are never forwarded: the client's stream format
+    /// writes its own end.
+    Forward { event: Option<String>, data: String },
     /// The message starts; the upstream's id and model where it names them.
     Start { id: Option<String>, model: Option<String> },
     /// Answer text.
@@ -71,4 +73,24 @@ pub fn at_done_marker(done: &mut bool, ev: &SseEvent, out: &mut Vec<Event>) -> b
 /// Reads a provider's stream, one SSE event at a time.
 pub trait Decode {
     fn decode(&mut self, ev: &SseEvent, out: &mut Vec<Event>);
+}
+
+/// Writes the client's stream (in the format of the API it called) from
+/// the gateway's events.
+pub trait Emit {
+    /// Appends what `ev` becomes; returns the number of events written.
+    fn emit(&mut self, ev: &Event, out: &mut String) -> u32;
+    /// The answer is whole: what closes a translated stream (a usage event
+    /// where the format has one, then its end).
+    fn complete(&mut self, out: &mut String);
+    /// The end alone, for a stream passed through (its usage went through).
+    fn end(&mut self, out: &mut String);
+    /// The answer broke after content: the format's error event, with no end.
+    fn fail(&mut self, e: &UpstreamError, out: &mut String);
+    /// The upstream's own id and model, for later events of a stream passed
+    /// through (should a continuation follow it).
+    fn adopt(&mut self, id: Option<&str>, model: Option<&str>);
+    /// An emitter that carries on this stream elsewhere: same id and names,
+    /// no second start.
+    fn continuation(&self) -> Box<dyn Emit>;
 }

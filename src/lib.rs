@@ -28,6 +28,7 @@ pub mod failures;
 pub mod gateway;
 pub mod health;
 pub mod http;
+pub mod inbound;
 pub mod json;
 pub mod json_path;
 pub mod keys;

@@ -78,6 +78,7 @@ fn arb_json() -> impl Strategy<Value = Value> {
 
 fn relay_for(f: Format) -> Relay {
     let spec = StreamSpec {
+        client: switchyard::inbound::ClientFormat::Chat,
         id: "chatcmpl-1".into(),
         created: 1,
         include_usage: true,

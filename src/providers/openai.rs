@@ -233,7 +233,7 @@ impl Decode for StreamDecoder {
         };
         let choices = c.choices.unwrap_or_default();
         if !choices.is_empty() || self.client_wants_usage {
-            out.push(Event::Forward(ev.data.clone()));
+            out.push(Event::Forward { event: None, data: ev.data.clone() });
         }
         if !self.started {
             self.started = true;
@@ -320,9 +320,10 @@ fn implied_status(e: &Value) -> u16 {
 #[cfg(test)]
 pub(crate) mod stream_test {
     use crate::api::Usage;
+    use crate::event::Emit;
     use crate::event::{Decode, Event};
+    use crate::inbound::chat::ChatEmitter;
     use crate::sse::{SseEvent, SseParser};
-    use crate::stream::encode::Encoder;
     use crate::taxonomy::UpstreamError;
     use serde_json::Value;
 
@@ -352,13 +353,13 @@ pub(crate) mod stream_test {
     /// A decoder and the encoder the relay would write its chunks with.
     pub struct Translator {
         dec: Box<dyn Decode>,
-        enc: Encoder,
+        enc: ChatEmitter,
         usage: Option<Usage>,
     }
 
     impl Translator {
         pub fn new(dec: Box<dyn Decode>, include_usage: bool) -> Self {
-            let enc = Encoder::new("chatcmpl-gateway".into(), 1_700_000_000, "gpt-4o-mini".into(), include_usage);
+            let enc = ChatEmitter::new("chatcmpl-gateway".into(), 1_700_000_000, "gpt-4o-mini".into(), include_usage);
             Translator { dec, enc, usage: None }
         }
 
@@ -377,7 +378,7 @@ pub(crate) mod stream_test {
             let mut facts = Vec::new();
             self.dec.decode(ev, &mut facts);
             let forwarded = facts.iter().find_map(|f| match f {
-                Event::Forward(d) => Some(d.clone()),
+                Event::Forward { data, .. } => Some(data.clone()),
                 _ => None,
             });
             let passthrough = forwarded.is_some();
@@ -397,13 +398,13 @@ pub(crate) mod stream_test {
             }
             for f in facts {
                 match f {
-                    Event::Forward(_) => {}
+                    Event::Forward { .. } => {}
                     Event::Error(e) => out.push(StreamItem::Error(e)),
                     Event::Malformed => out.push(StreamItem::Malformed),
                     Event::Done => {
                         if !passthrough {
                             let mut sse = String::new();
-                            self.enc.encode(&Event::Done, &mut sse);
+                            self.enc.complete(&mut sse);
                             push_chunks(&sse, out);
                         }
                         out.push(StreamItem::Done);
@@ -414,7 +415,7 @@ pub(crate) mod stream_test {
                         }
                         if !passthrough {
                             let mut sse = String::new();
-                            self.enc.encode(&other, &mut sse);
+                            self.enc.emit(&other, &mut sse);
                             push_chunks(&sse, out);
                         }
                     }
@@ -425,7 +426,7 @@ pub(crate) mod stream_test {
 
     /// The encoder's SSE output as chunk items.
     fn push_chunks(sse: &str, out: &mut Vec<StreamItem>) {
-        for data in sse.split("\n\n").filter_map(|e| e.strip_prefix("data: ")) {
+        for data in sse.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).filter(|d| *d != "[DONE]") {
             let v: Value = serde_json::from_str(data).unwrap();
             let choices = v["choices"].as_array().cloned().unwrap_or_default();
             let text: String = choices.iter().filter_map(|c| c["delta"]["content"].as_str()).collect();

@@ -23,10 +23,11 @@
 //! events go out as they came (`passthrough`); otherwise the relay writes
 //! OpenAI chunks from the decoded events.
 
-use super::encode::{error_event, Encoder};
 use crate::api::Usage;
+use crate::event::Emit;
 use crate::event::{Decode, Event};
-use crate::sse::{SseEvent, SseParser, DONE};
+use crate::inbound::{self, ClientFormat, StreamNames};
+use crate::sse::{SseEvent, SseParser};
 use crate::taxonomy::{ErrorKind, UpstreamError};
 
 /// After every choice finished, how long to wait for the provider's end
@@ -36,6 +37,8 @@ pub const FINISH_GRACE_MS: u64 = 1_000;
 /// What is fixed for the whole client stream.
 #[derive(Debug, Clone)]
 pub struct StreamSpec {
+    /// The API the client called: the format of its stream.
+    pub client: ClientFormat,
     /// `chatcmpl-...` id for translated chunks, until an upstream names its own.
     pub id: String,
     pub created: u64,
@@ -95,7 +98,7 @@ pub struct Relay {
     parser: SseParser,
     decoder: Box<dyn Decode>,
     passthrough: bool,
-    encoder: Encoder,
+    encoder: Box<dyn Emit>,
     provider: usize,
     target: String,
     key: Option<String>,
@@ -134,14 +137,20 @@ impl Relay {
     /// A relay for `source`, started at `now`, with `probation_deadline` the
     /// time allowed until the first token.
     pub fn new(spec: StreamSpec, source: Source, now: u64, probation_deadline: u64) -> Relay {
-        let encoder = Encoder::new(spec.id.clone(), spec.created, source.model.clone(), spec.include_usage);
+        let names = StreamNames {
+            id: spec.id.clone(),
+            created: spec.created,
+            model: source.model.clone(),
+            include_usage: spec.include_usage,
+        };
+        let encoder = inbound::emitter(spec.client, names);
         Relay::with_encoder(spec, source, encoder, String::new(), now, probation_deadline)
     }
 
     fn with_encoder(
         spec: StreamSpec,
         source: Source,
-        encoder: Encoder,
+        encoder: Box<dyn Emit>,
         strip: String,
         now: u64,
         probation_deadline: u64,
@@ -326,7 +335,7 @@ impl Relay {
     /// the whitespace trimmed off the prefill is dropped from its first text.
     pub fn continuation(&self, source: Source, now: u64, probation_deadline: u64) -> Relay {
         let trimmed = self.text.get(self.text.trim_end().len()..).unwrap_or_default().to_owned();
-        let encoder = self.encoder.clone().continuing();
+        let encoder = self.encoder.continuation();
         let mut r = Relay::with_encoder(self.spec.clone(), source, encoder, trimmed, now, probation_deadline);
         r.passthrough = false;
         r
@@ -368,7 +377,7 @@ impl Relay {
     pub fn give_up(&mut self) {
         if let State::Broken(e) = std::mem::replace(&mut self.state, State::Probation) {
             self.failed_providers.push((self.provider, e.kind));
-            self.out.push_str(&error_event(&e));
+            self.encoder.fail(&e, &mut self.out);
             self.state = State::Failed(e);
         }
     }
@@ -417,8 +426,13 @@ impl Relay {
             }
         }
         let fact = match fact {
-            Event::Forward(data) => {
+            Event::Forward { event, data } => {
                 if self.passthrough {
+                    if let Some(name) = event {
+                        self.out.push_str("event: ");
+                        self.out.push_str(&name);
+                        self.out.push('\n');
+                    }
                     self.out.push_str("data: ");
                     self.out.push_str(&data);
                     self.out.push_str("\n\n");
@@ -505,7 +519,7 @@ impl Relay {
                 self.encoder.adopt(id.as_deref(), model.as_deref());
             }
         } else {
-            self.chunks += self.encoder.encode(&fact, &mut self.out);
+            self.chunks += self.encoder.emit(&fact, &mut self.out);
         }
     }
 
@@ -529,10 +543,11 @@ impl Relay {
     }
 
     fn complete(&mut self) {
-        if !self.passthrough {
-            self.encoder.usage_chunk(&mut self.out);
+        if self.passthrough {
+            self.encoder.end(&mut self.out);
+        } else {
+            self.encoder.complete(&mut self.out);
         }
-        self.out.push_str(DONE);
         self.state = State::Complete;
     }
 
@@ -551,6 +566,7 @@ mod tests {
 
     fn spec(choices: u32, include_usage: bool) -> StreamSpec {
         StreamSpec {
+            client: ClientFormat::Chat,
             id: "chatcmpl-gw".into(),
             created: 7,
             include_usage,
@@ -669,7 +685,7 @@ mod tests {
         r.tick(T0 + 600 + FINISH_GRACE_MS);
         assert_eq!(*r.state(), State::Complete);
         assert_eq!((r.text(), r.finish_reason()), ("a", Some("stop")), "the mirror compares choice 0");
-        assert!(r.take_output().ends_with(DONE));
+        assert!(r.take_output().ends_with(crate::sse::DONE));
         assert_eq!(r.prefill(), None);
     }
 

@@ -1,10 +1,11 @@
-//! The client's stream format: OpenAI `chat.completion.chunk` events written
-//! from the gateway's [`Event`]s (for streams that are translated, and for
-//! continuations), the SSE error event that ends a broken answer, and a
-//! whole completion replayed as a short stream.
+//! OpenAI Chat Completions as the client's stream format:
+//! `chat.completion.chunk` events written from the gateway's [`Event`]s (for
+//! streams that are translated, and for continuations), the SSE error event
+//! that ends a broken answer, and a whole completion replayed as a short
+//! stream.
 
 use crate::api::Usage;
-use crate::event::Event;
+use crate::event::{Emit, Event};
 use crate::sse::{data_event, DONE};
 use crate::taxonomy::{ErrorKind, UpstreamError};
 use serde::Serialize;
@@ -64,7 +65,7 @@ struct ChoiceOut<'a> {
 /// Writes `chat.completion.chunk`s, all with the same `id`, `created` and
 /// `model`.
 #[derive(Debug, Clone)]
-pub struct Encoder {
+pub struct ChatEmitter {
     pub id: String,
     pub created: u64,
     pub model: String,
@@ -78,9 +79,9 @@ pub struct Encoder {
     usage: Option<Usage>,
 }
 
-impl Encoder {
-    pub fn new(id: String, created: u64, model: String, include_usage: bool) -> Encoder {
-        Encoder { id, created, model, include_usage, adopt_names: true, role_sent: false, usage: None }
+impl ChatEmitter {
+    pub fn new(id: String, created: u64, model: String, include_usage: bool) -> ChatEmitter {
+        ChatEmitter { id, created, model, include_usage, adopt_names: true, role_sent: false, usage: None }
     }
 
     /// Whether the role chunk has gone out (a continuation sends none).
@@ -88,9 +89,8 @@ impl Encoder {
         self.role_sent
     }
 
-    /// Takes the upstream's own id and model for later chunks (a stream that
-    /// passes through still needs them, should a continuation follow).
-    pub fn adopt(&mut self, id: Option<&str>, model: Option<&str>) {
+    /// Takes the upstream's own id and model for later chunks.
+    fn take_names(&mut self, id: Option<&str>, model: Option<&str>) {
         if self.adopt_names {
             if let Some(id) = id.filter(|s| !s.is_empty()) {
                 self.id = id.to_owned();
@@ -99,11 +99,10 @@ impl Encoder {
                 self.model = m.to_owned();
             }
         }
-        self.role_sent = true;
     }
 
     /// Marks the role chunk as sent, for a stream continued from another.
-    pub fn continuing(mut self) -> Encoder {
+    pub fn continuing(mut self) -> ChatEmitter {
         self.role_sent = true;
         self.adopt_names = false;
         self
@@ -138,14 +137,24 @@ impl Encoder {
         }
     }
 
+    /// The `include_usage` chunk (no choices, `usage` set), once, if the
+    /// client asked and the upstream reported usage.
+    pub fn usage_chunk(&mut self, out: &mut String) {
+        if self.include_usage {
+            if let Some(u) = self.usage.take() {
+                self.write(Vec::new(), Some(&u), out);
+            }
+        }
+    }
+}
+
+impl Emit for ChatEmitter {
     /// Appends the chunk(s) an event becomes; returns how many.
-    pub fn encode(&mut self, ev: &Event, out: &mut String) -> u32 {
+    fn emit(&mut self, ev: &Event, out: &mut String) -> u32 {
         let before = out.len();
         match ev {
             Event::Start { id, model } => {
-                let sent = self.role_sent;
-                self.adopt(id.as_deref(), model.as_deref());
-                self.role_sent = sent;
+                self.take_names(id.as_deref(), model.as_deref());
                 self.role(0, out);
             }
             Event::Text { choice, text } => {
@@ -180,20 +189,33 @@ impl Encoder {
                 self.chunk(*choice, Delta::default(), Some(reason), out);
             }
             Event::Usage(u) => self.usage = Some(u.clone()),
-            Event::Done => self.usage_chunk(out),
-            Event::Forward(_) | Event::Error(_) | Event::Malformed => {}
+            Event::Done | Event::Forward { .. } | Event::Error(_) | Event::Malformed => {}
         }
         out.get(before..).map_or(0, |s| s.matches("\n\n").count() as u32)
     }
 
-    /// The `include_usage` chunk (no choices, `usage` set), once, if the
-    /// client asked and the upstream reported usage.
-    pub fn usage_chunk(&mut self, out: &mut String) {
-        if self.include_usage {
-            if let Some(u) = self.usage.take() {
-                self.write(Vec::new(), Some(&u), out);
-            }
-        }
+    fn complete(&mut self, out: &mut String) {
+        self.usage_chunk(out);
+        self.end(out);
+    }
+
+    fn end(&mut self, out: &mut String) {
+        out.push_str(DONE);
+    }
+
+    fn fail(&mut self, e: &UpstreamError, out: &mut String) {
+        out.push_str(&error_event(e));
+    }
+
+    /// A stream that passes through still needs the upstream's names,
+    /// should a continuation follow; its role chunk went through.
+    fn adopt(&mut self, id: Option<&str>, model: Option<&str>) {
+        self.take_names(id, model);
+        self.role_sent = true;
+    }
+
+    fn continuation(&self) -> Box<dyn Emit> {
+        Box::new(self.clone().continuing())
     }
 }
 
@@ -223,23 +245,23 @@ pub fn completion_as_sse(body: &str) -> String {
     let Some(c) = crate::api::CompletionView::parse(body) else {
         return error_event(&UpstreamError::new(ErrorKind::Malformed, "the answer could not be read"));
     };
-    let mut enc = Encoder::new(c.id.clone(), c.created, c.model.clone(), false);
+    let mut enc = ChatEmitter::new(c.id.clone(), c.created, c.model.clone(), false);
     let mut out = String::new();
-    enc.encode(&Event::Start { id: None, model: None }, &mut out);
+    enc.emit(&Event::Start { id: None, model: None }, &mut out);
     if let Some(r) = c.reasoning.as_deref().filter(|t| !t.is_empty()) {
-        enc.encode(&Event::Reasoning { choice: 0, text: r.to_owned() }, &mut out);
+        enc.emit(&Event::Reasoning { choice: 0, text: r.to_owned() }, &mut out);
     }
     if !c.text.is_empty() {
-        enc.encode(&Event::Text { choice: 0, text: c.text.clone() }, &mut out);
+        enc.emit(&Event::Text { choice: 0, text: c.text.clone() }, &mut out);
     }
     for (i, (id, name, args)) in c.tool_calls.iter().enumerate() {
         let index = i as u32;
-        enc.encode(&Event::ToolStart { choice: 0, index, id: id.clone(), name: name.clone() }, &mut out);
-        enc.encode(&Event::ToolArgs { choice: 0, index, args: args.clone() }, &mut out);
+        enc.emit(&Event::ToolStart { choice: 0, index, id: id.clone(), name: name.clone() }, &mut out);
+        enc.emit(&Event::ToolArgs { choice: 0, index, args: args.clone() }, &mut out);
     }
     let finish = c.finish_reason.clone().unwrap_or_else(|| "stop".to_owned());
-    enc.encode(&Event::Finish { choice: 0, reason: finish }, &mut out);
-    out.push_str(DONE);
+    enc.emit(&Event::Finish { choice: 0, reason: finish }, &mut out);
+    enc.end(&mut out);
     out
 }
 
@@ -258,17 +280,17 @@ mod tests {
 
     #[test]
     fn events_become_openai_chunks() {
-        let mut e = Encoder::new("chatcmpl-x".into(), 7, "m".into(), true);
+        let mut e = ChatEmitter::new("chatcmpl-x".into(), 7, "m".into(), true);
         let mut out = String::new();
-        e.encode(&Event::Start { id: Some("msg_1".into()), model: Some("claude".into()) }, &mut out);
-        e.encode(&Event::Reasoning { choice: 0, text: "hmm".into() }, &mut out);
-        e.encode(&Event::Text { choice: 0, text: "Hi".into() }, &mut out);
-        e.encode(&Event::ToolStart { choice: 0, index: 0, id: "t1".into(), name: "f".into() }, &mut out);
-        e.encode(&Event::ToolArgs { choice: 0, index: 0, args: "{}".into() }, &mut out);
-        e.encode(&Event::Finish { choice: 0, reason: "tool_calls".into() }, &mut out);
+        e.emit(&Event::Start { id: Some("msg_1".into()), model: Some("claude".into()) }, &mut out);
+        e.emit(&Event::Reasoning { choice: 0, text: "hmm".into() }, &mut out);
+        e.emit(&Event::Text { choice: 0, text: "Hi".into() }, &mut out);
+        e.emit(&Event::ToolStart { choice: 0, index: 0, id: "t1".into(), name: "f".into() }, &mut out);
+        e.emit(&Event::ToolArgs { choice: 0, index: 0, args: "{}".into() }, &mut out);
+        e.emit(&Event::Finish { choice: 0, reason: "tool_calls".into() }, &mut out);
         let usage = Usage { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7, ..Default::default() };
-        e.encode(&Event::Usage(usage), &mut out);
-        assert_eq!(e.encode(&Event::Done, &mut out), 1);
+        e.emit(&Event::Usage(usage), &mut out);
+        e.complete(&mut out);
         let c = chunks(&out);
         assert_eq!(c.len(), 7);
         assert!(c.iter().all(|c| c["id"] == "msg_1" && c["model"] == "claude" && c["created"] == 7));
@@ -283,14 +305,15 @@ mod tests {
 
     #[test]
     fn a_continuation_keeps_the_names_and_sends_no_role() {
-        let mut e = Encoder::new("chatcmpl-x".into(), 7, "m".into(), false).continuing();
+        let mut e = ChatEmitter::new("chatcmpl-x".into(), 7, "m".into(), false).continuing();
         let mut out = String::new();
-        e.encode(&Event::Start { id: Some("other".into()), model: Some("other".into()) }, &mut out);
-        e.encode(&Event::Text { choice: 0, text: "more".into() }, &mut out);
-        e.encode(&Event::Usage(Usage::default()), &mut out);
-        e.encode(&Event::Done, &mut out);
+        e.emit(&Event::Start { id: Some("other".into()), model: Some("other".into()) }, &mut out);
+        e.emit(&Event::Text { choice: 0, text: "more".into() }, &mut out);
+        e.emit(&Event::Usage(Usage::default()), &mut out);
+        e.complete(&mut out);
         let c = chunks(&out);
         assert_eq!(c.len(), 1, "{out}");
+        assert!(out.ends_with(DONE));
         assert_eq!((c[0]["id"].as_str(), c[0]["model"].as_str()), (Some("chatcmpl-x"), Some("m")));
     }
 
