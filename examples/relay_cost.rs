@@ -35,7 +35,7 @@ fn main() {
                 provider: 0,
                 target: "t".into(),
                 model: "m".into(),
-                decoder: providers::decoder(fmt, false),
+                decoder: providers::decoder(fmt, fmt == Format::OpenAi, false),
                 passthrough: fmt == Format::OpenAi,
                 key: None,
             };

@@ -103,6 +103,37 @@ pub struct ChatRequest {
     /// Every other field, forwarded unchanged to OpenAI-compatible upstreams.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// What the client sent in another API's shape (Anthropic Messages,
+    /// OpenAI Responses): a target that speaks it gets it as it was.
+    #[serde(skip)]
+    pub native: Option<Box<Native>>,
+}
+
+/// The inbound APIs whose requests can reach a target of the same format
+/// unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeApi {
+    /// Anthropic Messages (`/v1/messages`).
+    Messages,
+    /// OpenAI Responses (`/v1/responses`).
+    Responses,
+}
+
+/// A request as the client sent it in its own API's shape, beside the
+/// gateway's translation of it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Native {
+    pub api: Option<NativeApi>,
+    /// The body as sent (its `model` is replaced for the target).
+    pub body: Map<String, Value>,
+    /// Headers to pass on to a target of the same API (`anthropic-version`,
+    /// `anthropic-beta`).
+    pub headers: Vec<(String, String)>,
+    /// Responses: tools of a `namespace`, flattened for targets without
+    /// namespaces: (flat name, namespace, name).
+    pub namespaced_tools: Vec<(String, String, String)>,
+    /// Responses: hosted tools left out for a target that cannot run them.
+    pub hosted_tools: Vec<String>,
 }
 
 // `Deserialize` for ChatRequest and Message is written out rather than

@@ -17,8 +17,25 @@ use crate::retry::{self, Decision, Failure};
 use crate::rng::Rng;
 use crate::state::ProviderStates;
 use crate::taxonomy::{ErrorKind, UpstreamError};
-use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead};
+use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead, UpstreamRequest};
 use std::cell::RefCell;
+
+/// A request the attempt loop can send to any target: it builds the
+/// target's upstream request in its wire format.
+pub trait Build {
+    fn build(&self, out: &Outbound) -> Result<UpstreamRequest, ApiError>;
+    /// The answer streams (the attempt lasts until the first token).
+    fn is_stream(&self) -> bool;
+}
+
+impl Build for ChatRequest {
+    fn build(&self, out: &Outbound) -> Result<UpstreamRequest, ApiError> {
+        providers::build_chat(out, self)
+    }
+    fn is_stream(&self) -> bool {
+        ChatRequest::is_stream(self)
+    }
+}
 
 /// Turns a 2xx response head into the attempt's result.
 pub trait Accept<B> {
@@ -62,7 +79,8 @@ pub struct Plan<'a> {
     pub config: &'a Config,
     pub route: &'a Route,
     pub order: &'a [usize],
-    pub request: &'a ChatRequest,
+    /// What to send: builds each target's upstream request.
+    pub request: &'a dyn Build,
     /// API key per provider (index as in `config.providers`).
     pub keys: &'a [Option<String>],
     pub states: &'a RefCell<ProviderStates>,
@@ -169,7 +187,7 @@ where
             continue;
         }
         let out = Outbound { provider, model: &target.model, api_key: key };
-        let upstream_req = match providers::build_chat(&out, plan.request) {
+        let upstream_req = match plan.request.build(&out) {
             Ok(r) => r,
             Err(e) => {
                 build_error.get_or_insert(e);

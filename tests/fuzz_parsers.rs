@@ -92,7 +92,7 @@ fn relay_for(f: Format) -> Relay {
         provider: 0,
         target: "p/m".into(),
         model: "m".into(),
-        decoder: providers::decoder(f, true),
+        decoder: providers::decoder(f, f == Format::OpenAi, true),
         passthrough: f == Format::OpenAi,
         key: Some("sk-fuzz".into()),
     };
@@ -139,7 +139,7 @@ proptest! {
         }
         p.finish(&mut out);
         for f in FORMATS {
-            let mut d = providers::decoder(f, true);
+            let mut d = providers::decoder(f, f == Format::OpenAi, true);
             let mut facts = Vec::new();
             for e in &out {
                 d.decode(e, &mut facts);

@@ -137,6 +137,9 @@ pub struct ProviderConfig {
     /// Per-provider override of the route's attempt timeout.
     pub timeout_ms: Option<u64>,
     pub probe: Probe,
+    /// OpenAI format only: the host also serves the Responses API
+    /// (`POST {base_url}/responses`), so a Responses request reaches it as is.
+    pub responses: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +160,8 @@ pub struct Capabilities {
     /// Thinks before answering when asked (`reasoning_effort`): translated for
     /// Anthropic and Cohere targets, which need it to be served such requests.
     pub reasoning: bool,
+    /// Serves `/v1/embeddings` (an embedding model).
+    pub embeddings: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -178,15 +183,34 @@ pub struct Target {
     pub cost: Cost,
     pub caps: Capabilities,
     pub context_window: u64,
+    /// Targets with the `embeddings` capability: which vectors it returns.
+    /// Failover for an embeddings request stays within one space (vectors of
+    /// different models must never be mixed). Defaults to the model name.
+    pub embedding_space: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct Route {
     pub name: String,
+    /// Other model names that mean this route: exact names, or a prefix
+    /// ending in `*` (clients such as Claude Code ask for their own names).
+    pub aliases: Vec<String>,
     pub strategy: Strategy,
     pub targets: Vec<Target>,
     pub policy: Policy,
     pub mirror: Option<MirrorConfig>,
+    /// Responses API hosted tools (web_search, file_search...) for targets
+    /// that cannot run them: left out (and said so), or refused.
+    pub hosted_tools: HostedTools,
+}
+
+/// What a route does with hosted tools a target cannot run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostedTools {
+    /// Left out of the request; a response header and the log line say which.
+    Drop,
+    /// The request gets a 400 naming the tool.
+    Reject,
 }
 
 /// Bounds on one request's attempts.
@@ -306,11 +330,17 @@ struct RawProvider {
     probe: Option<String>,
     #[serde(default)]
     probe_model: Option<String>,
+    #[serde(default)]
+    responses: Option<bool>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
+    #[serde(default)]
+    aliases: Option<Vec<String>>,
+    #[serde(default)]
+    hosted_tools: Option<String>,
     #[serde(default)]
     strategy: Option<String>,
     targets: Vec<RawTarget>,
@@ -343,6 +373,8 @@ struct RawTarget {
     capabilities: Option<Vec<String>>,
     #[serde(default)]
     context_window: Option<u64>,
+    #[serde(default)]
+    embedding_space: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -471,6 +503,7 @@ impl Config {
                 default_max_tokens: p.default_max_tokens.unwrap_or(4096),
                 timeout_ms: p.timeout_ms,
                 probe,
+                responses: p.responses.unwrap_or(false),
             });
         }
 
@@ -531,10 +564,11 @@ impl Config {
                         "json" => caps.json = true,
                         "prefill" => caps.prefill = true,
                         "reasoning" => caps.reasoning = true,
+                        "embeddings" => caps.embeddings = true,
                         other => {
                             return Err(err(
                                 format!("{tat}.capabilities[{j}]"),
-                                format!("unknown capability `{other}`: use vision, tools, json, prefill or reasoning"),
+                                format!("unknown capability `{other}`: use vision, tools, json, prefill, reasoning or embeddings"),
                             ))
                         }
                     }
@@ -547,14 +581,44 @@ impl Config {
                 if context_window == 0 {
                     return Err(err(format!("{tat}.context_window"), "must be greater than 0"));
                 }
-                targets.push(Target { id, provider, model: t.model.clone(), weight, cost, caps, context_window });
+                let embedding_space = t.embedding_space.clone().unwrap_or_else(|| t.model.clone());
+                targets.push(Target {
+                    id,
+                    provider,
+                    model: t.model.clone(),
+                    weight,
+                    cost,
+                    caps,
+                    context_window,
+                    embedding_space,
+                });
             }
             let policy = r.policy.apply(base_policy, &format!("{at}.policy"))?;
             let mirror = match &r.mirror {
                 None => None,
                 Some(m) => Some(mirror_config(m, &format!("{at}.mirror"), &providers, &targets)?),
             };
-            routes.push(Route { name: name.clone(), strategy, targets, policy, mirror });
+            let hosted_tools = match r.hosted_tools.as_deref().unwrap_or("drop") {
+                "drop" => HostedTools::Drop,
+                "reject" => HostedTools::Reject,
+                other => {
+                    return Err(err(
+                        format!("{at}.hosted_tools"),
+                        format!("unknown value `{other}`: use drop or reject"),
+                    ))
+                }
+            };
+            let aliases = r.aliases.clone().unwrap_or_default();
+            for (j, a) in aliases.iter().enumerate() {
+                let bare = a.strip_suffix('*').unwrap_or(a);
+                if bare.is_empty() || bare.contains('*') {
+                    return Err(err(
+                        format!("{at}.aliases[{j}]"),
+                        "an alias is a model name, or a prefix followed by one `*`",
+                    ));
+                }
+            }
+            routes.push(Route { name: name.clone(), aliases, strategy, targets, policy, mirror, hosted_tools });
         }
 
         let state::Resilience { state, breaker, health, probe_timeout_ms, when_all_unavailable } =
@@ -584,8 +648,21 @@ impl Config {
         })
     }
 
+    /// The route a client's `model` names: a route by its name, else by an
+    /// exact alias, else by the longest alias prefix (`claude-*`).
     pub fn route(&self, name: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| r.name == name)
+        if let Some(r) = self.routes.iter().find(|r| r.name == name) {
+            return Some(r);
+        }
+        if let Some(r) = self.routes.iter().find(|r| r.aliases.iter().any(|a| a == name)) {
+            return Some(r);
+        }
+        self.routes
+            .iter()
+            .flat_map(|r| r.aliases.iter().filter_map(move |a| Some((a.strip_suffix('*')?, r))))
+            .filter(|(prefix, _)| name.starts_with(prefix))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(_, r)| r)
     }
 
     /// The provider a target names. Targets are made only by validation,
@@ -629,6 +706,7 @@ fn mirror_config(
         cost,
         caps: known.map(|t| t.caps).unwrap_or_default(),
         context_window: known.map_or(u64::MAX, |t| t.context_window),
+        embedding_space: model.to_owned(),
     };
     Ok(MirrorConfig { target, sample_rate: m.sample_rate })
 }
@@ -679,6 +757,27 @@ mod tests {
         let quiet = GOOD.replacen('{', r#"{"log_requests":"errors","#, 1);
         assert_eq!(Config::from_json(&quiet).unwrap().log_requests, RequestLogs::Errors);
         assert_eq!(field_of(&GOOD.replacen('{', r#"{"log_requests":"some","#, 1)), "log_requests");
+    }
+
+    #[test]
+    fn routes_answer_to_their_aliases() {
+        let c = Config::from_json(&GOOD.replace(
+            r#""chat": {"strategy":"weighted","#,
+            r#""chat": {"aliases":["gpt-4o","claude-*","claude-opus-*"],"strategy":"weighted","#,
+        ))
+        .unwrap();
+        assert_eq!(c.route("chat").map(|r| r.name.as_str()), Some("chat"));
+        assert_eq!(c.route("gpt-4o").map(|r| r.name.as_str()), Some("chat"));
+        assert_eq!(c.route("claude-opus-4-8").map(|r| r.name.as_str()), Some("chat"));
+        assert!(c.route("gpt-4o-mini").is_none(), "an exact alias is not a prefix");
+        assert_eq!(
+            field_of(&GOOD.replace(r#""chat": {"strategy""#, r#""chat": {"aliases":["a*b"],"strategy""#)),
+            "routes.chat.aliases[0]"
+        );
+        assert_eq!(
+            field_of(&GOOD.replace(r#""chat": {"strategy""#, r#""chat": {"hosted_tools":"keep","strategy""#)),
+            "routes.chat.hosted_tools"
+        );
     }
 
     #[test]

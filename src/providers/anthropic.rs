@@ -524,14 +524,16 @@ pub fn classify_error(status: u16, body: &str) -> UpstreamError {
 ///   does; Anthropic ends the stream after it.
 #[derive(Default)]
 pub struct StreamDecoder {
+    /// The client speaks Messages: events are forwarded as they are.
+    forward: bool,
     usage: Option<AnthropicUsage>,
     tools: ToolCalls,
     done: bool,
 }
 
 impl StreamDecoder {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(forward: bool) -> Self {
+        StreamDecoder { forward, ..Self::default() }
     }
 
     fn update_usage(&mut self, u: &Value, out: &mut Vec<Event>) {
@@ -646,6 +648,10 @@ impl Decode for StreamDecoder {
         if self.done {
             return;
         }
+        if self.forward && !is_end(ev) {
+            let event = ev.event.clone().filter(|e| !e.is_empty());
+            out.push(Event::Forward { event, data: ev.data.clone() });
+        }
         if Self::fast_delta(&ev.data, out) {
             return;
         }
@@ -682,6 +688,14 @@ impl Decode for StreamDecoder {
             _ => {}
         }
     }
+}
+
+/// Whether an event ends the stream (`message_stop`), or is an error the
+/// relay answers with its own: neither is forwarded.
+fn is_end(ev: &SseEvent) -> bool {
+    matches!(ev.event.as_deref(), Some("message_stop" | "error"))
+        || ev.data.contains("\"type\":\"message_stop\"")
+        || ev.data.starts_with("{\"type\":\"error\"")
 }
 
 /// An in-stream error event `{type:"error", error:{type, message}}`. It has no
@@ -1213,7 +1227,7 @@ mod tests {
     use crate::providers::openai::stream_test::{self as st, summarise, StreamItem};
 
     fn stream(file: &str, include_usage: bool) -> (Vec<StreamItem>, Option<Usage>) {
-        let mut t = st::Translator::new(Box::new(StreamDecoder::new()), include_usage);
+        let mut t = st::Translator::new(Box::new(StreamDecoder::new(false)), include_usage);
         let items = st::run(&mut t, &fixture(file));
         (items, t.usage())
     }
@@ -1332,7 +1346,7 @@ mod tests {
 
         let one = |data: &str| {
             let mut out = Vec::new();
-            st::Translator::new(Box::new(StreamDecoder::new()), false)
+            st::Translator::new(Box::new(StreamDecoder::new(false)), false)
                 .on_event(&SseEvent { event: Some("error".into()), data: data.to_owned() }, &mut out);
             match out.as_slice() {
                 [StreamItem::Error(e)] => e.clone(),
@@ -1398,7 +1412,7 @@ mod tests {
         );
         sse += &ev("message_stop", json!({"type":"message_stop"}));
         sse += &ev("message_stop", json!({"type":"message_stop"}));
-        let mut t = st::Translator::new(Box::new(StreamDecoder::new()), true);
+        let mut t = st::Translator::new(Box::new(StreamDecoder::new(false)), true);
         let items = st::run(&mut t, &sse);
         let s = summarise(&items);
         assert_eq!(s.text, "Checking.");
@@ -1426,7 +1440,7 @@ mod tests {
              data: [1]\n\nevent: ping\n",
             1,
         );
-        let mut t = st::Translator::new(Box::new(StreamDecoder::new()), false);
+        let mut t = st::Translator::new(Box::new(StreamDecoder::new(false)), false);
         let s = summarise(&st::run(&mut t, &sse));
         assert_eq!(s.malformed, 4);
         assert_eq!(s.text, "Hello!");
@@ -1438,7 +1452,7 @@ mod tests {
     #[test]
     fn without_message_start_the_meta_names_the_chunks() {
         let mut out = Vec::new();
-        let mut t = st::Translator::new(Box::new(StreamDecoder::new()), true);
+        let mut t = st::Translator::new(Box::new(StreamDecoder::new(false)), true);
         for data in [
             r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}}"#,
             r#"{"type":"message_delta","delta":{"stop_reason":"max_tokens"}}"#,

@@ -14,13 +14,15 @@ use crate::event::Decode;
 use crate::taxonomy::{ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
 
-/// The decoder for a format's stream. `client_wants_usage`: the client asked
-/// for `stream_options.include_usage` (an OpenAI stream's usage chunk is
+/// The decoder for a format's stream. `forward`: the client speaks this
+/// format, so the upstream's events are forwarded as they are (the facts
+/// still read from them). `client_wants_usage`: the client asked for
+/// `stream_options.include_usage` (an OpenAI stream's usage chunk is
 /// forwarded only then).
-pub fn decoder(format: Format, client_wants_usage: bool) -> Box<dyn Decode> {
+pub fn decoder(format: Format, forward: bool, client_wants_usage: bool) -> Box<dyn Decode> {
     match format {
-        Format::OpenAi => Box::new(openai::StreamDecoder::new(client_wants_usage)),
-        Format::Anthropic => Box::new(anthropic::StreamDecoder::new()),
+        Format::OpenAi => Box::new(openai::StreamDecoder::new(forward, client_wants_usage)),
+        Format::Anthropic => Box::new(anthropic::StreamDecoder::new(forward)),
         Format::Cohere => Box::new(cohere::StreamDecoder::new()),
     }
 }

@@ -149,14 +149,15 @@ pub fn classify_error(status: u16, body: &str) -> UpstreamError {
 /// an [`Event::Error`]. A usage-only chunk (`choices: []`) is not forwarded
 /// unless the client asked for usage (the gateway asks on its behalf).
 pub struct StreamDecoder {
+    forward: bool,
     client_wants_usage: bool,
     started: bool,
     done: bool,
 }
 
 impl StreamDecoder {
-    pub fn new(client_wants_usage: bool) -> Self {
-        StreamDecoder { client_wants_usage, started: false, done: false }
+    pub fn new(forward: bool, client_wants_usage: bool) -> Self {
+        StreamDecoder { forward, client_wants_usage, started: false, done: false }
     }
 }
 
@@ -232,7 +233,7 @@ impl Decode for StreamDecoder {
             }
         };
         let choices = c.choices.unwrap_or_default();
-        if !choices.is_empty() || self.client_wants_usage {
+        if self.forward && (!choices.is_empty() || self.client_wants_usage) {
             out.push(Event::Forward { event: None, data: ev.data.clone() });
         }
         if !self.started {
@@ -662,7 +663,7 @@ mod tests {
     }
 
     fn tr(include_usage: bool) -> st::Translator {
-        st::Translator::new(Box::new(StreamDecoder::new(include_usage)), include_usage)
+        st::Translator::new(Box::new(StreamDecoder::new(true, include_usage)), include_usage)
     }
 
     #[test]
@@ -733,7 +734,7 @@ mod tests {
     fn reasoning_deltas_are_read_under_either_name() {
         let sse = st_fixture("chat_stream_reasoning_content_deepseek.sse");
         let mut facts = Vec::new();
-        let mut d = StreamDecoder::new(false);
+        let mut d = StreamDecoder::new(true, false);
         for ev in st::events(&sse) {
             d.decode(&ev, &mut facts);
         }
@@ -759,7 +760,7 @@ mod tests {
         assert_eq!(facts.last(), Some(&Event::Done));
         // Newer vLLM: `reasoning`.
         let mut out = Vec::new();
-        StreamDecoder::new(false).decode(
+        StreamDecoder::new(true, false).decode(
             &SseEvent { event: None, data: r#"{"id":"x","choices":[{"index":0,"delta":{"reasoning":"hm"}}]}"#.into() },
             &mut out,
         );
@@ -769,7 +770,7 @@ mod tests {
     #[test]
     fn every_choice_of_n_is_read_on_its_own() {
         let mut out = Vec::new();
-        let mut d = StreamDecoder::new(false);
+        let mut d = StreamDecoder::new(true, false);
         for data in [
             r#"{"id":"x","choices":[{"index":0,"delta":{"content":"a"}},{"index":1,"delta":{"content":"b"}}]}"#,
             r#"{"id":"x","choices":[{"index":1,"delta":{},"finish_reason":"stop"}]}"#,

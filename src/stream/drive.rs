@@ -66,12 +66,13 @@ pub async fn first_token<B: UpstreamBody, C: Clock>(
 /// The source a 2xx stream head becomes: the format's decoder, passed
 /// through when the format is the client's own.
 pub fn source(target: &Target, provider: &ProviderConfig, key: Option<&str>, client_wants_usage: bool) -> Source {
+    let passthrough = provider.format == Format::OpenAi;
     Source {
         provider: target.provider,
         target: target.id.clone(),
         model: target.model.clone(),
-        decoder: providers::decoder(provider.format, client_wants_usage),
-        passthrough: provider.format == Format::OpenAi,
+        decoder: providers::decoder(provider.format, passthrough, client_wants_usage),
+        passthrough,
         key: key.map(str::to_owned),
     }
 }

@@ -583,7 +583,7 @@ mod tests {
             provider: 0,
             target: "p/m".into(),
             model: "target-model".into(),
-            decoder: crate::providers::decoder(format, client_usage),
+            decoder: crate::providers::decoder(format, format == Format::OpenAi, client_usage),
             passthrough: format == Format::OpenAi,
             key: Some("sk-secret-key-1234".into()),
         }
