@@ -2,13 +2,14 @@
 //! wrangler.toml's `[vars] SWITCHYARD_CONFIG` table becomes, and validated
 //! once per isolate. Every error names the offending field.
 
+mod read;
 mod security;
 mod state;
 
 pub use security::Security;
 pub use state::{BreakerSettings, HealthSettings, StateSettings};
 
-use serde::Deserialize;
+use read::read_struct;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -280,112 +281,111 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError { field: field.into(), message: message.into() }
 }
 
-// ------------------------------------------------------------ raw (serde) shape
+// ------------------------------------------------------------ raw shape (read.rs)
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+read_struct!(RawConfig {
+    required: [providers, routes],
+    optional: [policy, state, breaker, health, log_prompts, log_requests, auth, cors, limits, rate_limit],
+});
+read_struct!(RawProvider {
+    required: [format, base_url],
+    optional: [
+        key_secret,
+        key_header,
+        headers,
+        anthropic_version,
+        default_max_tokens,
+        timeout_ms,
+        probe,
+        probe_model,
+        responses
+    ],
+});
+read_struct!(RawRoute { required: [targets], optional: [aliases, hosted_tools, strategy, policy, mirror] });
+read_struct!(RawMirror { required: [target, sample_rate], optional: [cost] });
+read_struct!(RawTarget {
+    required: [provider, model],
+    optional: [weight, cost, capabilities, context_window, embedding_space],
+});
+read_struct!(RawCost { required: [input, output], optional: [] });
+read_struct!(RawPolicy {
+    required: [],
+    optional: [
+        attempt_timeout_ms,
+        deadline_ms,
+        max_attempts,
+        retries_per_target,
+        backoff_base_ms,
+        backoff_max_ms,
+        max_retry_after_ms,
+        allow_client_order,
+        first_token_timeout_ms,
+        stream_idle_timeout_ms,
+        continue_on_failure,
+    ],
+});
+
 struct RawConfig {
     providers: BTreeMap<String, RawProvider>,
     routes: BTreeMap<String, RawRoute>,
-    #[serde(default)]
     policy: RawPolicy,
-    #[serde(default)]
     state: state::RawState,
-    #[serde(default)]
     breaker: state::RawBreaker,
-    #[serde(default)]
     health: state::RawHealth,
-    #[serde(default)]
     log_prompts: bool,
-    #[serde(default)]
     log_requests: Option<String>,
-    #[serde(default)]
     auth: security::RawAuth,
-    #[serde(default)]
     cors: security::RawCors,
-    #[serde(default)]
     limits: security::RawLimits,
-    #[serde(default)]
     rate_limit: Option<security::RawRateLimit>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawProvider {
     format: String,
     base_url: String,
-    #[serde(default)]
     key_secret: Option<String>,
-    #[serde(default)]
     key_header: Option<String>,
-    #[serde(default)]
     headers: BTreeMap<String, String>,
-    #[serde(default)]
     anthropic_version: Option<String>,
-    #[serde(default)]
     default_max_tokens: Option<u32>,
-    #[serde(default)]
     timeout_ms: Option<u64>,
-    #[serde(default)]
     probe: Option<String>,
-    #[serde(default)]
     probe_model: Option<String>,
-    #[serde(default)]
     responses: Option<bool>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRoute {
-    #[serde(default)]
     aliases: Option<Vec<String>>,
-    #[serde(default)]
     hosted_tools: Option<String>,
-    #[serde(default)]
     strategy: Option<String>,
     targets: Vec<RawTarget>,
-    #[serde(default)]
     policy: RawPolicy,
-    #[serde(default)]
     mirror: Option<RawMirror>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawMirror {
     /// `provider/model`.
     target: String,
     sample_rate: f64,
-    #[serde(default)]
     cost: Option<RawCost>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawTarget {
     provider: String,
     model: String,
-    #[serde(default)]
     weight: Option<f64>,
-    #[serde(default)]
     cost: Option<RawCost>,
-    #[serde(default)]
     capabilities: Option<Vec<String>>,
-    #[serde(default)]
     context_window: Option<u64>,
-    #[serde(default)]
     embedding_space: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawCost {
     input: f64,
     output: f64,
 }
 
-#[derive(Deserialize, Default, Clone, Copy)]
-#[serde(deny_unknown_fields)]
+#[derive(Default, Clone, Copy)]
 struct RawPolicy {
     attempt_timeout_ms: Option<u64>,
     deadline_ms: Option<u64>,
@@ -440,11 +440,12 @@ impl RawPolicy {
 impl Config {
     /// Parses and validates a configuration from JSON text.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = serde_json::from_str(text).map_err(|e| {
+        let tree: serde_json::Value = serde_json::from_str(text).map_err(|e| {
             let path =
                 crate::json_path::error_path(text.as_bytes(), &e).unwrap_or_else(|| "SWITCHYARD_CONFIG".to_owned());
             err(path, crate::json_path::message_of(&e))
         })?;
+        let raw = <RawConfig as read::Read>::read(&tree, "")?;
         Self::validate(raw)
     }
 

@@ -1,8 +1,8 @@
 //! Who may call the gateway, from where, how much and how big: gateway keys,
 //! CORS, request limits and rate limits.
 
+use super::read::read_struct;
 use super::{err, ConfigError};
-use serde::Deserialize;
 
 /// Who may call the gateway, from where, how much and how big.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,24 +51,21 @@ impl Default for Security {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub(super) struct RawAuth {
     anonymous: Option<bool>,
     keys_secret: Option<String>,
     kv_keys: Option<bool>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub(super) struct RawCors {
     allowed_origins: Option<Vec<String>>,
     allow_credentials: Option<bool>,
     max_age_s: Option<u64>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub(super) struct RawLimits {
     max_body_bytes: Option<u64>,
     max_answer_bytes: Option<u64>,
@@ -76,8 +73,6 @@ pub(super) struct RawLimits {
     max_stream_event_bytes: Option<u64>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawRateLimit {
     binding: String,
     period_s: Option<u64>,
@@ -90,6 +85,14 @@ pub(super) struct RawSecurity<'a> {
     pub limits: &'a RawLimits,
     pub rate_limit: &'a Option<RawRateLimit>,
 }
+
+read_struct!(RawAuth { required: [], optional: [anonymous, keys_secret, kv_keys] });
+read_struct!(RawCors { required: [], optional: [allowed_origins, allow_credentials, max_age_s] });
+read_struct!(RawLimits {
+    required: [],
+    optional: [max_body_bytes, max_answer_bytes, max_error_body_bytes, max_stream_event_bytes]
+});
+read_struct!(RawRateLimit { required: [binding], optional: [period_s] });
 
 pub(super) fn validate(raw: &RawSecurity) -> Result<Security, ConfigError> {
     let d = Security::default();

@@ -1,8 +1,8 @@
 //! Settings for shared state, the circuit breaker and health checks: their
 //! defaults, and their validation from the raw config.
 
+use super::read::read_struct;
 use super::{err, AllUnavailable, ConfigError};
-use serde::Deserialize;
 
 /// How provider state is shared through KV.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,8 +84,7 @@ impl Default for HealthSettings {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub(super) struct RawBreaker {
     consecutive_failures: Option<u32>,
     failure_ratio: Option<f64>,
@@ -99,16 +98,14 @@ pub(super) struct RawBreaker {
     retry_budget_window_s: Option<u64>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub(super) struct RawHealth {
     unhealthy_after: Option<u32>,
     healthy_after: Option<u32>,
     probe_timeout_ms: Option<u64>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub(super) struct RawState {
     failure_half_life_s: Option<u64>,
     refresh_interval_s: Option<u64>,
@@ -126,6 +123,34 @@ pub(super) struct Resilience {
     pub probe_timeout_ms: u64,
     pub when_all_unavailable: AllUnavailable,
 }
+
+read_struct!(RawBreaker {
+    required: [],
+    optional: [
+        consecutive_failures,
+        failure_ratio,
+        min_requests,
+        window_s,
+        cooldown_ms,
+        max_cooldown_ms,
+        when_all_unavailable,
+        retry_budget_ratio,
+        retry_budget_min_per_s,
+        retry_budget_window_s,
+    ],
+});
+read_struct!(RawHealth { required: [], optional: [unhealthy_after, healthy_after, probe_timeout_ms] });
+read_struct!(RawState {
+    required: [],
+    optional: [
+        failure_half_life_s,
+        refresh_interval_s,
+        min_write_interval_s,
+        kv_ttl_s,
+        mirror_write_interval_s,
+        read_timeout_ms
+    ],
+});
 
 pub(super) fn validate(
     raw_state: &RawState,
@@ -221,8 +246,9 @@ mod tests {
     use super::*;
 
     fn check(state: &str, breaker: &str) -> Result<Resilience, ConfigError> {
-        let s: RawState = serde_json::from_str(state).unwrap();
-        let b: RawBreaker = serde_json::from_str(breaker).unwrap();
+        let s = <RawState as super::super::read::Read>::read(&serde_json::from_str(state).unwrap(), "state").unwrap();
+        let b =
+            <RawBreaker as super::super::read::Read>::read(&serde_json::from_str(breaker).unwrap(), "breaker").unwrap();
         validate(&s, &b, &RawHealth::default())
     }
 
