@@ -54,7 +54,7 @@ run "build" bash scripts/build.sh
 build_ok=0
 [[ "${results[-1]}" == "ok" ]] && build_ok=1
 
-# 3b. The bundle size budget (deterministic, so CI holds it). Issue 7's target
+# 3b. The bundle size budget (deterministic, so CI holds it). The target
 # is 250 KiB gzipped; the bundle is not there yet (README, "Benchmark"), so CI
 # holds the line just above today's size and the figure can only go down.
 if [[ $build_ok -eq 1 ]]; then
