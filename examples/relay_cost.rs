@@ -30,6 +30,7 @@ fn main() {
                 deadline_ms: u64::MAX / 2,
                 max_event_bytes: 1 << 20,
                 max_text_bytes: 1 << 20,
+                namespaced: Vec::new(),
             };
             let src = Source {
                 provider: 0,

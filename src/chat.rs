@@ -3,23 +3,27 @@
 //! the attempt loop, and turn its outcome into the client's answer (whole,
 //! or a stream to relay), filling the request's log line as it goes.
 
-use crate::api::{ApiError, ChatRequest, Usage};
+use crate::api::{ApiError, ChatRequest, NativeApi};
 use crate::clock::Clock;
 use crate::config::{Cost, ProviderConfig, Route, Target};
 use crate::continuation::{self, ContinuePlan};
-use crate::dispatch::{self, Accept, Dispatched, Plan};
+use crate::dispatch::{self, Dispatched, Plan};
 use crate::gateway::Gateway;
-use crate::http::{header_value, Reply, HEADER_ATTEMPTS, HEADER_MODEL, HEADER_PROVIDER, HEADER_ROUTE};
+use crate::http::{
+    header_value, Reply, HEADER_ATTEMPTS, HEADER_DROPPED_TOOLS, HEADER_MODEL, HEADER_PROVIDER, HEADER_ROUTE,
+};
+use crate::inbound::ClientFormat;
 use crate::log::{attempts_json, RequestLog};
 use crate::mirror::MirrorLink;
 use crate::mirroring;
-use crate::providers::{self, Format};
+use crate::providers::Wire;
 use crate::record::{Answer, AttemptRecord, Outcome};
 use crate::rng::Rng;
 use crate::selection::{self, Needs};
 use crate::stream::{Relay, State, StreamAccept, StreamSpec, Streaming};
 use crate::taxonomy::{ErrorKind, UpstreamError};
-use crate::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead};
+use crate::upstream::Upstream;
+use crate::whole::{Completion, Finish, ReadWhole};
 
 /// What a request works with besides the gateway: time, the network, its
 /// own randomness and the mirror link.
@@ -32,9 +36,21 @@ pub struct World<'a, C, U, R, M> {
 
 /// The request as the edge read it.
 pub struct ChatInput<'a> {
+    /// The API the client called.
+    pub api: ClientFormat,
     pub body: &'a [u8],
+    /// Headers passed on to a target of the client's own API
+    /// (`anthropic-version`, `anthropic-beta`).
+    pub headers: Vec<(String, String)>,
     /// The `x-switchyard-order` header, if sent.
     pub order_header: Option<&'a str>,
+}
+
+impl<'a> ChatInput<'a> {
+    /// A request to `api` with this body, no extra headers and no order.
+    pub fn new(api: ClientFormat, body: &'a [u8]) -> ChatInput<'a> {
+        ChatInput { api, body, headers: Vec::new(), order_header: None }
+    }
 }
 
 /// The answer to a chat request: whole, or a stream to relay. Short-lived,
@@ -59,6 +75,7 @@ struct Prepared<'a> {
     /// The request's deadline (clock time).
     deadline_ms: u64,
     req: ChatRequest,
+    api: ClientFormat,
     route: &'a Route,
     order: Vec<usize>,
     forced: bool,
@@ -90,6 +107,10 @@ pub async fn chat<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
             }
         }
     };
+    let reply = match reply {
+        ChatReply::Whole(r) => ChatReply::Whole(shaped(input.api, r)),
+        other => other,
+    };
     log.status = match &reply {
         ChatReply::Whole(r) => r.status,
         ChatReply::Stream { head, .. } => head.status,
@@ -106,30 +127,13 @@ fn prepare<'a, C: Clock, R: Rng>(
     clock: &C,
     rng: &mut R,
 ) -> Result<Prepared<'a>, Reply> {
-    let req = ChatRequest::parse(input.body).map_err(|e| client_error(e, log))?;
-    let Some(route) = gw.config.route(&req.model) else {
-        let names: Vec<&str> = gw.config.routes.iter().map(|r| r.name.as_str()).collect();
-        let mut e = ApiError::not_found(format!(
-            "The model `{}` does not exist on this gateway. Available: {}",
-            req.model,
-            names.join(", ")
-        ))
-        .with_code("model_not_found");
-        e.param = Some("model".into());
-        return Err(client_error(e, log));
-    };
-    log.route = Some(route.name.clone());
-    if let Some(caller) = &log.caller {
-        if !caller.allows(&route.name) {
-            let e = ApiError::new(
-                403,
-                "permission_error",
-                format!("the key `{}` may not use the model `{}`", caller.name(), route.name),
-            )
-            .with_code("model_not_allowed");
-            return Err(client_error(e, log));
-        }
+    let req = match input.api {
+        ClientFormat::Chat => ChatRequest::parse(input.body),
+        ClientFormat::Messages => crate::inbound::messages::parse(input.body, input.headers.clone()),
+        ClientFormat::Responses => crate::inbound::responses::parse(input.body),
     }
+    .map_err(|e| client_error(e, log))?;
+    let route = find_route(gw, &req.model, log)?;
     log.stream = req.is_stream();
     if gw.config.log_prompts {
         log.prompt = req.messages.last().and_then(|m| m.content.as_ref()).map(|c| c.text());
@@ -139,8 +143,25 @@ fn prepare<'a, C: Clock, R: Rng>(
     let client_order = req.gateway.as_ref().and_then(|g| g.order.clone()).or(header_order);
     let needs = Needs::of(&req);
     let format = |t: &Target| gw.config.provider_of(t).format;
-    let eligible =
+    let mut eligible =
         selection::eligible(route, format, &needs, client_order.as_deref()).map_err(|e| client_error(e, log))?;
+    if let Some(field) = native_only(route, &req) {
+        // Only a target of the client's own API can serve this request.
+        let api = req.native.as_ref().and_then(|n| n.api);
+        eligible
+            .retain(|&i| route.targets.get(i).is_some_and(|t| Wire::of(gw.config.provider_of(t), api).native() == api));
+        if eligible.is_empty() {
+            let e = ApiError::invalid_param(
+                field.0,
+                format!(
+                    "route `{}` has no target that serves {} natively, which `{}` needs",
+                    route.name, field.1, field.0
+                ),
+            )
+            .with_code("unsupported_parameter");
+            return Err(client_error(e, log));
+        }
+    }
     let now = clock.now_ms();
     let states = gw.states();
     let provider = |i: usize| route.targets.get(i).map_or(usize::MAX, |t| t.provider);
@@ -172,7 +193,7 @@ fn prepare<'a, C: Clock, R: Rng>(
     }
     drop(states);
     let deadline_ms = now + route.policy.deadline_ms;
-    Ok(Prepared { budget: route.policy.max_attempts, deadline_ms, req, route, order, forced })
+    Ok(Prepared { budget: route.policy.max_attempts, deadline_ms, req, api: input.api, route, order, forced })
 }
 
 fn plan<'a>(gw: &'a Gateway, p: &'a Prepared<'a>) -> Plan<'a> {
@@ -196,7 +217,13 @@ async fn chat_whole<C: Clock, U: Upstream, R: Rng, M: MirrorLink>(
     w: &mut World<'_, C, U, R, M>,
 ) -> Reply {
     let started = w.clock.now_ms();
-    let mut accept = ReadWhole { now_s: started / 1000, max_bytes: gw.config.security.max_answer_bytes };
+    let finish = ChatFinish {
+        now_s: started / 1000,
+        client: p.api,
+        native: p.req.native.as_ref().and_then(|n| n.api),
+        namespaced: p.req.native.as_ref().map(|n| n.namespaced_tools.clone()).unwrap_or_default(),
+    };
+    let mut accept = ReadWhole { max_bytes: gw.config.security.max_answer_bytes, finish: &finish };
     let d = dispatch::dispatch(&plan(gw, &p), w.clock, w.upstream, w.rng, &mut accept).await;
     let route = p.route;
     let mut reply = match d.outcome {
@@ -212,10 +239,14 @@ async fn chat_whole<C: Clock, U: Upstream, R: Rng, M: MirrorLink>(
             let mut r = Reply::json(200, output.body);
             r.headers.push((HEADER_PROVIDER, provider.map(|p| p.name.clone()).unwrap_or_default()));
             r.headers.push((HEADER_MODEL, header_value(&output.model)));
+            if let Some(dropped) = provider.and_then(|pc| dropped_tools(pc, &p.req)) {
+                r.headers.push((HEADER_DROPPED_TOOLS, dropped));
+            }
             r
         }
         Dispatched::Exhausted if log.mirrored => match mirroring::serve(w.mirror, log).await {
             Some((body, mut headers)) => {
+                let body = in_client_format(p.api, &p.req, body);
                 let mut r = Reply::json(200, body);
                 r.headers.append(&mut headers);
                 r
@@ -240,8 +271,8 @@ async fn chat_stream<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
     let policy = p.route.policy;
     let sec = &gw.config.security;
     let spec = StreamSpec {
-        client: crate::inbound::ClientFormat::Chat,
-        id: format!("chatcmpl-{}", log.request_id.trim_start_matches("sy-")),
+        client: p.api,
+        id: format!("{}{}", p.api.id_prefix(), log.request_id.trim_start_matches("sy-")),
         created: now / 1000,
         include_usage: p.req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false),
         choices: p.req.choices(),
@@ -249,6 +280,7 @@ async fn chat_stream<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
         deadline_ms: p.deadline_ms,
         max_event_bytes: usize::try_from(sec.max_stream_event_bytes).unwrap_or(usize::MAX),
         max_text_bytes: usize::try_from(sec.max_answer_bytes).unwrap_or(usize::MAX),
+        namespaced: p.req.native.as_ref().map(|n| n.namespaced_tools.clone()).unwrap_or_default(),
     };
     let mut accept = StreamAccept { clock: w.clock.clone(), spec };
     let d = dispatch::dispatch(&plan(gw, &p), w.clock, w.upstream, w.rng, &mut accept).await;
@@ -264,7 +296,7 @@ async fn chat_stream<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
             log.provider = Some(provider.name.clone());
             log.model = Some(t.model.clone());
             log.attempts = d.attempts;
-            let headers = vec![
+            let mut headers = vec![
                 ("content-type", "text/event-stream; charset=utf-8".to_owned()),
                 ("cache-control", "no-cache".to_owned()),
                 (HEADER_PROVIDER, provider.name.clone()),
@@ -272,6 +304,9 @@ async fn chat_stream<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
                 (HEADER_ATTEMPTS, attempts),
                 (HEADER_ROUTE, route.name.clone()),
             ];
+            if let Some(dropped) = dropped_tools(provider, &p.req) {
+                headers.push((HEADER_DROPPED_TOOLS, dropped));
+            }
             let used = log.attempts.len() as u32 + u32::from(log.mirrored);
             let resume = continuation::plan(&gw.config, route, &p.req, &p.order, target, used, p.deadline_ms);
             ChatReply::Stream { head: Reply { status: 200, headers, body: String::new() }, stream: output, resume }
@@ -285,7 +320,23 @@ async fn chat_stream<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
             headers.push((HEADER_ATTEMPTS, attempts));
             headers.push((HEADER_ROUTE, route.name.clone()));
             log.attempts = d.attempts;
-            ChatReply::Whole(Reply { status: 200, headers, body: crate::stream::completion_as_sse(&body) })
+            let body = match p.api {
+                ClientFormat::Chat => crate::stream::completion_as_sse(&body),
+                api => match serde_json::from_str::<crate::api::ChatCompletion>(&body) {
+                    Ok(c) => {
+                        let names = crate::inbound::StreamNames {
+                            id: c.id.clone(),
+                            created: c.created,
+                            model: c.model.clone(),
+                            include_usage: false,
+                            namespaced: p.req.native.as_ref().map(|n| n.namespaced_tools.clone()).unwrap_or_default(),
+                        };
+                        crate::inbound::replay(api, &c, names)
+                    }
+                    Err(_) => body,
+                },
+            };
+            ChatReply::Whole(Reply { status: 200, headers, body })
         }
         other => {
             let mut reply = failure_reply(other, &d.attempts, log);
@@ -362,9 +413,36 @@ fn target_cost(gw: &Gateway, log: &RequestLog) -> Cost {
         .unwrap_or_default()
 }
 
+/// The route a request names (by name or alias), if the caller may use it.
+pub(crate) fn find_route<'a>(gw: &'a Gateway, model: &str, log: &mut RequestLog) -> Result<&'a Route, Reply> {
+    let Some(route) = gw.config.route(model) else {
+        let names: Vec<&str> = gw.config.routes.iter().map(|r| r.name.as_str()).collect();
+        let mut e = ApiError::not_found(format!(
+            "The model `{model}` does not exist on this gateway. Available: {}",
+            names.join(", ")
+        ))
+        .with_code("model_not_found");
+        e.param = Some("model".into());
+        return Err(client_error(e, log));
+    };
+    log.route = Some(route.name.clone());
+    if let Some(caller) = &log.caller {
+        if !caller.allows(&route.name) {
+            let e = ApiError::new(
+                403,
+                "permission_error",
+                format!("the key `{}` may not use the model `{}`", caller.name(), route.name),
+            )
+            .with_code("model_not_allowed");
+            return Err(client_error(e, log));
+        }
+    }
+    Ok(route)
+}
+
 /// The reply when no target served: the provider's refusal, the client's
 /// mistake, or the list of failed attempts.
-fn failure_reply<T>(outcome: Dispatched<T>, attempts: &[AttemptRecord], log: &mut RequestLog) -> Reply {
+pub(crate) fn failure_reply<T>(outcome: Dispatched<T>, attempts: &[AttemptRecord], log: &mut RequestLog) -> Reply {
     match outcome {
         Dispatched::Served { .. } => unreachable_reply(),
         Dispatched::ToClient { status, error } => {
@@ -397,7 +475,7 @@ fn unreachable_reply() -> Reply {
     Reply::error(&ApiError::new(500, "server_error", "internal error: a served outcome reached the failure path"))
 }
 
-fn client_error(e: ApiError, log: &mut RequestLog) -> Reply {
+pub(crate) fn client_error(e: ApiError, log: &mut RequestLog) -> Reply {
     log.outcome = Some(Outcome::ClientError);
     log.error = Some(e.message.clone());
     Reply::error(&e)
@@ -436,52 +514,89 @@ pub fn exhausted_error(attempts: &[AttemptRecord]) -> ApiError {
     e
 }
 
-/// The non-streaming acceptor: reads the body whole and translates it.
-struct ReadWhole {
+/// How a chat answer read whole becomes the client's: parsed in the
+/// gateway's terms (for the log and the mirror), and written in the
+/// client's format (passed on untouched where the target spoke it).
+struct ChatFinish {
     now_s: u64,
-    /// Largest answer read.
-    max_bytes: u64,
+    /// The API the client called: the answer is written in its shape.
+    client: ClientFormat,
+    /// The request's own API, for a target that speaks it.
+    native: Option<NativeApi>,
+    namespaced: Vec<(String, String, String)>,
 }
 
-pub struct Completion {
-    /// The OpenAI `chat.completion` body to send.
-    pub body: String,
-    pub model: String,
-    pub usage: Option<Usage>,
-    /// What a mirror comparison needs (latency filled in by the caller).
-    pub answer: Answer,
-}
-
-impl<B: UpstreamBody> Accept<B> for ReadWhole {
-    type Output = Completion;
-    async fn accept(
-        &mut self,
-        target: &Target,
-        provider: &ProviderConfig,
-        _key: Option<&str>,
-        head: UpstreamHead<B>,
-        deadline_ms: u64,
-    ) -> Result<Completion, UpstreamError> {
-        let text = head.body.text(deadline_ms, self.max_bytes).await.map_err(|e| match e {
-            TransportError::Timeout => {
-                UpstreamError::new(ErrorKind::Timeout, "the response body did not arrive in time")
-            }
-            TransportError::Connect(m) => UpstreamError::new(ErrorKind::Connect, m),
-            TransportError::TooLarge(n) => {
-                UpstreamError::new(ErrorKind::Malformed, format!("the answer is larger than {n} bytes"))
-            }
-        })?;
-        let mut c = providers::parse_chat(provider.format, &text, self.now_s)?;
+impl Finish for ChatFinish {
+    fn finish(&self, target: &Target, provider: &ProviderConfig, text: String) -> Result<Completion, UpstreamError> {
+        let wire = Wire::of(provider, self.native);
+        let mut c = wire.parse(provider.format, &text, self.now_s)?;
         if c.model.is_empty() {
             c.model = target.model.clone();
         }
-        let body = if provider.format == Format::OpenAi {
+        let same = match self.client {
+            ClientFormat::Chat => wire == Wire::Chat,
+            _ => wire.native().is_some() && wire.native() == self.native,
+        };
+        let body = if same {
             // Already the client's format: pass it on untouched, every field kept.
             text
+        } else if let Some(body) = self.client.render(&c, &self.namespaced) {
+            body
         } else {
             serde_json::to_string(&c).map_err(|e| UpstreamError::new(ErrorKind::Malformed, e.to_string()))?
         };
         let answer = crate::mirror::answer_of(&c, &provider.name, target, 0);
         Ok(Completion { body, model: c.model, usage: c.usage, answer })
     }
+}
+
+/// A reply in the shape of the API the client called: error bodies are
+/// written as that API writes them.
+fn shaped(api: ClientFormat, mut r: Reply) -> Reply {
+    if r.status >= 400 {
+        if let Some(body) = api.error_body(r.status, &r.body) {
+            r.body = body;
+        }
+    }
+    r
+}
+
+/// The gateway's OpenAI completion body (the mirror's answer) in the
+/// client's format.
+fn in_client_format(api: ClientFormat, req: &ChatRequest, body: String) -> String {
+    let namespaced = req.native.as_ref().map(|n| n.namespaced_tools.as_slice()).unwrap_or_default();
+    match serde_json::from_str::<crate::api::ChatCompletion>(&body) {
+        Ok(c) => api.render(&c, namespaced).unwrap_or(body),
+        Err(_) => body,
+    }
+}
+
+/// Why only a target of the client's own API may serve the request, if it
+/// must: (the field, what it needs).
+fn native_only(route: &Route, req: &ChatRequest) -> Option<(&'static str, &'static str)> {
+    let native = req.native.as_deref()?;
+    let what = match native.api {
+        Some(NativeApi::Responses) => "the Responses API",
+        Some(NativeApi::Messages) => "the Messages API",
+        None => return None,
+    };
+    if native.api == Some(NativeApi::Responses) {
+        if let Some(field) = crate::inbound::responses::stateful_field(native) {
+            return Some((field, what));
+        }
+    }
+    if !native.hosted_tools.is_empty() && route.hosted_tools == crate::config::HostedTools::Reject {
+        return Some(("tools", what));
+    }
+    None
+}
+
+/// The hosted tools left out of the request for `provider` (which cannot
+/// run them), for the client to see.
+fn dropped_tools(provider: &ProviderConfig, req: &ChatRequest) -> Option<String> {
+    let native = req.native.as_deref()?;
+    if native.hosted_tools.is_empty() || Wire::of(provider, native.api).native() == native.api {
+        return None;
+    }
+    Some(header_value(&native.hosted_tools.join(",")))
 }

@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::{Config, ProviderConfig, Route, Target};
 use crate::dispatch::{self, Accept, Dispatched, Plan};
 use crate::gateway::Gateway;
+use crate::inbound::ClientFormat;
 use crate::record::AttemptRecord;
 use crate::rng::Rng;
 use crate::stream::drive::{first_token, source};
@@ -102,7 +103,7 @@ impl<B: UpstreamBody, C: Clock> Accept<B> for ContinueAccept<'_, C> {
         head: UpstreamHead<B>,
         deadline_ms: u64,
     ) -> Result<Streaming<B>, UpstreamError> {
-        let src = source(target, provider, key, false);
+        let src = source(target, provider, key, ClientFormat::Chat, None, false);
         let relay = self.broken.continuation(src, self.clock.now_ms(), deadline_ms);
         first_token(head, relay, self.clock).await
     }
@@ -120,6 +121,9 @@ where
         let gw = &*self.gw;
         let route = gw.config.routes.get(self.plan.route)?;
         let mut req = self.plan.request.clone();
+        // A continuation is the gateway's own request (a prefill), never
+        // the client's native one.
+        req.native = None;
         req.messages.push(Message {
             role: Role::Assistant,
             content: Some(Content::Text(prefill)),

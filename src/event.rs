@@ -90,6 +90,10 @@ pub trait Emit {
     /// The upstream's own id and model, for later events of a stream passed
     /// through (should a continuation follow it).
     fn adopt(&mut self, id: Option<&str>, model: Option<&str>);
+    /// An upstream event was passed through to the client as it is (its
+    /// `event:` name and data): what the emitter must know to carry on
+    /// the stream after it (numbering, open blocks).
+    fn forwarded(&mut self, _event: Option<&str>, _data: &str) {}
     /// An emitter that carries on this stream elsewhere: same id and names,
     /// no second start.
     fn continuation(&self) -> Box<dyn Emit>;

@@ -73,6 +73,24 @@ impl Gateway {
         Reply::json(200, self.models_body.clone())
     }
 
+    /// One route as a model object (`GET /v1/models/{id}`), by its name or
+    /// an alias; 404 for any other id.
+    pub fn model(&self, id: &str) -> Reply {
+        match self.config.route(id) {
+            Some(r) => Reply::json(
+                200,
+                json!({"id": id, "object": "model", "created": 0, "owned_by": "switchyard", "route": r.name})
+                    .to_string(),
+            ),
+            None => {
+                let mut e = crate::api::ApiError::not_found(format!("The model `{id}` does not exist on this gateway"))
+                    .with_code("model_not_found");
+                e.param = Some("model".into());
+                Reply::error(&e)
+            }
+        }
+    }
+
     /// Every provider's state, to read.
     pub fn states(&self) -> Ref<'_, ProviderStates> {
         self.states.borrow()

@@ -12,6 +12,9 @@ pub const HEADER_ROUTE: &str = "x-switchyard-route";
 pub const HEADER_REQUEST_ID: &str = "x-request-id";
 /// Set to `served` when the mirror's answer was served because the primary failed.
 pub const HEADER_MIRROR: &str = "x-switchyard-mirror";
+/// Hosted tools (web search, code execution, ...) left out of a request
+/// because the target that served it cannot run them.
+pub const HEADER_DROPPED_TOOLS: &str = "x-switchyard-dropped-tools";
 /// A client's own fallback order, as a comma-separated list of target ids.
 pub const HEADER_ORDER: &str = "x-switchyard-order";
 
@@ -36,7 +39,18 @@ impl Reply {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Chat,
+    /// Anthropic Messages.
+    Messages,
+    /// Anthropic's token count for a Messages request.
+    CountTokens,
+    /// OpenAI Responses.
+    Responses,
+    /// A WebSocket upgrade on the Responses path: HTTP only here.
+    ResponsesSocket,
+    Embeddings,
     Models,
+    /// One model (route) by id: `GET /v1/models/{id}`.
+    Model,
     Health,
     /// Provider health, circuits and weights; behind the admin key.
     Status,
@@ -51,13 +65,38 @@ pub enum Endpoint {
 
 pub fn endpoint(method: &str, path: &str) -> Endpoint {
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
-    const KNOWN: [&str; 5] = ["/v1/chat/completions", "/v1/models", "/v1/status", "/v1/mirror", "/healthz"];
-    if method == "OPTIONS" && KNOWN.contains(&path) {
+    const KNOWN: [&str; 9] = [
+        "/v1/chat/completions",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/v1/responses",
+        "/v1/embeddings",
+        "/v1/models",
+        "/v1/status",
+        "/v1/mirror",
+        "/healthz",
+    ];
+    let model = path.strip_prefix("/v1/models/").filter(|id| !id.is_empty());
+    if method == "OPTIONS" && (KNOWN.contains(&path) || model.is_some()) {
         return Endpoint::Preflight;
+    }
+    if model.is_some() {
+        return match method {
+            "GET" | "HEAD" => Endpoint::Model,
+            _ => Endpoint::MethodNotAllowed("GET"),
+        };
     }
     match (path, method) {
         ("/v1/chat/completions", "POST") => Endpoint::Chat,
         ("/v1/chat/completions", _) => Endpoint::MethodNotAllowed("POST"),
+        ("/v1/messages", "POST") => Endpoint::Messages,
+        ("/v1/messages/count_tokens", "POST") => Endpoint::CountTokens,
+        ("/v1/messages" | "/v1/messages/count_tokens", _) => Endpoint::MethodNotAllowed("POST"),
+        ("/v1/responses", "POST") => Endpoint::Responses,
+        ("/v1/responses", "GET") => Endpoint::ResponsesSocket,
+        ("/v1/responses", _) => Endpoint::MethodNotAllowed("POST"),
+        ("/v1/embeddings", "POST") => Endpoint::Embeddings,
+        ("/v1/embeddings", _) => Endpoint::MethodNotAllowed("POST"),
         ("/v1/models", "GET" | "HEAD") => Endpoint::Models,
         ("/v1/models", _) => Endpoint::MethodNotAllowed("GET"),
         ("/v1/status", "GET") => Endpoint::Status,
@@ -68,6 +107,25 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
         ("/healthz", _) => Endpoint::MethodNotAllowed("GET"),
         _ => Endpoint::NotFound,
     }
+}
+
+/// The id in `/v1/models/{id}` (percent-escapes of `/` and spaces undone:
+/// ids such as `org/model` arrive escaped).
+pub fn model_id(path: &str) -> Option<String> {
+    let raw = path.strip_prefix("/v1/models/")?.trim_end_matches('/');
+    Some(raw.replace("%2F", "/").replace("%2f", "/").replace("%20", " "))
+}
+
+/// The 426 that tells a Responses client to use HTTP, not a WebSocket.
+pub fn upgrade_refused() -> Reply {
+    Reply::error(
+        &ApiError::new(
+            426,
+            "invalid_request_error",
+            "this gateway serves the Responses API over HTTP only: send POST /v1/responses",
+        )
+        .with_code("websocket_not_supported"),
+    )
 }
 
 /// Checks a chat request's content type and declared length before its body

@@ -169,7 +169,7 @@ impl KeyRing {
                 return KeyCheck::Admitted(Caller::Anonymous);
             }
             return KeyCheck::Refused(unauthorized(
-                "this gateway needs a key: send `Authorization: Bearer <gateway key>`",
+                "this gateway needs a key: send `Authorization: Bearer <gateway key>` (or `x-api-key: <gateway key>`)",
             ));
         };
         let keys = match &self.secret_keys {

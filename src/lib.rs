@@ -22,7 +22,9 @@ pub mod clock;
 pub mod config;
 pub mod continuation;
 pub mod cors;
+pub mod count_tokens;
 pub mod dispatch;
+pub mod embeddings;
 pub mod event;
 pub mod failures;
 pub mod gateway;
@@ -48,6 +50,7 @@ pub mod store;
 pub mod stream;
 pub mod taxonomy;
 pub mod upstream;
+pub mod whole;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

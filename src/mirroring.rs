@@ -26,6 +26,9 @@ pub fn job<R: Rng>(gw: &Gateway, route: &Route, req: &ChatRequest, now: u64, rng
     let mut request = req.clone();
     request.stream = None;
     request.stream_options = None;
+    // The mirror reads a whole answer in the gateway's terms: the
+    // translated request, never a client's native one (which may stream).
+    request.native = None;
     Some(MirrorJob {
         route: route.name.clone(),
         target: m.target.clone(),

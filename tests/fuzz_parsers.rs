@@ -87,6 +87,7 @@ fn relay_for(f: Format) -> Relay {
         deadline_ms: 1_000,
         max_event_bytes: 512,
         max_text_bytes: 512,
+        namespaced: Vec::new(),
     };
     let source = Source {
         provider: 0,

@@ -11,6 +11,7 @@ use switchyard::clock::{Clock, FakeClock};
 use switchyard::config::Config;
 use switchyard::gateway::Gateway;
 use switchyard::http::Reply;
+use switchyard::inbound::ClientFormat;
 use switchyard::log::RequestLog;
 use switchyard::mirror::NoMirror;
 use switchyard::record::Outcome;
@@ -152,7 +153,7 @@ fn ask(gw: &Gateway, fake: &Fake, clock: &FakeClock, body: Value) -> Answer {
     let mut rng = SplitMix64::new(11);
     let body = body.to_string();
     let mut w = World { clock: &clock, upstream: fake, rng: &mut rng, mirror: &NoMirror };
-    let reply = whole(block_on(chat(gw, ChatInput { body: body.as_bytes(), order_header: None }, &mut log, &mut w)));
+    let reply = whole(block_on(chat(gw, ChatInput::new(ClientFormat::Chat, body.as_bytes()), &mut log, &mut w)));
     Answer {
         status: reply.status,
         headers: reply.headers.into_iter().collect(),
@@ -452,7 +453,7 @@ fn weighted_traffic_shifts_away_from_a_failing_provider() {
         let mut rng = SplitMix64::new(i);
         let body = hello().to_string();
         let mut w = World { clock: &&clock, upstream: &fake, rng: &mut rng, mirror: &NoMirror };
-        let r = whole(block_on(chat(&gw, ChatInput { body: body.as_bytes(), order_header: None }, &mut log, &mut w)));
+        let r = whole(block_on(chat(&gw, ChatInput::new(ClientFormat::Chat, body.as_bytes()), &mut log, &mut w)));
         assert_eq!(r.status, 200);
         if fake.calls("http://a.test").len() > before && log.attempts[0].provider == "a" {
             first_at_a += 1;

@@ -12,6 +12,7 @@ use switchyard::clock::{Clock, FakeClock};
 use switchyard::config::Config;
 use switchyard::continuation::Continuer;
 use switchyard::gateway::Gateway;
+use switchyard::inbound::ClientFormat;
 use switchyard::log::RequestLog;
 use switchyard::mirror::NoMirror;
 use switchyard::record::Outcome;
@@ -198,7 +199,7 @@ fn stream(gw: &Gateway, fake: &Fake, clock: &FakeClock) -> Result<Streamed, Valu
     let mut rng = SplitMix64::new(1);
     let body = body.to_string();
     let mut w = World { clock: &clock, upstream: fake, rng: &mut rng, mirror: &NoMirror };
-    match block_on(chat(gw, ChatInput { body: body.as_bytes(), order_header: None }, &mut log, &mut w)) {
+    match block_on(chat(gw, ChatInput::new(ClientFormat::Chat, body.as_bytes()), &mut log, &mut w)) {
         ChatReply::Whole(r) => Err(serde_json::from_str(&r.body).unwrap()),
         ChatReply::Stream { head, stream, resume } => {
             let resume = resume.map(|plan| Continuer::new(gw, plan, fake, clock, SplitMix64::new(2)));

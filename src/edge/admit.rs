@@ -42,7 +42,8 @@ thread_local! {
 /// `Err` is the reply to send instead of serving the request.
 pub async fn admit(gw: &Gateway, req: &Incoming, env: &Env, log: &mut RequestLog) -> Result<(), Reply> {
     let now = WorkerClock.now_ms();
-    let auth = req.header("authorization");
+    // Anthropic's clients send their key as `x-api-key`.
+    let auth = req.header("authorization").or_else(|| req.header("x-api-key").map(|k| format!("Bearer {k}")));
     let sec = &gw.config.security;
     let mut check = gw.keys.check(auth.as_deref(), now);
     // The address's bucket has paid for this request already.

@@ -18,7 +18,9 @@ use crate::continuation::Continuer;
 use crate::cors;
 use crate::gateway::Gateway;
 use crate::http::{endpoint, Endpoint, Reply, HEADER_ORDER};
+use crate::inbound::ClientFormat;
 use crate::log::RequestLog;
+use crate::mirror::NoMirror;
 use crate::probe;
 use crate::record::{Answer, Outcome};
 use crate::rng::{Rng, SplitMix64};
@@ -121,7 +123,13 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys:
     let cors = cors::response_headers(origin.as_deref(), &gw.config.security);
     let ep = endpoint(&method, &path);
     let refused = match ep {
-        Endpoint::Chat | Endpoint::Models => admit::admit(&gw, &req, &env, &mut log).await.err(),
+        Endpoint::Chat
+        | Endpoint::Messages
+        | Endpoint::CountTokens
+        | Endpoint::Responses
+        | Endpoint::Embeddings
+        | Endpoint::Models
+        | Endpoint::Model => admit::admit(&gw, &req, &env, &mut log).await.err(),
         Endpoint::Status | Endpoint::Mirror => admit::admit_admin(&gw, &req, &env, &mut log).await.err(),
         _ => None,
     };
@@ -144,10 +152,15 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys:
             };
             return respond(Reply { status, headers, body }, &request_id, &[]);
         }
-        Endpoint::Chat => {
+        Endpoint::Chat | Endpoint::Messages | Endpoint::Responses => {
+            let api = match ep {
+                Endpoint::Messages => ClientFormat::Messages,
+                Endpoint::Responses => ClientFormat::Responses,
+                _ => ClientFormat::Chat,
+            };
             let mirror = EdgeMirror::new(gw.clone(), &ctx);
             let primary: Slot<Option<Answer>> = Slot::new();
-            let reply = serve_chat(&gw, req, &env, &mut log, &mut rng, &mirror).await;
+            let reply = serve_chat(&gw, req, &env, &mut log, &mut rng, &mirror, api).await;
             if mirror.started.get() {
                 mirror::compare_after_response(&gw, &env, &ctx, &log, mirror.slot.clone(), primary.clone());
             }
@@ -183,7 +196,24 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys:
                 }
             }
         }
+        Endpoint::CountTokens => match read_body(&gw, &req, &mut log).await {
+            Err(r) => r,
+            Ok(body) => {
+                let headers = anthropic_headers(&req);
+                let mut w = World { clock: &WorkerClock, upstream: &FetchUpstream, rng: &mut rng, mirror: &NoMirror };
+                crate::count_tokens::count_tokens(&gw, &body, headers, &mut log, &mut w).await
+            }
+        },
+        Endpoint::Embeddings => match read_body(&gw, &req, &mut log).await {
+            Err(r) => r,
+            Ok(body) => {
+                let mut w = World { clock: &WorkerClock, upstream: &FetchUpstream, rng: &mut rng, mirror: &NoMirror };
+                crate::embeddings::embeddings(&gw, &body, &mut log, &mut w).await
+            }
+        },
+        Endpoint::ResponsesSocket => crate::http::upgrade_refused(),
         Endpoint::Models => gw.models(),
+        Endpoint::Model => gw.model(&crate::http::model_id(&path).unwrap_or_default()),
         Endpoint::Status => {
             let auth = req.header("authorization");
             match gw.admin.authorize(auth.as_deref()) {
@@ -213,6 +243,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys:
             r
         }
     };
+    let reply = anthropic_shaped(ep, reply);
     if log.status == 0 {
         log.status = reply.status;
     }
@@ -245,6 +276,50 @@ fn schedule_upkeep(gw: &Rc<Gateway>, env: &Env, ctx: &Context) {
 }
 
 /// Reads a chat request's body (within the size limit) and serves it.
+/// Errors on the Messages paths (the gateway's own: keys, rate limits, bad
+/// paths) in Anthropic's shape, as its clients expect.
+fn anthropic_shaped(ep: Endpoint, mut reply: Reply) -> Reply {
+    if matches!(ep, Endpoint::Messages | Endpoint::CountTokens) && reply.status >= 400 {
+        if let Some(body) = ClientFormat::Messages.error_body(reply.status, &reply.body) {
+            reply.body = body;
+        }
+    }
+    reply
+}
+
+/// The client's `anthropic-*` headers, passed on to Anthropic targets.
+fn anthropic_headers(req: &web::Incoming) -> Vec<(String, String)> {
+    crate::inbound::messages::PASSED_HEADERS
+        .iter()
+        .filter_map(|name| req.header(name).map(|v| ((*name).to_owned(), v)))
+        .collect()
+}
+
+/// Reads a JSON request body within the configured bound.
+async fn read_body(gw: &Gateway, req: &web::Incoming, log: &mut RequestLog) -> Result<Vec<u8>, Reply> {
+    let header = |name: &str| req.header(name);
+    let max = gw.config.security.max_body_bytes;
+    if let Some(e) =
+        crate::http::check_body_headers(header("content-type").as_deref(), header("content-length").as_deref(), max)
+    {
+        log.outcome = Some(Outcome::ClientError);
+        log.error = Some(e.message.clone());
+        return Err(Reply::error(&e));
+    }
+    match req.body(max).await {
+        Ok(b) if b.len() as u64 > max => {
+            log.outcome = Some(Outcome::ClientError);
+            Err(Reply::error(&crate::http::too_large(max)))
+        }
+        Ok(b) => Ok(b),
+        Err(Some(e)) => {
+            log.outcome = Some(Outcome::ClientError);
+            Err(Reply::error(&e))
+        }
+        Err(None) => Err(Reply::error(&ApiError::invalid("the request body could not be read"))),
+    }
+}
+
 async fn serve_chat(
     gw: &Gateway,
     req: web::Incoming,
@@ -252,6 +327,7 @@ async fn serve_chat(
     log: &mut RequestLog,
     rng: &mut SplitMix64,
     mirror: &EdgeMirror<'_>,
+    api: ClientFormat,
 ) -> ChatReply<FetchBody> {
     // A new isolate reads the shared state before its first decision; after
     // that, refreshes happen after responses.
@@ -261,30 +337,15 @@ async fn serve_chat(
             log_errors("state refresh failed", gw.refresh_state(&KvState(kv), &WorkerClock).await);
         }
     }
-    let header = |name: &str| req.header(name);
-    let max = gw.config.security.max_body_bytes;
-    if let Some(e) =
-        crate::http::check_body_headers(header("content-type").as_deref(), header("content-length").as_deref(), max)
-    {
-        log.outcome = Some(Outcome::ClientError);
-        log.error = Some(e.message.clone());
-        return ChatReply::Whole(Reply::error(&e));
-    }
-    let body = match req.body(max).await {
-        Ok(b) if b.len() as u64 > max => {
-            log.outcome = Some(Outcome::ClientError);
-            return ChatReply::Whole(Reply::error(&crate::http::too_large(max)));
-        }
+    let body = match read_body(gw, &req, log).await {
         Ok(b) => b,
-        Err(Some(e)) => {
-            log.outcome = Some(Outcome::ClientError);
-            return ChatReply::Whole(Reply::error(&e));
-        }
-        Err(None) => return ChatReply::Whole(Reply::error(&ApiError::invalid("the request body could not be read"))),
+        Err(r) => return ChatReply::Whole(r),
     };
     let order = req.header(HEADER_ORDER);
+    let headers = if api == ClientFormat::Messages { anthropic_headers(&req) } else { Vec::new() };
     let mut w = World { clock: &WorkerClock, upstream: &FetchUpstream, rng, mirror };
-    chat::chat(gw, ChatInput { body: &body, order_header: order.as_deref() }, log, &mut w).await
+    let input = ChatInput { api, body: &body, headers, order_header: order.as_deref() };
+    chat::chat(gw, input, log, &mut w).await
 }
 
 /// The cron trigger: probe every provider, fold the results into health and

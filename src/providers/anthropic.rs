@@ -48,8 +48,8 @@
 use super::common::{self, Assembled, OutputFormat, ToolCalls};
 use super::{clip, request_headers, Outbound};
 use crate::api::{
-    ApiError, ChatCompletion, ChatRequest, CompletionTokensDetails, Content, ContentPart, Message, PromptTokensDetails,
-    Role, ToolChoice, ToolChoiceMode, Usage,
+    ApiError, ChatCompletion, ChatRequest, CompletionTokensDetails, Content, ContentPart, Message, Native, NativeApi,
+    PromptTokensDetails, Role, ToolChoice, ToolChoiceMode, Usage,
 };
 use crate::event::{Decode, Event};
 use crate::json::Dig;
@@ -66,6 +66,9 @@ pub const JSON_OBJECT_INSTRUCTION: &str = "Respond with a single JSON object and
 const IMAGE_MEDIA_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "image/webp"];
 
 pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamRequest, ApiError> {
+    if let Some(native) = req.native.as_deref().filter(|n| n.api == Some(NativeApi::Messages)) {
+        return Ok(native_request(out, native, "/v1/messages"));
+    }
     let body = body_for(out, req)?;
     let headers = request_headers(out);
     Ok(UpstreamRequest {
@@ -74,6 +77,26 @@ pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamReques
         headers,
         body: Some(body.to_string()),
     })
+}
+
+/// A Messages client's own request, with the target's model and the
+/// client's `anthropic-version` and `anthropic-beta` headers (cache
+/// control, thinking and beta fields kept as sent). `path` is the API's
+/// (`/v1/messages`, `/v1/messages/count_tokens`).
+pub fn native_request(out: &Outbound, native: &Native, path: &str) -> UpstreamRequest {
+    let mut body = native.body.clone();
+    body.insert("model".into(), json!(out.model));
+    let mut headers = request_headers(out);
+    for (name, value) in &native.headers {
+        headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        headers.push((name.clone(), value.clone()));
+    }
+    UpstreamRequest {
+        method: "POST",
+        url: format!("{}{path}", out.provider.base_url),
+        headers,
+        body: Some(Value::Object(body).to_string()),
+    }
 }
 
 fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {

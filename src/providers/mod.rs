@@ -6,8 +6,9 @@ pub mod anthropic;
 pub mod cohere;
 pub mod common;
 pub mod openai;
+pub mod responses;
 
-use crate::api::{ApiError, ChatCompletion, ChatRequest};
+use crate::api::{ApiError, ChatCompletion, ChatRequest, NativeApi};
 pub use crate::config::Format;
 use crate::config::{Probe, ProviderConfig};
 use crate::event::Decode;
@@ -27,6 +28,55 @@ pub fn decoder(format: Format, forward: bool, client_wants_usage: bool) -> Box<d
     }
 }
 
+/// What an attempt speaks on the wire: the provider's format, except that a
+/// Responses request to a provider that serves Responses goes as Responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Chat,
+    Responses,
+    Anthropic,
+    Cohere,
+}
+
+impl Wire {
+    /// The wire of a request whose native API is `native` to `provider`.
+    pub fn of(provider: &ProviderConfig, native: Option<NativeApi>) -> Wire {
+        match provider.format {
+            Format::OpenAi if provider.responses && native == Some(NativeApi::Responses) => Wire::Responses,
+            Format::OpenAi => Wire::Chat,
+            Format::Anthropic => Wire::Anthropic,
+            Format::Cohere => Wire::Cohere,
+        }
+    }
+
+    /// The client API this wire is, if any: its answers pass through.
+    pub fn native(self) -> Option<NativeApi> {
+        match self {
+            Wire::Anthropic => Some(NativeApi::Messages),
+            Wire::Responses => Some(NativeApi::Responses),
+            Wire::Chat | Wire::Cohere => None,
+        }
+    }
+
+    /// The decoder for this wire's stream (see [`decoder`]).
+    pub fn decoder(self, forward: bool, client_wants_usage: bool) -> Box<dyn Decode> {
+        match self {
+            Wire::Responses => Box::new(responses::StreamDecoder::new(forward)),
+            Wire::Chat => decoder(Format::OpenAi, forward, client_wants_usage),
+            Wire::Anthropic => decoder(Format::Anthropic, forward, client_wants_usage),
+            Wire::Cohere => decoder(Format::Cohere, forward, client_wants_usage),
+        }
+    }
+
+    /// Parses a whole 2xx answer in Chat terms (see [`parse_chat`]).
+    pub fn parse(self, format: Format, body: &str, now_s: u64) -> Result<ChatCompletion, UpstreamError> {
+        match self {
+            Wire::Responses => responses::parse_response(body),
+            _ => parse_chat(format, body, now_s),
+        }
+    }
+}
+
 /// Where an adapter sends a request: the provider, the upstream model, the key.
 #[derive(Debug, Clone, Copy)]
 pub struct Outbound<'a> {
@@ -37,7 +87,9 @@ pub struct Outbound<'a> {
 
 /// Builds the chat request for the target's wire format.
 pub fn build_chat(out: &Outbound, req: &ChatRequest) -> Result<UpstreamRequest, ApiError> {
+    let native = req.native.as_ref().and_then(|n| n.api);
     match out.provider.format {
+        Format::OpenAi if Wire::of(out.provider, native) == Wire::Responses => responses::build_request(out, req),
         Format::OpenAi => openai::build_request(out, req),
         Format::Anthropic => anthropic::build_request(out, req),
         Format::Cohere => cohere::build_request(out, req),
@@ -69,7 +121,7 @@ pub fn classify_error(format: Format, status: u16, body: &str) -> UpstreamError 
 /// Headers of every request to this provider: content type, the configured
 /// extra headers, and the key in its header (`key_header`: the format's own
 /// unless configured; `authorization` carries it as `Bearer <key>`).
-pub(crate) fn request_headers(out: &Outbound) -> Vec<(String, String)> {
+pub fn request_headers(out: &Outbound) -> Vec<(String, String)> {
     let mut h = vec![("content-type".to_owned(), "application/json".to_owned())];
     for (k, v) in &out.provider.headers {
         h.push((k.clone(), v.clone()));

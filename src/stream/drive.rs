@@ -8,10 +8,12 @@
 //!   continuation before it gives up with an error event.
 
 use super::relay::{Relay, Source, State, StreamSpec};
+use crate::api::NativeApi;
 use crate::clock::Clock;
-use crate::config::{Format, ProviderConfig, Target};
+use crate::config::{ProviderConfig, Target};
 use crate::dispatch::Accept;
-use crate::providers;
+use crate::inbound::ClientFormat;
+use crate::providers::Wire;
 use crate::record::AttemptRecord;
 use crate::taxonomy::UpstreamError;
 use crate::upstream::{TransportError, UpstreamBody, UpstreamHead};
@@ -63,15 +65,28 @@ pub async fn first_token<B: UpstreamBody, C: Clock>(
     Ok(Streaming { body, relay })
 }
 
-/// The source a 2xx stream head becomes: the format's decoder, passed
-/// through when the format is the client's own.
-pub fn source(target: &Target, provider: &ProviderConfig, key: Option<&str>, client_wants_usage: bool) -> Source {
-    let passthrough = provider.format == Format::OpenAi;
+/// The source a 2xx stream head becomes: the decoder of the wire the
+/// request went out on (`native`: the request's own API, if it was sent as
+/// the client wrote it), passed through when that wire is the client's own
+/// API.
+pub fn source(
+    target: &Target,
+    provider: &ProviderConfig,
+    key: Option<&str>,
+    client: ClientFormat,
+    native: Option<NativeApi>,
+    client_wants_usage: bool,
+) -> Source {
+    let wire = Wire::of(provider, native);
+    let passthrough = match client {
+        ClientFormat::Chat => wire == Wire::Chat,
+        ClientFormat::Messages | ClientFormat::Responses => wire.native().is_some() && wire.native() == native,
+    };
     Source {
         provider: target.provider,
         target: target.id.clone(),
         model: target.model.clone(),
-        decoder: providers::decoder(provider.format, passthrough, client_wants_usage),
+        decoder: wire.decoder(passthrough, client_wants_usage),
         passthrough,
         key: key.map(str::to_owned),
     }
@@ -95,7 +110,8 @@ impl<B: UpstreamBody, C: Clock> Accept<B> for StreamAccept<C> {
         head: UpstreamHead<B>,
         deadline_ms: u64,
     ) -> Result<Streaming<B>, UpstreamError> {
-        let source = source(target, provider, key, self.spec.include_usage);
+        let source =
+            source(target, provider, key, self.spec.client, self.spec.client.native(), self.spec.include_usage);
         let relay = Relay::new(self.spec.clone(), source, self.clock.now_ms(), deadline_ms);
         first_token(head, relay, &self.clock).await
     }

@@ -54,6 +54,8 @@ pub struct StreamSpec {
     pub max_event_bytes: usize,
     /// Largest answer text kept (for continuation and the mirror comparison).
     pub max_text_bytes: usize,
+    /// Responses: flattened namespaced tools, named as the client knows them.
+    pub namespaced: Vec<(String, String, String)>,
 }
 
 /// Where a relay's events come from.
@@ -142,6 +144,7 @@ impl Relay {
             created: spec.created,
             model: source.model.clone(),
             include_usage: spec.include_usage,
+            namespaced: spec.namespaced.clone(),
         };
         let encoder = inbound::emitter(spec.client, names);
         Relay::with_encoder(spec, source, encoder, String::new(), now, probation_deadline)
@@ -428,6 +431,7 @@ impl Relay {
         let fact = match fact {
             Event::Forward { event, data } => {
                 if self.passthrough {
+                    self.encoder.forwarded(event.as_deref(), &data);
                     if let Some(name) = event {
                         self.out.push_str("event: ");
                         self.out.push_str(&name);
@@ -575,6 +579,7 @@ mod tests {
             deadline_ms: T0 + 60_000,
             max_event_bytes: 4_096,
             max_text_bytes: 1 << 20,
+            namespaced: Vec::new(),
         }
     }
 

@@ -1154,6 +1154,90 @@ function validateRequest(fmt, body, headers) {
 
 const CHAT_PATHS = { openai: '/v1/chat/completions', anthropic: '/v1/messages', cohere: '/v2/chat' };
 
+// The other APIs a format's host serves, by "METHOD path": OpenAI's
+// Responses and embeddings, Anthropic's token count, Cohere's embed.
+const EXTRA_PATHS = {
+  openai: { 'POST /v1/responses': 'responses', 'POST /v1/embeddings': 'embeddings' },
+  anthropic: { 'POST /v1/messages/count_tokens': 'count_tokens' },
+  cohere: { 'POST /v2/embed': 'embed' },
+};
+
+/** A deterministic unit-length vector for a text (the same text, the same vector). */
+function fakeVector(text, model, dims) {
+  let h = 2166136261;
+  for (const c of `${model}|${text}`) h = Math.imul(h ^ c.codePointAt(0), 16777619) >>> 0;
+  const next = prng(h);
+  const v = Array.from({ length: dims }, () => next() * 2 - 1);
+  const norm = Math.hypot(...v) || 1;
+  return v.map((x) => Math.fround(x / norm));
+}
+
+function f32Base64(v) {
+  const buf = Buffer.alloc(v.length * 4);
+  v.forEach((x, i) => buf.writeFloatLE(x, i * 4));
+  return buf.toString('base64');
+}
+
+/** Responses input as plain text (for token counts). */
+function responsesInputText(body) {
+  if (typeof body?.input === 'string') return body.input;
+  return JSON.stringify(body?.input ?? '');
+}
+
+/** A whole Responses answer, and its stream of events, for `text` (and a function call). */
+function responsesAnswer(body, b, name) {
+  const id = `resp_${hex(24)}`;
+  const text = typeof b.text === 'string' ? b.text : `Hello from ${name}`;
+  const model = typeof body?.model === 'string' ? body.model : 'unknown-model';
+  const input = Math.max(1, Math.ceil(responsesInputText(body).length / 4));
+  const call = b.toolCall && Array.isArray(body?.tools) && body.tools.length ? b.toolCall : null;
+  const output = [];
+  const msg = { id: `msg_${hex(24)}`, type: 'message', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text, annotations: [], logprobs: [] }] };
+  if (text) output.push(msg);
+  if (call) {
+    output.push({ id: `fc_${hex(24)}`, type: 'function_call', status: 'completed', call_id: `call_${alnum(24)}`, name: call.name, arguments: argsString(call.arguments) });
+  }
+  const outTokens = tokensOf(text) + (call ? 10 : 0) + 1;
+  const usage = { input_tokens: input, input_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 }, output_tokens: outTokens, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: input + outTokens };
+  const response = (status, out, u) => ({
+    id, object: 'response', created_at: Math.floor(Date.now() / 1000), status, error: null, incomplete_details: null,
+    model, output: out, parallel_tool_calls: true, previous_response_id: null, store: false,
+    text: { format: { type: 'text' } }, tool_choice: 'auto', tools: [], usage: u, metadata: {},
+  });
+  return { whole: response('completed', output, usage), response, msg, call, text, usage, output };
+}
+
+function responsesEvents(a, b) {
+  const evs = [];
+  const push = (type, data) => evs.push({ type, data: { type, sequence_number: evs.length, ...data } });
+  push('response.created', { response: a.response('in_progress', [], null) });
+  push('response.in_progress', { response: a.response('in_progress', [], null) });
+  let oi = 0;
+  if (a.text) {
+    const m = a.msg;
+    push('response.output_item.added', { output_index: oi, item: { ...m, status: 'in_progress', content: [] } });
+    push('response.content_part.added', { item_id: m.id, output_index: oi, content_index: 0, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
+    for (const piece of splitText(a.text, b.chunks)) {
+      push('response.output_text.delta', { item_id: m.id, output_index: oi, content_index: 0, delta: piece, logprobs: [], delta_content: true });
+    }
+    push('response.output_text.done', { item_id: m.id, output_index: oi, content_index: 0, text: a.text, logprobs: [] });
+    push('response.content_part.done', { item_id: m.id, output_index: oi, content_index: 0, part: m.content[0] });
+    push('response.output_item.done', { output_index: oi, item: m });
+    oi++;
+  }
+  if (a.call) {
+    const fc = a.output[a.output.length - 1];
+    push('response.output_item.added', { output_index: oi, item: { ...fc, arguments: '', status: 'in_progress' } });
+    for (const piece of splitString(fc.arguments, 3)) {
+      push('response.function_call_arguments.delta', { item_id: fc.id, output_index: oi, delta: piece, delta_content: true });
+    }
+    push('response.function_call_arguments.done', { item_id: fc.id, output_index: oi, name: fc.name, arguments: fc.arguments });
+    push('response.output_item.done', { output_index: oi, item: fc });
+  }
+  push('response.completed', { response: a.whole });
+  return evs;
+}
+
 /**
  * Starts a fake provider.
  * @param {{format: 'openai'|'anthropic'|'cohere', name?: string, port?: number, key?: string,
@@ -1239,13 +1323,14 @@ export async function startFakeProvider({
     }
     const isChat = req.method === 'POST' && url.pathname === CHAT_PATHS[format];
     const isModels = req.method === 'GET' && url.pathname === '/v1/models';
+    const extraKind = EXTRA_PATHS[format][`${req.method} ${url.pathname}`];
     requests.push({
       at,
       method: req.method,
       path: url.pathname,
       headers: { ...req.headers },
       body,
-      kind: isChat ? 'chat' : isModels ? 'models' : 'other',
+      kind: isChat ? 'chat' : isModels ? 'models' : extraKind ?? 'other',
     });
 
     if (key !== undefined && !authorised(req.headers)) {
@@ -1269,6 +1354,15 @@ export async function startFakeProvider({
       return;
     }
     if (isModels) return sendJson(res, 200, fixture(MODELS_FIXTURES[format]), defaultResponseHeaders(format));
+    if (extraKind) {
+      try {
+        await extra(req, res, extraKind, nextBehaviour(), body);
+      } catch (e) {
+        if (!res.headersSent && !res.destroyed) sendJson(res, 500, { error: { message: `fake provider bug: ${e.message}` } });
+        else res.destroy();
+      }
+      return;
+    }
     if (!isChat) {
       const r = errorResponse(format, 404, { body: notFoundBody(format, req.method, url.pathname) });
       return sendJson(res, r.status, r.body, r.headers);
@@ -1297,6 +1391,67 @@ export async function startFakeProvider({
     if (format === 'anthropic') return h['x-api-key'] === key;
     const auth = h['authorization'] || '';
     return /^bearer /i.test(auth) && auth.slice(7) === key;
+  }
+
+  /** The Responses, embeddings, embed and count_tokens endpoints: ok, error, hang, reset, delay, and stream faults. */
+  async function extra(req, res, kind, b, body) {
+    if (!b || typeof b !== 'object') b = { type: 'ok' };
+    const type = b.type ?? 'ok';
+    if (type === 'hang') return;
+    if (type === 'reset') return void req.socket.destroy();
+    if (b.delayMs) await later(b.delayMs);
+    if (closed || res.destroyed) return;
+    if (type === 'error') {
+      const r = errorResponse(format, b.status ?? 500, { body: b.body, headers: b.headers });
+      return sendJson(res, r.status, r.body, r.headers);
+    }
+    if (kind === 'count_tokens') {
+      const tokens = Math.max(1, Math.ceil(JSON.stringify([body?.system ?? '', body?.messages ?? [], body?.tools ?? []]).length / 4));
+      return sendJson(res, 200, { input_tokens: tokens }, defaultResponseHeaders(format));
+    }
+    if (kind === 'embeddings' || kind === 'embed') {
+      const model = body?.model ?? 'unknown-model';
+      const texts = kind === 'embed' ? body?.texts ?? [] : Array.isArray(body?.input) ? body.input : [body?.input];
+      const dims = (kind === 'embed' ? body?.output_dimension : body?.dimensions) ?? 8;
+      const vecs = texts.map((t) => fakeVector(typeof t === 'string' ? t : JSON.stringify(t), model, dims));
+      const tokens = texts.reduce((n, t) => n + tokensOf(typeof t === 'string' ? t : JSON.stringify(t)), 0);
+      if (kind === 'embed') {
+        return sendJson(res, 200, { id: randomUUID(), texts, embeddings: { float: vecs }, meta: { api_version: { version: '2' }, billed_units: { input_tokens: tokens } } });
+      }
+      const b64 = body?.encoding_format === 'base64';
+      const data = vecs.map((v, index) => ({ object: 'embedding', index, embedding: b64 ? f32Base64(v) : v }));
+      return sendJson(res, 200, { object: 'list', data, model, usage: { prompt_tokens: tokens, total_tokens: tokens } }, defaultResponseHeaders(format));
+    }
+    // Responses.
+    if (typeof body?.model !== 'string' || body.input === undefined) {
+      return sendJson(res, 400, { error: { message: "Missing required parameter: 'input'.", type: 'invalid_request_error', param: 'input', code: 'missing_required_parameter' } });
+    }
+    const a = responsesAnswer(body, b, name);
+    if (!(body.stream === true || type === 'stream')) return sendJson(res, 200, a.whole, defaultResponseHeaders(format));
+    if (b.firstByteDelayMs) await later(b.firstByteDelayMs);
+    const state = streamHead(res);
+    let deltas = 0;
+    for (const ev of responsesEvents(a, b)) {
+      if (closed || res.destroyed) return;
+      const isDelta = ev.data.delta_content === true;
+      delete ev.data.delta_content;
+      if (isDelta) {
+        if (b.cutAfter !== undefined && deltas >= b.cutAfter) return void res.destroy();
+        if (b.errorEventAfter !== undefined && deltas >= b.errorEventAfter) {
+          const seq = ev.data.sequence_number;
+          const error = { type: 'server_error', code: 'server_error', message: 'The server had an error while processing your request.', param: null };
+          res.write(`event: error\ndata: ${JSON.stringify({ type: 'error', sequence_number: seq, error })}\n\n`);
+          res.write(`event: response.failed\ndata: ${JSON.stringify({ type: 'response.failed', sequence_number: seq + 1, response: { ...a.response('failed', [], null), error: { code: 'server_error', message: error.message } } })}\n\n`);
+          state.finished = true;
+          return void res.end();
+        }
+        deltas++;
+        if (b.chunkDelayMs) await later(b.chunkDelayMs);
+      }
+      res.write(`event: ${ev.type}\ndata: ${JSON.stringify(ev.data)}\n\n`);
+    }
+    state.finished = true;
+    res.end();
   }
 
   async function respond(req, res, b, body, isModels = false) {
