@@ -72,6 +72,8 @@ if [[ $build_ok -eq 1 ]]; then
   run "node tests (e2e)" node --test --test-concurrency=1 tests/e2e/
   # A real browser (headless Chromium, installed if missing) calls the gateway across origins.
   run "node tests (browser)" node --test --test-concurrency=1 tests/browser/
+  # Codex CLI and Claude Code (pinned npm packages) complete turns through the gateway.
+  run "node tests (agents)" node --test --test-concurrency=1 tests/agents/
   # Every response and log line of the e2e run, scanned for the suite's secrets.
   run "node tests (key leak scan)" node --test tests/leak/
 else

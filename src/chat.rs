@@ -240,6 +240,7 @@ async fn chat_whole<C: Clock, U: Upstream, R: Rng, M: MirrorLink>(
             r.headers.push((HEADER_PROVIDER, provider.map(|p| p.name.clone()).unwrap_or_default()));
             r.headers.push((HEADER_MODEL, header_value(&output.model)));
             if let Some(dropped) = provider.and_then(|pc| dropped_tools(pc, &p.req)) {
+                log.dropped_tools = Some(dropped.clone());
                 r.headers.push((HEADER_DROPPED_TOOLS, dropped));
             }
             r
@@ -305,6 +306,7 @@ async fn chat_stream<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
                 (HEADER_ROUTE, route.name.clone()),
             ];
             if let Some(dropped) = dropped_tools(provider, &p.req) {
+                log.dropped_tools = Some(dropped.clone());
                 headers.push((HEADER_DROPPED_TOOLS, dropped));
             }
             let used = log.attempts.len() as u32 + u32::from(log.mirrored);

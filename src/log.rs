@@ -53,6 +53,8 @@ pub struct RequestLog {
     pub stream_malformed: u32,
     /// Targets that continued a broken stream.
     pub continued_on: Vec<String>,
+    /// Hosted tools left out because the serving target cannot run them.
+    pub dropped_tools: Option<String>,
     /// Set only when `log_prompts` is on.
     pub prompt: Option<String>,
 }
@@ -128,6 +130,9 @@ impl RequestLog {
         }
         if self.stream_malformed > 0 {
             m.insert("malformed_chunks".into(), json!(self.stream_malformed));
+        }
+        if let Some(d) = &self.dropped_tools {
+            m.insert("dropped_tools".into(), json!(d));
         }
         if !self.continued_on.is_empty() {
             m.insert("continued_on".into(), json!(self.continued_on));

@@ -249,6 +249,8 @@ describe('POST /v1/responses (OpenAI Responses)', () => {
     const r = await post(gw, '/v1/responses', { model: 'r', input: 'x', tools });
     assert.equal(r.status, 200, r.text);
     assert.equal(r.headers['x-switchyard-dropped-tools'], 'web_search');
+    const line = await gw.waitForLog((l) => l.request_id === r.headers['x-request-id']);
+    assert.equal(line.dropped_tools, 'web_search');
     assert.deepEqual(f.a.chats.at(-1).body.tools.map((t) => t.name), ['shell']);
     const refused = await post(gw, '/v1/responses', { model: 'strict', input: 'x', tools });
     assert.equal(refused.status, 400);
