@@ -274,6 +274,40 @@ describe('POST /v1/responses (OpenAI Responses)', () => {
   });
 });
 
+describe('a client that leaves mid-stream', () => {
+  for (const [path, body, upstream] of [
+    ['/v1/messages', messages('r', { stream: true }), 'anthropic'],
+    ['/v1/responses', { model: 'r', input: 'Hello', stream: true }, 'openai'],
+  ]) {
+    test(`${path}: the upstream (${upstream}, passed through) is closed soon after`, async (t) => {
+      const { gw, f } = await setup(t, {
+        fakes: { p: upstream },
+        providers: upstream === 'openai' ? { p: { responses: true } } : {},
+        routes: (f) => ({ r: { targets: [target(f.p)] } }),
+        policy: { stream_idle_timeout_ms: 2000 },
+      });
+      f.p.setDefault({ type: 'ok', text: FULL, chunks: 40, chunkDelayMs: 50 });
+      const controller = new AbortController();
+      const res = await fetch(`${gw.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        signal: controller.signal,
+      });
+      assert.equal(res.status, 200);
+      const first = await res.body.getReader().read();
+      assert.ok(!first.done && first.value.length > 0);
+      controller.abort();
+      let waited = 0;
+      while (f.p.abandoned === 0 && waited < 2000) {
+        await new Promise((r) => setTimeout(r, 25));
+        waited += 25;
+      }
+      assert.equal(f.p.abandoned, 1, 'the upstream stream was closed before its end (2 s of answer left)');
+    });
+  }
+});
+
 describe('POST /v1/embeddings and GET /v1/models/{id}', () => {
   test('embeddings from OpenAI and Cohere, failover only within one embedding space', async (t) => {
     const { gw, f } = await setup(t, {
