@@ -5,19 +5,19 @@
 //! then estimate locally. The gateway never makes a number up.
 
 use crate::api::{ApiError, Native, NativeApi};
-use crate::chat::{client_error, failure_reply, find_route, World};
+use crate::chat::{client_error, find_route, World};
 use crate::clock::Clock;
 use crate::config::{Format, ProviderConfig, Target};
-use crate::dispatch::{self, Build, Dispatched, Plan};
+use crate::dispatch::Build;
 use crate::gateway::Gateway;
-use crate::http::{Reply, HEADER_ATTEMPTS, HEADER_PROVIDER, HEADER_ROUTE};
+use crate::http::Reply;
 use crate::log::RequestLog;
 use crate::providers::{anthropic, Outbound};
-use crate::record::Outcome;
 use crate::rng::Rng;
+use crate::serve::{serve_whole, Targets};
 use crate::taxonomy::UpstreamError;
 use crate::upstream::{Upstream, UpstreamRequest};
-use crate::whole::{Completion, Finish, ReadWhole};
+use crate::whole::{Completion, Finish};
 
 struct CountRequest(Native);
 
@@ -73,33 +73,6 @@ pub async fn count_tokens<C: Clock, U: Upstream, R: Rng, M>(
         return client_error(ApiError::invalid("the request body must be a JSON object"), log);
     };
     let req = CountRequest(Native { api: Some(NativeApi::Messages), body, headers, ..Native::default() });
-    let now = w.clock.now_ms();
-    let plan = Plan {
-        config: &gw.config,
-        route,
-        order: &order,
-        request: &req,
-        keys: gw.provider_keys(),
-        states: gw.states_cell(),
-        forced: false,
-        max_attempts: route.policy.max_attempts,
-        deadline_ms: now + route.policy.deadline_ms,
-    };
-    let mut accept = ReadWhole { max_bytes: gw.config.security.max_answer_bytes, finish: &AsIs };
-    let d = dispatch::dispatch(&plan, w.clock, w.upstream, w.rng, &mut accept).await;
-    let mut reply = match d.outcome {
-        Dispatched::Served { target, output } => {
-            let provider = route.targets.get(target).map(|t| gw.config.provider_of(t).name.clone());
-            log.outcome = Some(Outcome::Ok);
-            log.provider.clone_from(&provider);
-            let mut r = Reply::json(200, output.body);
-            r.headers.push((HEADER_PROVIDER, provider.unwrap_or_default()));
-            r
-        }
-        other => failure_reply(other, &d.attempts, log),
-    };
-    reply.headers.push((HEADER_ATTEMPTS, d.attempts.len().to_string()));
-    reply.headers.push((HEADER_ROUTE, route.name.clone()));
-    log.attempts = d.attempts;
-    reply
+    let to = Targets { route, order: &order, forced: false };
+    serve_whole(gw, to, &req, &AsIs, log, w).await
 }

@@ -6,20 +6,20 @@
 //! across to another.
 
 use crate::api::{ApiError, Usage};
-use crate::chat::{client_error, failure_reply, find_route, World};
+use crate::chat::{client_error, find_route, World};
 use crate::clock::Clock;
 use crate::config::{Format, ProviderConfig, Target};
-use crate::dispatch::{self, Build, Dispatched, Plan};
+use crate::dispatch::Build;
 use crate::gateway::Gateway;
-use crate::http::{Reply, HEADER_ATTEMPTS, HEADER_MODEL, HEADER_PROVIDER, HEADER_ROUTE};
+use crate::http::Reply;
 use crate::json::Dig;
 use crate::log::RequestLog;
 use crate::providers::{request_headers, Outbound};
-use crate::record::Outcome;
 use crate::rng::Rng;
+use crate::serve::{serve_whole, Targets};
 use crate::taxonomy::{ErrorKind, UpstreamError};
 use crate::upstream::{Upstream, UpstreamRequest};
-use crate::whole::{Completion, Finish, ReadWhole};
+use crate::whole::{Completion, Finish};
 use serde_json::{json, Map, Value};
 
 /// What the client asked to embed.
@@ -223,40 +223,8 @@ pub async fn embeddings<C: Clock, U: Upstream, R: Rng, M>(
     let space = order.first().and_then(|&i| route.targets.get(i)).map(|t| t.embedding_space.clone());
     let order: Vec<usize> =
         order.into_iter().filter(|&i| route.targets.get(i).map(|t| &t.embedding_space) == space.as_ref()).collect();
-    log.forced = forced;
-    let plan = Plan {
-        config: &gw.config,
-        route,
-        order: &order,
-        request: &req,
-        keys: gw.provider_keys(),
-        states: gw.states_cell(),
-        forced,
-        max_attempts: route.policy.max_attempts,
-        deadline_ms: now + route.policy.deadline_ms,
-    };
     let finish = EmbedFinish { base64: req.base64 };
-    let mut accept = ReadWhole { max_bytes: gw.config.security.max_answer_bytes, finish: &finish };
-    let d = dispatch::dispatch(&plan, w.clock, w.upstream, w.rng, &mut accept).await;
-    let mut reply = match d.outcome {
-        Dispatched::Served { target, output: Completion { body, usage, .. } } => {
-            let t = route.targets.get(target);
-            let provider = t.map(|t| gw.config.provider_of(t).name.clone()).unwrap_or_default();
-            log.outcome = Some(Outcome::Ok);
-            log.provider = Some(provider.clone());
-            log.model = t.map(|t| t.model.clone());
-            log.usage = usage;
-            let mut r = Reply::json(200, body);
-            r.headers.push((HEADER_PROVIDER, provider));
-            r.headers.push((HEADER_MODEL, t.map(|t| crate::http::header_value(&t.model)).unwrap_or_default()));
-            r
-        }
-        other => failure_reply(other, &d.attempts, log),
-    };
-    reply.headers.push((HEADER_ATTEMPTS, d.attempts.len().to_string()));
-    reply.headers.push((HEADER_ROUTE, route.name.clone()));
-    log.attempts = d.attempts;
-    reply
+    serve_whole(gw, Targets { route, order: &order, forced }, &req, &finish, log, w).await
 }
 
 #[cfg(test)]

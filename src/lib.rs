@@ -43,6 +43,7 @@ pub mod record;
 pub mod retry;
 pub mod rng;
 pub mod selection;
+pub mod serve;
 pub mod slot;
 pub mod sse;
 pub mod state;

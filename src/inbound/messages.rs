@@ -454,9 +454,19 @@ impl MessagesEmitter {
         n
     }
 
-    fn delta(&self, delta: Value, out: &mut String) -> u32 {
+    /// A `content_block_delta` of the open block: `{"type": kind, field: text}`.
+    fn delta(&self, kind: &str, field: &str, text: &str, out: &mut String) -> u32 {
         let index = self.next.saturating_sub(1);
-        Self::write(out, "content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": delta}))
+        out.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":");
+        out.push_str(&index.to_string());
+        out.push_str(",\"delta\":{\"type\":\"");
+        out.push_str(kind);
+        out.push_str("\",\"");
+        out.push_str(field);
+        out.push_str("\":");
+        super::push_json_str(out, text);
+        out.push_str("}}\n\n");
+        1
     }
 }
 
@@ -474,19 +484,19 @@ impl Emit for MessagesEmitter {
             Event::Text { choice: 0, text } => {
                 let mut n = self.start(out);
                 n += self.open(Block::Text, json!({"type": "text", "text": ""}), out);
-                n + self.delta(json!({"type": "text_delta", "text": text}), out)
+                n + self.delta("text_delta", "text", text, out)
             }
             Event::Reasoning { choice: 0, text } => {
                 let mut n = self.start(out);
                 n += self.open(Block::Thinking, json!({"type": "thinking", "thinking": "", "signature": ""}), out);
-                n + self.delta(json!({"type": "thinking_delta", "thinking": text}), out)
+                n + self.delta("thinking_delta", "thinking", text, out)
             }
             Event::ToolStart { choice: 0, id, name, .. } => {
                 let n = self.start(out);
                 n + self.open(Block::Tool, json!({"type": "tool_use", "id": id, "name": name, "input": {}}), out)
             }
             Event::ToolArgs { choice: 0, args, .. } if self.open == Some(Block::Tool) => {
-                self.delta(json!({"type": "input_json_delta", "partial_json": args}), out)
+                self.delta("input_json_delta", "partial_json", args, out)
             }
             Event::Finish { choice: 0, reason } => {
                 self.finish = Some(reason.clone());

@@ -60,6 +60,15 @@ impl ClientFormat {
     }
 }
 
+/// Appends `s` as a JSON string (quoted and escaped): for the events
+/// written once per token, without building a JSON tree for each.
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
+    match serde_json::to_string(s) {
+        Ok(q) => out.push_str(&q),
+        Err(_) => out.push_str("\"\""),
+    }
+}
+
 /// A request body that must be a JSON object.
 pub(crate) fn read_object(body: &[u8], what: &str) -> Result<Value, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| ApiError::invalid("the request body is not valid UTF-8 JSON"))?;

@@ -484,6 +484,44 @@ impl ResponsesEmitter {
     }
 }
 
+/// Which delta event, of which item.
+struct Delta<'a> {
+    name: &'a str,
+    id: &'a str,
+    i: usize,
+    /// `content_index` or `summary_index` (always 0 here), if the event has one.
+    part: Option<&'a str>,
+}
+
+/// A delta event, written once per token without a JSON tree: the next
+/// `sequence_number`, the item, and the text.
+fn delta(out: &mut String, seq: &mut u64, d: Delta, text: &str) -> u32 {
+    out.push_str("event: ");
+    out.push_str(d.name);
+    out.push_str("\ndata: {\"type\":\"");
+    out.push_str(d.name);
+    out.push_str("\",\"sequence_number\":");
+    out.push_str(&seq.to_string());
+    out.push_str(",\"item_id\":");
+    super::push_json_str(out, d.id);
+    out.push_str(",\"output_index\":");
+    out.push_str(&d.i.to_string());
+    if let Some(part) = d.part {
+        out.push_str(",\"");
+        out.push_str(part);
+        out.push_str("\":0");
+    }
+    out.push_str(",\"delta\":");
+    super::push_json_str(out, text);
+    if d.part == Some("content_index") {
+        // Text deltas carry their (here, no) log probabilities.
+        out.push_str(",\"logprobs\":[]");
+    }
+    out.push_str("}\n\n");
+    *seq += 1;
+    1
+}
+
 impl Emit for ResponsesEmitter {
     fn emit(&mut self, ev: &Event, out: &mut String) -> u32 {
         match ev {
@@ -512,10 +550,14 @@ impl Emit for ResponsesEmitter {
                     self.open = Some(Open::Text { id, text: String::new() });
                 }
                 let i = self.index();
-                let Some(Open::Text { id, text: acc }) = &mut self.open else { return n };
+                let Self { open: Some(Open::Text { id, text: acc }), seq, .. } = self else { return n };
                 acc.push_str(text);
-                let data = json!({"item_id": id, "output_index": i, "content_index": 0, "delta": text, "logprobs": []});
-                n + self.write(out, "response.output_text.delta", data)
+                n + delta(
+                    out,
+                    seq,
+                    Delta { name: "response.output_text.delta", id, i, part: Some("content_index") },
+                    text,
+                )
             }
             Event::Reasoning { choice: 0, text } => {
                 let mut n = self.start(out);
@@ -538,10 +580,10 @@ impl Emit for ResponsesEmitter {
                     self.open = Some(Open::Reasoning { id, text: String::new() });
                 }
                 let i = self.index();
-                let Some(Open::Reasoning { id, text: acc }) = &mut self.open else { return n };
+                let Self { open: Some(Open::Reasoning { id, text: acc }), seq, .. } = self else { return n };
                 acc.push_str(text);
-                let data = json!({"item_id": id, "output_index": i, "summary_index": 0, "delta": text});
-                n + self.write(out, "response.reasoning_summary_text.delta", data)
+                let name = "response.reasoning_summary_text.delta";
+                n + delta(out, seq, Delta { name, id, i, part: Some("summary_index") }, text)
             }
             Event::ToolStart { choice: 0, id: call_id, name, .. } => {
                 let mut n = self.start(out);
@@ -558,10 +600,9 @@ impl Emit for ResponsesEmitter {
             }
             Event::ToolArgs { choice: 0, args, .. } => {
                 let i = self.index();
-                let Some(Open::Call { id, args: acc, .. }) = &mut self.open else { return 0 };
+                let Self { open: Some(Open::Call { id, args: acc, .. }), seq, .. } = self else { return 0 };
                 acc.push_str(args);
-                let data = json!({"item_id": id, "output_index": i, "delta": args});
-                self.write(out, "response.function_call_arguments.delta", data)
+                delta(out, seq, Delta { name: "response.function_call_arguments.delta", id, i, part: None }, args)
             }
             Event::Finish { choice: 0, reason } => {
                 self.finish = Some(reason.clone());
