@@ -134,3 +134,107 @@ pub fn replay(format: ClientFormat, c: &ChatCompletion, names: StreamNames) -> S
     em.complete(&mut out);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::providers::Wire;
+    use crate::sse::SseParser;
+    use serde_json::Value;
+
+    fn fixture(path: &str) -> String {
+        std::fs::read_to_string(format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    /// A recorded upstream stream, decoded and written for `client`: the
+    /// client's events (name, data) and the facts the decoder read.
+    fn translate(wire: Wire, path: &str, client: ClientFormat) -> (Vec<(String, Value)>, Vec<Event>) {
+        let mut events = Vec::new();
+        SseParser::default().feed(fixture(path).as_bytes(), &mut events).unwrap();
+        let mut decoder = wire.decoder(false, false);
+        let names =
+            StreamNames { id: "x".into(), created: 1, model: "m".into(), include_usage: true, namespaced: Vec::new() };
+        let mut em = emitter(client, names);
+        let (mut out, mut facts) = (String::new(), Vec::new());
+        for ev in &events {
+            let mut f = Vec::new();
+            decoder.decode(ev, &mut f);
+            for fact in &f {
+                em.emit(fact, &mut out);
+            }
+            facts.extend(f);
+        }
+        em.complete(&mut out);
+        let mut written = Vec::new();
+        SseParser::default().feed(out.as_bytes(), &mut written).unwrap();
+        let written = written
+            .into_iter()
+            .filter(|e| e.data.trim() != "[DONE]")
+            .map(|e| (e.event.unwrap_or_default(), serde_json::from_str(&e.data).unwrap()))
+            .collect();
+        (written, facts)
+    }
+
+    fn upstream_text(facts: &[Event]) -> String {
+        facts
+            .iter()
+            .filter_map(|f| if let Event::Text { choice: 0, text } = f { Some(text.as_str()) } else { None })
+            .collect()
+    }
+
+    fn client_text(client: ClientFormat, evs: &[(String, Value)]) -> String {
+        evs.iter()
+            .filter_map(|(name, v)| match client {
+                ClientFormat::Chat => v["choices"][0]["delta"]["content"].as_str(),
+                ClientFormat::Messages if v["delta"]["type"] == "text_delta" => v["delta"]["text"].as_str(),
+                ClientFormat::Responses if name == "response.output_text.delta" => v["delta"].as_str(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_recorded_provider_stream_reads_whole_in_every_client_format() {
+        let streams = [
+            (Wire::Chat, "openai/chat_stream_text_usage.sse"),
+            (Wire::Chat, "openai/chat_stream_tool_calls.sse"),
+            (Wire::Chat, "openai/chat_stream_reasoning_content_deepseek.sse"),
+            (Wire::Anthropic, "anthropic/stream_text.sse"),
+            (Wire::Anthropic, "anthropic/stream_thinking.sse"),
+            (Wire::Anthropic, "anthropic/stream_tool_use.sse"),
+            (Wire::Cohere, "cohere/chat_stream_text.sse"),
+            (Wire::Cohere, "cohere/chat_stream_tool_calls.sse"),
+            (Wire::Responses, "openai-responses/stream_text_recorded.sse"),
+            (Wire::Responses, "openai-responses/stream_function_call_recorded.sse"),
+        ];
+        for (wire, path) in streams {
+            for client in [ClientFormat::Chat, ClientFormat::Messages, ClientFormat::Responses] {
+                let (evs, facts) = translate(wire, path, client);
+                let at = format!("{path} as {client:?}");
+                assert_eq!(client_text(client, &evs), upstream_text(&facts), "{at}: the text, whole and in order");
+                let calls = facts.iter().filter(|f| matches!(f, Event::ToolStart { choice: 0, .. })).count();
+                assert!(!upstream_text(&facts).is_empty() || calls > 0, "{at}: the recording says something");
+                let (first, last) = (&evs.first().unwrap().0, evs.last().unwrap());
+                match client {
+                    ClientFormat::Messages => {
+                        assert_eq!(first, "message_start", "{at}");
+                        assert_eq!(last.0, "message_stop", "{at}");
+                        let uses = evs.iter().filter(|(_, v)| v["content_block"]["type"] == "tool_use").count();
+                        assert_eq!(uses, calls, "{at}: one tool_use block per call");
+                    }
+                    ClientFormat::Responses => {
+                        assert_eq!(first, "response.created", "{at}");
+                        assert!(last.0 == "response.completed" || last.0 == "response.incomplete", "{at}");
+                        let items = last.1["response"]["output"].as_array().unwrap();
+                        assert_eq!(items.iter().filter(|i| i["type"] == "function_call").count(), calls, "{at}");
+                        for (k, (_, v)) in evs.iter().enumerate() {
+                            assert_eq!(v["sequence_number"], k as u64, "{at}");
+                        }
+                    }
+                    ClientFormat::Chat => {}
+                }
+            }
+        }
+    }
+}
