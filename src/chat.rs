@@ -205,6 +205,8 @@ async fn chat_whole<C: Clock, U: Upstream, R: Rng, M: MirrorLink>(
             log.outcome = Some(Outcome::Ok);
             log.provider = provider.map(|p| p.name.clone());
             log.model = Some(output.model.clone());
+            let cost = route.targets.get(target).map(|t| t.cost).filter(crate::usage::priced);
+            log.cost_usd = cost.zip(output.usage.as_ref()).map(|(c, u)| crate::usage::cost_usd(u, &c));
             log.usage = output.usage;
             let mut answer = output.answer;
             answer.latency_ms = w.clock.now_ms().saturating_sub(started);
@@ -212,6 +214,9 @@ async fn chat_whole<C: Clock, U: Upstream, R: Rng, M: MirrorLink>(
             let mut r = Reply::json(200, output.body);
             r.headers.push((HEADER_PROVIDER, provider.map(|p| p.name.clone()).unwrap_or_default()));
             r.headers.push((HEADER_MODEL, header_value(&output.model)));
+            if let Some(c) = log.cost_usd {
+                r.headers.push((crate::http::HEADER_COST, crate::usage::header(c)));
+            }
             r
         }
         Dispatched::Exhausted if log.mirrored => match mirroring::serve(w.mirror, log).await {
@@ -334,6 +339,10 @@ pub fn end_stream(gw: &Gateway, relay: &Relay, continuation: Vec<AttemptRecord>,
     log.stream_chunks = Some(relay.chunks);
     log.stream_malformed = relay.malformed;
     log.usage = usage.or(log.usage.take());
+    let cost = target_cost(gw, log);
+    if crate::usage::priced(&cost) {
+        log.cost_usd = log.usage.as_ref().map(|u| crate::usage::cost_usd(u, &cost));
+    }
     log.continued_on = relay.continued_on.clone();
     log.attempts.extend(continuation);
     match relay.state() {

@@ -12,6 +12,8 @@ pub const HEADER_ROUTE: &str = "x-switchyard-route";
 pub const HEADER_REQUEST_ID: &str = "x-request-id";
 /// Set to `served` when the mirror's answer was served because the primary failed.
 pub const HEADER_MIRROR: &str = "x-switchyard-mirror";
+/// The answer's cost in US dollars (non-streaming answers from priced targets).
+pub const HEADER_COST: &str = "x-switchyard-cost-usd";
 /// A client's own fallback order, as a comma-separated list of target ids.
 pub const HEADER_ORDER: &str = "x-switchyard-order";
 

@@ -48,6 +48,7 @@ pub mod store;
 pub mod stream;
 pub mod taxonomy;
 pub mod upstream;
+pub mod usage;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;
