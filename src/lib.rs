@@ -33,6 +33,7 @@ pub mod json;
 pub mod json_path;
 pub mod keys;
 pub mod log;
+pub mod metrics;
 pub mod mirror;
 pub mod mirroring;
 pub mod probe;
