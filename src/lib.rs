@@ -13,6 +13,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+pub mod analytics;
 pub mod api;
 pub mod auth;
 pub mod breaker;
@@ -25,6 +26,7 @@ pub mod cors;
 pub mod dispatch;
 pub mod event;
 pub mod failures;
+pub mod fleet;
 pub mod gateway;
 pub mod health;
 pub mod http;

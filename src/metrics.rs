@@ -139,8 +139,11 @@ impl Series {
     /// The buckets of the last hour up to `now_ms`, oldest first.
     pub fn window(&self, now_ms: u64) -> Vec<&Bucket> {
         let now = now_ms / MINUTE_MS;
-        let mut v: Vec<&Bucket> =
-            self.buckets.iter().filter(|b| b.minute > 0 && b.minute <= now && now - b.minute < MINUTES as u64).collect();
+        let mut v: Vec<&Bucket> = self
+            .buckets
+            .iter()
+            .filter(|b| b.minute > 0 && b.minute <= now && now - b.minute < MINUTES as u64)
+            .collect();
         v.sort_by_key(|b| b.minute);
         v
     }

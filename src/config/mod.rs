@@ -5,6 +5,7 @@
 mod read;
 mod security;
 mod state;
+pub(crate) use security::is_loopback;
 
 pub use security::Security;
 pub use state::{BreakerSettings, HealthSettings, StateSettings};
