@@ -44,6 +44,12 @@ pub enum Endpoint {
     Status,
     /// Mirror comparison aggregates; behind the admin key.
     Mirror,
+    /// Usage and cost (fleet or this isolate); behind the admin key.
+    Usage,
+    /// This isolate's rolling metrics; behind the admin key.
+    Metrics,
+    /// The dashboard page (no key to load, no data in it).
+    Dashboard,
     /// A CORS preflight (`OPTIONS`) on a known path.
     Preflight,
     NotFound,
@@ -53,7 +59,8 @@ pub enum Endpoint {
 
 pub fn endpoint(method: &str, path: &str) -> Endpoint {
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
-    const KNOWN: [&str; 5] = ["/v1/chat/completions", "/v1/models", "/v1/status", "/v1/mirror", "/healthz"];
+    const KNOWN: [&str; 7] =
+        ["/v1/chat/completions", "/v1/models", "/v1/status", "/v1/mirror", "/v1/usage", "/v1/metrics", "/healthz"];
     if method == "OPTIONS" && KNOWN.contains(&path) {
         return Endpoint::Preflight;
     }
@@ -65,7 +72,11 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
         ("/v1/status", "GET") => Endpoint::Status,
         ("/v1/mirror", "GET") => Endpoint::Mirror,
         ("/v1/mirror", _) => Endpoint::MethodNotAllowed("GET"),
+        ("/dashboard", "GET") => Endpoint::Dashboard,
         ("/v1/status", _) => Endpoint::MethodNotAllowed("GET"),
+        ("/v1/usage", "GET") => Endpoint::Usage,
+        ("/v1/metrics", "GET") => Endpoint::Metrics,
+        ("/v1/usage" | "/v1/metrics" | "/dashboard", _) => Endpoint::MethodNotAllowed("GET"),
         ("/healthz", "GET" | "HEAD") => Endpoint::Health,
         ("/healthz", _) => Endpoint::MethodNotAllowed("GET"),
         _ => Endpoint::NotFound,

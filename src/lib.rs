@@ -23,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod continuation;
 pub mod cors;
+pub mod dashboard;
 pub mod dispatch;
 pub mod event;
 pub mod failures;

@@ -99,7 +99,7 @@ impl Bucket {
         self.ttft.merge(&o.ttft);
     }
 
-    fn to_json(&self) -> Value {
+    fn to_json(self) -> Value {
         json!({
             "requests": self.requests,
             "errors": self.errors,
@@ -163,7 +163,9 @@ impl Series {
             .into_iter()
             .map(|b| {
                 let mut v = b.to_json();
-                v["t_ms"] = json!(b.minute * MINUTE_MS);
+                if let Value::Object(m) = &mut v {
+                    m.insert("t_ms".into(), json!(b.minute * MINUTE_MS));
+                }
                 v
             })
             .collect();

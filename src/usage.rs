@@ -38,14 +38,16 @@ pub fn cost_usd(u: &Usage, c: &Cost) -> f64 {
 
 /// The usage as the log line carries it.
 pub fn to_json(u: &Usage) -> Value {
-    let mut v = json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens});
+    let mut m = serde_json::Map::new();
+    m.insert("prompt_tokens".into(), json!(u.prompt_tokens));
+    m.insert("completion_tokens".into(), json!(u.completion_tokens));
     if u.prompt_tokens_details.is_some() {
-        v["cached_tokens"] = json!(cached_tokens(u));
+        m.insert("cached_tokens".into(), json!(cached_tokens(u)));
     }
     if u.completion_tokens_details.is_some() {
-        v["reasoning_tokens"] = json!(reasoning_tokens(u));
+        m.insert("reasoning_tokens".into(), json!(reasoning_tokens(u)));
     }
-    v
+    Value::Object(m)
 }
 
 /// A cost as header text: dollars with up to ten decimals, no exponent.
@@ -120,7 +122,7 @@ mod tests {
         u.prompt_tokens_details = Some(crate::api::PromptTokensDetails { cached_tokens: 99 });
         assert_eq!(cached_tokens(&u), 10);
         assert_eq!(cost_usd(&u, &price(1.0, 1.0, Some(0.0))), 0.0);
-        assert_eq!(header(0.000_0123), "0.0000123");
+        assert_eq!(header(0.000_012_3), "0.0000123");
         assert_eq!(header(1.5), "1.5");
         assert_eq!(header(0.0), "0");
     }
