@@ -54,6 +54,7 @@ describe('usage, cost and the operator views', { skip: !isBuilt() && 'build the 
     const line = await gw.waitForLog((l) => l.request_id === r.headers['x-request-id']);
     assert.equal(line.usage.prompt_tokens, u.prompt_tokens);
     assert.ok(Math.abs(line.cost_usd - want) < 1e-12);
+    assert.ok(!gw.logs().some((l) => l?.msg === 'analytics write failed'), 'the ANALYTICS binding took the point');
 
     const m = await (await gw.fetch('/v1/metrics', { headers: admin })).json();
     assert.equal(m.scope, 'isolate');
