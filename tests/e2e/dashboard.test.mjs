@@ -68,6 +68,21 @@ describe('usage, cost and the operator views', { skip: !isBuilt() && 'build the 
     assert.match(usage.note, /CF_ACCOUNT_ID/);
   });
 
+  test('a stream is accounted when it ends: first-token time and cost in the log line and the metrics', async (t) => {
+    const { gw } = await setup(t);
+    const r = await gw.chat(userMessage('chat', 'Hello', { stream: true, stream_options: { include_usage: true } }));
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['x-switchyard-cost-usd'], undefined, 'no header can follow a stream\'s body');
+    const line = await gw.waitForLog((l) => l.request_id === r.headers['x-request-id']);
+    assert.ok(Number.isInteger(line.first_token_ms) && line.first_token_ms <= line.latency_ms, JSON.stringify(line));
+    assert.ok(line.usage && line.cost_usd > 0, JSON.stringify(line));
+    const m = await (await gw.fetch('/v1/metrics', { headers: admin })).json();
+    const chat = m.routes.find((s) => s.name === 'chat').totals;
+    assert.equal(chat.requests, 1);
+    assert.ok(chat.ttft_p50_ms >= line.first_token_ms, JSON.stringify(chat));
+    assert.ok(Math.abs(chat.cost_usd - line.cost_usd) < 1e-12);
+  });
+
   test('an unpriced route sends no cost header', async (t) => {
     const { gw } = await setup(t, { priced: false });
     const r = await gw.chat(userMessage('chat'));
