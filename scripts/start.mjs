@@ -9,6 +9,7 @@
 // Ctrl-C stops everything.
 
 import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startFakeProvider } from '../tests/support/fake-providers.mjs';
@@ -23,6 +24,8 @@ const FAKES = [
 ];
 
 const args = process.argv.slice(2);
+// A fresh admin key per run, for the dashboard and the admin endpoints.
+const ADMIN_KEY = `sy_admin_${randomBytes(18).toString('base64url')}`;
 
 if (!args.includes('--no-build')) {
   const b = spawnSync('bash', ['scripts/build.sh'], { cwd: ROOT, stdio: 'inherit' });
@@ -52,6 +55,7 @@ const wrangler = spawn(
     path.join(ROOT, 'node_modules/wrangler/bin/wrangler.js'),
     'dev', '--env', 'local', '--ip', HOST, '--port', String(PORT),
     '--test-scheduled', '--persist-to', '.wrangler/state',
+    '--var', `ADMIN_KEY:${ADMIN_KEY}`,
   ],
   { cwd: ROOT, stdio: 'inherit' },
 );
@@ -97,6 +101,9 @@ function banner() {
   console.log(`
 ------------------------------------------------------------------------
 Switchyard is running on ${base}  (Ctrl-C stops it and the fakes)
+
+Dashboard:  ${base}/dashboard
+Admin key:  ${ADMIN_KEY}   (this run's; also for /v1/status, /v1/metrics, /v1/usage)
 
 Try it:
   curl ${base}/v1/chat/completions -H 'content-type: application/json' \\

@@ -106,3 +106,25 @@ pub fn mirror_report(gw: &Gateway, shared: &[(String, MirrorStats)]) -> Reply {
         .collect();
     Reply::json(200, json!({ "routes": routes }).to_string())
 }
+
+/// `GET /v1/usage` without the Analytics Engine SQL API: this isolate's
+/// last hour, per route and provider, and said to be only that. `why` tells
+/// the operator how to get fleet figures.
+pub fn usage_isolate(gw: &Gateway, now: u64, why: &str) -> Reply {
+    let m = gw.metrics.borrow();
+    let totals = |v: &[crate::metrics::Series]| -> Vec<serde_json::Value> {
+        v.iter()
+            .map(|s| {
+                let t = s.totals(now);
+                json!({"name": s.name, "requests": t.requests, "prompt_tokens": t.prompt_tokens,
+                       "completion_tokens": t.completion_tokens, "cost_usd": t.cost_usd})
+            })
+            .collect()
+    };
+    Reply::json(
+        200,
+        json!({"scope": "isolate", "window": "this isolate's last hour", "note": why, "now_ms": now,
+               "routes": totals(&m.routes), "providers": totals(&m.providers)})
+        .to_string(),
+    )
+}

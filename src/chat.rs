@@ -232,6 +232,8 @@ async fn chat_whole<C: Clock, U: Upstream, R: Rng, M: MirrorLink>(
             log.outcome = Some(Outcome::Ok);
             log.provider = provider.map(|p| p.name.clone());
             log.model = Some(output.model.clone());
+            let cost = route.targets.get(target).map(|t| t.cost).filter(crate::usage::priced);
+            log.cost_usd = cost.zip(output.usage.as_ref()).map(|(c, u)| crate::usage::cost_usd(u, &c));
             log.usage = output.usage;
             let mut answer = output.answer;
             answer.latency_ms = w.clock.now_ms().saturating_sub(started);
@@ -242,6 +244,9 @@ async fn chat_whole<C: Clock, U: Upstream, R: Rng, M: MirrorLink>(
             if let Some(dropped) = provider.and_then(|pc| dropped_tools(pc, &p.req)) {
                 log.dropped_tools = Some(dropped.clone());
                 r.headers.push((HEADER_DROPPED_TOOLS, dropped));
+            }
+            if let Some(c) = log.cost_usd {
+                r.headers.push((crate::http::HEADER_COST, crate::usage::header(c)));
             }
             r
         }
@@ -387,6 +392,10 @@ pub fn end_stream(gw: &Gateway, relay: &Relay, continuation: Vec<AttemptRecord>,
     log.stream_chunks = Some(relay.chunks);
     log.stream_malformed = relay.malformed;
     log.usage = usage.or(log.usage.take());
+    let cost = target_cost(gw, log);
+    if crate::usage::priced(&cost) {
+        log.cost_usd = log.usage.as_ref().map(|u| crate::usage::cost_usd(u, &cost));
+    }
     log.continued_on = relay.continued_on.clone();
     log.attempts.extend(continuation);
     match relay.state() {

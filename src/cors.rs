@@ -5,7 +5,7 @@ use crate::config::Security;
 
 /// Headers a page's script may read on the gateway's responses.
 pub const EXPOSED: &str = "x-switchyard-provider, x-switchyard-model, x-switchyard-attempts, x-switchyard-route, \
-    x-switchyard-mirror, x-switchyard-dropped-tools, x-request-id";
+    x-switchyard-mirror, x-switchyard-dropped-tools, x-switchyard-cost-usd, x-request-id";
 
 /// Methods the gateway answers to from a browser.
 pub const METHODS: &str = "GET, POST, OPTIONS";

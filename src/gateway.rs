@@ -6,6 +6,7 @@
 use crate::config::Config;
 use crate::http::Reply;
 use crate::keys::{AdminKey, KeyRing, ADMIN_KEY_SECRET};
+use crate::metrics::Metrics;
 use crate::mirror::{MirrorLedger, MirrorResult};
 use crate::record::Answer;
 use crate::state::{self, ProviderStates};
@@ -23,6 +24,8 @@ pub struct Gateway {
     mirror_ledger: RefCell<MirrorLedger>,
     pub keys: KeyRing,
     pub admin: AdminKey,
+    /// This isolate's last hour, per route and provider.
+    pub metrics: RefCell<Metrics>,
 }
 
 impl Gateway {
@@ -51,7 +54,11 @@ impl Gateway {
         .to_string();
         let keys = KeyRing::new(&config.security, secret(&config.security.keys_secret));
         let admin = AdminKey::new(secret(ADMIN_KEY_SECRET));
-        Gateway { config, provider_keys, states, models_body, mirror_ledger: RefCell::default(), keys, admin }
+        let metrics = RefCell::new(Metrics::new(
+            config.routes.iter().map(|r| r.name.clone()),
+            config.providers.iter().map(|p| p.name.clone()),
+        ));
+        Gateway { config, provider_keys, states, models_body, mirror_ledger: RefCell::default(), keys, admin, metrics }
     }
 
     /// Provider `idx`'s API key, for building its requests.

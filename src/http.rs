@@ -15,6 +15,8 @@ pub const HEADER_MIRROR: &str = "x-switchyard-mirror";
 /// Hosted tools (web search, code execution, ...) left out of a request
 /// because the target that served it cannot run them.
 pub const HEADER_DROPPED_TOOLS: &str = "x-switchyard-dropped-tools";
+/// The answer's cost in US dollars (non-streaming answers from priced targets).
+pub const HEADER_COST: &str = "x-switchyard-cost-usd";
 /// A client's own fallback order, as a comma-separated list of target ids.
 pub const HEADER_ORDER: &str = "x-switchyard-order";
 
@@ -56,6 +58,12 @@ pub enum Endpoint {
     Status,
     /// Mirror comparison aggregates; behind the admin key.
     Mirror,
+    /// Usage and cost (fleet or this isolate); behind the admin key.
+    Usage,
+    /// This isolate's rolling metrics; behind the admin key.
+    Metrics,
+    /// The dashboard page (no key to load, no data in it).
+    Dashboard,
     /// A CORS preflight (`OPTIONS`) on a known path.
     Preflight,
     NotFound,
@@ -65,7 +73,7 @@ pub enum Endpoint {
 
 pub fn endpoint(method: &str, path: &str) -> Endpoint {
     let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
-    const KNOWN: [&str; 9] = [
+    const KNOWN: [&str; 11] = [
         "/v1/chat/completions",
         "/v1/messages",
         "/v1/messages/count_tokens",
@@ -74,6 +82,8 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
         "/v1/models",
         "/v1/status",
         "/v1/mirror",
+        "/v1/usage",
+        "/v1/metrics",
         "/healthz",
     ];
     let model = path.strip_prefix("/v1/models/").filter(|id| !id.is_empty());
@@ -102,7 +112,11 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
         ("/v1/status", "GET") => Endpoint::Status,
         ("/v1/mirror", "GET") => Endpoint::Mirror,
         ("/v1/mirror", _) => Endpoint::MethodNotAllowed("GET"),
+        ("/dashboard", "GET") => Endpoint::Dashboard,
         ("/v1/status", _) => Endpoint::MethodNotAllowed("GET"),
+        ("/v1/usage", "GET") => Endpoint::Usage,
+        ("/v1/metrics", "GET") => Endpoint::Metrics,
+        ("/v1/usage" | "/v1/metrics" | "/dashboard", _) => Endpoint::MethodNotAllowed("GET"),
         ("/healthz", "GET" | "HEAD") => Endpoint::Health,
         ("/healthz", _) => Endpoint::MethodNotAllowed("GET"),
         _ => Endpoint::NotFound,

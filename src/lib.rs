@@ -13,6 +13,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+pub mod analytics;
 pub mod api;
 pub mod auth;
 pub mod breaker;
@@ -23,10 +24,12 @@ pub mod config;
 pub mod continuation;
 pub mod cors;
 pub mod count_tokens;
+pub mod dashboard;
 pub mod dispatch;
 pub mod embeddings;
 pub mod event;
 pub mod failures;
+pub mod fleet;
 pub mod gateway;
 pub mod health;
 pub mod http;
@@ -35,6 +38,7 @@ pub mod json;
 pub mod json_path;
 pub mod keys;
 pub mod log;
+pub mod metrics;
 pub mod mirror;
 pub mod mirroring;
 pub mod probe;
@@ -51,6 +55,7 @@ pub mod store;
 pub mod stream;
 pub mod taxonomy;
 pub mod upstream;
+pub mod usage;
 pub mod whole;
 
 #[cfg(target_arch = "wasm32")]

@@ -32,7 +32,11 @@ pub struct RequestLog {
     pub model: Option<String>,
     pub attempts: Vec<AttemptRecord>,
     pub usage: Option<Usage>,
+    /// The answer's cost under the serving target's prices (priced targets only).
+    pub cost_usd: Option<f64>,
     pub latency_ms: u64,
+    /// Streams: when the first token reached the client, from the start.
+    pub first_token_ms: Option<u64>,
     /// The client error's message, for 4xx answers the gateway gave itself.
     pub error: Option<String>,
     /// Every target's circuit was open (or its health down) and they were
@@ -141,12 +145,15 @@ impl RequestLog {
             m.insert("forced".into(), json!("every target was unavailable (circuit open or down); tried anyway"));
         }
         if let Some(u) = &self.usage {
-            m.insert(
-                "usage".into(),
-                json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens}),
-            );
+            m.insert("usage".into(), crate::usage::to_json(u));
+        }
+        if let Some(c) = self.cost_usd {
+            m.insert("cost_usd".into(), json!(c));
         }
         m.insert("latency_ms".into(), json!(self.latency_ms));
+        if let Some(t) = self.first_token_ms {
+            m.insert("first_token_ms".into(), json!(t));
+        }
         if let Some(e) = &self.error {
             m.insert("error".into(), json!(e));
         }

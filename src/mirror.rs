@@ -49,7 +49,7 @@ pub fn answer_of(c: &ChatCompletion, provider: &str, target: &Target, latency_ms
 }
 
 pub fn cost_of(u: &Usage, c: &Cost) -> f64 {
-    (u.prompt_tokens as f64 * c.input + u.completion_tokens as f64 * c.output) / 1_000_000.0
+    crate::usage::cost_usd(u, c)
 }
 
 /// The mirror's outcome: its answer (and the OpenAI body, to serve it if the

@@ -5,6 +5,7 @@
 mod read;
 mod security;
 mod state;
+pub(crate) use security::is_loopback;
 
 pub use security::Security;
 pub use state::{BreakerSettings, HealthSettings, StateSettings};
@@ -171,6 +172,8 @@ pub struct Cost {
     pub input: f64,
     /// US dollars per million output tokens.
     pub output: f64,
+    /// US dollars per million cached input tokens; `None`: the input price.
+    pub cached: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -307,7 +310,7 @@ read_struct!(RawTarget {
     required: [provider, model],
     optional: [weight, cost, capabilities, context_window, embedding_space],
 });
-read_struct!(RawCost { required: [input, output], optional: [] });
+read_struct!(RawCost { required: [input, output], optional: [cached] });
 read_struct!(RawPolicy {
     required: [],
     optional: [
@@ -383,6 +386,7 @@ struct RawTarget {
 struct RawCost {
     input: f64,
     output: f64,
+    cached: Option<f64>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -547,10 +551,11 @@ impl Config {
                 }
                 let cost = match &t.cost {
                     Some(c) => {
-                        if !(c.input.is_finite() && c.input >= 0.0 && c.output.is_finite() && c.output >= 0.0) {
+                        let price = |p: f64| p.is_finite() && p >= 0.0;
+                        if !(price(c.input) && price(c.output) && c.cached.is_none_or(price)) {
                             return Err(err(format!("{tat}.cost"), "prices must be non-negative numbers"));
                         }
-                        Cost { input: c.input, output: c.output }
+                        Cost { input: c.input, output: c.output, cached: c.cached }
                     }
                     None if strategy == Strategy::Cost => {
                         return Err(err(format!("{tat}.cost"), "the cost strategy needs a price on every target"))
@@ -695,7 +700,7 @@ fn mirror_config(
     // A route target of the same id lends its prices and capabilities.
     let known = targets.iter().find(|t| t.id == m.target);
     let cost = match (&m.cost, known) {
-        (Some(c), _) => Cost { input: c.input, output: c.output },
+        (Some(c), _) => Cost { input: c.input, output: c.output, cached: c.cached },
         (None, Some(t)) => t.cost,
         (None, None) => Cost::default(),
     };

@@ -186,7 +186,7 @@ pub(super) fn check_base_url(at: &str, base_url: &str, sends_key: bool) -> Resul
 
 /// Whether a URL's `host[:port]` is this machine: `localhost`, `[::1]` or an
 /// address in 127.0.0.0/8 (four numbers, not a name that starts with them).
-fn is_loopback(authority: &str) -> bool {
+pub(crate) fn is_loopback(authority: &str) -> bool {
     let host = match authority.strip_prefix('[') {
         Some(v6) => return v6.split_once(']').is_some_and(|(h, port)| h == "::1" && valid_port(port)),
         None => match authority.split_once(':') {

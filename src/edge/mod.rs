@@ -2,6 +2,7 @@
 //! core's traits with workers-rs. Kept thin: decisions live in the core.
 
 mod admit;
+mod analytics;
 mod clock;
 mod kv;
 mod mirror;
@@ -118,6 +119,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys:
         }
     };
 
+    analytics::bind(&env);
     let header = |name: &str| req.header(name);
     let origin = header("origin");
     let cors = cors::response_headers(origin.as_deref(), &gw.config.security);
@@ -130,7 +132,9 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys:
         | Endpoint::Embeddings
         | Endpoint::Models
         | Endpoint::Model => admit::admit(&gw, &req, &env, &mut log).await.err(),
-        Endpoint::Status | Endpoint::Mirror => admit::admit_admin(&gw, &req, &env, &mut log).await.err(),
+        Endpoint::Status | Endpoint::Mirror | Endpoint::Usage | Endpoint::Metrics => {
+            admit::admit_admin(&gw, &req, &env, &mut log).await.err()
+        }
         _ => None,
     };
     let reply = match ep {
@@ -212,6 +216,15 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys:
             }
         },
         Endpoint::ResponsesSocket => crate::http::upgrade_refused(),
+        Endpoint::Usage | Endpoint::Metrics => match gw.admin.authorize(req.header("authorization").as_deref()) {
+            Err(r) => r,
+            Ok(()) if ep == Endpoint::Metrics => {
+                let now = clock.now_ms();
+                Reply::json(200, gw.metrics.borrow().to_json(now).to_string())
+            }
+            Ok(()) => usage(&gw, &env).await,
+        },
+        Endpoint::Dashboard => crate::dashboard::reply(),
         Endpoint::Models => gw.models(),
         Endpoint::Model => gw.model(&crate::http::model_id(&path).unwrap_or_default()),
         Endpoint::Status => {
@@ -385,10 +398,40 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     }
 }
 
-/// The request's log line, if `log_requests` wants it.
+/// The request's log line, if `log_requests` wants it; and its accounting
+/// (this isolate's metrics, the Analytics Engine point), once per request.
 pub(crate) fn log_request(gw: &Gateway, log: &RequestLog) {
     if crate::log::wanted(gw.config.log_requests, log) {
         console_log!("{}", log.to_line());
+    }
+    gw.metrics.borrow_mut().record(log, WorkerClock.now_ms());
+    analytics::write(log);
+}
+
+/// `GET /v1/usage`: the fleet's figures from the Analytics Engine SQL API
+/// when `CF_ACCOUNT_ID` and `CF_ANALYTICS_TOKEN` are set, else this
+/// isolate's, said to be only that.
+async fn usage(gw: &Gateway, env: &Env) -> Reply {
+    use crate::fleet;
+    let text = |name: &str| env.secret(name).ok().map(|s| s.to_string()).filter(|s| !s.is_empty());
+    let now = WorkerClock.now_ms();
+    let (Some(account_id), Some(token)) = (text("CF_ACCOUNT_ID"), text("CF_ANALYTICS_TOKEN")) else {
+        return crate::admin::usage_isolate(
+            gw,
+            now,
+            "fleet figures need the CF_ACCOUNT_ID and CF_ANALYTICS_TOKEN secrets and the ANALYTICS dataset binding",
+        );
+    };
+    let base = text("ANALYTICS_SQL_URL").unwrap_or_else(|| fleet::DEFAULT_BASE.to_owned());
+    let dataset = text("ANALYTICS_DATASET").unwrap_or_else(|| fleet::DEFAULT_DATASET.to_owned());
+    if !fleet::base_ok(&base) || !fleet::dataset_ok(&dataset) {
+        let e = ApiError::new(500, "configuration_error", "ANALYTICS_SQL_URL must be https:// (http:// only to a loopback host) and ANALYTICS_DATASET letters, digits and _");
+        return Reply::error(&e);
+    }
+    let src = fleet::Source { base, account_id, token, dataset };
+    match fleet::query(&FetchUpstream, &src, fleet::usage_sql(&src.dataset), now + 10_000).await {
+        Ok(rows) => Reply::json(200, fleet::usage_json(rows, now).to_string()),
+        Err(e) => Reply::error(&ApiError::new(502, "upstream_error", format!("fleet usage unavailable: {e}"))),
     }
 }
 

@@ -67,6 +67,9 @@ pub fn stream_response(
                 log.outcome = Some(Outcome::ClientClosed);
                 break;
             }
+            if log.first_token_ms.is_none() {
+                log.first_token_ms = Some(WorkerClock.now_ms().saturating_sub(started));
+            }
             let chunk = js_sys::Uint8Array::from(text.as_bytes());
             let _ = writer.write_with_chunk(&chunk).catch(&on_reject);
         }

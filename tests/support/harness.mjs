@@ -141,6 +141,9 @@ export async function startGateway({
     modules: true,
     compatibilityDate,
     kvNamespaces: ['STATE'],
+    // Miniflare's local Analytics Engine keeps no points; binding it runs
+    // the gateway's write path (a failed write is logged).
+    analyticsEngineDatasets: { ANALYTICS: { dataset: 'switchyard' } },
     bindings: {
       // An object becomes a JSON binding, as wrangler.toml's [vars.SWITCHYARD_CONFIG]
       // table does when deployed; a string stays a text binding.
