@@ -69,6 +69,7 @@ pub fn status(gw: &Gateway, now: u64, kv_ops: (u64, u64)) -> Reply {
                             selection::effective_weight(t, states.effective_failures(t.provider, now))
                         } else { 0.0 },
                         "available": available,
+                        "cost": {"input": t.cost.input, "output": t.cost.output},
                     })
                 }).collect::<Vec<_>>(),
             })

@@ -12,7 +12,7 @@ use crate::http::Reply;
 
 pub const PAGE: &str = include_str!("../assets/dashboard.html");
 
-const SCRIPT_SHA256: &str = "vvVLuEPP5KO+4dG8p9t+zWtOTfwR2Bixhq7OMd8PpEw=";
+const SCRIPT_SHA256: &str = "NvNQR+BPaZJOXL2X9RtNmruliIl2UDTrnTAfton0VEs=";
 const STYLE_SHA256: &str = "sRyt1X0XPvvuAn/vZy+Vp043nbkFBThkgksrqt+T0pI=";
 
 /// The page's policy: nothing from anywhere but its own inline code, and
