@@ -16,6 +16,19 @@ export const BODY_JSON = JSON.stringify({
 });
 export const BODY_STREAM = JSON.stringify({ ...JSON.parse(BODY_JSON), stream: true });
 export const BODY_PACED = JSON.stringify({ ...JSON.parse(BODY_STREAM), model: 'bench-paced' });
+// The long streams (bench/upstream.mjs /long*): the route name is the model, so
+// Switchyard picks the long provider; the pass-throughs ignore the model and
+// send the same body to the upstream path directly. include_usage is asked
+// for, as Switchyard always asks an OpenAI upstream for it, so every path gets
+// the same upstream events.
+export const longBody = (route) =>
+  JSON.stringify({ ...JSON.parse(BODY_JSON), model: route, max_tokens: 4096, stream: true, stream_options: { include_usage: true } });
+/** The long-stream scenarios: id, Switchyard route, the pass-throughs' upstream path, the upstream's format. */
+export const LONG_SCENARIOS = [
+  { id: 'long', label: 'back to back', route: 'long', path: '/long/v1/chat/completions', format: 'openai' },
+  { id: 'long-paced', label: 'paced', route: 'long-paced', path: '/long-paced/v1/chat/completions', format: 'openai' },
+  { id: 'long-anthropic', label: 'Anthropic upstream', route: 'long-anthropic', path: '/long-anthropic/v1/messages', format: 'anthropic' },
+];
 export const ADMIN_KEY = 'bench-admin-key';
 // A gateway key, as a deployed gateway requires (its SHA-256 goes into the
 // GATEWAY_KEYS secret). Sent on every request of every path (harmless where
@@ -34,7 +47,7 @@ export function switchyardBindings(up, variant = 'plain') {
 }
 
 export function switchyardConfig(up, variant) {
-  const provider = (base) => ({ format: 'openai', base_url: `${up.origin}${base}`, key_secret: 'BENCH_API_KEY' });
+  const provider = (base, format = 'openai') => ({ format, base_url: `${up.origin}${base}`, key_secret: 'BENCH_API_KEY' });
   const target = (p, extra = {}) => ({
     provider: p,
     model: 'bench-model',
@@ -72,6 +85,13 @@ export function switchyardConfig(up, variant) {
       'bench-paced': { strategy: 'weighted', targets: [target('a-paced', { weight: 3 }), target('b-paced', { weight: 1 })] },
     },
   };
+  if (variant === 'plain') {
+    // The long streams: one provider and route each (bench/upstream.mjs /long*).
+    config.providers.long = provider('/long/v1');
+    config.providers['long-paced'] = provider('/long-paced/v1');
+    config.providers['long-anthropic'] = provider('/long-anthropic', 'anthropic');
+    for (const r of ['long', 'long-paced', 'long-anthropic']) config.routes[r] = { strategy: 'priority', targets: [target(r)] };
+  }
   if (variant === 'quiet') config.log_requests = 'errors';
   if (variant === 'mirror') {
     config.providers.shadow = provider('/v1');

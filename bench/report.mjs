@@ -47,6 +47,66 @@ function loadTable(results, mode) {
   );
 }
 
+// The long-stream scenarios, in table order (ids as in bench/common.mjs LONG_SCENARIOS).
+const LONG = [
+  ['long', 'back to back'],
+  ['long-paced', 'paced'],
+  ['long-anthropic', 'Anthropic upstream'],
+];
+
+function longSection(results) {
+  const s = results.settings;
+  const ps = results.paths.filter((p) => p.available && p.long);
+  if (!ps.length) return [];
+  const n = s.long_events.toLocaleString('en-US');
+  const head = ['path'];
+  for (const [, label] of LONG) head.push(`${label}: CPU ms/stream`, 'µs/event', 'wall ms/stream');
+  const rows = ps.map((p) => {
+    const row = [p.label];
+    for (const [id] of LONG) {
+      const r = p.long[id];
+      if (!r) {
+        row.push('-', '-', '-');
+        continue;
+      }
+      const noisy = r.other_cpu_pct > 20 ? '†' : '';
+      const relayed = id === 'long-anthropic' && p.kind !== 'switchyard' ? ' ‡' : '';
+      const bad = r.incomplete ? ` (${r.incomplete} incomplete)` : '';
+      row.push(f(r.cpu_ms_per_stream, 2) + noisy + bad, f(r.cpu_us_per_event, 2) + relayed, f(r.wall_ms.p50, 2));
+    }
+    return row;
+  });
+  const d = results.derived_long?.['switchyard_minus_pt-js'];
+  if (d) {
+    const ratio = (v) => (v === null || v === undefined ? '-' : `${f(v, 2)}x`);
+    rows.push(['Switchyard ÷ JS pass-through', ...LONG.flatMap(([id]) => [ratio(d[id]?.cpu_ratio), ratio(d[id]?.cpu_ratio), ratio(d[id]?.wall_ratio)])]);
+    rows.push(['Switchyard − JS pass-through, µs/event', ...LONG.flatMap(([id]) => ['', signed(d[id]?.added_cpu_us_per_event, 2), ''])]);
+  }
+  const out = [];
+  out.push(`## Long streams (${n} content events per stream; ${s.long_streams} sequential streams per figure)`);
+  out.push('');
+  out.push(table(head, rows));
+  out.push('');
+  out.push(
+    `Each scenario: ${s.long_warmup_streams} warm-up streams, then ${s.long_streams} sequential streams on one keep-alive ` +
+      `connection, each read to the end by a Node client that counts the events and checks the stream is whole ` +
+      `(${n} content events, \`data: [DONE]\` last for OpenAI-format output, \`message_stop\` last for Anthropic's). ` +
+      `CPU is workerd's utime+stime over the ${s.long_streams} streams (from /proc, in clock ticks of ` +
+      `${(1000 / (results.machine.clk_tck || 100)).toFixed(0)} ms) divided by ${s.long_streams}; µs/event is that divided by ` +
+      `the ${n} content events; wall is the p50 time from request to the stream's last byte. ` +
+      `**back to back**: the upstream writes the role event, ${n} \`chat.completion.chunk\` content events, the finish ` +
+      `event, the usage event and \`[DONE]\`, each its own write, with no delay. **paced**: the same events, one per ` +
+      `${s.long_pace_ms} ms timer tick, as a model delivers tokens (never coalesced). **Anthropic upstream**: Messages SSE ` +
+      `(message_start, content_block_start, ${n} text_delta events, content_block_stop, message_delta with usage, ` +
+      `message_stop) back to back; Switchyard (route \`long-anthropic\`, a \`format = "anthropic"\` provider) ` +
+      `translates it into OpenAI chunks. ‡ The pass-throughs relay the Anthropic bytes as they are: not translated. ` +
+      `Switchyard is asked for routes \`long\`, \`long-paced\` and \`long-anthropic\` by model name; the pass-throughs ` +
+      `forward the same body to the upstream paths /long, /long-paced and /long-anthropic directly.`,
+  );
+  out.push('');
+  return out;
+}
+
 export function renderMarkdown(results, { chart = 'latest.png' } = {}) {
   const m = results.machine;
   const s = results.settings;
@@ -127,6 +187,8 @@ export function renderMarkdown(results, { chart = 'latest.png' } = {}) {
     );
     out.push('');
   }
+
+  out.push(...longSection(results));
 
   const dRows = [];
   for (const [key, d] of Object.entries(results.derived || {})) {
@@ -255,9 +317,10 @@ export function renderMarkdown(results, { chart = 'latest.png' } = {}) {
   }
 
   const notes = [];
-  const noisy = results.paths.flatMap((p) =>
-    ['json', 'stream'].flatMap((mode) => Object.values(p[mode]?.runs ?? {}).filter((r) => r.other_cpu_pct > 20).map(() => 1)),
-  ).length;
+  const noisy =
+    results.paths.flatMap((p) =>
+      ['json', 'stream'].flatMap((mode) => Object.values(p[mode]?.runs ?? {}).filter((r) => r.other_cpu_pct > 20).map(() => 1)),
+    ).length + results.paths.flatMap((p) => Object.values(p.long ?? {}).filter((r) => r.other_cpu_pct > 20)).length;
   if (noisy) {
     notes.push(
       `- † ${noisy} run(s) shared the machine with other processes using more than 20% of a core (other builds or tests): ` +

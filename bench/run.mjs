@@ -13,10 +13,19 @@
 // Each worker runs in its own workerd process (Miniflare, no wrangler dev
 // proxy), one at a time. Writes bench/results/latest.{json,md,svg,png}.
 //
+// Long streams (pt-js, pt-rs, switchyard, in that order, each in its own
+// workerd as above): BENCH_LONG_STREAMS sequential streams of
+// BENCH_LONG_EVENTS content events each (after 2 warm-up streams), read to the
+// end, per scenario: OpenAI format back to back, OpenAI format paced (one
+// event per BENCH_LONG_PACE_MS timer tick), Anthropic Messages back to back
+// (Switchyard translates it to OpenAI chunks; the pass-throughs relay it).
+//
 // Environment: BENCH_DURATION (s, default 5), BENCH_WARMUP (s, default 2),
 // BENCH_CONNECTIONS (default 1,16,64), BENCH_TTFB_N (default 150),
 // BENCH_PACE_MS (default 2), BENCH_LOADGEN (wrk | autocannon, default: wrk if
-// installed), BENCH_ONLY (comma list of path ids), BENCH_OUT (results dir).
+// installed), BENCH_ONLY (comma list of path ids), BENCH_OUT (results dir),
+// BENCH_LONG (0 skips the long streams), BENCH_LONG_STREAMS (20),
+// BENCH_LONG_EVENTS (1000), BENCH_LONG_PACE_MS (1).
 
 import { Miniflare } from 'miniflare';
 import { spawn, execFileSync } from 'node:child_process';
@@ -35,8 +44,10 @@ import {
   BODY_JSON,
   BODY_PACED,
   BODY_STREAM,
+  LONG_SCENARIOS,
   childPids,
   cpuSeconds,
+  longBody,
   switchyardBindings,
   ticksPerSecond,
 } from './common.mjs';
@@ -53,6 +64,11 @@ const SETTINGS = {
   ttfb_requests: Number(process.env.BENCH_TTFB_N || 150),
   pace_ms: Number(process.env.BENCH_PACE_MS || 2),
   loadgen: process.env.BENCH_LOADGEN || (which('wrk') ? 'wrk' : 'autocannon'),
+  long: process.env.BENCH_LONG !== '0',
+  long_streams: Number(process.env.BENCH_LONG_STREAMS || 20),
+  long_warmup_streams: 2,
+  long_events: Number(process.env.BENCH_LONG_EVENTS || 1000),
+  long_pace_ms: Number(process.env.BENCH_LONG_PACE_MS || 1),
   autocannon_version: '8.0.0',
   compatibility_date: '2025-01-01',
 };
@@ -158,7 +174,12 @@ function gzipSize(file) {
 // ------------------------------------------------------------------ upstream
 
 async function startUpstream() {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bench/upstream.mjs'), '--pace-ms', String(SETTINGS.pace_ms)], {
+  const child = spawn(process.execPath, [
+      path.join(ROOT, 'bench/upstream.mjs'),
+      '--pace-ms', String(SETTINGS.pace_ms),
+      '--long-events', String(SETTINGS.long_events),
+      '--long-pace-ms', String(SETTINGS.long_pace_ms),
+    ], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   trackPid(child.pid);
@@ -283,15 +304,16 @@ function paths(up) {
   });
   return [
     { id: 'direct', label: 'direct (no worker)', kind: 'direct' },
-    { id: 'pt-js', label: 'JS pass-through', kind: 'passthrough', worker: { script: PASSTHROUGH_JS, bindings: { UPSTREAM: up.origin } } },
+    { id: 'pt-js', label: 'JS pass-through', kind: 'passthrough', long: true, worker: { script: PASSTHROUGH_JS, bindings: { UPSTREAM: up.origin } } },
     {
       id: 'pt-rs',
       label: 'Rust pass-through',
       kind: 'passthrough',
+      long: true,
       worker: { scriptPath: PTRS, bindings: { UPSTREAM: up.origin } },
       missing: existsSync(PTRS) ? null : 'bench/passthrough-rs was not built (BENCH_RUST_PASSTHROUGH=0 or its build failed)',
     },
-    { id: 'switchyard', label: 'Switchyard', kind: 'switchyard', worker: sy('plain') },
+    { id: 'switchyard', label: 'Switchyard', kind: 'switchyard', long: true, worker: sy('plain') },
     { id: 'sy-quiet', label: 'Switchyard, log_requests = errors', kind: 'switchyard', worker: sy('quiet') },
     { id: 'sy-failover', label: 'Switchyard, failover', kind: 'switchyard', worker: sy('failover'), expectAttempts: '2' },
     {
@@ -549,6 +571,131 @@ async function measureTtfb(url, body, n) {
   }
 }
 
+// ------------------------------------------------------------------ long streams
+
+/**
+ * One long stream, read to the end: wall time, and what arrived (events,
+ * content events, whether it ended as a whole stream ends). The body is
+ * parsed after the end, so the client's parsing is not inside the wall time.
+ */
+function longStreamOnce(agent, url, body) {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const req = http.request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), authorization: AUTH },
+      },
+      (res) => {
+        const chunks = [];
+        let reads = 0;
+        res.on('data', (c) => {
+          reads++;
+          chunks.push(c);
+        });
+        res.on('end', () => {
+          const wall = performance.now() - t0;
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: res.statusCode, wall, reads, bytes: Buffer.byteLength(text), ...parseSse(text) });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.setTimeout(30_000, () => req.destroy(new Error('long stream request timed out')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/**
+ * Events in an SSE body, and its format: `openai` when it is chunks ending in
+ * data: [DONE] (whole only then), `anthropic` when it is Messages events
+ * (whole only when message_stop is the last). Content events are chunks with
+ * delta content, or text_delta events.
+ */
+function parseSse(text) {
+  const events = text.split(/\r?\n\r?\n/).filter((e) => e.trim() !== '');
+  let content = 0;
+  let format = null;
+  for (const e of events) {
+    const data = e.split(/\r?\n/).filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
+    if (data === '[DONE]') {
+      format = 'openai';
+      continue;
+    }
+    let j;
+    try {
+      j = JSON.parse(data);
+    } catch {
+      continue;
+    }
+    if (j.object === 'chat.completion.chunk') {
+      format ??= 'openai';
+      if (j.choices?.some((c) => typeof c.delta?.content === 'string' && c.delta.content !== '')) content++;
+    } else if (typeof j.type === 'string') {
+      format ??= 'anthropic';
+      if (j.type === 'content_block_delta' && j.delta?.type === 'text_delta') content++;
+    }
+  }
+  const last = events.at(-1) ?? '';
+  const whole = format === 'openai' ? /^data: ?\[DONE\]$/m.test(last) : format === 'anthropic' ? /"type"\s*:\s*"message_stop"/.test(last) : false;
+  return { events: events.length, content_events: content, format, whole };
+}
+
+/**
+ * A long-stream scenario on one path: warm-up streams, then n sequential
+ * streams on one keep-alive connection with workerd's CPU (utime+stime) read
+ * around them.
+ */
+async function measureLong(url, body, n, pids) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    for (let i = 0; i < SETTINGS.long_warmup_streams; i++) await longStreamOnce(agent, url, body);
+    const m0 = machineCpu();
+    const s0 = selfCpu();
+    const w0 = pids.workerd ? cpuSeconds(pids.workerd) : null;
+    const u0 = cpuSeconds(pids.upstream);
+    const rs = [];
+    for (let i = 0; i < n; i++) rs.push(await longStreamOnce(agent, url, body));
+    await sleep(100); // work after the last byte (Switchyard's log line, waitUntil) lands in the window
+    const w1 = pids.workerd ? cpuSeconds(pids.workerd) : null;
+    const u1 = cpuSeconds(pids.upstream);
+    const s1 = selfCpu();
+    const m1 = machineCpu();
+    const wallS = (m1.at - m0.at) / 1000;
+    const wcpu = w0 !== null && w1 !== null ? w1 - w0 : null;
+    const ucpu = u0 !== null && u1 !== null ? u1 - u0 : null;
+    const cores = os.cpus().length;
+    const busyCores = ((m1.busy - m0.busy) / Math.max(1, m1.total - m0.total)) * cores;
+    const ours = (wcpu ?? 0) + (ucpu ?? 0) + (s1.self - s0.self) + (s1.children - s0.children);
+    const walls = rs.map((r) => r.wall).sort((a, b) => a - b);
+    const ok = rs.filter((r) => r.status === 200 && r.whole && r.content_events === SETTINGS.long_events);
+    const cpuMs = wcpu === null ? null : (wcpu * 1000) / n;
+    return {
+      streams: n,
+      complete: ok.length,
+      incomplete: n - ok.length,
+      statuses: [...new Set(rs.map((r) => r.status))],
+      format: rs[0]?.format ?? null,
+      events_per_stream: percentile(rs.map((r) => r.events).sort((a, b) => a - b), 50),
+      content_events_per_stream: percentile(rs.map((r) => r.content_events).sort((a, b) => a - b), 50),
+      bytes_per_stream: percentile(rs.map((r) => r.bytes).sort((a, b) => a - b), 50),
+      reads_per_stream: percentile(rs.map((r) => r.reads).sort((a, b) => a - b), 50),
+      workerd_cpu_s: round(wcpu, 3),
+      cpu_ms_per_stream: round(cpuMs),
+      // Per upstream content event (BENCH_LONG_EVENTS of them per stream).
+      cpu_us_per_event: cpuMs === null ? null : round((cpuMs * 1000) / SETTINGS.long_events, 2),
+      upstream_cpu_ms_per_stream: ucpu === null ? null : round((ucpu * 1000) / n),
+      wall_ms: { p50: round(percentile(walls, 50), 2), p90: round(percentile(walls, 90), 2), max: round(walls.at(-1), 2) },
+      other_cpu_pct: round(Math.max(0, busyCores - ours / wallS) * 100, 0),
+    };
+  } finally {
+    agent.destroy();
+  }
+}
+
 // ------------------------------------------------------------------ one path
 
 async function kvOps(base) {
@@ -696,6 +843,21 @@ async function benchPath(p, up) {
           `whole ${result.ttfb.total_ms.p50} ms, ${result.ttfb.body_reads_p50} reads/response`,
       );
     }
+    if (p.long && SETTINGS.long) {
+      result.long = {};
+      for (const sc of LONG_SCENARIOS) {
+        // Switchyard: its route, by the model name; a pass-through: the upstream path itself.
+        const urlPath = p.kind === 'switchyard' ? '/v1/chat/completions' : sc.path;
+        await waitQuiet();
+        const r = await measureLong(base + urlPath, longBody(sc.route), SETTINGS.long_streams, pids);
+        result.long[sc.id] = r;
+        log(
+          `${p.id} long ${sc.id}: ${r.cpu_ms_per_stream} ms CPU/stream, ${r.cpu_us_per_event} µs/event, wall p50 ${r.wall_ms.p50} ms, ` +
+            `${r.events_per_stream} ${r.format} events (${r.content_events_per_stream} content) in ${r.reads_per_stream} reads, others ${r.other_cpu_pct}%` +
+            (r.incomplete ? `, ${r.incomplete} INCOMPLETE (statuses ${r.statuses.join(',')})` : ''),
+        );
+      }
+    }
     if (worker?.stderrTail.length) result.workerd_stderr_tail = worker.stderrTail.join('').slice(-1000);
   } catch (e) {
     log(`${p.id} failed: ${e.stack || e}`);
@@ -752,6 +914,34 @@ function derive(results) {
   return out;
 }
 
+/** Long streams: Switchyard against each pass-through measured in the same run, per scenario. */
+function deriveLong(results) {
+  const by = Object.fromEntries(results.paths.map((p) => [p.id, p]));
+  const out = {};
+  if (by.switchyard?.available && by.switchyard.long) {
+    for (const base of ['pt-js', 'pt-rs']) {
+      const b = by[base]?.available && by[base].long;
+      if (!b) continue;
+      const d = {};
+      for (const sc of LONG_SCENARIOS) {
+        const x = by.switchyard.long[sc.id];
+        const y = b[sc.id];
+        if (!x || !y) continue;
+        const ratio = (u, v) => (u === null || v === null || !v ? null : round(u / v, 2));
+        d[sc.id] = {
+          cpu_ratio: ratio(x.cpu_ms_per_stream, y.cpu_ms_per_stream),
+          wall_ratio: ratio(x.wall_ms.p50, y.wall_ms.p50),
+          added_cpu_ms_per_stream: x.cpu_ms_per_stream === null || y.cpu_ms_per_stream === null ? null : round(x.cpu_ms_per_stream - y.cpu_ms_per_stream),
+          added_cpu_us_per_event: x.cpu_us_per_event === null || y.cpu_us_per_event === null ? null : round(x.cpu_us_per_event - y.cpu_us_per_event, 2),
+          added_wall_p50_ms: round(x.wall_ms.p50 - y.wall_ms.p50, 2),
+        };
+      }
+      out[`switchyard_minus_${base}`] = d;
+    }
+  }
+  return out;
+}
+
 function targets(results) {
   // The targets, against the pass-through measured in the same run. The
   // Rust pass-through is the floor the targets are set against;
@@ -796,6 +986,7 @@ function machine() {
     nproc: Number(execOr('nproc', [], String(os.cpus().length))),
     cpu_model: model,
     memory_gib: round(os.totalmem() / 2 ** 30, 1),
+    clk_tck: ticksPerSecond(),
     kernel: os.release(),
     os: (readFileSync('/etc/os-release', 'utf8').match(/^PRETTY_NAME="?(.*?)"?$/m) || [])[1] || os.type(),
     node: process.version,
@@ -864,6 +1055,7 @@ async function main() {
   upstream = null;
 
   results.derived = derive(results);
+  results.derived_long = deriveLong(results);
   results.targets = targets(results);
   results.wall_s = round((performance.now() - t0) / 1000, 0);
 

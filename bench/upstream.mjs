@@ -11,12 +11,22 @@
 //                    event every PACE_MS (for time to first byte/token, and to
 //                    show chunks are relayed as they arrive)
 //   /fail/v1/...     503 with OpenAI's overloaded error body
+//   /long/v1/...     (stream only) a long stream: the role event, LONG_EVENTS
+//                    content events, the finish event, the usage event if
+//                    asked, data: [DONE]; each event its own write, back to back
+//   /long-paced/v1/... the same long stream, one event per timer tick
+//                    (setTimeout LONG_PACE_MS), as a model delivers tokens
+//   /long-anthropic/v1/messages  (stream only) the long stream in Anthropic's
+//                    Messages SSE: message_start, content_block_start,
+//                    LONG_EVENTS content_block_delta text_delta events,
+//                    content_block_stop, message_delta with usage,
+//                    message_stop; each its own write, back to back
 //   anything else    404
 //
 // It prints {"port": N} on stdout once listening, and exits when its stdin
 // closes (so it never outlives the orchestrator), or on SIGTERM.
 //
-//   node bench/upstream.mjs [--port N] [--pace-ms 2]
+//   node bench/upstream.mjs [--port N] [--pace-ms 2] [--long-events 1000] [--long-pace-ms 1]
 
 import http from 'node:http';
 
@@ -27,6 +37,8 @@ const opt = (name, dflt) => {
 };
 const PORT = Number(opt('--port', 0));
 const PACE_MS = Number(opt('--pace-ms', 2));
+const LONG_EVENTS = Number(opt('--long-events', 1000));
+const LONG_PACE_MS = Number(opt('--long-pace-ms', 1));
 
 const CREATED = 1735689600;
 
@@ -79,6 +91,40 @@ const USAGE_EVENT = Buffer.from(
 );
 const DONE_EVENT = Buffer.from('data: [DONE]\n\n');
 
+// The long streams: LONG_EVENTS content events, the words above over and over.
+const LONG_CONTENT_EVENTS = Array.from({ length: LONG_EVENTS }, (_, i) => CONTENT_EVENTS[i % CONTENT_EVENTS.length]);
+const LONG_USAGE_EVENT = Buffer.from(
+  `data: ${JSON.stringify({
+    id: 'chatcmpl-bench0000000000000000000000',
+    object: 'chat.completion.chunk',
+    created: CREATED,
+    model: 'bench-model',
+    system_fingerprint: 'fp_bench',
+    choices: [],
+    usage: { prompt_tokens: 13, completion_tokens: LONG_EVENTS, total_tokens: 13 + LONG_EVENTS },
+  })}\n\n`,
+);
+// Anthropic Messages SSE, the shapes of tests/fixtures/anthropic/stream_text.sse.
+const sse = (type, data) => Buffer.from(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
+const A_START = sse('message_start', {
+  message: {
+    id: 'msg_bench000000000000000000',
+    type: 'message',
+    role: 'assistant',
+    content: [],
+    model: 'bench-model',
+    stop_reason: null,
+    stop_sequence: null,
+    usage: { input_tokens: 13, output_tokens: 1 },
+  },
+});
+const A_BLOCK_START = sse('content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
+const A_DELTAS = WORDS.map((w) => sse('content_block_delta', { index: 0, delta: { type: 'text_delta', text: w } }));
+const A_LONG_DELTAS = Array.from({ length: LONG_EVENTS }, (_, i) => A_DELTAS[i % A_DELTAS.length]);
+const A_BLOCK_STOP = sse('content_block_stop', { index: 0 });
+const A_MESSAGE_DELTA = sse('message_delta', { delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: LONG_EVENTS } });
+const A_STOP = sse('message_stop', {});
+
 const ERROR_503 = Buffer.from(
   JSON.stringify({
     error: {
@@ -129,6 +175,51 @@ function stream(res, body, paced) {
   setTimeout(next, PACE_MS);
 }
 
+/** A long OpenAI-format stream: back to back, or one event per timer tick. */
+function longStream(res, body, paced) {
+  const usage = body.includes('"include_usage":true');
+  res.writeHead(200, SSE_HEADERS);
+  const tail = () => {
+    res.write(FINISH_EVENT);
+    if (usage) res.write(LONG_USAGE_EVENT);
+    res.end(DONE_EVENT);
+  };
+  if (!paced) {
+    res.write(HEAD_EVENT);
+    for (const e of LONG_CONTENT_EVENTS) res.write(e);
+    tail();
+    return;
+  }
+  // Paced: the head at once; the role event with the first content event
+  // after LONG_PACE_MS, then one content event per tick (never coalesced).
+  res.flushHeaders();
+  let i = 0;
+  const next = () => {
+    if (res.destroyed) return;
+    if (i === 0) res.write(HEAD_EVENT);
+    if (i < LONG_CONTENT_EVENTS.length) {
+      res.write(LONG_CONTENT_EVENTS[i++]);
+      setTimeout(next, LONG_PACE_MS);
+    } else tail();
+  };
+  setTimeout(next, LONG_PACE_MS);
+}
+
+/** A long Anthropic Messages stream, back to back. */
+function longAnthropicStream(res) {
+  res.writeHead(200, { ...SSE_HEADERS, 'request-id': 'req_bench' });
+  res.write(A_START);
+  res.write(A_BLOCK_START);
+  for (const e of A_LONG_DELTAS) res.write(e);
+  res.write(A_BLOCK_STOP);
+  res.write(A_MESSAGE_DELTA);
+  res.end(A_STOP);
+}
+
+const LONG_ONLY_STREAMS = Buffer.from(
+  '{"error":{"message":"the long paths only stream: send \\"stream\\":true","type":"invalid_request_error","param":null,"code":null}}',
+);
+
 const server = http.createServer((req, res) => {
   requests++;
   const url = req.url;
@@ -140,6 +231,22 @@ const server = http.createServer((req, res) => {
   const chunks = [];
   req.on('data', (c) => chunks.push(c));
   req.on('end', () => {
+    const long = url.startsWith('/long');
+    if (long) {
+      const kind = url === '/long/v1/chat/completions' ? 'long' : url === '/long-paced/v1/chat/completions' ? 'long paced' : url === '/long-anthropic/v1/messages' ? 'long anthropic' : null;
+      if (kind) {
+        const body = Buffer.concat(chunks).toString('latin1');
+        if (!/"stream"\s*:\s*true/.test(body)) {
+          res.writeHead(400, JSON_HEADERS);
+          res.end(LONG_ONLY_STREAMS);
+          return;
+        }
+        count(`${kind} stream`);
+        if (kind === 'long anthropic') longAnthropicStream(res);
+        else longStream(res, body, kind === 'long paced');
+        return;
+      }
+    }
     if (!url.endsWith('/chat/completions')) {
       res.writeHead(404, JSON_HEADERS);
       res.end('{"error":{"message":"not found","type":"invalid_request_error","param":null,"code":null}}');

@@ -9,6 +9,9 @@
 #   BENCH_RUST_PASSTHROUGH=0   leave out the Rust pass-through (saves its ~1 min build)
 #   BENCH_DURATION=5 BENCH_WARMUP=2 BENCH_CONNECTIONS=1,16,64 BENCH_TTFB_N=150
 #   BENCH_LOADGEN=wrk|autocannon  BENCH_ONLY=direct,pt-js,switchyard,...
+#   BENCH_LONG=0               skip the long streams (1,000 events: back to back,
+#                              paced 1 ms, Anthropic upstream; pt-js, pt-rs, switchyard)
+#   BENCH_LONG_STREAMS=20 BENCH_LONG_EVENTS=1000 BENCH_LONG_PACE_MS=1
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
