@@ -70,6 +70,18 @@ pub fn at_done_marker(done: &mut bool, ev: &SseEvent, out: &mut Vec<Event>) -> b
     false
 }
 
+/// An event's data as a JSON object, or `None` with [`Event::Malformed`]
+/// pushed (the event is skipped and counted).
+pub fn object_or_malformed(data: &str, out: &mut Vec<Event>) -> Option<serde_json::Value> {
+    match serde_json::from_str::<serde_json::Value>(data) {
+        Ok(v @ serde_json::Value::Object(_)) => Some(v),
+        _ => {
+            out.push(Event::Malformed);
+            None
+        }
+    }
+}
+
 /// Reads a provider's stream, one SSE event at a time.
 pub trait Decode {
     fn decode(&mut self, ev: &SseEvent, out: &mut Vec<Event>);

@@ -678,13 +678,7 @@ impl Decode for StreamDecoder {
         if Self::fast_delta(&ev.data, out) {
             return;
         }
-        let v = match serde_json::from_str::<Value>(&ev.data) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => {
-                out.push(Event::Malformed);
-                return;
-            }
-        };
+        let Some(v) = crate::event::object_or_malformed(&ev.data, out) else { return };
         // `data.type` always equals the event name; the data is read first.
         match v.at("type").as_str().or(ev.event.as_deref()).unwrap_or_default() {
             "message_start" => {

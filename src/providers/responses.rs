@@ -150,13 +150,7 @@ impl Decode for StreamDecoder {
         if self.done {
             return;
         }
-        let v = match serde_json::from_str::<Value>(&ev.data) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => {
-                out.push(Event::Malformed);
-                return;
-            }
-        };
+        let Some(v) = crate::event::object_or_malformed(&ev.data, out) else { return };
         let kind = v.at("type").as_str().or(ev.event.as_deref()).unwrap_or_default();
         let is_error = matches!(kind, "error" | "response.failed");
         if self.forward && !is_error {

@@ -22,21 +22,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { startGateway, isBuilt, ROOT } from '../support/harness.mjs';
+import { CHROMIUM, CHROMIUM_ARGS } from '../support/chromium.mjs';
 import { startFakes, target, makeConfig } from '../support/config.mjs';
 
-const CHROMIUM = process.env.SWITCHYARD_CHROMIUM || '/usr/bin/chromium';
-// Without the background-networking flags Chromium keeps trying to reach
-// Google's hosts, which this machine's closed network refuses.
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const SHOT = path.join(ROOT, 'build', 'browser', 'cors-allowed.png');
 const OUTCOME_TIMEOUT_MS = 10_000;
 

@@ -11,19 +11,9 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { startGateway, isBuilt, ROOT } from '../support/harness.mjs';
+import { CHROMIUM, CHROMIUM_ARGS } from '../support/chromium.mjs';
 import { startFakes, target, makeConfig, userMessage } from '../support/config.mjs';
 
-const CHROMIUM = process.env.SWITCHYARD_CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const SHOT = path.join(ROOT, 'build', 'browser', 'dashboard.png');
 const ADMIN = 'admin-key-for-the-browser-test';
 
