@@ -2,6 +2,7 @@
 //
 //   KEEP_WASM_NAMES=1 NO_MINIFY=1 npm run build   (names for wasm and JS frames)
 //   node bench/profile.mjs [--modes json,stream] [--conns 1,16] [--duration 8]
+//                    [--modes long,long-paced,long-anthropic]
 //                    [--interval 50] [--warmup 2] [--top 30] [--out bench/results/tmp/profile]
 //                    [--script build/worker/shim.mjs] [--worker switchyard|pt-rs]
 //
@@ -19,7 +20,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AUTH, BODY_JSON, BODY_STREAM, childPids, cpuSeconds, switchyardBindings } from './common.mjs';
+import { AUTH, BODY_JSON, BODY_STREAM, LONG_SCENARIOS, childPids, cpuSeconds, longBody, switchyardBindings } from './common.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -311,9 +312,12 @@ try {
   }
   const reports = [];
   for (const mode of MODES) {
-    const body = mode === 'stream' ? BODY_STREAM : BODY_JSON;
-    log(`${mode}: warm-up ${WARMUP}s @16`);
-    await wrk(url, body, 16, WARMUP);
+    // json, stream (20 events) or a long-stream scenario (long, long-paced,
+    // long-anthropic: 1,000 events, profiled at one connection).
+    const long = LONG_SCENARIOS.find((s) => s.id === mode);
+    const body = long ? longBody(long.route) : mode === 'stream' ? BODY_STREAM : BODY_JSON;
+    log(`${mode}: warm-up ${WARMUP}s @${long ? 1 : 16}`);
+    await wrk(url, body, long ? 1 : 16, WARMUP);
     for (const c of CONNS) {
       await sleep(300);
       if (cdp) await cdp.send('Profiler.start');

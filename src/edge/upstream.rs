@@ -36,7 +36,7 @@ extern "C" {
     fn value(this: &ReadResult) -> JsValue;
 }
 
-fn error_text(e: &JsValue) -> String {
+pub(crate) fn error_text(e: &JsValue) -> String {
     if let Some(err) = e.dyn_ref::<js_sys::Error>() {
         return String::from(err.message());
     }
@@ -94,6 +94,37 @@ impl Upstream for FetchUpstream {
             retry_after_ms,
             body: FetchBody { response, controller: Some(controller), reader: None, deadline },
         })
+    }
+}
+
+impl FetchBody {
+    /// Pipes the rest of the body into `dest` (the runtime moves the chunks;
+    /// the caller's transform sees each one). The pipe leaves `dest` open and
+    /// never cancels the body: when it stops (the body ended or broke, the
+    /// deadline aborted it, or `stop` was aborted) the caller decides what
+    /// happens to both. `None`: the body has no stream.
+    pub fn pipe_to(&mut self, dest: &web_sys::WritableStream, stop: &web_sys::AbortSignal) -> Option<js_sys::Promise> {
+        if let Some(reader) = self.reader.take() {
+            reader.release_lock();
+        }
+        let stream = self.response.body()?;
+        let options = web_sys::StreamPipeOptions::new();
+        options.set_prevent_close(true);
+        options.set_prevent_abort(true);
+        options.set_prevent_cancel(true);
+        options.set_signal(stop);
+        Some(stream.pipe_to_with_options(dest, &options))
+    }
+
+    /// Moves the deadline of what is read next (cheap: no clock read or timer
+    /// call while the armed timeout fires no later than `deadline_ms`).
+    pub fn set_deadline(&self, deadline_ms: u64) {
+        self.deadline.set(deadline_ms);
+    }
+
+    /// Whether the deadline passed (and aborted the fetch).
+    pub fn timed_out(&self) -> bool {
+        self.deadline.timed_out()
     }
 }
 

@@ -171,9 +171,26 @@ impl<B: UpstreamBody, C: Clock, R: Resume<B>> StreamDriver<B, C, R> {
         self.resume.attempts()
     }
 
-    /// The next piece of the client's stream (every event ready so far), or
-    /// `None` once it has ended.
-    pub async fn next(&mut self) -> Option<String> {
+    pub fn relay_mut(&mut self) -> &mut Relay {
+        &mut self.relay
+    }
+
+    pub fn body_mut(&mut self) -> &mut B {
+        &mut self.body
+    }
+
+    /// Bytes the caller read from the body (a pipe reading it for the
+    /// driver): fed to the relay, and what is now ready for the client.
+    pub fn feed(&mut self, bytes: &[u8], now: u64) -> String {
+        self.relay.feed(bytes, now);
+        self.relay.take_output()
+    }
+
+    /// What comes next, short of reading the body: output ready for the
+    /// client, the end, or a read (by [`step`], or by a pipe that calls
+    /// [`StreamDriver::feed`] and then tells the relay how the body ended).
+    /// A broken answer is continued elsewhere here, if it can be.
+    pub async fn advance(&mut self) -> Next {
         loop {
             if self.relay.upstream_done() && !self.released {
                 // Read to its end marker: nothing to abort.
@@ -182,10 +199,10 @@ impl<B: UpstreamBody, C: Clock, R: Resume<B>> StreamDriver<B, C, R> {
             }
             let out = self.relay.take_output();
             if !out.is_empty() {
-                return Some(out);
+                return Next::Emit(out);
             }
             match self.relay.state() {
-                State::Complete | State::Failed(_) | State::Refused(_) => return None,
+                State::Complete | State::Failed(_) | State::Refused(_) => return Next::End,
                 State::Broken(_) => {
                     if self.relay.prefill().is_some() {
                         if let Some(next) = self.resume.resume(&self.relay).await {
@@ -198,8 +215,31 @@ impl<B: UpstreamBody, C: Clock, R: Resume<B>> StreamDriver<B, C, R> {
                     }
                     self.relay.give_up();
                 }
-                State::Probation | State::Flowing => step(&mut self.body, &mut self.relay, &self.clock).await,
+                State::Probation | State::Flowing => return Next::Read,
             }
         }
     }
+
+    /// The next piece of the client's stream (every event ready so far), or
+    /// `None` once it has ended.
+    pub async fn next(&mut self) -> Option<String> {
+        loop {
+            match self.advance().await {
+                Next::Emit(out) => return Some(out),
+                Next::End => return None,
+                Next::Read => step(&mut self.body, &mut self.relay, &self.clock).await,
+            }
+        }
+    }
+}
+
+/// What a [`StreamDriver`] needs next.
+#[derive(Debug, PartialEq)]
+pub enum Next {
+    /// Bytes for the client.
+    Emit(String),
+    /// More of the upstream body.
+    Read,
+    /// The client's stream has ended.
+    End,
 }
