@@ -29,11 +29,11 @@ pub struct FetchBody {
 #[wasm_bindgen]
 extern "C" {
     /// What `reader.read()` resolves to.
-    type ReadResult;
+    pub(crate) type ReadResult;
     #[wasm_bindgen(method, getter)]
-    fn done(this: &ReadResult) -> bool;
+    pub(crate) fn done(this: &ReadResult) -> bool;
     #[wasm_bindgen(method, getter)]
-    fn value(this: &ReadResult) -> JsValue;
+    pub(crate) fn value(this: &ReadResult) -> JsValue;
 }
 
 pub(crate) fn error_text(e: &JsValue) -> String {
@@ -98,22 +98,13 @@ impl Upstream for FetchUpstream {
 }
 
 impl FetchBody {
-    /// Pipes the rest of the body into `dest` (the runtime moves the chunks;
-    /// the caller's transform sees each one). The pipe leaves `dest` open and
-    /// never cancels the body: when it stops (the body ended or broke, the
-    /// deadline aborted it, or `stop` was aborted) the caller decides what
-    /// happens to both. `None`: the body has no stream.
-    pub fn pipe_to(&mut self, dest: &web_sys::WritableStream, stop: &web_sys::AbortSignal) -> Option<js_sys::Promise> {
-        if let Some(reader) = self.reader.take() {
-            reader.release_lock();
+    /// The body's reader (made on first use), for a caller that reads it
+    /// with callbacks of its own; `None`: the body has no stream.
+    pub fn reader(&mut self) -> Option<ReadableStreamDefaultReader> {
+        if self.reader.is_none() {
+            self.reader = Some(self.response.body()?.get_reader().unchecked_into());
         }
-        let stream = self.response.body()?;
-        let options = web_sys::StreamPipeOptions::new();
-        options.set_prevent_close(true);
-        options.set_prevent_abort(true);
-        options.set_prevent_cancel(true);
-        options.set_signal(stop);
-        Some(stream.pipe_to_with_options(dest, &options))
+        self.reader.clone()
     }
 
     /// Moves the deadline of what is read next (cheap: no clock read or timer
@@ -130,13 +121,7 @@ impl FetchBody {
 
 impl UpstreamBody for FetchBody {
     async fn chunk(&mut self, deadline_ms: u64) -> Result<Option<Vec<u8>>, TransportError> {
-        if self.reader.is_none() {
-            let Some(stream) = self.response.body() else {
-                return Ok(None);
-            };
-            self.reader = Some(stream.get_reader().unchecked_into());
-        }
-        let Some(reader) = &self.reader else {
+        let Some(reader) = self.reader() else {
             return Ok(None);
         };
         self.deadline.set(deadline_ms);
