@@ -82,6 +82,12 @@ function longSection(results) {
     rows.push(['Switchyard ÷ JS pass-through', ...LONG.flatMap(([id]) => [ratio(d[id]?.cpu_ratio), ratio(d[id]?.cpu_ratio), ratio(d[id]?.wall_ratio)])]);
     rows.push(['Switchyard − JS pass-through, µs/event', ...LONG.flatMap(([id]) => ['', signed(d[id]?.added_cpu_us_per_event, 2), ''])]);
   }
+  const floor = results.derived_long?.['switchyard_minus_read-loop-js'];
+  if (floor) {
+    const ratio = (v) => (v === null || v === undefined ? '-' : `${f(v, 2)}x`);
+    rows.push(['Switchyard ÷ JS read loop', ...LONG.flatMap(([id]) => [ratio(floor[id]?.cpu_ratio), ratio(floor[id]?.cpu_ratio), ratio(floor[id]?.wall_ratio)])]);
+    rows.push(['Switchyard − JS read loop, µs/event', ...LONG.flatMap(([id]) => ['', signed(floor[id]?.added_cpu_us_per_event, 2), ''])]);
+  }
   const out = [];
   out.push(`## Long streams (${n} content events per stream; ${s.long_streams} sequential streams per figure)`);
   out.push('');
@@ -101,7 +107,10 @@ function longSection(results) {
       `message_stop) back to back; Switchyard (route \`long-anthropic\`, a \`format = "anthropic"\` provider) ` +
       `translates it into OpenAI chunks. ‡ The pass-throughs relay the Anthropic bytes as they are: not translated. ` +
       `Switchyard is asked for routes \`long\`, \`long-paced\` and \`long-anthropic\` by model name; the pass-throughs ` +
-      `forward the same body to the upstream paths /long, /long-paced and /long-anthropic directly.`,
+      `forward the same body to the upstream paths /long, /long-paced and /long-anthropic directly. ` +
+      `**JS read loop** is the floor for any gateway that sees each chunk (as one must, to fail over before the first ` +
+      `token, end a broken answer with an error event and count usage): a JS worker that reads the upstream body ` +
+      `chunk by chunk and writes each chunk untouched into a runtime-native pipe, and does nothing else.`,
   );
   out.push('');
   return out;

@@ -230,6 +230,37 @@ export default {
 };
 `;
 
+// The floor for any gateway that sees each chunk of a stream (as a gateway
+// must, to fail over, end a broken answer with an error event, count usage):
+// a JS worker that reads the upstream body chunk by chunk and writes each
+// chunk, untouched, into a runtime-native pipe that the client reads. It does
+// nothing else, so whatever a gateway costs above it is the gateway's own.
+const READ_LOOP_JS = `
+export default {
+  async fetch(request, env, ctx) {
+    const url = new URL(request.url);
+    const up = await fetch(env.UPSTREAM + url.pathname + url.search, {
+      method: request.method,
+      headers: request.headers,
+      body: request.body,
+    });
+    if (!up.body) return up;
+    const pipe = new IdentityTransformStream();
+    const writer = pipe.writable.getWriter();
+    const reader = up.body.getReader();
+    ctx.waitUntil((async () => {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        writer.write(value).catch(() => {});
+      }
+      await writer.close();
+    })());
+    return new Response(pipe.readable, up);
+  },
+};
+`;
+
 async function startWorker({ script, scriptPath, bindings = {}, kv = false }) {
   const before = new Set(childPids('workerd'));
   const stderrTail = [];
@@ -312,6 +343,14 @@ function paths(up) {
       long: true,
       worker: { scriptPath: PTRS, bindings: { UPSTREAM: up.origin } },
       missing: existsSync(PTRS) ? null : 'bench/passthrough-rs was not built (BENCH_RUST_PASSTHROUGH=0 or its build failed)',
+    },
+    {
+      id: 'read-loop-js',
+      label: 'JS read loop (floor: sees each chunk)',
+      kind: 'passthrough',
+      long: true,
+      longOnly: true, // long streams only: it is a floor for them, not a gateway
+      worker: { script: READ_LOOP_JS, bindings: { UPSTREAM: up.origin } },
     },
     { id: 'switchyard', label: 'Switchyard', kind: 'switchyard', long: true, worker: sy('plain') },
     { id: 'sy-quiet', label: 'Switchyard, log_requests = errors', kind: 'switchyard', worker: sy('quiet') },
@@ -775,8 +814,8 @@ async function benchPath(p, up) {
       result.warning = `expected x-switchyard-attempts ${p.expectAttempts}, got ${result.probe.attempts}`;
     }
 
-    const modes = [['json', BODY_JSON]];
-    if (!p.reduced) {
+    const modes = p.longOnly ? [] : [['json', BODY_JSON]];
+    if (!p.reduced && !p.longOnly) {
       if (result.probe.stream_ok) modes.push(['stream', BODY_STREAM]);
       else result.stream_unavailable = `a stream request answered ${ps.status}: ${ps.text.slice(0, 200)}`;
     }
@@ -833,7 +872,7 @@ async function benchPath(p, up) {
       result[mode] = entry;
     }
 
-    if (!p.reduced && result.probe.stream_ok) {
+    if (!p.reduced && !p.longOnly && result.probe.stream_ok) {
       await waitQuiet();
       log(`${p.id}: time to first byte, ${SETTINGS.ttfb_requests} sequential paced streams`);
       const body = p.kind === 'switchyard' ? BODY_PACED : BODY_STREAM;
@@ -919,7 +958,7 @@ function deriveLong(results) {
   const by = Object.fromEntries(results.paths.map((p) => [p.id, p]));
   const out = {};
   if (by.switchyard?.available && by.switchyard.long) {
-    for (const base of ['pt-js', 'pt-rs']) {
+    for (const base of ['pt-js', 'pt-rs', 'read-loop-js']) {
       const b = by[base]?.available && by[base].long;
       if (!b) continue;
       const d = {};

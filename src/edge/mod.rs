@@ -83,7 +83,7 @@ fn request_rng() -> SplitMix64 {
             // getrandom cannot fail on Workers; fall back to the clock if it somehow does.
             let s = match getrandom::fill(&mut seed) {
                 Ok(()) => u64::from_le_bytes(seed),
-                Err(_) => worker::Date::now().as_millis(),
+                Err(_) => js_sys::Date::now() as u64,
             };
             SplitMix64::new(s)
         });
@@ -279,7 +279,7 @@ fn schedule_upkeep(gw: &Rc<Gateway>, env: &Env, ctx: &Context) {
         let gw = gw.clone();
         ctx.wait_until(async move {
             let store = KvState(kv);
-            let now = worker::Date::now().as_millis();
+            let now = js_sys::Date::now() as u64;
             if gw.refresh_due(now) {
                 log_errors("state refresh failed", gw.refresh_state(&store, &WorkerClock).await);
             }
