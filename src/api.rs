@@ -779,7 +779,7 @@ impl From<RawUsage> for Usage {
         Usage {
             prompt_tokens: p,
             completion_tokens: c,
-            total_tokens: n(&r.total_tokens).unwrap_or(p + c),
+            total_tokens: n(&r.total_tokens).unwrap_or(p.saturating_add(c)),
             prompt_tokens_details: r
                 .prompt_tokens_details
                 .as_ref()
@@ -887,6 +887,12 @@ impl CompletionView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_token_counts_saturate_rather_than_overflow() {
+        let u: Usage = serde_json::from_str(r#"{"prompt_tokens":1e300,"completion_tokens":5}"#).unwrap();
+        assert_eq!(u.total_tokens, u64::MAX);
+    }
 
     #[test]
     fn parses_the_openai_fixture_request() {

@@ -17,7 +17,7 @@ use switchyard::log::RequestLog;
 use switchyard::mirror::NoMirror;
 use switchyard::record::Outcome;
 use switchyard::rng::SplitMix64;
-use switchyard::stream::StreamDriver;
+use switchyard::stream::{Next, ReadEnd, StreamDriver};
 use switchyard::upstream::{TransportError, Upstream, UpstreamBody, UpstreamHead, UpstreamRequest};
 
 /// One step of a scripted body: wait `after_ms`, then deliver.
@@ -193,7 +193,22 @@ impl Streamed {
     }
 }
 
+/// How a test drives a stream: by the driver's own reads (`next`), or by a
+/// pump like the one on Workers, which reads the body itself, feeds the
+/// driver what it read (here re-cut into pieces of at most N bytes, so
+/// events and characters are split anywhere) and tells it how the body
+/// stopped.
+#[derive(Clone, Copy, Debug)]
+enum Drive {
+    Next,
+    Pump(usize),
+}
+
 fn stream(gw: &Gateway, fake: &Fake, clock: &FakeClock) -> Result<Streamed, Value> {
+    stream_by(gw, fake, clock, Drive::Next)
+}
+
+fn stream_by(gw: &Gateway, fake: &Fake, clock: &FakeClock, drive: Drive) -> Result<Streamed, Value> {
     let body = json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
     let mut log = RequestLog { request_id: "sy-1".into(), ..Default::default() };
     let mut rng = SplitMix64::new(1);
@@ -210,10 +225,43 @@ fn stream(gw: &Gateway, fake: &Fake, clock: &FakeClock) -> Result<Streamed, Valu
             );
             let provider = head.headers.iter().find(|h| h.0 == "x-switchyard-provider").unwrap().1.clone();
             let mut pieces = Vec::new();
-            while let Some(p) = block_on(relay.next()) {
-                // A piece may carry several events: split them for the assertions.
-                pieces.extend(p.split_inclusive("\n\n").map(str::to_owned));
+            // A piece may carry several events: split them for the assertions.
+            let mut push = |p: String| pieces.extend(p.split_inclusive("\n\n").map(str::to_owned));
+            match drive {
+                Drive::Next => {
+                    while let Some(p) = block_on(relay.next()) {
+                        push(p);
+                    }
+                }
+                Drive::Pump(size) => loop {
+                    match block_on(relay.advance()) {
+                        Next::Emit(p) => push(p),
+                        Next::End => break,
+                        Next::Read => 'pump: loop {
+                            let deadline = relay.relay().next_deadline();
+                            match block_on(relay.body_mut().chunk(deadline)) {
+                                Ok(Some(bytes)) => {
+                                    for piece in bytes.chunks(size) {
+                                        push(relay.feed(piece, clock.now_ms()));
+                                        if !relay.reading() {
+                                            break 'pump;
+                                        }
+                                    }
+                                }
+                                Ok(None) => {
+                                    relay.stopped(ReadEnd::Ended, clock.now_ms());
+                                    break;
+                                }
+                                Err(e) => {
+                                    relay.stopped(e.into(), clock.now_ms());
+                                    break;
+                                }
+                            }
+                        },
+                    }
+                },
             }
+            pieces.retain(|p| !p.is_empty());
             let attempts = relay.continuation_attempts();
             end_stream(gw, relay.relay(), attempts, &mut log, clock.now_ms());
             Ok(Streamed { provider, pieces, log })
@@ -573,4 +621,58 @@ fn a_reasoning_model_that_thinks_past_the_first_token_limit_is_not_failed_over()
     assert_eq!(gw.states().effective_failures(0, clock.now_ms()), 0.0);
     let reasoning: usize = s.pieces.iter().filter(|p| p.contains("reasoning_content")).count();
     assert_eq!(reasoning, 10, "the thinking reaches the client");
+}
+
+#[test]
+fn a_pump_feeding_pieces_of_any_size_relays_exactly_what_the_driver_reads() {
+    // Multibyte text; several events in one upstream chunk; a piece size of
+    // one byte splits every `data:` and every character.
+    let multibyte: Vec<Piece> = {
+        let mut v = vec![Piece::Bytes(5, role() + &chunk("héllo ") + &chunk("✓ ") + &chunk("日本語 "))];
+        v.extend((0..20).map(|i| Piece::Bytes(10, chunk(&format!("🎉{i} ")))));
+        v.push(Piece::Bytes(10, finish() + DONE));
+        v.push(Piece::End(0));
+        v
+    };
+    let stalled = {
+        let mut v = words(30, 10);
+        v.truncate(21);
+        v
+    };
+    let error_after = {
+        let mut v = words(30, 10);
+        v.truncate(11);
+        v.push(Piece::Bytes(5, "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n".into()));
+        v.push(Piece::End(0));
+        v
+    };
+    let rest: Vec<String> = (40..60).map(|i| format!(" w{i}")).chain([" ".to_owned()]).collect();
+    let prefill =
+        json!([{"provider": "a", "model": "ma"}, {"provider": "b", "model": "mb", "capabilities": ["prefill"]}]);
+    // (name, a's stream, b's stream if any, the route's targets)
+    type Scenario = (&'static str, Vec<Piece>, Option<Vec<Piece>>, Value);
+    let scenarios: Vec<Scenario> = vec![
+        ("healthy, multibyte, events together", multibyte, None, json!([{"provider": "a", "model": "ma"}])),
+        ("stalled after content", stalled, None, json!([{"provider": "a", "model": "ma"}])),
+        ("an error event after content", error_after, None, json!([{"provider": "a", "model": "ma"}])),
+        ("cut, continued elsewhere", cut_after(40), Some(anthropic_stream(&rest)), prefill),
+    ];
+    for (name, a, b, targets) in scenarios {
+        let run = |drive: Drive| {
+            let clock = FakeClock::new(1_000_000);
+            let fake = Fake::new(&clock);
+            fake.script("a.test", vec![Script::Stream(a.clone())]);
+            if let Some(b) = &b {
+                fake.script("b.test", vec![Script::Stream(b.clone())]);
+            }
+            let gw = Gateway::new(config_with(targets.clone()), |_| None);
+            let s = stream_by(&gw, &fake, &clock, drive).unwrap();
+            (s.pieces.clone(), s.text(), s.log.outcome, fake.released.get())
+        };
+        let expected = run(Drive::Next);
+        assert!(!expected.1.is_empty(), "{name}: some text");
+        for size in [1, 2, 3, 7, 64, 1 << 20] {
+            assert_eq!(run(Drive::Pump(size)), expected, "{name}: pieces of {size} bytes");
+        }
+    }
 }

@@ -13,9 +13,9 @@
 //! ended (its end, a break, the deadline), continues a broken answer
 //! elsewhere, and writes the request's log line when the stream ends.
 //!
-//! The pump reads no further while the client's side of the pipe is full
-//! (it waits for the writer's `ready`), so a slow client paces the upstream
-//! rather than the answer queueing in memory.
+//! The pump reads no further while more than `MAX_UNREAD_BYTES` it wrote are
+//! unread by the client (it waits for its last write to complete), so a slow
+//! client paces the upstream rather than the answer queueing in memory.
 
 use super::clock::WorkerClock;
 use super::upstream::{error_text, FetchBody, FetchUpstream, ReadResult};
@@ -29,8 +29,7 @@ use crate::log::RequestLog;
 use crate::record::{Answer, Outcome};
 use crate::rng::SplitMix64;
 use crate::slot::Slot;
-use crate::stream::{Next, State, StreamDriver};
-use crate::upstream::UpstreamBody;
+use crate::stream::{Next, ReadEnd, StreamDriver};
 use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::{Rc, Weak};
 use wasm_bindgen::closure::Closure;
@@ -52,6 +51,11 @@ pub struct StreamJob {
 }
 
 type Callback = Closure<dyn FnMut(JsValue)>;
+
+/// The most a stream writes ahead of its client before the pump stops
+/// reading the upstream until the client catches up: a slow client paces
+/// the upstream instead of the answer queueing in the isolate's memory.
+const MAX_UNREAD_BYTES: usize = 256 * 1024;
 
 /// How a pump stopped.
 enum Stopped {
@@ -76,6 +80,11 @@ struct Pump {
     stopped: RefCell<Option<Stopped>>,
     /// The client went away (a write was rejected, or the pipe closed).
     gone: Cell<bool>,
+    /// The pump waited for the client to take what it was sent.
+    waited: Cell<bool>,
+    /// Bytes written since the client last caught up, and the last write.
+    unread: Cell<usize>,
+    last_write: RefCell<Option<js_sys::Promise>>,
     buf: RefCell<Vec<u8>>,
     on_read: OnceCell<Callback>,
     on_fail: OnceCell<Callback>,
@@ -93,6 +102,9 @@ impl Pump {
             wake: RefCell::new(None),
             stopped: RefCell::new(None),
             gone: Cell::new(false),
+            waited: Cell::new(false),
+            unread: Cell::new(0),
+            last_write: RefCell::new(None),
             buf: RefCell::new(Vec::new()),
             on_read: OnceCell::new(),
             on_fail: OnceCell::new(),
@@ -125,8 +137,15 @@ impl Pump {
     /// Writes `text` to the client; a rejected write means it left.
     fn write(&self, text: &str) {
         let chunk = js_sys::Uint8Array::from(text.as_bytes());
+        let written = self.writer.write_with_chunk(&chunk);
         if let Some(on_gone) = self.on_gone.get() {
-            let _ = self.writer.write_with_chunk(&chunk).catch(on_gone);
+            let _ = written.catch(on_gone);
+        }
+        let unread = self.unread.get() + text.len();
+        self.unread.set(unread);
+        if unread > MAX_UNREAD_BYTES {
+            // The pump waits on this one before it reads on.
+            *self.last_write.borrow_mut() = Some(written);
         }
     }
 
@@ -135,13 +154,31 @@ impl Pump {
         if self.gone.get() {
             return self.stop(Stopped::Done);
         }
-        if matches!(self.writer.desired_size(), Ok(Some(d)) if d <= 0.0) {
-            if let Some(on_ready) = self.on_ready.get() {
-                if let Some(on_gone) = self.on_gone.get() {
-                    let _ = self.writer.ready().then2(on_ready, on_gone);
-                }
+        let last_write = self.last_write.borrow_mut().take();
+        if let Some(written) = last_write {
+            // The pipe has no queue limit of its own (its writer's
+            // `desiredSize` stays 1 however much is queued), so the pump
+            // keeps count: with more than MAX_UNREAD_BYTES unread, it waits
+            // until the client has read up to its last write (a pipe's
+            // writes complete in order).
+            self.unread.set(0);
+            // Waiting for the client is not the upstream's silence: until the
+            // client catches up only the request's deadline holds.
+            if let Some(driver) = self.driver.borrow().as_ref() {
+                driver.body().set_deadline(driver.relay().request_deadline());
+            }
+            self.waited.set(true);
+            if let (Some(on_ready), Some(on_gone)) = (self.on_ready.get(), self.on_gone.get()) {
+                let _ = written.then2(on_ready, on_gone);
             }
             return;
+        }
+        if self.waited.replace(false) {
+            if let Some(driver) = self.driver.borrow_mut().as_mut() {
+                driver.relay_mut().client_caught_up(WorkerClock.now_ms());
+                let deadline = driver.relay().next_deadline();
+                driver.body().set_deadline(deadline);
+            }
         }
         let (Some(reader), Some(on_read), Some(on_fail)) =
             (self.reader.borrow().clone(), self.on_read.get(), self.on_fail.get())
@@ -175,10 +212,10 @@ impl Pump {
             if !ready.is_empty() {
                 self.write(&ready);
             }
-            let reading = matches!(driver.relay().state(), State::Probation | State::Flowing);
+            let reading = driver.reading();
             if reading {
                 let deadline = driver.relay().next_deadline();
-                driver.body_mut().set_deadline(deadline);
+                driver.body().set_deadline(deadline);
             }
             reading
         };
@@ -287,24 +324,19 @@ pub fn stream_response(
 /// deadline aborted it, or it broke. (A relay that stopped the pump itself,
 /// or a client that left, leaves nothing to tell.)
 fn settle(driver: &mut ClientRelay, how: Stopped) {
-    let now = WorkerClock.now_ms();
-    let timed_out = driver.body_mut().timed_out();
-    let relay = driver.relay_mut();
-    if !matches!(relay.state(), State::Probation | State::Flowing) {
+    if !driver.reading() {
         return;
     }
-    match how {
-        Stopped::Done => {}
+    let how = match how {
+        Stopped::Done => return,
         Stopped::End => {
-            relay.end(now);
-            driver.body_mut().release();
+            driver.body_mut().ended();
+            ReadEnd::Ended
         }
-        Stopped::Failed(_) if timed_out => {
-            let deadline = relay.next_deadline();
-            relay.tick(now.max(deadline));
-        }
-        Stopped::Failed(e) => relay.broke(&error_text(&e), now),
-    }
+        Stopped::Failed(_) if driver.body_mut().timed_out() => ReadEnd::TimedOut,
+        Stopped::Failed(e) => ReadEnd::Broke(error_text(&e)),
+    };
+    driver.stopped(how, WorkerClock.now_ms());
 }
 
 /// workerd's `IdentityTransformStream` (a byte pipe implemented in the

@@ -304,7 +304,7 @@ fn usage_json(u: Option<&Usage>) -> Value {
         "output_tokens_details": {
             "reasoning_tokens": u.completion_tokens_details.as_ref().map_or(0, |d| d.reasoning_tokens),
         },
-        "total_tokens": u.prompt_tokens + u.completion_tokens,
+        "total_tokens": u.prompt_tokens.saturating_add(u.completion_tokens),
     })
 }
 

@@ -401,7 +401,8 @@ impl AnthropicUsage {
     /// OpenAI's usage (MAPPING.md §5): the prompt counts cached tokens too.
     fn to_openai(&self) -> Usage {
         let cache_read = self.cache_read_input_tokens.unwrap_or(0);
-        let prompt = self.input_tokens + self.cache_creation_input_tokens.unwrap_or(0) + cache_read;
+        let prompt =
+            self.input_tokens.saturating_add(self.cache_creation_input_tokens.unwrap_or(0)).saturating_add(cache_read);
         Usage {
             prompt_tokens: prompt,
             completion_tokens: self.output_tokens,

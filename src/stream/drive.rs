@@ -32,10 +32,40 @@ pub(crate) async fn step<B: UpstreamBody, C: Clock>(body: &mut B, relay: &mut Re
     match read {
         Ok(Some(bytes)) => relay.feed(&bytes, now),
         Ok(None) => relay.end(now),
-        // The body says the deadline passed, whatever the clock reads.
-        Err(TransportError::Timeout) => relay.tick(now.max(deadline)),
-        Err(TransportError::Connect(m)) => relay.broke(&m, now),
-        Err(TransportError::TooLarge(_)) => relay.broke("the body was too large", now),
+        Err(e) => stopped(relay, ReadEnd::from(e), now),
+    }
+}
+
+/// How reading a body stopped, other than by the relay's own choice.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadEnd {
+    /// The body ended.
+    Ended,
+    /// The deadline passed (and aborted the read), whatever the clock reads.
+    TimedOut,
+    /// The connection broke.
+    Broke(String),
+}
+
+impl From<TransportError> for ReadEnd {
+    fn from(e: TransportError) -> ReadEnd {
+        match e {
+            TransportError::Timeout => ReadEnd::TimedOut,
+            TransportError::Connect(m) => ReadEnd::Broke(m),
+            TransportError::TooLarge(_) => ReadEnd::Broke("the body was too large".to_owned()),
+        }
+    }
+}
+
+/// Tells `relay` how reading stopped; nothing if it no longer reads.
+fn stopped(relay: &mut Relay, how: ReadEnd, now: u64) {
+    match how {
+        ReadEnd::Ended => relay.end(now),
+        ReadEnd::TimedOut => {
+            let deadline = relay.next_deadline();
+            relay.tick(now.max(deadline));
+        }
+        ReadEnd::Broke(m) => relay.broke(&m, now),
     }
 }
 
@@ -175,20 +205,36 @@ impl<B: UpstreamBody, C: Clock, R: Resume<B>> StreamDriver<B, C, R> {
         &mut self.relay
     }
 
+    pub fn body(&self) -> &B {
+        &self.body
+    }
+
     pub fn body_mut(&mut self) -> &mut B {
         &mut self.body
     }
 
-    /// Bytes the caller read from the body (a pipe reading it for the
+    /// Bytes the caller read from the body (a pump reading it for the
     /// driver): fed to the relay, and what is now ready for the client.
     pub fn feed(&mut self, bytes: &[u8], now: u64) -> String {
         self.relay.feed(bytes, now);
         self.relay.take_output()
     }
 
+    /// Whether the relay still wants the body (a pump reads on while so).
+    pub fn reading(&self) -> bool {
+        matches!(self.relay.state(), State::Probation | State::Flowing)
+    }
+
+    /// The caller's reading of the body stopped by itself: it ended, broke
+    /// or timed out.
+    pub fn stopped(&mut self, how: ReadEnd, now: u64) {
+        stopped(&mut self.relay, how, now);
+    }
+
     /// What comes next, short of reading the body: output ready for the
-    /// client, the end, or a read (by [`step`], or by a pipe that calls
-    /// [`StreamDriver::feed`] and then tells the relay how the body ended).
+    /// client, the end, or a read (by [`step`], or by a pump that calls
+    /// [`StreamDriver::feed`] per chunk while [`StreamDriver::reading`], and
+    /// [`StreamDriver::stopped`] if the body stops first).
     /// A broken answer is continued elsewhere here, if it can be.
     pub async fn advance(&mut self) -> Next {
         loop {

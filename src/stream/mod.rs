@@ -13,5 +13,5 @@ pub mod drive;
 pub mod relay;
 
 pub use crate::inbound::chat::{completion_as_sse, error_event};
-pub use drive::{Next, Resume, StreamAccept, StreamDriver, Streaming};
+pub use drive::{Next, ReadEnd, Resume, StreamAccept, StreamDriver, Streaming};
 pub use relay::{Relay, Source, State, StreamSpec, FINISH_GRACE_MS};

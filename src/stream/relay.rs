@@ -235,6 +235,20 @@ impl Relay {
         d.min(self.spec.deadline_ms)
     }
 
+    /// The request's deadline: it bounds the whole stream, whatever else.
+    pub fn request_deadline(&self) -> u64 {
+        self.spec.deadline_ms
+    }
+
+    /// The relay stopped reading for a while because its client had not
+    /// taken what it was sent: the upstream's silence counts from `now`,
+    /// not from its last event.
+    pub fn client_caught_up(&mut self, now: u64) {
+        if self.state == State::Flowing {
+            self.last_activity_ms = self.last_activity_ms.max(now);
+        }
+    }
+
     /// Bytes ready for the client (none during probation).
     pub fn take_output(&mut self) -> String {
         if self.state == State::Probation {
@@ -877,6 +891,19 @@ mod tests {
         r.give_up();
         let out = r.take_output();
         assert!(!out.contains("sk-secret") && out.contains("[redacted]"), "{out}");
+    }
+
+    #[test]
+    fn time_spent_waiting_for_a_slow_client_is_not_the_upstreams_silence() {
+        let mut r = relay(Format::OpenAi, 1, false);
+        r.feed(delta(0, json!({"content":"x"}), None).as_bytes(), T0);
+        let idle = r.next_deadline() - T0;
+        // The client took 10 idle periods to read what it had.
+        let later = T0 + 10 * idle;
+        r.client_caught_up(later);
+        assert_eq!(r.next_deadline(), (later + idle).min(r.request_deadline()));
+        r.tick(later + 1);
+        assert_eq!(*r.state(), State::Flowing, "not stalled: the upstream was not asked for anything");
     }
 
     #[test]

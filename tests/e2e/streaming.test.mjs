@@ -233,6 +233,58 @@ describe('a client that leaves', () => {
   });
 });
 
+describe('a slow client', () => {
+  test('paces the upstream: the gateway reads no faster than its client takes, and the answer still arrives whole', async (t) => {
+    const { gw, f } = await setup(t, {
+      fakes: { a: 'openai' },
+      routes: (f) => ({ main: priority(target(f.a)) }),
+      // Shorter than the client's pause below: waiting for the client is not
+      // the upstream's silence.
+      policy: { stream_idle_timeout_ms: 500 },
+    });
+    // 64 MiB of answer, offered as fast as the gateway takes it: more than
+    // the socket buffers on the way hold.
+    const events = 16_384;
+    const eventBytes = 4096;
+    f.a.setDefault({ type: 'flood', events, eventBytes });
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...userMessage('main'), stream: true }),
+    });
+    assert.equal(res.status, 200);
+    const reader = res.body.getReader();
+    const first = await reader.read();
+    assert.ok(!first.done);
+    // The client stops reading for a while. A gateway that read on regardless
+    // would have taken (and queued in memory) most of the answer by now; one
+    // paced by its client stops once the buffers on the way are full.
+    await new Promise((r) => setTimeout(r, 2000));
+    const total = events * (eventBytes + 150);
+    const taken = f.a.flooded;
+    assert.ok(taken < total / 4, `the gateway took ${(taken / 2 ** 20).toFixed(1)} MiB of ${(total / 2 ** 20).toFixed(0)} while its client read nothing`);
+    // Then it reads on: the whole answer, in order, and [DONE].
+    const decoder = new TextDecoder();
+    let body = decoder.decode(first.value, { stream: true });
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      body += decoder.decode(value, { stream: true });
+    }
+    let chars = 0;
+    let whole = true;
+    for (const line of body.split('\n')) {
+      if (!line.startsWith('data: {')) continue;
+      const c = JSON.parse(line.slice(6)).choices?.[0]?.delta?.content ?? '';
+      if (c && c.length !== eventBytes) whole = false;
+      chars += c.length;
+    }
+    assert.ok(whole, 'every event arrived whole');
+    assert.equal(chars, events * eventBytes);
+    assert.ok(body.trimEnd().endsWith('data: [DONE]'));
+  });
+});
+
 describe('continuing a broken answer', () => {
   test('on a prefill-capable fallback, the client receives exactly the full answer', async (t) => {
     const { gw, f } = await setup(t, {

@@ -113,6 +113,13 @@
 //       for ever or until the body is limitBytes long, then the body ends. For
 //       the gateway's cap on one SSE line. A reader that leaves is counted in
 //       `abandoned`; close() ends it.
+//   { type: 'flood', events?, eventBytes? }  (OpenAI format only) a 200 chat
+//       stream written as fast as its reader takes it, and no faster: the
+//       role event, `events` content events (default 10,000) of `eventBytes`
+//       characters each (default 4096), the finish event and [DONE], one
+//       write each, waiting for 'drain' whenever a write is refused. `flooded`
+//       counts the bytes handed to the socket so far, so a test can see how
+//       much of the stream its reader (the gateway) has taken.
 //   A request whose last message is from the assistant is a prefill: the reply
 //   continues it (the rest of `text` after it). `rejectPrefill: true` answers
 //   such a request with the provider's 400 instead.
@@ -1269,6 +1276,7 @@ export async function startFakeProvider({
   const timers = new Set();
   let closed = false;
   let abandoned = 0;
+  let flooded = 0; // bytes a 'flood' stream has handed to its socket
 
   const immediates = new Set();
   /** The next turn of the event loop (a write made before it has left by then). */
@@ -1525,6 +1533,7 @@ export async function startFakeProvider({
       return sendJson(res, 200, text.slice(0, Math.floor(text.length / 2)), defaultResponseHeaders(format));
     }
     if (type === 'trickle') return trickle(res, b, facts);
+    if (type === 'flood') return flood(res, b);
     if (type === 'stream' || (type === 'ok' && wantsStream)) return stream(res, b, facts, body);
     if (type === 'ok') {
       // The model thinks before a whole answer too: reasoningDelayMs per piece.
@@ -1632,6 +1641,29 @@ export async function startFakeProvider({
     }
     if ((w = out.flush())) await w;
     if (closed || res.destroyed) return;
+    state.finished = true;
+    res.end();
+  }
+
+  /** See `flood` above: a stream paced by its reader, counting what it took. */
+  async function flood(res, b) {
+    const state = streamHead(res);
+    const size = b.eventBytes ?? 4096;
+    const text = 'abcdefgh'.repeat(Math.ceil(size / 8)).slice(0, size);
+    const ev = (delta, finish = null) =>
+      `data: ${JSON.stringify({ id: 'chatcmpl-flood', object: 'chat.completion.chunk', created: 1, model: 'flood', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    flooded = 0;
+    const write = async (sse) => {
+      flooded += Buffer.byteLength(sse);
+      if (!res.write(sse)) await new Promise((r) => (res.once('drain', r), res.once('close', r)));
+    };
+    await write(ev({ role: 'assistant', content: '' }));
+    for (let i = 0; i < (b.events ?? 10_000); i++) {
+      if (closed || res.destroyed) return;
+      await write(ev({ content: text }));
+    }
+    await write(ev({}, 'stop'));
+    await write('data: [DONE]\n\n');
     state.finished = true;
     res.end();
   }
@@ -1761,6 +1793,10 @@ export async function startFakeProvider({
     /** Streams whose reader left before the end (see stream()). */
     get abandoned() {
       return abandoned;
+    },
+    /** Bytes the last 'flood' stream handed to its socket. */
+    get flooded() {
+      return flooded;
     },
     format,
     port: actualPort,
