@@ -289,7 +289,10 @@ describe('circuit breaker', () => {
       routes: (f) => ({ main: priority(target(f.a), target(f.b)) }),
       extra: { breaker: { consecutive_failures: 1000, min_requests: 1000 } },
     });
-    f.a.setDefault({ type: 'error', status: 500 });
+    // a fails after a pause, so every request of the storm has chosen a
+    // before the first failure is counted (priority then moves a failing
+    // provider behind the healthy one, and later requests would skip it).
+    f.a.setDefault({ type: 'error', status: 500, delayMs: 300 });
     const N = 60;
     const rs = await Promise.all(Array.from({ length: N }, () => gw.chat(userMessage('main'))));
     const odd = rs.filter((r) => r.status !== 200 || servedBy(r) !== 'b');
