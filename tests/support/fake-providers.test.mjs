@@ -670,7 +670,9 @@ describe('split: bytes as networks deliver them', () => {
     const TEXT_U = words.repeat(6).trim();
     for (const format of ['openai', 'anthropic', 'cohere']) {
       const fake = fakes[format].reset();
-      fake.script({ type: 'ok', text: TEXT_U, split: 'bytes' });
+      // A seed whose cuts land inside a character, a data: prefix and an
+      // event end in every format (random cuts may miss one of them).
+      fake.script({ type: 'ok', text: TEXT_U, split: 'bytes', splitSeed: 1 });
       const r = await rawRequest(fake, { body: chatBody(format, { stream: true }) });
       assert.ok(r.complete);
       assert.ok(r.chunks.some((c) => c[0] >= 0x80 && c[0] <= 0xbf), 'a write starts inside a UTF-8 sequence');
