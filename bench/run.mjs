@@ -261,6 +261,26 @@ export default {
 };
 `;
 
+// The floor for a gateway's non-streaming request: what any gateway must do
+// (parse the client's JSON, build the upstream request, fetch, read the whole
+// answer and parse it, write the client's JSON), in plain JS, and nothing else
+// (no selection, no state, no log line).
+const WHOLE_FLOOR_JS = `
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const body = await request.json();
+    const up = await fetch(env.UPSTREAM + url.pathname, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer sk-floor' },
+      body: JSON.stringify({ ...body, model: 'bench-model' }),
+    });
+    const answer = JSON.parse(await up.text());
+    return new Response(JSON.stringify(answer), { status: up.status, headers: { 'content-type': 'application/json' } });
+  },
+};
+`;
+
 async function startWorker({ script, scriptPath, bindings = {}, kv = false }) {
   const before = new Set(childPids('workerd'));
   const stderrTail = [];
@@ -343,6 +363,13 @@ function paths(up) {
       long: true,
       worker: { scriptPath: PTRS, bindings: { UPSTREAM: up.origin } },
       missing: existsSync(PTRS) ? null : 'bench/passthrough-rs was not built (BENCH_RUST_PASSTHROUGH=0 or its build failed)',
+    },
+    {
+      id: 'whole-floor-js',
+      label: 'JS parse-fetch-parse (floor: non-streaming)',
+      kind: 'passthrough',
+      jsonOnly: true, // non-streaming only: it is a floor for that, not a gateway
+      worker: { script: WHOLE_FLOOR_JS, bindings: { UPSTREAM: up.origin } },
     },
     {
       id: 'read-loop-js',
@@ -815,7 +842,7 @@ async function benchPath(p, up) {
     }
 
     const modes = p.longOnly ? [] : [['json', BODY_JSON]];
-    if (!p.reduced && !p.longOnly) {
+    if (!p.reduced && !p.longOnly && !p.jsonOnly) {
       if (result.probe.stream_ok) modes.push(['stream', BODY_STREAM]);
       else result.stream_unavailable = `a stream request answered ${ps.status}: ${ps.text.slice(0, 200)}`;
     }
@@ -872,7 +899,7 @@ async function benchPath(p, up) {
       result[mode] = entry;
     }
 
-    if (!p.reduced && !p.longOnly && result.probe.stream_ok) {
+    if (!p.reduced && !p.longOnly && !p.jsonOnly && result.probe.stream_ok) {
       await waitQuiet();
       log(`${p.id}: time to first byte, ${SETTINGS.ttfb_requests} sequential paced streams`);
       const body = p.kind === 'switchyard' ? BODY_PACED : BODY_STREAM;
