@@ -3,7 +3,6 @@
 //! wasm-bindgen-test in Node (`npm test` does it).
 
 use super::*;
-use crate::clock::Clock as _;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::wasm_bindgen_test;
 
