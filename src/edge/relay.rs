@@ -30,6 +30,7 @@ use crate::record::{Answer, Outcome};
 use crate::rng::SplitMix64;
 use crate::slot::Slot;
 use crate::stream::{Next, ReadEnd, StreamDriver};
+use crate::upstream::UpstreamBody;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::{Rc, Weak};
 use wasm_bindgen::closure::Closure;
@@ -330,10 +331,11 @@ fn settle(driver: &mut ClientRelay, how: Stopped) {
     let how = match how {
         Stopped::Done => return,
         Stopped::End => {
-            driver.body_mut().ended();
+            // Read to the end: nothing left to abort.
+            driver.body_mut().release();
             ReadEnd::Ended
         }
-        Stopped::Failed(_) if driver.body_mut().timed_out() => ReadEnd::TimedOut,
+        Stopped::Failed(_) if driver.body().timed_out() => ReadEnd::TimedOut,
         Stopped::Failed(e) => ReadEnd::Broke(error_text(&e)),
     };
     driver.stopped(how, WorkerClock.now_ms());

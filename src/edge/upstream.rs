@@ -113,12 +113,6 @@ impl FetchBody {
         self.deadline.set(deadline_ms);
     }
 
-    /// Read to the end: nothing left to abort, nothing to wait for.
-    pub fn ended(&mut self) {
-        self.controller = None;
-        self.deadline.disarm();
-    }
-
     /// Whether the deadline passed (and aborted the fetch).
     pub fn timed_out(&self) -> bool {
         self.deadline.timed_out()
@@ -133,7 +127,8 @@ impl UpstreamBody for FetchBody {
         self.deadline.set(deadline_ms);
         let result: ReadResult = wait(reader.read(), &self.deadline).await?.unchecked_into();
         if result.done() {
-            self.ended();
+            // Read to the end: nothing left to abort, nothing to wait for.
+            self.release();
             return Ok(None);
         }
         let bytes = result
