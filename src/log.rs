@@ -4,7 +4,8 @@
 use crate::api::Usage;
 use crate::config::RequestLogs;
 use crate::record::{Answer, AttemptRecord, Outcome};
-use serde_json::{json, Map, Value};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
 
 /// Whether `log` gets its line under the `log_requests` setting.
 pub fn wanted(setting: RequestLogs, log: &RequestLog) -> bool {
@@ -63,104 +64,133 @@ pub struct RequestLog {
     pub prompt: Option<String>,
 }
 
+/// The attempts as the log line and error bodies list them.
 pub fn attempts_json(attempts: &[AttemptRecord], with_messages: bool) -> Value {
-    Value::Array(
-        attempts
-            .iter()
-            .map(|a| {
-                let mut m = Map::new();
-                m.insert("target".into(), json!(a.target));
-                m.insert("provider".into(), json!(a.provider));
-                m.insert("model".into(), json!(a.model));
-                m.insert("status".into(), json!(a.status));
-                m.insert("outcome".into(), json!(a.kind.map_or("ok", |k| k.as_str())));
-                m.insert("latency_ms".into(), json!(a.latency_ms));
-                if with_messages {
-                    if let Some(msg) = &a.message {
-                        m.insert("message".into(), json!(msg));
-                    }
-                }
-                Value::Object(m)
-            })
-            .collect(),
-    )
+    serde_json::to_value(Attempts { attempts, with_messages }).unwrap_or(Value::Null)
+}
+
+/// The attempts, serialised straight from the records.
+struct Attempts<'a> {
+    attempts: &'a [AttemptRecord],
+    with_messages: bool,
+}
+
+impl Serialize for Attempts<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.attempts.iter().map(|a| AttemptLine {
+            target: &a.target,
+            provider: &a.provider,
+            model: &a.model,
+            status: a.status,
+            outcome: a.kind.map_or("ok", |k| k.as_str()),
+            latency_ms: a.latency_ms,
+            message: if self.with_messages { a.message.as_deref() } else { None },
+        }))
+    }
+}
+
+#[derive(Serialize)]
+struct AttemptLine<'a> {
+    target: &'a str,
+    provider: &'a str,
+    model: &'a str,
+    status: Option<u16>,
+    outcome: &'static str,
+    latency_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+}
+
+/// The log line's fields, borrowed from the request's record and written
+/// by one serialiser pass (no intermediate JSON tree).
+#[derive(Serialize)]
+struct Line<'a> {
+    level: &'static str,
+    msg: &'static str,
+    request_id: &'a str,
+    method: &'a str,
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    caller: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<&'a str>,
+    status: u16,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts: Option<Attempts<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alert: Option<&'static str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    mirrored: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chunks: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    malformed_chunks: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dropped_tools: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    continued_on: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forced: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<crate::usage::UsageLine>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost_usd: Option<f64>,
+    latency_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_token_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt: Option<&'a str>,
 }
 
 impl RequestLog {
     pub fn to_line(&self) -> String {
-        let mut m = Map::new();
-        m.insert(
-            "level".into(),
-            json!(if self.status >= 500 {
-                "error"
-            } else if self.status >= 400 {
-                "warn"
-            } else {
-                "info"
-            }),
-        );
-        m.insert("msg".into(), json!("request"));
-        m.insert("request_id".into(), json!(self.request_id));
-        m.insert("method".into(), json!(self.method));
-        m.insert("path".into(), json!(self.path));
-        if let Some(c) = &self.caller {
-            m.insert("caller".into(), json!(c.name()));
-        }
-        if let Some(r) = &self.route {
-            m.insert("route".into(), json!(r));
-        }
-        m.insert("status".into(), json!(self.status));
-        m.insert("outcome".into(), json!(self.outcome.map_or("", Outcome::as_str)));
-        if let Some(p) = &self.provider {
-            m.insert("provider".into(), json!(p));
-        }
-        if let Some(p) = &self.model {
-            m.insert("model".into(), json!(p));
-        }
-        if !self.attempts.is_empty() {
-            m.insert("attempts".into(), attempts_json(&self.attempts, false));
-        }
-        if self.attempts.iter().any(|a| a.kind.is_some_and(|k| k.is_misconfiguration())) {
-            m.insert("alert".into(), json!("a provider key or model is misconfigured: see attempts"));
-        }
-        if self.stream {
-            m.insert("stream".into(), json!(true));
-        }
-        if self.mirrored {
-            m.insert("mirrored".into(), json!(true));
-        }
-        if let Some(c) = self.stream_chunks {
-            m.insert("chunks".into(), json!(c));
-        }
-        if self.stream_malformed > 0 {
-            m.insert("malformed_chunks".into(), json!(self.stream_malformed));
-        }
-        if let Some(d) = &self.dropped_tools {
-            m.insert("dropped_tools".into(), json!(d));
-        }
-        if !self.continued_on.is_empty() {
-            m.insert("continued_on".into(), json!(self.continued_on));
-        }
-        if self.forced {
-            m.insert("forced".into(), json!("every target was unavailable (circuit open or down); tried anyway"));
-        }
-        if let Some(u) = &self.usage {
-            m.insert("usage".into(), crate::usage::to_json(u));
-        }
-        if let Some(c) = self.cost_usd {
-            m.insert("cost_usd".into(), json!(c));
-        }
-        m.insert("latency_ms".into(), json!(self.latency_ms));
-        if let Some(t) = self.first_token_ms {
-            m.insert("first_token_ms".into(), json!(t));
-        }
-        if let Some(e) = &self.error {
-            m.insert("error".into(), json!(e));
-        }
-        if let Some(p) = &self.prompt {
-            m.insert("prompt".into(), json!(p));
-        }
-        Value::Object(m).to_string()
+        let level = match self.status {
+            500.. => "error",
+            400.. => "warn",
+            _ => "info",
+        };
+        let misconfigured = self.attempts.iter().any(|a| a.kind.is_some_and(|k| k.is_misconfiguration()));
+        let line = Line {
+            level,
+            msg: "request",
+            request_id: &self.request_id,
+            method: &self.method,
+            path: &self.path,
+            caller: self.caller.as_ref().map(|c| c.name()),
+            route: self.route.as_deref(),
+            status: self.status,
+            outcome: self.outcome.map_or("", Outcome::as_str),
+            provider: self.provider.as_deref(),
+            model: self.model.as_deref(),
+            attempts: (!self.attempts.is_empty())
+                .then_some(Attempts { attempts: &self.attempts, with_messages: false }),
+            alert: misconfigured.then_some("a provider key or model is misconfigured: see attempts"),
+            stream: self.stream,
+            mirrored: self.mirrored,
+            chunks: self.stream_chunks,
+            malformed_chunks: (self.stream_malformed > 0).then_some(self.stream_malformed),
+            dropped_tools: self.dropped_tools.as_deref(),
+            continued_on: &self.continued_on,
+            forced: self.forced.then_some("every target was unavailable (circuit open or down); tried anyway"),
+            usage: self.usage.as_ref().map(crate::usage::UsageLine::of),
+            // JSON has no NaN or infinity (the tree this replaced wrote null).
+            cost_usd: self.cost_usd.filter(|c| c.is_finite()),
+            latency_ms: self.latency_ms,
+            first_token_ms: self.first_token_ms,
+            error: self.error.as_deref(),
+            prompt: self.prompt.as_deref(),
+        };
+        // Serialising borrowed strings and numbers cannot fail.
+        serde_json::to_string(&line).unwrap_or_default()
     }
 }
 
@@ -194,5 +224,57 @@ mod tests {
         }
         assert_eq!(RequestLogs::parse("errors"), Some(RequestLogs::Errors));
         assert_eq!(RequestLogs::parse("some"), None);
+    }
+
+    #[test]
+    fn the_line_is_one_json_object_with_the_fields_set_and_no_others() {
+        use crate::taxonomy::ErrorKind;
+        let attempt = |target: &str, kind: Option<ErrorKind>, message: Option<&str>| AttemptRecord {
+            target: target.into(),
+            provider: target.into(),
+            model: "m".into(),
+            status: kind.map(|_| 503),
+            kind,
+            latency_ms: 7,
+            message: message.map(str::to_owned),
+        };
+        let log = RequestLog {
+            request_id: "sy-1".into(),
+            method: "POST".into(),
+            path: "/v1/chat/completions".into(),
+            route: Some("fast".into()),
+            status: 200,
+            outcome: Some(Outcome::Ok),
+            provider: Some("b".into()),
+            attempts: vec![attempt("a", Some(ErrorKind::Server), Some("overloaded")), attempt("b", None, None)],
+            usage: Some(Usage { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7, ..Default::default() }),
+            cost_usd: Some(f64::NAN),
+            latency_ms: 12,
+            stream: true,
+            stream_chunks: Some(9),
+            ..Default::default()
+        };
+        let line: Value = serde_json::from_str(&log.to_line()).expect("the line is JSON");
+        assert_eq!(
+            line,
+            serde_json::json!({
+                "level": "info", "msg": "request", "request_id": "sy-1", "method": "POST",
+                "path": "/v1/chat/completions", "route": "fast", "status": 200, "outcome": "ok",
+                "provider": "b",
+                // A provider's message goes to the client's error body, never the log.
+                "attempts": [
+                    {"target": "a", "provider": "a", "model": "m", "status": 503, "outcome": "server_error", "latency_ms": 7},
+                    {"target": "b", "provider": "b", "model": "m", "status": null, "outcome": "ok", "latency_ms": 7}
+                ],
+                "stream": true, "chunks": 9,
+                "usage": {"prompt_tokens": 3, "completion_tokens": 4},
+                "latency_ms": 12
+            })
+        );
+        let with_messages = attempts_json(&log.attempts, true);
+        assert_eq!(with_messages[0]["message"], "overloaded");
+        assert!(with_messages[1].get("message").is_none());
+        let failed = RequestLog { status: 502, ..log };
+        assert!(failed.to_line().starts_with(r#"{"level":"error","msg":"request""#));
     }
 }
