@@ -4,8 +4,7 @@
 use crate::api::Usage;
 use crate::config::RequestLogs;
 use crate::record::{Answer, AttemptRecord, Outcome};
-use serde::{Serialize, Serializer};
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
 /// Whether `log` gets its line under the `log_requests` setting.
 pub fn wanted(setting: RequestLogs, log: &RequestLog) -> bool {
@@ -64,91 +63,79 @@ pub struct RequestLog {
     pub prompt: Option<String>,
 }
 
-/// The attempts as the log line and error bodies list them.
 pub fn attempts_json(attempts: &[AttemptRecord], with_messages: bool) -> Value {
-    serde_json::to_value(Attempts { attempts, with_messages }).unwrap_or(Value::Null)
+    Value::Array(
+        attempts
+            .iter()
+            .map(|a| {
+                let mut m = Map::new();
+                m.insert("target".into(), json!(a.target));
+                m.insert("provider".into(), json!(a.provider));
+                m.insert("model".into(), json!(a.model));
+                m.insert("status".into(), json!(a.status));
+                m.insert("outcome".into(), json!(a.kind.map_or("ok", |k| k.as_str())));
+                m.insert("latency_ms".into(), json!(a.latency_ms));
+                if with_messages {
+                    if let Some(msg) = &a.message {
+                        m.insert("message".into(), json!(msg));
+                    }
+                }
+                Value::Object(m)
+            })
+            .collect(),
+    )
 }
 
-/// The attempts, serialised straight from the records.
-struct Attempts<'a> {
-    attempts: &'a [AttemptRecord],
-    with_messages: bool,
+/// A JSON object written field by field into one string: the log line is
+/// built once per request, so it skips the intermediate JSON tree (a map of
+/// values, then printed) and the code a derived serialiser would add.
+struct JsonObject {
+    out: String,
 }
 
-impl Serialize for Attempts<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.attempts.iter().map(|a| AttemptLine {
-            target: &a.target,
-            provider: &a.provider,
-            model: &a.model,
-            status: a.status,
-            outcome: a.kind.map_or("ok", |k| k.as_str()),
-            latency_ms: a.latency_ms,
-            message: if self.with_messages { a.message.as_deref() } else { None },
-        }))
+impl JsonObject {
+    fn new(capacity: usize) -> JsonObject {
+        let mut out = String::with_capacity(capacity);
+        out.push('{');
+        JsonObject { out }
     }
-}
 
-#[derive(Serialize)]
-struct AttemptLine<'a> {
-    target: &'a str,
-    provider: &'a str,
-    model: &'a str,
-    status: Option<u16>,
-    outcome: &'static str,
-    latency_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<&'a str>,
-}
+    fn key(&mut self, key: &str) {
+        if self.out.len() > 1 {
+            self.out.push(',');
+        }
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+    }
 
-/// The log line's fields, borrowed from the request's record and written
-/// by one serialiser pass (no intermediate JSON tree).
-#[derive(Serialize)]
-struct Line<'a> {
-    level: &'static str,
-    msg: &'static str,
-    request_id: &'a str,
-    method: &'a str,
-    path: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    caller: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    route: Option<&'a str>,
-    status: u16,
-    outcome: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    provider: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    model: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    attempts: Option<Attempts<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    alert: Option<&'static str>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    stream: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    mirrored: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    chunks: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    malformed_chunks: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dropped_tools: Option<&'a str>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    continued_on: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    forced: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<crate::usage::UsageLine>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cost_usd: Option<f64>,
-    latency_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    first_token_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prompt: Option<&'a str>,
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        // serde_json escapes it; a `&str` always serialises.
+        self.out.push_str(&serde_json::to_string(value).unwrap_or_default());
+    }
+
+    fn opt_str(&mut self, key: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.str(key, v);
+        }
+    }
+
+    fn num(&mut self, key: &str, value: u64) {
+        use std::fmt::Write;
+        self.key(key);
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn raw(&mut self, key: &str, json: &str) {
+        self.key(key);
+        self.out.push_str(json);
+    }
+
+    fn end(mut self) -> String {
+        self.out.push('}');
+        self.out
+    }
 }
 
 impl RequestLog {
@@ -158,39 +145,84 @@ impl RequestLog {
             400.. => "warn",
             _ => "info",
         };
-        let misconfigured = self.attempts.iter().any(|a| a.kind.is_some_and(|k| k.is_misconfiguration()));
-        let line = Line {
-            level,
-            msg: "request",
-            request_id: &self.request_id,
-            method: &self.method,
-            path: &self.path,
-            caller: self.caller.as_ref().map(|c| c.name()),
-            route: self.route.as_deref(),
-            status: self.status,
-            outcome: self.outcome.map_or("", Outcome::as_str),
-            provider: self.provider.as_deref(),
-            model: self.model.as_deref(),
-            attempts: (!self.attempts.is_empty())
-                .then_some(Attempts { attempts: &self.attempts, with_messages: false }),
-            alert: misconfigured.then_some("a provider key or model is misconfigured: see attempts"),
-            stream: self.stream,
-            mirrored: self.mirrored,
-            chunks: self.stream_chunks,
-            malformed_chunks: (self.stream_malformed > 0).then_some(self.stream_malformed),
-            dropped_tools: self.dropped_tools.as_deref(),
-            continued_on: &self.continued_on,
-            forced: self.forced.then_some("every target was unavailable (circuit open or down); tried anyway"),
-            usage: self.usage.as_ref().map(crate::usage::UsageLine::of),
-            // JSON has no NaN or infinity (the tree this replaced wrote null).
-            cost_usd: self.cost_usd.filter(|c| c.is_finite()),
-            latency_ms: self.latency_ms,
-            first_token_ms: self.first_token_ms,
-            error: self.error.as_deref(),
-            prompt: self.prompt.as_deref(),
-        };
-        // Serialising borrowed strings and numbers cannot fail.
-        serde_json::to_string(&line).unwrap_or_default()
+        let mut o = JsonObject::new(384);
+        o.str("level", level);
+        o.str("msg", "request");
+        o.str("request_id", &self.request_id);
+        o.str("method", &self.method);
+        o.str("path", &self.path);
+        o.opt_str("caller", self.caller.as_ref().map(|c| c.name()));
+        o.opt_str("route", self.route.as_deref());
+        o.num("status", u64::from(self.status));
+        o.str("outcome", self.outcome.map_or("", Outcome::as_str));
+        o.opt_str("provider", self.provider.as_deref());
+        o.opt_str("model", self.model.as_deref());
+        if !self.attempts.is_empty() {
+            let mut list = String::from("[");
+            for (i, a) in self.attempts.iter().enumerate() {
+                if i > 0 {
+                    list.push(',');
+                }
+                let mut e = JsonObject::new(96);
+                e.str("target", &a.target);
+                e.str("provider", &a.provider);
+                e.str("model", &a.model);
+                match a.status {
+                    Some(s) => e.num("status", u64::from(s)),
+                    None => e.raw("status", "null"),
+                }
+                e.str("outcome", a.kind.map_or("ok", |k| k.as_str()));
+                e.num("latency_ms", a.latency_ms);
+                list.push_str(&e.end());
+            }
+            list.push(']');
+            o.raw("attempts", &list);
+        }
+        if self.attempts.iter().any(|a| a.kind.is_some_and(|k| k.is_misconfiguration())) {
+            o.str("alert", "a provider key or model is misconfigured: see attempts");
+        }
+        if self.stream {
+            o.raw("stream", "true");
+        }
+        if self.mirrored {
+            o.raw("mirrored", "true");
+        }
+        if let Some(c) = self.stream_chunks {
+            o.num("chunks", u64::from(c));
+        }
+        if self.stream_malformed > 0 {
+            o.num("malformed_chunks", u64::from(self.stream_malformed));
+        }
+        o.opt_str("dropped_tools", self.dropped_tools.as_deref());
+        if !self.continued_on.is_empty() {
+            o.raw("continued_on", &serde_json::to_string(&self.continued_on).unwrap_or_default());
+        }
+        if self.forced {
+            o.str("forced", "every target was unavailable (circuit open or down); tried anyway");
+        }
+        if let Some(u) = &self.usage {
+            let mut e = JsonObject::new(96);
+            e.num("prompt_tokens", u.prompt_tokens);
+            e.num("completion_tokens", u.completion_tokens);
+            if u.prompt_tokens_details.is_some() {
+                e.num("cached_tokens", crate::usage::cached_tokens(u));
+            }
+            if u.completion_tokens_details.is_some() {
+                e.num("reasoning_tokens", crate::usage::reasoning_tokens(u));
+            }
+            o.raw("usage", &e.end());
+        }
+        // JSON has no NaN or infinity: such a cost is left out.
+        if let Some(c) = self.cost_usd.filter(|c| c.is_finite()) {
+            o.raw("cost_usd", &serde_json::to_string(&c).unwrap_or_else(|_| "null".to_owned()));
+        }
+        o.num("latency_ms", self.latency_ms);
+        if let Some(t) = self.first_token_ms {
+            o.num("first_token_ms", t);
+        }
+        o.opt_str("error", self.error.as_deref());
+        o.opt_str("prompt", self.prompt.as_deref());
+        o.end()
     }
 }
 
@@ -274,7 +306,11 @@ mod tests {
         let with_messages = attempts_json(&log.attempts, true);
         assert_eq!(with_messages[0]["message"], "overloaded");
         assert!(with_messages[1].get("message").is_none());
-        let failed = RequestLog { status: 502, ..log };
-        assert!(failed.to_line().starts_with(r#"{"level":"error","msg":"request""#));
+        let failed = RequestLog { status: 502, error: Some("a \"quoted\"\nline \u{1}".into()), ..log };
+        let line = failed.to_line();
+        assert!(line.starts_with(r#"{"level":"error","msg":"request""#), "{line}");
+        assert!(!line.contains('\n'), "one line: {line}");
+        let parsed: Value = serde_json::from_str(&line).expect("still JSON");
+        assert_eq!(parsed["error"], "a \"quoted\"\nline \u{1}");
     }
 }

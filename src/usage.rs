@@ -11,7 +11,7 @@
 
 use crate::api::Usage;
 use crate::config::Cost;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Cached prompt tokens, where reported.
 pub fn cached_tokens(u: &Usage) -> u64 {
@@ -38,30 +38,16 @@ pub fn cost_usd(u: &Usage, c: &Cost) -> f64 {
 
 /// The usage as the log line carries it.
 pub fn to_json(u: &Usage) -> Value {
-    serde_json::to_value(UsageLine::of(u)).unwrap_or(Value::Null)
-}
-
-/// The usage figures the log line and the metrics report: tokens in and
-/// out, and the cached and reasoning counts where the provider gave them.
-#[derive(serde::Serialize)]
-pub struct UsageLine {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cached_tokens: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reasoning_tokens: Option<u64>,
-}
-
-impl UsageLine {
-    pub fn of(u: &Usage) -> UsageLine {
-        UsageLine {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-            cached_tokens: u.prompt_tokens_details.is_some().then(|| cached_tokens(u)),
-            reasoning_tokens: u.completion_tokens_details.is_some().then(|| reasoning_tokens(u)),
-        }
+    let mut m = serde_json::Map::new();
+    m.insert("prompt_tokens".into(), json!(u.prompt_tokens));
+    m.insert("completion_tokens".into(), json!(u.completion_tokens));
+    if u.prompt_tokens_details.is_some() {
+        m.insert("cached_tokens".into(), json!(cached_tokens(u)));
     }
+    if u.completion_tokens_details.is_some() {
+        m.insert("reasoning_tokens".into(), json!(reasoning_tokens(u)));
+    }
+    Value::Object(m)
 }
 
 /// A cost as header text: dollars with up to ten decimals, no exponent.
@@ -75,7 +61,6 @@ pub fn header(cost: f64) -> String {
 mod tests {
     use super::*;
     use crate::providers::{parse_chat, Format};
-    use serde_json::json;
 
     fn price(input: f64, output: f64, cached: Option<f64>) -> Cost {
         Cost { input, output, cached }
