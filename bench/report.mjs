@@ -247,7 +247,7 @@ export function renderMarkdown(results, { chart = 'latest.png' } = {}) {
     );
     out.push('');
     out.push(
-      'The limits are ratios to (or differences from) the JS pass-through in the same run. The floor column is the same figure against the JS read loop (long streams) or the JS parse-fetch-parse worker (non-streaming): what any gateway that must see each chunk, or parse the answer, pays on this runtime before it does anything of its own.',
+      'The limits are ratios to (or differences from) the JS pass-through in the same run. The floor column is the same figure against the JS read loop (streams) or the JS parse-fetch-parse worker (non-streaming): what any gateway that must see each chunk, or parse the answer, pays on this runtime before it does anything of its own.',
     );
     out.push('');
   }
