@@ -111,8 +111,7 @@ impl JsonObject {
 
     fn str(&mut self, key: &str, value: &str) {
         self.key(key);
-        // serde_json escapes it; a `&str` always serialises.
-        self.out.push_str(&serde_json::to_string(value).unwrap_or_default());
+        crate::inbound::push_json_str(&mut self.out, value);
     }
 
     fn opt_str(&mut self, key: &str, value: Option<&str>) {
