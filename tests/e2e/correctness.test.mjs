@@ -279,6 +279,33 @@ describe('bounded memory', () => {
     assert.equal(line.attempts[0].outcome, 'malformed_response');
   });
 
+  test('a whole answer sent chunked without a length is read whole, characters cut across chunks intact', async (t) => {
+    const { gw, f } = await setup(t, {
+      fakes: { a: 'openai' },
+      routes: (f) => ({ main: priority(target(f.a)) }),
+    });
+    const text = 'naïve café ✓ 日本語 🚀 done';
+    f.a.setDefault({ type: 'ok', text, chunkedBytes: 3 });
+    const r = await gw.chat(userMessage('main'));
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.equal(r.json.choices[0].message.content, text);
+  });
+
+  test('a chunked answer past the cap is given up as it arrives and fails over as malformed', async (t) => {
+    const { gw, f } = await setup(t, {
+      fakes: { a: 'openai', b: 'openai' },
+      routes: (f) => ({ main: priority(target(f.a), target(f.b)) }),
+      extra: { limits: { max_answer_bytes: 8192 } },
+    });
+    f.a.setDefault({ type: 'ok', text: 'too big', padBytes: 100_000, chunkedBytes: 1024 });
+    f.b.setDefault({ type: 'ok', text: 'from b' });
+    const r = await gw.chat(userMessage('main'));
+    assert.equal(r.headers['x-switchyard-provider'], 'b');
+    assert.equal(r.json.choices[0].message.content, 'from b');
+    const line = await gw.waitForLog((l) => l.msg === 'request' && l.path === '/v1/chat/completions');
+    assert.equal(line.attempts[0].outcome, 'malformed_response');
+  });
+
   test('a request body without content-length is counted as it arrives: 413 past the limit', async (t) => {
     const { gw, f } = await setup(t, {
       fakes: { a: 'openai' },

@@ -27,6 +27,9 @@
 //       (padBytes and echoKey* apply to context_length and content_policy too)
 //   { type: 'ok', padBytes: N }  a whole answer with an extra x_fake_padding
 //       field whose value is N bytes (streams ignore it)
+//   { type: 'ok', chunkedBytes: N }  a whole answer with no content-length,
+//       sent chunked, N bytes per write (UTF-8 characters cut), a turn of the
+//       event loop between writes, as a compressing provider sends it
 //   { type: 'hang' }            accept the request and never answer
 //   { type: 'reset' }           destroy the socket before any response
 //   { type: 'malformed' }       200 with a truncated JSON body
@@ -1307,6 +1310,19 @@ export async function startFakeProvider({
     res.end(text);
   };
 
+  /** A 200 JSON body without content-length, `per` bytes per chunk. */
+  const sendChunked = async (res, body, per) => {
+    if (res.destroyed || res.headersSent) return;
+    const bytes = Buffer.from(JSON.stringify(body), 'utf8');
+    res.writeHead(200, { 'content-type': 'application/json', ...defaultResponseHeaders(format) });
+    for (let i = 0; i < bytes.length; i += per) {
+      if (closed || res.destroyed) return;
+      res.write(bytes.subarray(i, i + per));
+      await soon();
+    }
+    res.end();
+  };
+
   const server = http.createServer(async (req, res) => {
     const at = performance.now();
     res.on('error', () => {});
@@ -1544,6 +1560,7 @@ export async function startFakeProvider({
       const answer = COMPLETION[format](facts, b);
       // padBytes: an extra field whose value is that many bytes.
       if (Number.isInteger(b.padBytes) && b.padBytes > 0) answer.x_fake_padding = 'x'.repeat(b.padBytes);
+      if (Number.isInteger(b.chunkedBytes) && b.chunkedBytes > 0) return sendChunked(res, answer, b.chunkedBytes);
       return sendJson(res, 200, answer, defaultResponseHeaders(format));
     }
     return sendJson(res, 500, { error: { message: `fake provider: unknown behaviour type ${type}` } });

@@ -219,6 +219,18 @@ describe('ok responses match the recorded shapes', () => {
     });
   }
 
+  test('chunkedBytes: the same answer, chunked, with no content-length', async () => {
+    const fake = fakes.openai;
+    fake.reset().script({ type: 'ok', text: 'héllo ✓ 日本', chunkedBytes: 3 });
+    const r = await post('openai', chatBody('openai'));
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-length'), null);
+    assert.equal(r.headers.get('transfer-encoding'), 'chunked');
+    const body = await r.json();
+    assertShape(body, json(shapes.openai));
+    assert.equal(body.choices[0].message.content, 'héllo ✓ 日本');
+  });
+
   const toolShapes = {
     openai: 'openai/chat_response_tool_calls.json',
     anthropic: 'anthropic/messages_response_tool_use.json',
