@@ -48,6 +48,7 @@ pub mod retry;
 pub mod rng;
 pub mod selection;
 pub mod serve;
+pub mod short_sort;
 pub mod slot;
 pub mod sse;
 pub mod state;

@@ -144,7 +144,7 @@ impl Series {
             .iter()
             .filter(|b| b.minute > 0 && b.minute <= now && now - b.minute < MINUTES as u64)
             .collect();
-        v.sort_by_key(|b| b.minute);
+        crate::short_sort::sort_by_key(&mut v, |b| b.minute);
         v
     }
 

@@ -196,10 +196,12 @@ pub fn order<R: Rng>(
                 route
                     .targets
                     .get(i)
-                    .map_or(f64::INFINITY, |t| t.cost.input * needs.prompt_tokens as f64 + t.cost.output * out_tokens)
+                    .map(|t| t.cost.input * needs.prompt_tokens as f64 + t.cost.output * out_tokens)
+                    .filter(|p| !p.is_nan())
+                    .unwrap_or(f64::INFINITY)
             };
             // Stable sort: equal prices keep the configured order.
-            v.sort_by(|&a, &b| price(a).total_cmp(&price(b)));
+            crate::short_sort::sort_by_key(&mut v, |&i| price(i));
             demote_failing(v, &failures)
         }
         Strategy::Weighted => weighted_order(route, eligible, &failures, rng),
@@ -245,7 +247,7 @@ pub fn keep_available(
     }
     if fallback == AllUnavailable::LeastRecentlyFailed {
         // Stable: equal times keep the strategy's order.
-        down.sort_by_key(|&i| last_failure_ms(i));
+        crate::short_sort::sort_by_key(&mut down, |&i| last_failure_ms(i));
     }
     (down, true)
 }
