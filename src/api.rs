@@ -521,12 +521,30 @@ pub enum ResponseFormatKind {
     JsonSchema,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StreamOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_usage: Option<bool>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+// Read as an object with `include_usage` taken out, rather than with a
+// derived `#[serde(flatten)]` (an intermediate tree, and its code).
+impl<'de> Deserialize<'de> for StreamOptions {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut o = StreamOptions { include_usage: None, extra: Map::new() };
+        for (k, v) in Map::<String, Value>::deserialize(d)? {
+            match (k.as_str(), v) {
+                ("include_usage", Value::Null) => {}
+                ("include_usage", v) => o.include_usage = Some(bool::deserialize(v).map_err(de::Error::custom)?),
+                (_, v) => {
+                    o.extra.insert(k, v);
+                }
+            }
+        }
+        Ok(o)
+    }
 }
 
 impl ChatRequest {
@@ -892,6 +910,19 @@ mod tests {
     fn huge_token_counts_saturate_rather_than_overflow() {
         let u: Usage = serde_json::from_str(r#"{"prompt_tokens":1e300,"completion_tokens":5}"#).unwrap();
         assert_eq!(u.total_tokens, u64::MAX);
+    }
+
+    #[test]
+    fn stream_options_keep_unknown_fields_and_want_a_boolean_include_usage() {
+        let o: StreamOptions = serde_json::from_str(r#"{"include_usage":true,"continuous_usage_stats":1}"#).unwrap();
+        assert_eq!(o.include_usage, Some(true));
+        assert_eq!(o.extra.get("continuous_usage_stats"), Some(&Value::from(1)));
+        assert_eq!(serde_json::to_string(&o).unwrap(), r#"{"include_usage":true,"continuous_usage_stats":1}"#);
+        let o: StreamOptions = serde_json::from_str(r#"{"include_usage":null}"#).unwrap();
+        assert_eq!((o.include_usage, o.extra.len()), (None, 0));
+        let e = serde_json::from_str::<StreamOptions>(r#"{"include_usage":"yes"}"#).unwrap_err();
+        assert!(e.to_string().contains("expected a boolean"), "{e}");
+        assert!(serde_json::from_str::<StreamOptions>("[true]").is_err());
     }
 
     #[test]

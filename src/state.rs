@@ -51,8 +51,8 @@ pub fn key_for(provider: &str) -> String {
 
 /// What one provider's KV key holds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "SharedWire", into = "SharedWire")]
 pub struct SharedRecord {
-    #[serde(flatten)]
     pub failures: FailureRecord,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit: Option<SharedCircuit>,
@@ -63,6 +63,51 @@ pub struct SharedRecord {
     /// allows one write a second per key).
     #[serde(default)]
     pub written_ms: u64,
+}
+
+/// A [`SharedRecord`] as the key stores it: the failure record's fields
+/// at the top level. (Written out rather than `#[serde(flatten)]`, which
+/// reads the object into an intermediate tree first and costs several KiB
+/// of wasm.)
+#[derive(Serialize, Deserialize)]
+struct SharedWire {
+    failures: f64,
+    last_failure_ms: u64,
+    last_success_ms: u64,
+    updated_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    circuit: Option<SharedCircuit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    health: Option<Health>,
+    #[serde(default)]
+    written_ms: u64,
+}
+
+impl From<SharedWire> for SharedRecord {
+    fn from(w: SharedWire) -> Self {
+        let failures = FailureRecord {
+            failures: w.failures,
+            last_failure_ms: w.last_failure_ms,
+            last_success_ms: w.last_success_ms,
+            updated_ms: w.updated_ms,
+        };
+        SharedRecord { failures, circuit: w.circuit, health: w.health, written_ms: w.written_ms }
+    }
+}
+
+impl From<SharedRecord> for SharedWire {
+    fn from(r: SharedRecord) -> Self {
+        let f = r.failures;
+        SharedWire {
+            failures: f.failures,
+            last_failure_ms: f.last_failure_ms,
+            last_success_ms: f.last_success_ms,
+            updated_ms: f.updated_ms,
+            circuit: r.circuit,
+            health: r.health,
+            written_ms: r.written_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -797,6 +842,37 @@ mod tests {
     use std::cell::Cell;
 
     const FAIL: ErrorKind = ErrorKind::Server;
+
+    #[test]
+    fn a_stored_record_keeps_its_flat_shape_both_ways() {
+        // As earlier versions wrote it: the failure record's fields at the top.
+        let stored = r#"{"failures":2.5,"last_failure_ms":1000,"last_success_ms":900,"updated_ms":1000,
+            "circuit":{"open":true,"opened_ms":1000,"cooldown_ms":30000,"changed_ms":1000},
+            "health":{"status":"down","consecutive_successes":0,"consecutive_failures":3,"last_probe_ms":950,
+              "last_latency_ms":12,"last_error":"timeout","last_error_ms":950,"changed_ms":950,
+              "confirmed":false,"misconfigured_probes":0},
+            "written_ms":1001}"#;
+        let rec: SharedRecord = serde_json::from_str(stored).unwrap();
+        assert_eq!(
+            rec.failures,
+            FailureRecord { failures: 2.5, last_failure_ms: 1000, last_success_ms: 900, updated_ms: 1000 }
+        );
+        assert_eq!(rec.circuit.map(|c| (c.open, c.cooldown_ms)), Some((true, 30000)));
+        let health = rec.health.clone().unwrap();
+        assert_eq!((health.status, health.consecutive_failures), (HealthStatus::Down, 3));
+        assert_eq!(rec.written_ms, 1001);
+        let written: serde_json::Value = serde_json::to_value(&rec).unwrap();
+        assert_eq!(written, serde_json::from_str::<serde_json::Value>(stored).unwrap());
+        // Without the optional parts, and a record missing a required field.
+        let bare: SharedRecord =
+            serde_json::from_str(r#"{"failures":0,"last_failure_ms":0,"last_success_ms":5,"updated_ms":5}"#).unwrap();
+        assert_eq!((bare.circuit, bare.health.is_none(), bare.written_ms), (None, true, 0));
+        assert_eq!(
+            serde_json::to_string(&bare).unwrap(),
+            r#"{"failures":0.0,"last_failure_ms":0,"last_success_ms":5,"updated_ms":5,"written_ms":0}"#
+        );
+        assert!(decode(r#"{"last_failure_ms":0,"last_success_ms":5,"updated_ms":5}"#).is_none());
+    }
 
     fn settings() -> StateSettings {
         StateSettings {
