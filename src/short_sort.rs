@@ -10,7 +10,14 @@
 pub fn sort_by_key<T, K: PartialOrd>(v: &mut [T], mut key: impl FnMut(&T) -> K) {
     for i in 1..v.len() {
         let mut j = i;
-        while j > 0 && key(&v[j - 1]) > key(&v[j]) {
+        while j > 0 {
+            let out_of_order = match (v.get(j - 1), v.get(j)) {
+                (Some(a), Some(b)) => key(a) > key(b),
+                _ => false,
+            };
+            if !out_of_order {
+                break;
+            }
             v.swap(j - 1, j);
             j -= 1;
         }

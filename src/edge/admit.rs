@@ -57,15 +57,15 @@ pub async fn admit(gw: &Gateway, req: &Incoming, env: &Env, log: &mut RequestLog
                 return Err(too_many("too many requests from this address: slow down", sec.rate_limit_period_s));
             }
         }
-        check = match env.kv(STATE_BINDING) {
-            Ok(kv) => match KvState(kv).get(&hash.kv_key()).await {
+        check = match KvState::bound(env, STATE_BINDING) {
+            Some(kv) => match kv.get(&hash.kv_key()).await {
                 Ok(stored) => gw.keys.admit_from_kv(hash, stored.as_deref(), now),
                 Err(e) => {
                     console_error!("{}", serde_json::json!({"level":"error","msg":"key look-up failed","detail":e}));
                     gw.keys.lookup_failed()
                 }
             },
-            Err(_) => gw.keys.lookup_failed(),
+            None => gw.keys.lookup_failed(),
         };
     }
     let caller = match check {

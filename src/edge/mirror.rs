@@ -62,7 +62,7 @@ pub fn compare_after_response(
     primary: Slot<Option<Answer>>,
 ) {
     let gw = gw.clone();
-    let kv = env.kv(STATE_BINDING).ok();
+    let kv = KvState::bound(env, STATE_BINDING);
     let request_id = log.request_id.clone();
     let route = log.route.clone().unwrap_or_default();
     ctx.wait_until(async move {
@@ -75,7 +75,7 @@ pub fn compare_after_response(
         };
         console_log!("{}", mirroring::pair(&gw, &request_id, &route, &p, &m, now));
         if let Some(kv) = kv {
-            log_flush(gw.flush_mirror(&KvState(kv), now).await);
+            log_flush(gw.flush_mirror(&kv, now).await);
         }
     });
 }

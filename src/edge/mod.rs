@@ -192,9 +192,9 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys:
                 Ok(()) => {
                     let routes: Vec<&str> =
                         gw.config.routes.iter().filter(|r| r.mirror.is_some()).map(|r| r.name.as_str()).collect();
-                    let shared = match env.kv(STATE_BINDING) {
-                        Ok(kv) => crate::mirror::read_shared(&KvState(kv), &routes).await,
-                        Err(_) => Vec::new(),
+                    let shared = match KvState::bound(&env, STATE_BINDING) {
+                        Some(kv) => crate::mirror::read_shared(&kv, &routes).await,
+                        None => Vec::new(),
                     };
                     crate::admin::mirror_report(&gw, &shared)
                 }
@@ -234,9 +234,9 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys:
                 Ok(()) => {
                     // An admin read may pay for a fresh look at the shared state.
                     let now = clock.now_ms();
-                    if let Ok(kv) = env.kv(STATE_BINDING) {
+                    if let Some(kv) = KvState::bound(&env, STATE_BINDING) {
                         if gw.refresh_due(now) {
-                            log_errors("state refresh failed", gw.refresh_state(&KvState(kv), &clock).await);
+                            log_errors("state refresh failed", gw.refresh_state(&kv, &clock).await);
                         }
                     }
                     crate::admin::status(&gw, clock.now_ms(), kv::op_counts())
@@ -275,10 +275,10 @@ fn schedule_upkeep(gw: &Rc<Gateway>, env: &Env, ctx: &Context) {
     if !gw.upkeep_due(WorkerClock.now_ms()) {
         return; // steady state: no task, no promise
     }
-    if let Ok(kv) = env.kv(STATE_BINDING) {
+    if let Some(kv) = KvState::bound(env, STATE_BINDING) {
         let gw = gw.clone();
         ctx.wait_until(async move {
-            let store = KvState(kv);
+            let store = kv;
             let now = js_sys::Date::now() as u64;
             if gw.refresh_due(now) {
                 log_errors("state refresh failed", gw.refresh_state(&store, &WorkerClock).await);
@@ -345,9 +345,9 @@ async fn serve_chat(
     // A new isolate reads the shared state before its first decision; after
     // that, refreshes happen after responses.
     if gw.state_never_loaded() {
-        if let Ok(kv) = env.kv(STATE_BINDING) {
+        if let Some(kv) = KvState::bound(env, STATE_BINDING) {
             // The reads run concurrently, bounded by state.read_timeout_ms.
-            log_errors("state refresh failed", gw.refresh_state(&KvState(kv), &WorkerClock).await);
+            log_errors("state refresh failed", gw.refresh_state(&kv, &WorkerClock).await);
         }
     }
     let body = match read_body(gw, &req, log).await {
@@ -373,7 +373,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         }
     };
     let clock = WorkerClock;
-    let kv = env.kv(STATE_BINDING).ok().map(KvState);
+    let kv = KvState::bound(&env, STATE_BINDING);
     // Start from what other isolates know, so transitions are judged right.
     if let Some(store) = &kv {
         log_errors("state refresh failed", gw.refresh_state(store, &clock).await);
