@@ -361,7 +361,7 @@ impl<'de> Deserialize<'de> for Content {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type")]
 pub enum ContentPart {
     #[serde(rename = "text")]
@@ -372,6 +372,71 @@ pub enum ContentPart {
     InputAudio { input_audio: Value },
     #[serde(rename = "file")]
     File { file: Value },
+}
+
+// Read from the part's object by its `type`, rather than derived: a derived
+// internally tagged enum buffers the object into an intermediate tree and
+// reads each variant from it, code for every variant's fields twice over.
+impl<'de> Deserialize<'de> for ContentPart {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const KINDS: &[&str] = &["text", "image_url", "input_audio", "file"];
+        /// The index of a part's `type` in KINDS, checked as it is read.
+        struct Kind(usize);
+        impl<'de> Deserialize<'de> for Kind {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct K;
+                impl Visitor<'_> for K {
+                    type Value = Kind;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str("a content part type")
+                    }
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<Kind, E> {
+                        KINDS.iter().position(|n| *n == v).map(Kind).ok_or_else(|| E::unknown_variant(v, KINDS))
+                    }
+                }
+                d.deserialize_str(K)
+            }
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ContentPart;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a content part object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ContentPart, A::Error> {
+                // The `type` is checked where it stands (so an error points
+                // at it); the fields are kept until the object ends.
+                let mut kind = None;
+                let mut fields: Vec<(String, Value)> = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "type" {
+                        kind = Some(map.next_value::<Kind>()?.0);
+                    } else if KINDS.contains(&key.as_str()) {
+                        fields.push((key, map.next_value()?));
+                    } else {
+                        map.next_value::<de::IgnoredAny>()?;
+                    }
+                }
+                let kind = kind.ok_or_else(|| de::Error::missing_field("type"))?;
+                let name = KINDS.get(kind).copied().unwrap_or_default();
+                let value = fields
+                    .into_iter()
+                    .find_map(|(k, v)| (k == name).then_some(v))
+                    .ok_or_else(|| de::Error::missing_field(name))?;
+                let wrong = |what: &str| de::Error::custom(format!("invalid `{name}` in a content part: {what}"));
+                match (kind, value) {
+                    (0, Value::String(text)) => Ok(ContentPart::Text { text }),
+                    (0, _) => Err(wrong("expected a string")),
+                    (1, v) => ImageUrl::deserialize(v)
+                        .map(|image_url| ContentPart::ImageUrl { image_url })
+                        .map_err(|e| wrong(&e.to_string())),
+                    (2, input_audio) => Ok(ContentPart::InputAudio { input_audio }),
+                    (_, file) => Ok(ContentPart::File { file }),
+                }
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -935,6 +1000,32 @@ mod tests {
         assert_eq!(r.max_output_tokens(), Some(300));
         assert_eq!(r.stop, Some(Stop::Many(vec!["\n\nUser:".into()])));
         assert_eq!(r.tool_choice, Some(ToolChoice::Mode(ToolChoiceMode::Auto)));
+    }
+
+    #[test]
+    fn content_parts_are_read_by_type_and_written_back_the_same() {
+        let text = r#"[{"type":"text","text":"hi","cache_control":{"type":"ephemeral"}},
+            {"image_url":{"url":"https://x/y.png","detail":"low"},"type":"image_url"},
+            {"type":"input_audio","input_audio":{"data":"AAA","format":"wav"}},
+            {"type":"file","file":{"file_id":"f-1"}}]"#;
+        let parts: Vec<ContentPart> = serde_json::from_str(text).unwrap();
+        assert_eq!(parts.first(), Some(&ContentPart::Text { text: "hi".into() }));
+        let image = ImageUrl { url: "https://x/y.png".into(), detail: Some("low".into()) };
+        assert_eq!(parts.get(1), Some(&ContentPart::ImageUrl { image_url: image }));
+        let back: Value = serde_json::to_value(&parts).unwrap();
+        assert_eq!(back[2]["input_audio"]["format"], "wav");
+        assert_eq!(back[3], serde_json::json!({"type":"file","file":{"file_id":"f-1"}}));
+        assert_eq!(back[0], serde_json::json!({"type":"text","text":"hi"}));
+        for bad in [
+            r#"{"text":"no type"}"#,
+            r#"{"type":"text"}"#,
+            r#"{"type":"text","text":5}"#,
+            r#"{"type":"image_url","image_url":{"detail":"low"}}"#,
+            r#"{"type":"video","video":{}}"#,
+            r#"{"type":7,"text":"x"}"#,
+        ] {
+            assert!(serde_json::from_str::<ContentPart>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
