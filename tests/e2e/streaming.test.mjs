@@ -279,9 +279,11 @@ describe('a slow client', () => {
       if (c && c.length !== eventBytes) whole = false;
       chars += c.length;
     }
-    assert.ok(whole, 'every event arrived whole');
-    assert.equal(chars, events * eventBytes);
-    assert.ok(body.trimEnd().endsWith('data: [DONE]'));
+    // On a failure, say how much arrived and how it ended.
+    const seen = `${body.length} bytes received, ending ${JSON.stringify(body.slice(-60))}`;
+    assert.ok(whole, `every event arrived whole (${seen})`);
+    assert.equal(chars, events * eventBytes, seen);
+    assert.ok(body.trimEnd().endsWith('data: [DONE]'), seen);
   });
 });
 
