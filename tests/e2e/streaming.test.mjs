@@ -239,8 +239,9 @@ describe('a slow client', () => {
       fakes: { a: 'openai' },
       routes: (f) => ({ main: priority(target(f.a)) }),
       // Shorter than the client's pause below: waiting for the client is not
-      // the upstream's silence.
-      policy: { stream_idle_timeout_ms: 500 },
+      // the upstream's silence. The suite's 4 s deadline is about what 64 MiB
+      // takes here with the pause, so this answer gets a longer one.
+      policy: { stream_idle_timeout_ms: 500, deadline_ms: 30_000 },
     });
     // 64 MiB of answer, offered as fast as the gateway takes it: more than
     // the socket buffers on the way hold.
