@@ -49,19 +49,16 @@ pub fn key_for(provider: &str) -> String {
     format!("{KEY_PREFIX}{provider}")
 }
 
-/// What one provider's KV key holds.
+/// What one provider's KV key holds (stored flat, as `SharedWire`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(from = "SharedWire", into = "SharedWire")]
 pub struct SharedRecord {
     pub failures: FailureRecord,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit: Option<SharedCircuit>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
     /// When this copy was written: an isolate that finds the key written
     /// less than a second ago leaves its own write for its next slot (KV
     /// allows one write a second per key).
-    #[serde(default)]
     pub written_ms: u64,
 }
 

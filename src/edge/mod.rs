@@ -275,10 +275,9 @@ fn schedule_upkeep(gw: &Rc<Gateway>, env: &Env, ctx: &Context) {
     if !gw.upkeep_due(WorkerClock.now_ms()) {
         return; // steady state: no task, no promise
     }
-    if let Some(kv) = KvState::bound(env, STATE_BINDING) {
+    if let Some(store) = KvState::bound(env, STATE_BINDING) {
         let gw = gw.clone();
         ctx.wait_until(async move {
-            let store = kv;
             let now = js_sys::Date::now() as u64;
             if gw.refresh_due(now) {
                 log_errors("state refresh failed", gw.refresh_state(&store, &WorkerClock).await);
