@@ -192,7 +192,9 @@ export function renderMarkdown(results, { chart = 'latest.png' } = {}) {
     out.push(
       'Switchyard holds the response head until the first content event has arrived (so it can still fail over), ' +
         'so its head comes one pacing interval later than a pass-through\'s; the first token is the like-for-like figure. ' +
-        '"Body reads per stream" near 20 means events are relayed as they arrive, not buffered.',
+        '"Body reads per stream" near 20 means events are relayed as they arrive, not buffered. ' +
+        '**JS first-chunk hold** is the floor for that: a JS worker that parses the request, fetches, waits for the ' +
+        'upstream\'s first chunk, then answers with a runtime-native pipe carrying it and the rest, and does nothing else.',
     );
     out.push('');
   }
@@ -247,7 +249,7 @@ export function renderMarkdown(results, { chart = 'latest.png' } = {}) {
     );
     out.push('');
     out.push(
-      'The limits are ratios to (or differences from) the JS pass-through in the same run. The floor column is the same figure against the JS read loop (streams) or the JS parse-fetch-parse worker (non-streaming): what any gateway that must see each chunk, or parse the answer, pays on this runtime before it does anything of its own.',
+      'The limits are ratios to (or differences from) the JS pass-through in the same run. The floor column is the same figure against the JS read loop (streams), the JS first-chunk hold (time to first token) or the JS parse-fetch-parse worker (non-streaming): what any gateway that must see each chunk, hold the head until the first one, or parse the answer, pays on this runtime before it does anything of its own.',
     );
     out.push('');
   }
