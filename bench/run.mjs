@@ -261,6 +261,18 @@ export default {
 };
 `;
 
+// What both JS floors below do first, as any gateway must: parse the
+// client's JSON and send it on with the model rewritten.
+const FLOOR_FETCH = `
+    const url = new URL(request.url);
+    const body = await request.json();
+    const up = await fetch(env.UPSTREAM + url.pathname, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer sk-floor' },
+      body: JSON.stringify({ ...body, model: 'bench-model' }),
+    });
+`;
+
 // The floor for a gateway's first token: a gateway that can still fail over
 // before the first token must hold the response head until the upstream's
 // first chunk has arrived, then answer with a pipe of its own. This JS worker
@@ -270,14 +282,7 @@ export default {
 const HOLD_FIRST_JS = `
 export default {
   async fetch(request, env, ctx) {
-    const url = new URL(request.url);
-    const body = await request.json();
-    const up = await fetch(env.UPSTREAM + url.pathname, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: 'Bearer sk-floor' },
-      body: JSON.stringify({ ...body, model: 'bench-model' }),
-    });
-    if (!up.body) return up;
+${FLOOR_FETCH}    if (!up.body) return up;
     const reader = up.body.getReader();
     const first = await reader.read();
     const pipe = new IdentityTransformStream();
@@ -305,14 +310,7 @@ export default {
 const WHOLE_FLOOR_JS = `
 export default {
   async fetch(request, env) {
-    const url = new URL(request.url);
-    const body = await request.json();
-    const up = await fetch(env.UPSTREAM + url.pathname, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: 'Bearer sk-floor' },
-      body: JSON.stringify({ ...body, model: 'bench-model' }),
-    });
-    const answer = JSON.parse(await up.text());
+${FLOOR_FETCH}    const answer = JSON.parse(await up.text());
     return new Response(JSON.stringify(answer), { status: up.status, headers: { 'content-type': 'application/json' } });
   },
 };
