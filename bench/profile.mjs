@@ -5,6 +5,7 @@
 //                    [--modes long,long-paced,long-anthropic]
 //                    [--interval 50] [--warmup 2] [--top 30] [--out bench/results/tmp/profile]
 //                    [--script build/worker/shim.mjs] [--worker switchyard|pt-rs]
+//                    [--variant plain|quiet|failover|failover-cb|mirror] [--no-inspector]
 //
 // Starts bench/upstream.mjs and the worker in workerd (Miniflare, the same
 // options and bench config as bench/run.mjs: unsafeDirectSockets, KV, the
@@ -36,6 +37,8 @@ const INTERVAL = Number(opt('interval', 50));
 const TOP = Number(opt('top', 30));
 const OUT = path.resolve(ROOT, opt('out', 'bench/results/tmp/profile'));
 const WORKER = opt('worker', 'switchyard');
+// Switchyard's bench configuration: plain, quiet, failover, failover-cb, mirror (bench/common.mjs).
+const VARIANT = opt('variant', 'plain');
 const NO_INSPECTOR = args.includes('--no-inspector'); // baseline: the same runs, no inspector, no profile
 const SCRIPT = path.resolve(
   ROOT,
@@ -67,7 +70,7 @@ async function startWorker(up) {
   const before = new Set(childPids('workerd'));
   const sy = WORKER === 'switchyard';
   const bindings = sy
-    ? switchyardBindings(up)
+    ? switchyardBindings(up, VARIANT)
     : { UPSTREAM: up.origin };
   const mf = new Miniflare({
     name: WORKER,
