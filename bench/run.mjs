@@ -380,6 +380,12 @@ async function startWorker({ script, scriptPath, bindings = {}, kv = false }) {
 
 // ------------------------------------------------------------------ configs
 
+// What a path is measured on: whole answers under load (json), 20-event
+// streams under load (stream), the paced first token (ttfb). A path runs all
+// three unless it says `measures`; `long: true` adds the long streams.
+const MEASURES = ['json', 'stream', 'ttfb'];
+const measures = (p, what) => (p.measures ?? MEASURES).includes(what);
+
 function paths(up) {
   const SY = path.join(ROOT, 'build/worker/shim.mjs');
   const PTRS = path.join(ROOT, 'bench/passthrough-rs/build/worker/shim.mjs');
@@ -403,7 +409,7 @@ function paths(up) {
       id: 'whole-floor-js',
       label: 'JS parse-fetch-parse (floor: non-streaming)',
       kind: 'passthrough',
-      jsonOnly: true, // non-streaming only: it is a floor for that, not a gateway
+      measures: ['json'], // it is a floor for non-streaming, not a gateway
       worker: { script: WHOLE_FLOOR_JS, bindings: { UPSTREAM: up.origin } },
     },
     {
@@ -411,14 +417,14 @@ function paths(up) {
       label: 'JS read loop (floor: sees each chunk)',
       kind: 'passthrough',
       long: true,
-      streamOnly: true, // streams only (20 events, first token, long): it is a floor for them, not a gateway
+      measures: ['stream', 'ttfb'], // it is a floor for streams (20 events, first token, long), not a gateway
       worker: { script: READ_LOOP_JS, bindings: { UPSTREAM: up.origin } },
     },
     {
       id: 'hold-first-js',
       label: 'JS first-chunk hold (floor: first token)',
       kind: 'passthrough',
-      ttfbOnly: true, // time to first byte only: it is a floor for that, not a gateway
+      measures: ['ttfb'], // it is a floor for the first token, not a gateway
       worker: { script: HOLD_FIRST_JS, bindings: { UPSTREAM: up.origin } },
     },
     { id: 'switchyard', label: 'Switchyard', kind: 'switchyard', long: true, worker: sy('plain') },
@@ -429,7 +435,8 @@ function paths(up) {
       label: 'Switchyard, failover, default breaker',
       kind: 'switchyard',
       worker: sy('failover-cb'),
-      reduced: true, // non-streaming only, no 64 connections: it is the cheap variant
+      measures: ['json'],
+      reduced: true, // no 64 connections: it is the cheap variant
     },
     { id: 'sy-mirror', label: 'Switchyard, mirroring', kind: 'switchyard', worker: sy('mirror'), mirror: true },
   ];
@@ -883,8 +890,8 @@ async function benchPath(p, up) {
       result.warning = `expected x-switchyard-attempts ${p.expectAttempts}, got ${result.probe.attempts}`;
     }
 
-    const modes = p.longOnly || p.streamOnly || p.ttfbOnly ? [] : [['json', BODY_JSON]];
-    if (!p.reduced && !p.longOnly && !p.jsonOnly && !p.ttfbOnly) {
+    const modes = measures(p, 'json') ? [['json', BODY_JSON]] : [];
+    if (measures(p, 'stream')) {
       if (result.probe.stream_ok) modes.push(['stream', BODY_STREAM]);
       else result.stream_unavailable = `a stream request answered ${ps.status}: ${ps.text.slice(0, 200)}`;
     }
@@ -941,7 +948,7 @@ async function benchPath(p, up) {
       result[mode] = entry;
     }
 
-    if (!p.reduced && !p.longOnly && !p.jsonOnly && result.probe.stream_ok) {
+    if (measures(p, 'ttfb') && result.probe.stream_ok) {
       await waitQuiet();
       log(`${p.id}: time to first byte, ${SETTINGS.ttfb_requests} sequential paced streams`);
       const body = p.kind === 'switchyard' ? BODY_PACED : BODY_STREAM;
