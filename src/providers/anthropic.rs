@@ -482,19 +482,6 @@ pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> 
 
 // ---------------------------------------------------------------- errors
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    #[serde(default, rename = "type")]
-    kind: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
-}
-
 /// Anthropic's own wording when input plus `max_tokens` overflow the window
 /// ("input length and `max_tokens` exceed context limit: ..."), which the
 /// shared phrase list does not cover.
@@ -505,9 +492,10 @@ fn anthropic_context_overflow(message: &str) -> bool {
 /// Classifies an error body `{type:"error", error:{type, message}}`; a body
 /// that is not one falls back to the HTTP status.
 pub fn classify_error(status: u16, body: &str) -> UpstreamError {
-    let detail = serde_json::from_str::<ErrorBody>(body).ok().map(|b| b.error);
+    let parsed = common::error_object(body);
+    let detail = parsed.at("error");
     let message =
-        detail.as_ref().and_then(|d| d.message.clone()).unwrap_or_else(|| format!("upstream answered HTTP {status}"));
+        detail.at("message").as_str().map_or_else(|| format!("upstream answered HTTP {status}"), str::to_owned);
     let refine_bad_request = || {
         if looks_like_context_length(&message) || anthropic_context_overflow(&message) {
             ErrorKind::ContextLength
@@ -517,7 +505,7 @@ pub fn classify_error(status: u16, body: &str) -> UpstreamError {
             ErrorKind::BadRequest
         }
     };
-    let kind = match detail.as_ref().and_then(|d| d.kind.as_deref()) {
+    let kind = match detail.at("type").as_str() {
         Some("invalid_request_error") => refine_bad_request(),
         Some("authentication_error" | "permission_error" | "billing_error") => ErrorKind::Auth,
         Some("not_found_error") => ErrorKind::NotFound,

@@ -316,21 +316,15 @@ pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> 
 
 // ---------------------------------------------------------------- errors
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    #[serde(default)]
-    message: Option<String>,
-}
-
 /// Classifies an error body `{id?, message}`. Cohere's bodies carry no type,
 /// so the status decides; a 400 or 422 is refined by its message (context
 /// length, content policy). 498 (invalid token) is an auth error and 499
 /// (request cancelled) a server error.
 pub fn classify_error(status: u16, body: &str) -> UpstreamError {
-    let message = serde_json::from_str::<ErrorBody>(body)
-        .ok()
-        .and_then(|b| b.message)
-        .unwrap_or_else(|| format!("upstream answered HTTP {status}"));
+    let message = common::error_object(body)
+        .at("message")
+        .as_str()
+        .map_or_else(|| format!("upstream answered HTTP {status}"), str::to_owned);
     let kind = match status {
         400 | 422 if looks_like_context_length(&message) => ErrorKind::ContextLength,
         400 | 422 if looks_like_content_policy(&message) => ErrorKind::ContentPolicy,

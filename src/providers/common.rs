@@ -11,6 +11,13 @@ use crate::api::{
 use crate::event::Event;
 use serde_json::{json, Value};
 
+/// An upstream error body as a JSON tree (`Null` when it is not JSON), read
+/// field by field with [`crate::json::Dig`]: error bodies are rare, so one
+/// generic parse serves every format instead of a derived reader each.
+pub fn error_object(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
 /// `temperature` in a 0..1 range: OpenAI accepts 0..2, Anthropic and Cohere
 /// 0..1. Clamping (not scaling) keeps the common values (0, 0.2, 0.7, 1)
 /// meaning the same on both sides.

@@ -12,6 +12,7 @@
 //! leniently for its model and usage), and each stream event's `data` text
 //! ([`StreamDecoder`] reads what the gateway must know from it).
 
+use super::common::error_object;
 use super::{clip, request_headers, Outbound};
 use crate::api::{ApiError, ChatCompletion, ChatRequest, Choice, CompletionView, NotAnAnswer, ResponseMessage};
 use crate::api::{FunctionCall, StreamOptions, ToolCall, Usage};
@@ -97,28 +98,15 @@ pub fn parse_response(body: &str) -> Result<ChatCompletion, UpstreamError> {
     })
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default, rename = "type")]
-    kind: Option<String>,
-    #[serde(default)]
-    code: Option<serde_json::Value>,
-}
-
+/// Classifies an error body `{error: {message, type, code}}`; what is not
+/// there (or not a string) falls back to the HTTP status.
 pub fn classify_error(status: u16, body: &str) -> UpstreamError {
-    let parsed: Option<ErrorDetail> = serde_json::from_str::<ErrorBody>(body).ok().map(|b| b.error);
+    let parsed = error_object(body);
+    let detail = parsed.at("error");
     let message =
-        parsed.as_ref().and_then(|d| d.message.clone()).unwrap_or_else(|| format!("upstream answered HTTP {status}"));
-    let code =
-        parsed.as_ref().and_then(|d| d.code.as_ref()).and_then(|c| c.as_str().map(str::to_owned)).unwrap_or_default();
-    let kind_field = parsed.as_ref().and_then(|d| d.kind.clone()).unwrap_or_default();
+        detail.at("message").as_str().map_or_else(|| format!("upstream answered HTTP {status}"), str::to_owned);
+    let code = detail.at("code").as_str().unwrap_or_default();
+    let kind_field = detail.at("type").as_str().unwrap_or_default();
     let mut kind = ErrorKind::from_status(status);
     if (400..500).contains(&status) && status != 429 && status != 401 && status != 403 && status != 404 {
         if code == "context_length_exceeded" || looks_like_context_length(&message) {
@@ -660,6 +648,18 @@ mod tests {
         assert!(e.message.contains("safety system"));
         assert_eq!(classify_error(400, "{\"error\":{\"message\":\"bad temperature\"}}").kind, ErrorKind::BadRequest);
         assert_eq!(classify_error(502, "<html>bad gateway</html>").kind, ErrorKind::Server);
+    }
+
+    #[test]
+    fn an_error_body_is_read_field_by_field() {
+        // Hosts that copy OpenAI's envelope loosely: a numeric code, a missing
+        // message. What is there still counts; what is not falls back.
+        let e = classify_error(400, r#"{"error":{"message":"prompt too long: context length exceeded","code":400}}"#);
+        assert_eq!(e.kind, ErrorKind::ContextLength);
+        let e = classify_error(400, r#"{"error":{"type":"content_filter","message":7}}"#);
+        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::ContentPolicy, "upstream answered HTTP 400"));
+        let e = classify_error(404, r#"{"error":"no such model"}"#);
+        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::NotFound, "upstream answered HTTP 404"));
     }
 
     fn tr(include_usage: bool) -> st::Translator {
