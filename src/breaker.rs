@@ -14,9 +14,11 @@
 //! without another write.
 
 pub use crate::config::BreakerSettings;
-use serde::{Deserialize, Serialize};
+use crate::json::Fields;
+use serde::Serialize;
+use serde_json::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CircuitState {
     Closed,
@@ -53,7 +55,7 @@ pub struct Transition {
 }
 
 /// The part of the breaker shared through the store.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct SharedCircuit {
     /// `true` while open (half-open is derived from `opened_ms + cooldown_ms`).
     pub open: bool,
@@ -61,6 +63,19 @@ pub struct SharedCircuit {
     pub cooldown_ms: u64,
     /// When this circuit last changed state; the newer change wins a merge.
     pub changed_ms: u64,
+}
+
+impl SharedCircuit {
+    /// Reads a stored copy (`None`: not one).
+    pub fn read(v: &Value) -> Option<SharedCircuit> {
+        let f = Fields::of(v)?;
+        Some(SharedCircuit {
+            open: f.bool("open")?,
+            opened_ms: f.u64("opened_ms")?,
+            cooldown_ms: f.u64("cooldown_ms")?,
+            changed_ms: f.u64("changed_ms")?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

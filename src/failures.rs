@@ -4,13 +4,13 @@
 //! The record is what KV holds per provider; two copies of it (this isolate's
 //! and another's) merge without losing the newest events.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Failures beyond this count no longer lower a target's weight, so a target
 /// keeps at least 0.5^16 of its weight: never starved to exactly zero.
 pub const MAX_PENALTY_FAILURES: f64 = 16.0;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct FailureRecord {
     /// Failure count as of `last_failure_ms`; it decays from then on.
     pub failures: f64,

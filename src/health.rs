@@ -21,10 +21,12 @@
 //! - `healthy` after `healthy_after` consecutive successes.
 
 pub use crate::config::HealthSettings;
+use crate::json::Fields;
 use crate::taxonomy::ErrorKind;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {
     Unknown,
@@ -44,6 +46,19 @@ impl HealthStatus {
             HealthStatus::Misconfigured => "misconfigured",
         }
     }
+
+    /// The status `as_str` names.
+    pub fn parse(s: &str) -> Option<HealthStatus> {
+        [
+            HealthStatus::Unknown,
+            HealthStatus::Healthy,
+            HealthStatus::Recovering,
+            HealthStatus::Down,
+            HealthStatus::Misconfigured,
+        ]
+        .into_iter()
+        .find(|h| h.as_str() == s)
+    }
 }
 
 /// One probe's result.
@@ -58,7 +73,7 @@ pub struct ProbeResult {
     pub completion: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Health {
     pub status: HealthStatus,
     pub consecutive_successes: u32,
@@ -75,8 +90,28 @@ pub struct Health {
     #[serde(default)]
     pub confirmed: bool,
     /// Misconfigured probes in a row with the same error kind.
-    #[serde(default)]
     pub misconfigured_probes: u32,
+}
+
+impl Health {
+    /// Reads a stored copy (`None`: not one). Records written before
+    /// `confirmed` and `misconfigured_probes` existed read them as `false`
+    /// and 0.
+    pub fn read(v: &Value) -> Option<Health> {
+        let f = Fields::of(v)?;
+        Some(Health {
+            status: HealthStatus::parse(f.str("status")?)?,
+            consecutive_successes: f.u32("consecutive_successes")?,
+            consecutive_failures: f.u32("consecutive_failures")?,
+            last_probe_ms: f.u64("last_probe_ms")?,
+            last_latency_ms: f.u64("last_latency_ms")?,
+            last_error: f.opt("last_error", |e| e.as_str().map(str::to_owned))?,
+            last_error_ms: f.u64("last_error_ms")?,
+            changed_ms: f.u64("changed_ms")?,
+            confirmed: f.or("confirmed", false, Fields::bool)?,
+            misconfigured_probes: f.or("misconfigured_probes", 0, Fields::u32)?,
+        })
+    }
 }
 
 impl Default for Health {
@@ -332,8 +367,17 @@ mod tests {
     fn records_without_the_new_fields_still_read() {
         let old = r#"{"status":"misconfigured","consecutive_successes":0,"consecutive_failures":1,"last_probe_ms":1,
             "last_latency_ms":1,"last_error":"auth_error","last_error_ms":1,"changed_ms":1}"#;
-        let h: Health = serde_json::from_str(old).unwrap();
+        let h = Health::read(&serde_json::from_str(old).unwrap()).unwrap();
         assert!(h.routable());
+        assert_eq!((h.confirmed, h.misconfigured_probes, h.last_error.as_deref()), (false, 0, Some("auth_error")));
+        // Every status reads back as it is written.
+        for status in [HealthStatus::Unknown, HealthStatus::Down, HealthStatus::Misconfigured] {
+            let h = Health { status, last_error: None, ..Health::default() };
+            assert_eq!(Health::read(&serde_json::to_value(&h).unwrap()), Some(h));
+        }
+        // A record of another shape is none.
+        assert_eq!(Health::read(&serde_json::from_str(&old.replace("misconfigured", "sick")).unwrap()), None);
+        assert_eq!(Health::read(&serde_json::from_str(&old.replace(":1,", ":-1,")).unwrap()), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `Null` wherever a key or an element is missing, as `v["a"]["b"]` would
 //! be, but it states that no panic is possible.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 static NULL: Value = Value::Null;
 
@@ -27,6 +27,51 @@ impl Dig for Value {
     }
 }
 
+/// A stored record's fields, read as strictly as a derived reader would: a
+/// required field that is missing or of the wrong type fails the record
+/// (`None`); a field with a default takes it only when absent. Records are
+/// read a few times a minute, so one JSON tree and these few calls cost less
+/// bundle than a derived reader per record type.
+pub struct Fields<'a>(&'a Map<String, Value>);
+
+impl<'a> Fields<'a> {
+    /// The fields of `v`, if it is an object.
+    pub fn of(v: &'a Value) -> Option<Self> {
+        v.as_object().map(Fields)
+    }
+    pub fn u64(&self, key: &str) -> Option<u64> {
+        self.0.get(key)?.as_u64()
+    }
+    pub fn u32(&self, key: &str) -> Option<u32> {
+        u32::try_from(self.u64(key)?).ok()
+    }
+    pub fn f64(&self, key: &str) -> Option<f64> {
+        self.0.get(key)?.as_f64()
+    }
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        self.0.get(key)?.as_bool()
+    }
+    pub fn str(&self, key: &str) -> Option<&'a str> {
+        self.0.get(key)?.as_str()
+    }
+    /// `default` when `key` is absent; otherwise what `read` makes of it.
+    pub fn or<T>(&self, key: &str, default: T, read: impl FnOnce(&Self, &str) -> Option<T>) -> Option<T> {
+        if self.0.contains_key(key) {
+            read(self, key)
+        } else {
+            Some(default)
+        }
+    }
+    /// An optional member: absent or `null` is `Some(None)`; anything else
+    /// must read.
+    pub fn opt<T>(&self, key: &str, read: impl FnOnce(&'a Value) -> Option<T>) -> Option<Option<T>> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => read(v).map(Some),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +84,20 @@ mod tests {
         assert_eq!(v.at("a").at("b").nth(2).count(), None);
         assert!(v.at("x").at("y").nth(3).is_null());
         assert!(json!("s").at("a").is_null());
+    }
+
+    #[test]
+    fn fields_read_strictly() {
+        let v = json!({"n": 5, "big": 5_000_000_000u64, "f": 1, "s": "x", "neg": -1, "half": 0.5, "nil": null});
+        let f = Fields::of(&v).unwrap();
+        assert_eq!((f.u64("n"), f.u32("big"), f.f64("f"), f.str("s")), (Some(5), None, Some(1.0), Some("x")));
+        assert_eq!((f.u64("neg"), f.u64("half"), f.u64("missing"), f.bool("n")), (None, None, None, None));
+        assert_eq!(f.or("missing", 7, Fields::u64), Some(7));
+        assert_eq!(f.or("s", 7, Fields::u64), None, "present but wrong fails, never defaults");
+        assert_eq!(f.opt("nil", Value::as_u64), Some(None));
+        assert_eq!(f.opt("missing", Value::as_u64), Some(None));
+        assert_eq!(f.opt("s", Value::as_u64), None);
+        assert_eq!(f.opt("n", Value::as_u64), Some(Some(5)));
+        assert!(Fields::of(&json!([1])).is_none());
     }
 }

@@ -15,12 +15,13 @@ use crate::api::{ChatCompletion, ChatRequest, Usage};
 use crate::clock::Clock;
 pub use crate::config::MirrorConfig;
 use crate::config::{Config, Cost, Target};
+use crate::json::Fields;
 use crate::providers::{self, Outbound};
 pub use crate::record::Answer;
 use crate::store::StateStore;
 use crate::taxonomy::{ErrorKind, UpstreamError};
 use crate::upstream::{TransportError, Upstream, UpstreamBody};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use std::collections::HashMap;
 
@@ -253,7 +254,7 @@ pub fn pair_line(request_id: &str, route: &str, primary: &Answer, mirror: &Mirro
 }
 
 /// Aggregates of a route's pairs (sums, so that they add up across isolates).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MirrorStats {
     pub pairs: u64,
     pub agreed: u64,
@@ -263,11 +264,28 @@ pub struct MirrorStats {
     pub primary_cost_usd_sum: f64,
     pub mirror_cost_usd_sum: f64,
     pub mirror_failures: u64,
-    #[serde(default)]
     pub updated_ms: u64,
 }
 
 impl MirrorStats {
+    /// Reads the stored aggregates (`None`: not a copy of them; those of
+    /// earlier versions have no `updated_ms`).
+    pub fn parse(text: &str) -> Option<MirrorStats> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        let f = Fields::of(&v)?;
+        Some(MirrorStats {
+            pairs: f.u64("pairs")?,
+            agreed: f.u64("agreed")?,
+            similarity_sum: f.f64("similarity_sum")?,
+            primary_latency_ms_sum: f.u64("primary_latency_ms_sum")?,
+            mirror_latency_ms_sum: f.u64("mirror_latency_ms_sum")?,
+            primary_cost_usd_sum: f.f64("primary_cost_usd_sum")?,
+            mirror_cost_usd_sum: f.f64("mirror_cost_usd_sum")?,
+            mirror_failures: f.u64("mirror_failures")?,
+            updated_ms: f.or("updated_ms", 0, Fields::u64)?,
+        })
+    }
+
     pub fn add(&mut self, primary: &Answer, mirror: &MirrorResult, now: u64) {
         match mirror {
             MirrorResult::Answered { answer, .. } => {
@@ -371,7 +389,7 @@ pub async fn read_shared<S: StateStore>(store: &S, routes: &[&str]) -> Vec<(Stri
     let mut out = Vec::new();
     for route in routes {
         if let Ok(Some(t)) = store.get(&format!("{MIRROR_KEY_PREFIX}{route}")).await {
-            if let Ok(stats) = serde_json::from_str::<MirrorStats>(&t) {
+            if let Some(stats) = MirrorStats::parse(&t) {
                 out.push((route.to_string(), stats));
             }
         }
@@ -395,7 +413,7 @@ pub async fn flush<S: StateStore>(
     for (route, delta) in due {
         let key = format!("{MIRROR_KEY_PREFIX}{route}");
         let mut total = match store.get(&key).await {
-            Ok(t) => t.and_then(|t| serde_json::from_str::<MirrorStats>(&t).ok()).unwrap_or_default(),
+            Ok(t) => t.and_then(|t| MirrorStats::parse(&t)).unwrap_or_default(),
             Err(e) => {
                 errors.push(format!("{route}: {e}"));
                 ledger.borrow_mut().give_back(route, delta);
@@ -518,7 +536,10 @@ mod tests {
         assert_eq!(store.writes.get(), 2);
         ledger.borrow_mut().add("chat", &p, &m, 20_000);
         block_on(flush(&ledger, &store, 20_000, 5_000, 3600));
-        let total: MirrorStats = serde_json::from_str(&store.data.borrow()["sy:v1:m:chat"]).unwrap();
+        let total = MirrorStats::parse(&store.data.borrow()["sy:v1:m:chat"]).unwrap();
+        // What is written reads back whole; a copy missing a sum is none.
+        assert_eq!(MirrorStats::parse(&serde_json::to_string(&total).unwrap()).as_ref(), Some(&total));
+        assert!(MirrorStats::parse(r#"{"pairs":1,"agreed":1}"#).is_none());
         assert_eq!(total.pairs, 101 - ledger.borrow().pending("chat").map_or(0, |s| s.pairs));
         assert_eq!(total.agreed, total.pairs);
         let shared = block_on(read_shared(&store, &["chat", "other"]));

@@ -33,11 +33,12 @@ use crate::clock::Clock;
 use crate::config::StateSettings;
 use crate::failures::FailureRecord;
 use crate::health::{Health, HealthSettings, HealthStatus, ProbeResult};
+use crate::json::Fields;
 use crate::selection::Availability;
 use crate::store::StateStore;
 use crate::taxonomy::ErrorKind;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::{pin, Pin};
@@ -50,8 +51,8 @@ pub fn key_for(provider: &str) -> String {
 }
 
 /// What one provider's KV key holds (stored flat, as `SharedWire`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(from = "SharedWire", into = "SharedWire")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(into = "SharedWire")]
 pub struct SharedRecord {
     pub failures: FailureRecord,
     pub circuit: Option<SharedCircuit>,
@@ -62,34 +63,41 @@ pub struct SharedRecord {
     pub written_ms: u64,
 }
 
+impl SharedRecord {
+    /// Reads what a key holds (`None`: not a record, which is then left
+    /// to be overwritten). `circuit`, `health` and `written_ms` may be
+    /// absent (records of earlier versions).
+    pub fn read(v: &Value) -> Option<SharedRecord> {
+        let f = Fields::of(v)?;
+        let failures = FailureRecord {
+            failures: f.f64("failures")?,
+            last_failure_ms: f.u64("last_failure_ms")?,
+            last_success_ms: f.u64("last_success_ms")?,
+            updated_ms: f.u64("updated_ms")?,
+        };
+        Some(SharedRecord {
+            failures,
+            circuit: f.opt("circuit", SharedCircuit::read)?,
+            health: f.opt("health", Health::read)?,
+            written_ms: f.or("written_ms", 0, Fields::u64)?,
+        })
+    }
+}
+
 /// A [`SharedRecord`] as the key stores it: the failure record's fields
 /// at the top level. (Written out rather than `#[serde(flatten)]`, which
-/// reads the object into an intermediate tree first and costs several KiB
-/// of wasm.)
-#[derive(Serialize, Deserialize)]
+/// costs several KiB of wasm.)
+#[derive(Serialize)]
 struct SharedWire {
     failures: f64,
     last_failure_ms: u64,
     last_success_ms: u64,
     updated_ms: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     circuit: Option<SharedCircuit>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     health: Option<Health>,
-    #[serde(default)]
     written_ms: u64,
-}
-
-impl From<SharedWire> for SharedRecord {
-    fn from(w: SharedWire) -> Self {
-        let failures = FailureRecord {
-            failures: w.failures,
-            last_failure_ms: w.last_failure_ms,
-            last_success_ms: w.last_success_ms,
-            updated_ms: w.updated_ms,
-        };
-        SharedRecord { failures, circuit: w.circuit, health: w.health, written_ms: w.written_ms }
-    }
 }
 
 impl From<SharedRecord> for SharedWire {
@@ -664,7 +672,7 @@ impl ProviderStates {
 }
 
 fn decode(text: &str) -> Option<SharedRecord> {
-    serde_json::from_str(text).ok()
+    SharedRecord::read(&serde_json::from_str(text).ok()?)
 }
 
 /// Reads every provider's shared record and merges it in. The reads run
@@ -849,7 +857,7 @@ mod tests {
               "last_latency_ms":12,"last_error":"timeout","last_error_ms":950,"changed_ms":950,
               "confirmed":false,"misconfigured_probes":0},
             "written_ms":1001}"#;
-        let rec: SharedRecord = serde_json::from_str(stored).unwrap();
+        let rec = decode(stored).unwrap();
         assert_eq!(
             rec.failures,
             FailureRecord { failures: 2.5, last_failure_ms: 1000, last_success_ms: 900, updated_ms: 1000 }
@@ -861,14 +869,21 @@ mod tests {
         let written: serde_json::Value = serde_json::to_value(&rec).unwrap();
         assert_eq!(written, serde_json::from_str::<serde_json::Value>(stored).unwrap());
         // Without the optional parts, and a record missing a required field.
-        let bare: SharedRecord =
-            serde_json::from_str(r#"{"failures":0,"last_failure_ms":0,"last_success_ms":5,"updated_ms":5}"#).unwrap();
+        let bare = decode(r#"{"failures":0,"last_failure_ms":0,"last_success_ms":5,"updated_ms":5}"#).unwrap();
         assert_eq!((bare.circuit, bare.health.is_none(), bare.written_ms), (None, true, 0));
         assert_eq!(
             serde_json::to_string(&bare).unwrap(),
             r#"{"failures":0.0,"last_failure_ms":0,"last_success_ms":5,"updated_ms":5,"written_ms":0}"#
         );
         assert!(decode(r#"{"last_failure_ms":0,"last_success_ms":5,"updated_ms":5}"#).is_none());
+        // A part that is there must read: a broken circuit fails the record
+        // (which the next write then replaces), a null one is no circuit.
+        let with = |circuit: &str| {
+            stored.replace(r#"{"open":true,"opened_ms":1000,"cooldown_ms":30000,"changed_ms":1000}"#, circuit)
+        };
+        assert!(decode(&with(r#"{"open":"yes","opened_ms":1000,"cooldown_ms":30000,"changed_ms":1000}"#)).is_none());
+        assert_eq!(decode(&with("null")).map(|r| r.circuit), Some(None));
+        assert!(decode("[]").is_none() && decode("not json").is_none());
     }
 
     fn settings() -> StateSettings {
@@ -890,7 +905,7 @@ mod tests {
         ProbeResult { error, latency_ms: 5, completion: false }
     }
     fn shared(store: &MemoryStore, provider: &str) -> SharedRecord {
-        serde_json::from_str(&store.data.borrow()[&key_for(provider)]).unwrap()
+        decode(&store.data.borrow()[&key_for(provider)]).unwrap()
     }
 
     #[test]
@@ -1366,7 +1381,7 @@ mod tests {
         b.borrow_mut().record_failure(0, FAIL, 2_000);
         b.borrow_mut().record_failure(0, FAIL, 2_000);
         block_on(flush(&b, &store, 2_000));
-        let shared: FailureRecord = serde_json::from_str(&store.data.borrow()[&key_for("a")]).unwrap();
+        let shared = decode(&store.data.borrow()[&key_for("a")]).unwrap().failures;
         assert_eq!(shared.last_failure_ms, 2_000);
         assert!(shared.failures >= 2.0);
     }
