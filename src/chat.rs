@@ -3,7 +3,7 @@
 //! the attempt loop, and turn its outcome into the client's answer (whole,
 //! or a stream to relay), filling the request's log line as it goes.
 
-use crate::api::{ApiError, ChatRequest, NativeApi};
+use crate::api::{ApiError, ChatCompletion, ChatRequest, NativeApi};
 use crate::clock::Clock;
 use crate::config::{Cost, ProviderConfig, Route, Target};
 use crate::continuation::{self, ContinuePlan};
@@ -251,8 +251,8 @@ async fn chat_whole<C: Clock, U: Upstream, R: Rng, M: MirrorLink>(
             r
         }
         Dispatched::Exhausted if log.mirrored => match mirroring::serve(w.mirror, log).await {
-            Some((body, mut headers)) => {
-                let body = in_client_format(p.api, &p.req, body);
+            Some(mirroring::Served { completion, body, mut headers }) => {
+                let body = in_client_format(p.api, &p.req, &completion, body);
                 let mut r = Reply::json(200, body);
                 r.headers.append(&mut headers);
                 r
@@ -319,7 +319,8 @@ async fn chat_stream<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
             ChatReply::Stream { head: Reply { status: 200, headers, body: String::new() }, stream: output, resume }
         }
         Dispatched::Exhausted if log.mirrored && mirroring::answered(w.mirror).await => {
-            let Some((body, mut headers)) = mirroring::serve(w.mirror, log).await else {
+            let Some(mirroring::Served { completion: c, body, mut headers }) = mirroring::serve(w.mirror, log).await
+            else {
                 return ChatReply::Whole(failure_reply(Dispatched::<()>::Exhausted, &d.attempts, log));
             };
             // The client asked for a stream: the mirror's whole answer, as one.
@@ -329,19 +330,16 @@ async fn chat_stream<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
             log.attempts = d.attempts;
             let body = match p.api {
                 ClientFormat::Chat => crate::stream::completion_as_sse(&body),
-                api => match serde_json::from_str::<crate::api::ChatCompletion>(&body) {
-                    Ok(c) => {
-                        let names = crate::inbound::StreamNames {
-                            id: c.id.clone(),
-                            created: c.created,
-                            model: c.model.clone(),
-                            include_usage: false,
-                            namespaced: p.req.native.as_ref().map(|n| n.namespaced_tools.clone()).unwrap_or_default(),
-                        };
-                        crate::inbound::replay(api, &c, names)
-                    }
-                    Err(_) => body,
-                },
+                api => {
+                    let names = crate::inbound::StreamNames {
+                        id: c.id.clone(),
+                        created: c.created,
+                        model: c.model.clone(),
+                        include_usage: false,
+                        namespaced: p.req.native.as_ref().map(|n| n.namespaced_tools.clone()).unwrap_or_default(),
+                    };
+                    crate::inbound::replay(api, &c, names)
+                }
             };
             ChatReply::Whole(Reply { status: 200, headers, body })
         }
@@ -572,14 +570,11 @@ fn shaped(api: ClientFormat, mut r: Reply) -> Reply {
     r
 }
 
-/// The gateway's OpenAI completion body (the mirror's answer) in the
-/// client's format.
-fn in_client_format(api: ClientFormat, req: &ChatRequest, body: String) -> String {
+/// The mirror's answer in the client's format: its OpenAI `body` as it is,
+/// or the completion rendered in the client's API.
+fn in_client_format(api: ClientFormat, req: &ChatRequest, c: &ChatCompletion, body: String) -> String {
     let namespaced = req.native.as_ref().map(|n| n.namespaced_tools.as_slice()).unwrap_or_default();
-    match serde_json::from_str::<crate::api::ChatCompletion>(&body) {
-        Ok(c) => api.render(&c, namespaced).unwrap_or(body),
-        Err(_) => body,
-    }
+    api.render(c, namespaced).unwrap_or(body)
 }
 
 /// Why only a target of the client's own API may serve the request, if it

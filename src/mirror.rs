@@ -53,13 +53,13 @@ pub fn cost_of(u: &Usage, c: &Cost) -> f64 {
     crate::usage::cost_usd(u, c)
 }
 
-/// The mirror's outcome: its answer (and the OpenAI body, to serve it if the
-/// primary fails), or why it failed. Made once per mirrored request, so the
+/// The mirror's outcome: its answer (and the completion with its OpenAI
+/// body, to serve them if the primary fails), or why it failed. Made once per mirrored request, so the
 /// size difference between the variants does not matter.
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)]
 pub enum MirrorResult {
-    Answered { answer: Answer, body: String },
+    Answered { answer: Answer, completion: ChatCompletion, body: String },
     Failed { kind: ErrorKind, latency_ms: u64 },
 }
 
@@ -115,7 +115,7 @@ pub async fn run<C: Clock, U: Upstream>(config: &Config, job: &MirrorJob, clock:
             } else {
                 serde_json::to_string(&c).unwrap_or_default()
             };
-            MirrorResult::Answered { answer, body }
+            MirrorResult::Answered { answer, completion: c, body }
         }
         Err(e) => failed(e.kind, clock),
     }
@@ -447,6 +447,18 @@ mod tests {
         assert_eq!(w.len(), 5);
     }
 
+    fn completion() -> ChatCompletion {
+        ChatCompletion {
+            id: "c".into(),
+            object: "chat.completion".into(),
+            created: 1,
+            model: "m".into(),
+            choices: vec![],
+            usage: None,
+            system_fingerprint: None,
+        }
+    }
+
     fn answer(text: &str, latency: u64) -> Answer {
         Answer {
             provider: "p".into(),
@@ -508,8 +520,16 @@ mod tests {
     fn stats_add_and_merge() {
         let mut s = MirrorStats::default();
         let p = answer("a b c", 100);
-        s.add(&p, &MirrorResult::Answered { answer: answer("a b c", 300), body: String::new() }, 5);
-        s.add(&p, &MirrorResult::Answered { answer: answer("x y z", 200), body: String::new() }, 6);
+        s.add(
+            &p,
+            &MirrorResult::Answered { answer: answer("a b c", 300), completion: completion(), body: String::new() },
+            5,
+        );
+        s.add(
+            &p,
+            &MirrorResult::Answered { answer: answer("x y z", 200), completion: completion(), body: String::new() },
+            6,
+        );
         s.add(&p, &MirrorResult::Failed { kind: ErrorKind::Timeout, latency_ms: 9 }, 7);
         assert_eq!((s.pairs, s.agreed, s.mirror_failures), (2, 1, 1));
         let sum = s.summary();
@@ -527,7 +547,7 @@ mod tests {
         let store = MemoryStore::default();
         let ledger = std::cell::RefCell::new(MirrorLedger::default());
         let p = answer("a", 1);
-        let m = MirrorResult::Answered { answer: answer("a", 2), body: String::new() };
+        let m = MirrorResult::Answered { answer: answer("a", 2), completion: completion(), body: String::new() };
         for i in 0..100u64 {
             ledger.borrow_mut().add("chat", &p, &m, i * 100);
             block_on(flush(&ledger, &store, i * 100, 5_000, 3600));

@@ -3,7 +3,7 @@
 //! call does to its provider's health and the route's aggregates. The mirror
 //! call and the comparison themselves are in `mirror.rs`.
 
-use crate::api::ChatRequest;
+use crate::api::{ChatCompletion, ChatRequest};
 use crate::config::Route;
 use crate::gateway::Gateway;
 use crate::http::{HEADER_MIRROR, HEADER_MODEL, HEADER_PROVIDER};
@@ -43,11 +43,19 @@ pub async fn answered<M: MirrorLink>(mirror: &M) -> bool {
     matches!(mirror.result().await, Some(MirrorResult::Answered { .. }))
 }
 
+/// The mirror's answer, served in the primary's place.
+pub struct Served {
+    pub completion: ChatCompletion,
+    /// The completion's OpenAI body (the provider's own, when it speaks OpenAI).
+    pub body: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
 /// The primary failed: the mirror's answer, if it has one (waiting for it if
 /// it is still on its way), with the headers that say so.
-pub async fn serve<M: MirrorLink>(mirror: &M, log: &mut RequestLog) -> Option<(String, Vec<(&'static str, String)>)> {
+pub async fn serve<M: MirrorLink>(mirror: &M, log: &mut RequestLog) -> Option<Served> {
     match mirror.result().await? {
-        MirrorResult::Answered { answer, body } => {
+        MirrorResult::Answered { answer, completion, body } => {
             log.outcome = Some(Outcome::OkFromMirror);
             log.provider = Some(answer.provider.clone());
             log.model = Some(answer.model.clone());
@@ -57,7 +65,7 @@ pub async fn serve<M: MirrorLink>(mirror: &M, log: &mut RequestLog) -> Option<(S
                 (HEADER_MODEL, answer.model.clone()),
                 (HEADER_MIRROR, "served".to_owned()),
             ];
-            Some((body, headers))
+            Some(Served { completion, body, headers })
         }
         MirrorResult::Failed { .. } => None,
     }

@@ -115,6 +115,31 @@ describe('mirroring', () => {
     assert.match(text, /data: \[DONE\]\n\n$/);
   });
 
+  test("a Messages client served from the mirror gets Anthropic's shape, whatever OpenAI variant the mirror spoke", async (t) => {
+    // An OpenAI-compatible mirror whose answer leaves out `index` and adds
+    // fields of its own: valid, and read leniently.
+    const { gw, f } = await setup(t, { mirrorFormat: 'openai' });
+    f.a.setDefault({ type: 'error', status: 500 });
+    f.m.setDefault({ type: 'ok', text: 'From the mirror', noIndex: true, extraFields: true, delayMs: 200 });
+    const body = { model: 'mirrored', max_tokens: 64, messages: [{ role: 'user', content: 'hi' }] };
+    const post = (b) =>
+      gw.fetch('/v1/messages', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) });
+    const whole = await post(body);
+    assert.equal(whole.status, 200);
+    assert.equal(whole.headers.get('x-switchyard-mirror'), 'served');
+    const m = await whole.json();
+    assert.equal(m.type, 'message', JSON.stringify(m));
+    assert.deepEqual(m.content, [{ type: 'text', text: 'From the mirror' }]);
+    assert.equal(m.stop_reason, 'end_turn');
+    const streamed = await post({ ...body, stream: true });
+    assert.equal(streamed.status, 200);
+    assert.equal(streamed.headers.get('x-switchyard-mirror'), 'served');
+    const text = await streamed.text();
+    assert.match(text, /^event: message_start\n/);
+    assert.match(text, /"text_delta","text":"From the mirror"/);
+    assert.match(text, /event: message_stop\n/);
+  });
+
   test("a mirror's failure never changes the client's response, but counts against the mirror", async (t) => {
     const { gw, f } = await setup(t, { extra: { breaker: { consecutive_failures: 2, cooldown_ms: 60000, max_cooldown_ms: 60000 } } });
     f.m.setDefault({ type: 'error', status: 503 });
