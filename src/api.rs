@@ -779,7 +779,7 @@ fn range(name: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<(), ApiError> {
 
 // ---------------------------------------------------------------- response
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatCompletion {
     pub id: String,
     pub object: String,
@@ -792,16 +792,15 @@ pub struct ChatCompletion {
     pub system_fingerprint: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Choice {
     pub index: u32,
     pub message: ResponseMessage,
     pub finish_reason: Option<String>,
-    #[serde(default)]
     pub logprobs: Option<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResponseMessage {
     pub role: String,
     pub content: Option<String>,
@@ -817,8 +816,7 @@ pub struct ResponseMessage {
 /// Token counts, in OpenAI's shape. Read leniently (every field optional,
 /// counts as integers or floats, `null` details), since answers from
 /// compatible hosts vary and a good answer must never fail on its usage.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(from = "RawUsage")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -839,39 +837,25 @@ pub struct CompletionTokensDetails {
     pub reasoning_tokens: u64,
 }
 
-/// The wire shape of `usage`, every part optional.
-#[derive(Deserialize)]
-struct RawUsage {
-    #[serde(default)]
-    prompt_tokens: Option<Value>,
-    #[serde(default)]
-    completion_tokens: Option<Value>,
-    #[serde(default)]
-    total_tokens: Option<Value>,
-    #[serde(default)]
-    prompt_tokens_details: Option<Value>,
-    #[serde(default)]
-    completion_tokens_details: Option<Value>,
-}
-
-impl From<RawUsage> for Usage {
-    fn from(r: RawUsage) -> Usage {
+impl Usage {
+    /// Reads an OpenAI `usage` object, every part optional: a count that is
+    /// missing or not one is 0, a missing `total_tokens` the sum.
+    pub fn read(u: &Value) -> Usage {
         use crate::json::Dig;
-        let n = |v: &Option<Value>| v.as_ref().and_then(Dig::count);
-        let (p, c) = (n(&r.prompt_tokens).unwrap_or(0), n(&r.completion_tokens).unwrap_or(0));
+        let (p, c) = (u.at("prompt_tokens").count().unwrap_or(0), u.at("completion_tokens").count().unwrap_or(0));
         Usage {
             prompt_tokens: p,
             completion_tokens: c,
-            total_tokens: n(&r.total_tokens).unwrap_or(p.saturating_add(c)),
-            prompt_tokens_details: r
-                .prompt_tokens_details
-                .as_ref()
-                .and_then(|d| d.at("cached_tokens").count())
+            total_tokens: u.at("total_tokens").count().unwrap_or(p.saturating_add(c)),
+            prompt_tokens_details: u
+                .at("prompt_tokens_details")
+                .at("cached_tokens")
+                .count()
                 .map(|cached_tokens| PromptTokensDetails { cached_tokens }),
-            completion_tokens_details: r
-                .completion_tokens_details
-                .as_ref()
-                .and_then(|d| d.at("reasoning_tokens").count())
+            completion_tokens_details: u
+                .at("completion_tokens_details")
+                .at("reasoning_tokens")
+                .count()
                 .map(|reasoning_tokens| CompletionTokensDetails { reasoning_tokens }),
         }
     }
@@ -961,7 +945,7 @@ impl CompletionView {
             reasoning,
             tool_calls,
             finish_reason: choice.at("finish_reason").as_str().map(str::to_owned),
-            usage: v.get("usage").filter(|u| u.is_object()).and_then(|u| Usage::deserialize(u).ok()),
+            usage: v.get("usage").filter(|u| u.is_object()).map(Usage::read),
             choices,
         })
     }
@@ -973,7 +957,7 @@ mod tests {
 
     #[test]
     fn huge_token_counts_saturate_rather_than_overflow() {
-        let u: Usage = serde_json::from_str(r#"{"prompt_tokens":1e300,"completion_tokens":5}"#).unwrap();
+        let u = Usage::read(&serde_json::from_str(r#"{"prompt_tokens":1e300,"completion_tokens":5}"#).unwrap());
         assert_eq!(u.total_tokens, u64::MAX);
     }
 

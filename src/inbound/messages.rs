@@ -638,13 +638,12 @@ mod tests {
 
     #[test]
     fn a_completion_renders_as_a_message_with_tool_use_and_usage() {
-        let c: ChatCompletion = serde_json::from_value(json!({
+        let c = crate::providers::openai::parse_response(&json!({
             "id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt",
             "choices":[{"index":0,"finish_reason":"tool_calls","message":{"role":"assistant","content":"Let me look.",
               "tool_calls":[{"id":"call_1","type":"function","function":{"name":"get","arguments":"{\"q\":1}"}}]}}],
             "usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":4}}
-        }))
-        .unwrap();
+        }).to_string()).unwrap();
         let m: Value = serde_json::from_str(&render(&c)).unwrap();
         assert_eq!(m["type"], "message");
         assert_eq!(m["id"], "msg_1");

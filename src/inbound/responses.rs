@@ -733,13 +733,12 @@ mod tests {
 
     #[test]
     fn a_completion_renders_as_a_response_with_calls_mapped_back() {
-        let c: ChatCompletion = serde_json::from_value(json!({
+        let c = crate::providers::openai::parse_response(&json!({
             "id":"chatcmpl-7","object":"chat.completion","created":5,"model":"claude",
             "choices":[{"index":0,"finish_reason":"tool_calls","message":{"role":"assistant","content":"ok",
               "tool_calls":[{"id":"call_1","type":"function","function":{"name":"mcp_fs__read","arguments":"{}"}}]}}],
             "usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}
-        }))
-        .unwrap();
+        }).to_string()).unwrap();
         let tools = vec![("mcp_fs__read".to_owned(), "mcp_fs".to_owned(), "read".to_owned())];
         let r: Value = serde_json::from_str(&render(&c, &tools)).unwrap();
         assert_eq!(r["object"], "response");

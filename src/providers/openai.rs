@@ -158,8 +158,9 @@ struct ChunkView<'a> {
     id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     model: Option<Cow<'a, str>>,
+    /// Read by [`Usage::read`] (rare: one chunk a stream).
     #[serde(default)]
-    usage: Option<Usage>,
+    usage: Option<Value>,
     #[serde(default, borrow)]
     choices: Option<Vec<ChoiceView<'a>>>,
 }
@@ -209,8 +210,10 @@ impl Decode for StreamDecoder {
         if crate::event::at_done_marker(&mut self.done, ev, out) {
             return;
         }
-        let c = match serde_json::from_str::<ChunkView>(&ev.data) {
-            Ok(c) if c.error.is_none() && (c.choices.is_some() || c.usage.is_some()) => c,
+        let chunk = serde_json::from_str::<ChunkView>(&ev.data);
+        let usage = chunk.as_ref().ok().and_then(|c| c.usage.as_ref()).filter(|u| u.is_object()).map(Usage::read);
+        let c = match chunk {
+            Ok(c) if c.error.is_none() && (c.choices.is_some() || usage.is_some()) => c,
             Ok(_) | Err(_) => {
                 // An error object (or not a chunk at all).
                 match serde_json::from_str::<Value>(&ev.data) {
@@ -254,7 +257,7 @@ impl Decode for StreamDecoder {
                 out.push(Event::Finish { choice, reason: reason.into_owned() });
             }
         }
-        if let Some(u) = c.usage {
+        if let Some(u) = usage {
             out.push(Event::Usage(u));
         }
     }
