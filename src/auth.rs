@@ -7,7 +7,7 @@
 //! and compared with every stored digest in constant time. A key may be
 //! scoped to some routes.
 
-use serde::Deserialize;
+use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use std::rc::Rc;
 
@@ -76,28 +76,19 @@ pub fn parse_hex(s: &str) -> Option<Digest> {
     Some(out)
 }
 
-/// One gateway key, as stored (never the key itself). KV entries are read
-/// with serde; the secret's list with [`GatewayKeys::parse`], whose errors
-/// never quote what the secret holds.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One gateway key, as stored (never the key itself): read with
+/// [`KeyEntry::read`] from a KV value or from an entry of the secret's list
+/// ([`GatewayKeys::parse`]), whose errors never quote what it holds.
+#[derive(Debug, Clone, PartialEq)]
 pub struct KeyEntry {
     /// Who the key is for (logs and rate limits use it).
     pub name: String,
     /// SHA-256 of the key, hex.
     pub sha256: String,
     /// Routes the key may use; all when absent.
-    #[serde(default)]
     pub routes: Option<Vec<String>>,
     /// A revoked key (KV entries) is refused.
-    #[serde(default)]
     pub revoked: bool,
-}
-
-impl KeyEntry {
-    pub fn allows(&self, route: &str) -> bool {
-        self.routes.as_ref().is_none_or(|r| r.iter().any(|x| x == route))
-    }
 }
 
 /// The keys from the Worker secret: each entry with its digest.
@@ -119,38 +110,49 @@ fn key_hint(s: &str) -> &'static str {
     }
 }
 
-/// Says what is wrong with the secret from where serde_json stopped, never
-/// with serde's own message (which quotes the value it found).
-fn explain(json: &str, e: &serde_json::Error) -> String {
-    use serde_json::error::Category;
-    if matches!(e.classify(), Category::Syntax | Category::Eof | Category::Io) {
-        return format!("not valid JSON (line {}, column {}){}", e.line(), e.column(), key_hint(json));
+impl KeyEntry {
+    pub fn allows(&self, route: &str) -> bool {
+        self.routes.as_ref().is_none_or(|r| r.iter().any(|x| x == route))
     }
-    let path = crate::json_path::error_path(json.as_bytes(), e).unwrap_or_default();
-    // `[2]`, `[2].sha256` or `[2].routes[0]`: the entry, then its field.
-    let Some((index, rest)) = path.strip_prefix('[').and_then(|p| p.split_once(']')) else {
-        return format!("not a JSON list of {{name, sha256, routes?}} entries{}", key_hint(json));
-    };
-    let entry = format!("entry {index}");
-    let field: String = rest.trim_start_matches('.').chars().take_while(|c| *c != '[' && *c != '.').collect();
-    let message = e.to_string();
-    if let Some(missing) = ENTRY_FIELDS.iter().find(|f| message.starts_with(&format!("missing field `{f}`"))) {
-        return format!("{entry}: `{missing}` is missing");
-    }
-    if field.is_empty() {
-        return format!("{entry}: not an object {{name, sha256, routes?}}");
-    }
-    match ENTRY_FIELDS.iter().find(|f| **f == field) {
-        Some(&"sha256") => format!("{entry}: `sha256` must be 64 hex digits"),
-        Some(&"routes") => format!("{entry}: `routes` must be a list of route names"),
-        Some(&"revoked") => format!("{entry}: `revoked` must be true or false"),
-        Some(f) => format!("{entry}: `{f}` must be a string"),
-        // A field name is shown only when it cannot be a key (keys are at
-        // least 16 characters): a typo such as `sha265` is.
-        None if field.len() < 16 && field.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
-            format!("{entry}: unknown field `{field}` (the fields are name, sha256, routes, revoked)")
+
+    /// Reads one entry (of the secret's list, or a KV value). The error names
+    /// the field that is wrong, never what it holds.
+    pub fn read(v: &Value) -> Result<KeyEntry, String> {
+        let Some(map) = v.as_object() else {
+            return Err("not an object {name, sha256, routes?}".to_owned());
+        };
+        if let Some(field) = map.keys().find(|k| !ENTRY_FIELDS.contains(&k.as_str())) {
+            // A field name is shown only when it cannot be a key (keys are at
+            // least 16 characters): a typo such as `sha265` is.
+            return Err(if field.len() < 16 && field.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                format!("unknown field `{field}` (the fields are name, sha256, routes, revoked)")
+            } else {
+                "unknown field (the fields are name, sha256, routes, revoked)".to_owned()
+            });
         }
-        None => format!("{entry}: unknown field (the fields are name, sha256, routes, revoked)"),
+        let text = |name: &str, wrong: &str| match map.get(name) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(format!("`{name}` {wrong}")),
+            None => Err(format!("`{name}` is missing")),
+        };
+        let name = text("name", "must be a string")?;
+        let sha256 = text("sha256", "must be 64 hex digits")?;
+        let routes = match map.get("routes") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(list)) => Some(
+                list.iter()
+                    .map(|r| r.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or("`routes` must be a list of route names")?,
+            ),
+            Some(_) => return Err("`routes` must be a list of route names".to_owned()),
+        };
+        let revoked = match map.get("revoked") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err("`revoked` must be true or false".to_owned()),
+        };
+        Ok(KeyEntry { name, sha256, routes, revoked })
     }
 }
 
@@ -159,9 +161,15 @@ impl GatewayKeys {
     /// from 0) and the field that is wrong, never what the secret holds: a
     /// key pasted there by mistake must not end up in a response or a log.
     pub fn parse(json: &str) -> Result<GatewayKeys, String> {
-        let list: Vec<KeyEntry> = serde_json::from_str(json).map_err(|e| explain(json, &e))?;
+        // serde_json's own messages are never shown: they quote the value.
+        let tree: Value = serde_json::from_str(json)
+            .map_err(|e| format!("not valid JSON (line {}, column {}){}", e.line(), e.column(), key_hint(json)))?;
+        let Value::Array(list) = tree else {
+            return Err(format!("not a JSON list of {{name, sha256, routes?}} entries{}", key_hint(json)));
+        };
         let mut entries = Vec::with_capacity(list.len());
-        for (i, mut e) in list.into_iter().enumerate() {
+        for (i, v) in list.iter().enumerate() {
+            let mut e = KeyEntry::read(v).map_err(|m| format!("entry {i}: {m}"))?;
             if e.name.trim().is_empty() {
                 return Err(format!("entry {i}: `name` must be a non-empty string"));
             }

@@ -226,7 +226,8 @@ impl KeyRing {
     /// remembered as unknown.
     pub fn admit_from_kv(&self, hash: &KeyHash, stored: Option<&str>, now: u64) -> KeyCheck {
         let entry = stored
-            .and_then(|t| serde_json::from_str::<KeyEntry>(t).ok())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+            .and_then(|v| KeyEntry::read(&v).ok())
             .filter(|e| crate::auth::parse_hex(&e.sha256).is_some_and(|d| crate::auth::constant_time_eq(&d, &hash.0)))
             .filter(|e| !e.revoked);
         let mut caches = self.caches.borrow_mut();
