@@ -52,7 +52,7 @@ use crate::api::{
     PromptTokensDetails, Role, ToolChoice, ToolChoiceMode, Usage,
 };
 use crate::event::{Decode, Event};
-use crate::json::Dig;
+use crate::json::{Dig, Fields};
 use crate::sse::SseEvent;
 use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
@@ -374,19 +374,6 @@ fn assistant_blocks(i: usize, m: &Message) -> Result<Vec<Value>, ApiError> {
 
 // ---------------------------------------------------------------- response
 
-#[derive(Deserialize)]
-struct MessageResponse {
-    #[serde(default, rename = "type")]
-    kind: Option<String>,
-    id: String,
-    model: String,
-    content: Vec<Value>,
-    #[serde(default)]
-    stop_reason: Option<String>,
-    #[serde(default)]
-    usage: Option<Value>,
-}
-
 /// Anthropic's token counts, as its answers and stream events report them.
 #[derive(Default, Clone)]
 struct AnthropicUsage {
@@ -450,14 +437,20 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
 /// blocks become tool calls, `thinking` blocks become `reasoning_content`;
 /// other blocks are skipped.
 pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> {
-    let r: MessageResponse = serde_json::from_str(body).map_err(|e| format!("not an anthropic message: {e}"))?;
-    if let Some(kind) = &r.kind {
-        if kind != "message" {
-            return Err(format!("expected an anthropic message, got type `{kind}`"));
-        }
+    let r: Value = serde_json::from_str(body).map_err(|e| format!("not an anthropic message: {e}"))?;
+    let f = Fields::of(&r).ok_or("not an anthropic message: not a JSON object")?;
+    match f.opt("type", Value::as_str) {
+        Some(None | Some("message")) => {}
+        Some(Some(kind)) => return Err(format!("expected an anthropic message, got type `{kind}`")),
+        None => return Err("not an anthropic message: `type` is not a string".to_owned()),
     }
-    let mut a = Assembled { id: r.id, model: r.model, ..Assembled::default() };
-    for (i, block) in r.content.iter().enumerate() {
+    let (Some(id), Some(model), Some(content)) = (f.str("id"), f.str("model"), r.at("content").as_array()) else {
+        return Err("not an anthropic message: it needs a string `id` and `model` and a `content` list".to_owned());
+    };
+    let stop_reason =
+        f.opt("stop_reason", Value::as_str).ok_or("not an anthropic message: `stop_reason` is not a string")?;
+    let mut a = Assembled { id: id.to_owned(), model: model.to_owned(), ..Assembled::default() };
+    for (i, block) in content.iter().enumerate() {
         match block.at("type").as_str() {
             Some("text") => a.text.push_str(block.at("text").as_str().unwrap_or_default()),
             Some("thinking") => a.reasoning.push_str(block.at("thinking").as_str().unwrap_or_default()),
@@ -471,8 +464,8 @@ pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> 
             _ => {}
         }
     }
-    a.finish_reason = r.stop_reason.as_deref().map(|s| finish_reason(s).to_owned());
-    a.usage = r.usage.as_ref().map(|u| {
+    a.finish_reason = stop_reason.map(|s| finish_reason(s).to_owned());
+    a.usage = Some(r.at("usage")).filter(|u| !u.is_null()).map(|u| {
         let mut au = AnthropicUsage::default();
         au.update(u);
         au.to_openai()
@@ -1159,6 +1152,11 @@ mod tests {
             r#"{"id":"m","type":"error","model":"c","content":[]}"#,
             r#"{"id":"m","type":"message","model":"c","content":[{"type":"tool_use","input":{}}]}"#,
             r#"{"id":"m","type":"message","model":"c","content":"text"}"#,
+            r#"{"id":"m","type":"message","content":[]}"#,
+            r#"{"id":7,"type":"message","model":"c","content":[]}"#,
+            r#"{"id":"m","type":1,"model":"c","content":[]}"#,
+            r#"{"id":"m","model":"c","content":[],"stop_reason":3}"#,
+            "[]",
         ] {
             assert!(parse_response(bad, 0).is_err(), "{bad}");
         }

@@ -45,7 +45,6 @@ use crate::json::Dig;
 use crate::sse::SseEvent;
 use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamRequest, ApiError> {
@@ -223,27 +222,6 @@ fn unsupported_part(i: usize, j: usize, kind: &str) -> ApiError {
 
 // ---------------------------------------------------------------- response
 
-#[derive(Deserialize)]
-struct ChatResponse {
-    id: String,
-    message: AssistantMessage,
-    #[serde(default)]
-    finish_reason: Option<String>,
-    #[serde(default)]
-    usage: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct AssistantMessage {
-    /// An array of `text` / `thinking` blocks (a plain string is tolerated).
-    #[serde(default)]
-    content: Option<Value>,
-    #[serde(default)]
-    tool_plan: Option<String>,
-    #[serde(default)]
-    tool_calls: Option<Vec<Value>>,
-}
-
 /// OpenAI's `finish_reason` for a Cohere one; `ERROR` is a failed generation.
 /// An unknown future value is reported as `stop`.
 pub fn finish_reason(reason: &str) -> Result<&'static str, String> {
@@ -279,13 +257,23 @@ fn usage(u: &Value) -> Option<Usage> {
 /// Cohere's response names no model, so `model` is left empty here: the
 /// gateway fills in the target's model name.
 pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> {
-    let r: ChatResponse = serde_json::from_str(body).map_err(|e| format!("not a cohere chat response: {e}"))?;
-    let mut a = Assembled { id: r.id, ..Assembled::default() };
-    a.finish_reason = r.finish_reason.as_deref().map(finish_reason).transpose()?.map(str::to_owned);
-    match &r.message.content {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) => a.text.push_str(s),
-        Some(Value::Array(blocks)) => {
+    let r: Value = serde_json::from_str(body).map_err(|e| format!("not a cohere chat response: {e}"))?;
+    let (Some(id), message) = (r.at("id").as_str(), r.at("message")) else {
+        return Err("not a cohere chat response: it needs a string `id`".to_owned());
+    };
+    if !message.is_object() {
+        return Err("not a cohere chat response: it needs a `message` object".to_owned());
+    }
+    let mut a = Assembled { id: id.to_owned(), ..Assembled::default() };
+    a.finish_reason = match r.at("finish_reason") {
+        Value::Null => None,
+        Value::String(s) => Some(finish_reason(s)?.to_owned()),
+        _ => return Err("not a cohere chat response: `finish_reason` is not a string".to_owned()),
+    };
+    match message.at("content") {
+        Value::Null => {}
+        Value::String(s) => a.text.push_str(s),
+        Value::Array(blocks) => {
             for b in blocks {
                 match b.at("type").as_str() {
                     Some("text") => a.text.push_str(b.at("text").as_str().unwrap_or_default()),
@@ -294,12 +282,17 @@ pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> 
                 }
             }
         }
-        Some(_) => return Err("message.content is neither a list of blocks nor a string".to_owned()),
+        _ => return Err("message.content is neither a list of blocks nor a string".to_owned()),
     }
     if a.reasoning.is_empty() {
-        a.reasoning = r.message.tool_plan.unwrap_or_default();
+        a.reasoning = message.at("tool_plan").as_str().unwrap_or_default().to_owned();
     }
-    for (i, v) in r.message.tool_calls.iter().flatten().enumerate() {
+    let calls = match message.at("tool_calls") {
+        Value::Null => &[][..],
+        Value::Array(calls) => calls,
+        _ => return Err("message.tool_calls is not a list".to_owned()),
+    };
+    for (i, v) in calls.iter().enumerate() {
         let (Some(id), Some(name)) = (v.at("id").as_str(), v.at("function").at("name").as_str()) else {
             return Err(format!("message.tool_calls[{i}] has no id or function name"));
         };
@@ -310,7 +303,7 @@ pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> 
         };
         a.call(id, name, arguments);
     }
-    a.usage = r.usage.as_ref().and_then(usage);
+    a.usage = usage(r.at("usage"));
     Ok(a.into_completion(now_s))
 }
 
@@ -738,6 +731,10 @@ mod tests {
             r#"{"message":"internal server error"}"#,
             r#"{"id":"x","message":{"content":42}}"#,
             r#"{"id":"x","message":{"tool_calls":[{"type":"function","function":{"arguments":"{}"}}]}}"#,
+            r#"{"id":"x","message":{"tool_calls":{}}}"#,
+            r#"{"id":"x","message":"hi"}"#,
+            r#"{"id":"x","message":{},"finish_reason":1}"#,
+            r#"{"id":1,"message":{}}"#,
         ] {
             assert!(parse_response(bad, 0).is_err(), "{bad}");
         }
