@@ -198,10 +198,7 @@ impl<'de> Deserialize<'de> for ChatRequest {
                         "max_tokens" => r.max_tokens = map.next_value()?,
                         "max_completion_tokens" => r.max_completion_tokens = map.next_value()?,
                         "stop" => r.stop = map.next_value()?,
-                        "tools" => r.tools = map.next_value()?,
-                        "tool_choice" => r.tool_choice = map.next_value()?,
                         "parallel_tool_calls" => r.parallel_tool_calls = map.next_value()?,
-                        "response_format" => r.response_format = map.next_value()?,
                         "user" => r.user = map.next_value()?,
                         "stream" => r.stream = map.next_value()?,
                         "stream_options" => r.stream_options = map.next_value()?,
@@ -209,7 +206,6 @@ impl<'de> Deserialize<'de> for ChatRequest {
                         "seed" => r.seed = map.next_value()?,
                         "frequency_penalty" => r.frequency_penalty = map.next_value()?,
                         "presence_penalty" => r.presence_penalty = map.next_value()?,
-                        "switchyard" => r.gateway = map.next_value()?,
                         _ => {
                             let v = map.next_value::<Value>()?;
                             r.extra.insert(key, v);
@@ -230,12 +226,10 @@ impl<'de> Deserialize<'de> for ChatRequest {
 }
 
 /// Per-request gateway options, in the request body under `switchyard`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct GatewayOptions {
     /// The client's own fallback order: target ids (`provider` or
     /// `provider/model`) among the route's configured targets.
-    #[serde(default)]
     pub order: Option<Vec<String>>,
 }
 
@@ -290,7 +284,6 @@ impl<'de> Deserialize<'de> for Message {
                         "role" => role = Some(map.next_value()?),
                         "content" => m.content = map.next_value()?,
                         "name" => m.name = map.next_value()?,
-                        "tool_calls" => m.tool_calls = map.next_value()?,
                         "tool_call_id" => m.tool_call_id = map.next_value()?,
                         _ => {
                             let v = map.next_value::<Value>()?;
@@ -427,9 +420,17 @@ impl<'de> Deserialize<'de> for ContentPart {
                 match (kind, value) {
                     (0, Value::String(text)) => Ok(ContentPart::Text { text }),
                     (0, _) => Err(wrong("expected a string")),
-                    (1, v) => ImageUrl::deserialize(v)
-                        .map(|image_url| ContentPart::ImageUrl { image_url })
-                        .map_err(|e| wrong(&e.to_string())),
+                    (1, Value::Object(mut o)) => match (o.remove("url"), o.remove("detail")) {
+                        (Some(Value::String(url)), None | Some(Value::Null)) => {
+                            Ok(ContentPart::ImageUrl { image_url: ImageUrl { url, detail: None } })
+                        }
+                        (Some(Value::String(url)), Some(Value::String(detail))) => {
+                            Ok(ContentPart::ImageUrl { image_url: ImageUrl { url, detail: Some(detail) } })
+                        }
+                        (None, _) => Err(wrong("missing field `url`")),
+                        _ => Err(wrong("`url` and `detail` must be strings")),
+                    },
+                    (1, _) => Err(wrong("expected an object")),
                     (2, input_audio) => Ok(ContentPart::InputAudio { input_audio }),
                     (_, file) => Ok(ContentPart::File { file }),
                 }
@@ -439,14 +440,14 @@ impl<'de> Deserialize<'de> for ContentPart {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ImageUrl {
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolCall {
     pub id: String,
     #[serde(rename = "type", default = "function_type")]
@@ -458,21 +459,21 @@ fn function_type() -> String {
     "function".to_owned()
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FunctionCall {
     pub name: String,
     /// JSON text, as OpenAI sends it.
     pub arguments: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tool {
     #[serde(rename = "type")]
     pub kind: String,
     pub function: FunctionDef,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FunctionDef {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -496,7 +497,7 @@ pub enum ToolChoice {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ToolChoiceMode {
     None,
@@ -504,36 +505,9 @@ pub enum ToolChoiceMode {
     Required,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NamedFunction {
     pub name: String,
-}
-
-impl<'de> Deserialize<'de> for ToolChoice {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
-        match v {
-            Value::String(s) => match s.as_str() {
-                "none" => Ok(ToolChoice::Mode(ToolChoiceMode::None)),
-                "auto" => Ok(ToolChoice::Mode(ToolChoiceMode::Auto)),
-                "required" => Ok(ToolChoice::Mode(ToolChoiceMode::Required)),
-                other => Err(de::Error::custom(format!(
-                    "unknown tool_choice `{other}`, expected none, auto, required or an object naming a function"
-                ))),
-            },
-            Value::Object(_) => {
-                #[derive(Deserialize)]
-                struct Named {
-                    #[serde(rename = "type")]
-                    kind: String,
-                    function: NamedFunction,
-                }
-                let n: Named = serde_json::from_value(v).map_err(de::Error::custom)?;
-                Ok(ToolChoice::Named { kind: n.kind, function: n.function })
-            }
-            _ => Err(de::Error::custom("tool_choice must be a string or an object")),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -570,7 +544,7 @@ impl<'de> Deserialize<'de> for Stop {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResponseFormat {
     #[serde(rename = "type")]
     pub kind: ResponseFormatKind,
@@ -578,7 +552,7 @@ pub struct ResponseFormat {
     pub json_schema: Option<Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResponseFormatKind {
     Text,
@@ -620,7 +594,7 @@ impl ChatRequest {
         let Ok(text) = std::str::from_utf8(body) else {
             return Err(ApiError::invalid("the request body is not valid UTF-8 JSON"));
         };
-        let req: ChatRequest = match serde_json::from_str(text) {
+        let mut req: ChatRequest = match serde_json::from_str(text) {
             Ok(r) => r,
             Err(e) if e.is_syntax() || e.is_eof() => {
                 return Err(ApiError::invalid(format!("the request body is not a valid chat completion request: {e}")));
@@ -637,8 +611,43 @@ impl ChatRequest {
                 }
             },
         };
+        req.read_trees()?;
         req.validate()?;
         Ok(req)
+    }
+
+    /// Reads the fields the one-pass reader left in `extra` as JSON trees:
+    /// tools, tool choice, response format, gateway options and the
+    /// messages' tool calls. Their shapes are read here by hand, which
+    /// costs less bundle than a derived reader per type, and a mistake is
+    /// named by its full path (`tools[2].function.name`).
+    fn read_trees(&mut self) -> Result<(), ApiError> {
+        if let Some(v) = take(&mut self.extra, "tools") {
+            self.tools = Some(list(v, "tools", read_tool)?);
+        }
+        if let Some(v) = take(&mut self.extra, "tool_choice") {
+            self.tool_choice = Some(read_tool_choice(v)?);
+        }
+        if let Some(v) = take(&mut self.extra, "response_format") {
+            self.response_format = Some(read_response_format(v)?);
+        }
+        if let Some(v) = take(&mut self.extra, "switchyard") {
+            let mut o = object(v, "switchyard")?;
+            if let Some(k) = o.keys().find(|k| *k != "order") {
+                return Err(bad(&format!("switchyard.{k}"), &format!("unknown field `{k}`, expected `order`")));
+            }
+            let order = match take(&mut o, "order") {
+                Some(v) => Some(list(v, "switchyard.order", |v, at| string(v, &at))?),
+                None => None,
+            };
+            self.gateway = Some(GatewayOptions { order });
+        }
+        for (i, m) in self.messages.iter_mut().enumerate() {
+            if let Some(v) = take(&mut m.extra, "tool_calls") {
+                m.tool_calls = Some(list(v, &format!("messages[{i}].tool_calls"), read_tool_call)?);
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), ApiError> {
@@ -753,6 +762,122 @@ impl ChatRequest {
             self.messages.iter().map(|m| m.content.as_ref().map_or(0, |c| c.text().chars().count())).sum();
         (chars as u64) / 4
     }
+}
+
+// ------------------------------------------------- fields read from a tree
+
+/// `key` taken out of `map`; `null` counts as absent.
+fn take(map: &mut Map<String, Value>, key: &str) -> Option<Value> {
+    map.remove(key).filter(|v| !v.is_null())
+}
+
+/// A client mistake at `path`, worded as the one-pass reader words its own.
+fn bad(path: &str, what: &str) -> ApiError {
+    ApiError::invalid_param(path, format!("invalid value for `{path}`: {what}"))
+}
+
+fn object(v: Value, at: &str) -> Result<Map<String, Value>, ApiError> {
+    match v {
+        Value::Object(o) => Ok(o),
+        _ => Err(bad(at, "expected an object")),
+    }
+}
+
+fn string(v: Value, at: &str) -> Result<String, ApiError> {
+    match v {
+        Value::String(s) => Ok(s),
+        _ => Err(bad(at, "expected a string")),
+    }
+}
+
+/// A string field that must be there.
+fn required(o: &mut Map<String, Value>, at: &str, key: &str) -> Result<String, ApiError> {
+    match take(o, key) {
+        Some(v) => string(v, &format!("{at}.{key}")),
+        None => Err(bad(at, &format!("missing field `{key}`"))),
+    }
+}
+
+/// A string field that may be left out.
+fn optional(o: &mut Map<String, Value>, at: &str, key: &str) -> Result<Option<String>, ApiError> {
+    take(o, key).map(|v| string(v, &format!("{at}.{key}"))).transpose()
+}
+
+/// A list whose elements `read` reads, each at `at[i]`.
+fn list<T>(v: Value, at: &str, read: impl Fn(Value, String) -> Result<T, ApiError>) -> Result<Vec<T>, ApiError> {
+    match v {
+        Value::Array(items) => items.into_iter().enumerate().map(|(i, v)| read(v, format!("{at}[{i}]"))).collect(),
+        _ => Err(bad(at, "expected a list")),
+    }
+}
+
+fn read_tool(v: Value, at: String) -> Result<Tool, ApiError> {
+    let mut o = object(v, &at)?;
+    let kind = required(&mut o, &at, "type")?;
+    let f_at = format!("{at}.function");
+    let mut f = object(take(&mut o, "function").ok_or_else(|| bad(&at, "missing field `function`"))?, &f_at)?;
+    let strict = match take(&mut f, "strict") {
+        None => None,
+        Some(Value::Bool(b)) => Some(b),
+        Some(_) => return Err(bad(&format!("{f_at}.strict"), "expected a boolean")),
+    };
+    let function = FunctionDef {
+        name: required(&mut f, &f_at, "name")?,
+        description: optional(&mut f, &f_at, "description")?,
+        parameters: take(&mut f, "parameters"),
+        strict,
+    };
+    Ok(Tool { kind, function })
+}
+
+fn read_tool_call(v: Value, at: String) -> Result<ToolCall, ApiError> {
+    let mut o = object(v, &at)?;
+    let id = required(&mut o, &at, "id")?;
+    let kind = optional(&mut o, &at, "type")?.unwrap_or_else(function_type);
+    let f_at = format!("{at}.function");
+    let mut f = object(take(&mut o, "function").ok_or_else(|| bad(&at, "missing field `function`"))?, &f_at)?;
+    let function =
+        FunctionCall { name: required(&mut f, &f_at, "name")?, arguments: required(&mut f, &f_at, "arguments")? };
+    Ok(ToolCall { id, kind, function })
+}
+
+fn read_tool_choice(v: Value) -> Result<ToolChoice, ApiError> {
+    match v {
+        Value::String(s) => match s.as_str() {
+            "none" => Ok(ToolChoice::Mode(ToolChoiceMode::None)),
+            "auto" => Ok(ToolChoice::Mode(ToolChoiceMode::Auto)),
+            "required" => Ok(ToolChoice::Mode(ToolChoiceMode::Required)),
+            other => Err(bad(
+                "tool_choice",
+                &format!("unknown tool_choice `{other}`, expected none, auto, required or an object naming a function"),
+            )),
+        },
+        Value::Object(mut o) => {
+            let kind = required(&mut o, "tool_choice", "type")?;
+            let f_at = "tool_choice.function";
+            let mut f =
+                object(take(&mut o, "function").ok_or_else(|| bad("tool_choice", "missing field `function`"))?, f_at)?;
+            Ok(ToolChoice::Named { kind, function: NamedFunction { name: required(&mut f, f_at, "name")? } })
+        }
+        _ => Err(bad("tool_choice", "tool_choice must be a string or an object")),
+    }
+}
+
+fn read_response_format(v: Value) -> Result<ResponseFormat, ApiError> {
+    let at = "response_format";
+    let mut o = object(v, at)?;
+    let kind = match required(&mut o, at, "type")?.as_str() {
+        "text" => ResponseFormatKind::Text,
+        "json_object" => ResponseFormatKind::JsonObject,
+        "json_schema" => ResponseFormatKind::JsonSchema,
+        other => {
+            return Err(bad(
+                "response_format.type",
+                &format!("unknown variant `{other}`, expected one of `text`, `json_object`, `json_schema`"),
+            ))
+        }
+    };
+    Ok(ResponseFormat { kind, json_schema: take(&mut o, "json_schema") })
 }
 
 pub fn role_name(r: Role) -> &'static str {
@@ -1042,6 +1167,80 @@ mod tests {
         let e = ChatRequest::parse(b"{\"model\":").unwrap_err();
         assert_eq!(e.status, 400);
         assert!(e.param.is_none());
+    }
+
+    #[test]
+    fn tools_tool_calls_choice_and_format_are_read_with_their_paths() {
+        let body = serde_json::json!({
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": null,
+                 "tool_calls": [{"id": "c1", "function": {"name": "get", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "sunny"}
+            ],
+            "tools": [{"type": "function", "function": {"name": "get", "description": "d",
+                       "parameters": {"type": "object"}, "strict": true, "x-extra": 1}}],
+            "tool_choice": {"type": "function", "function": {"name": "get"}},
+            "response_format": {"type": "json_schema", "json_schema": {"name": "s"}},
+            "switchyard": {"order": ["a"]},
+            "user": "u"
+        });
+        let r = ChatRequest::parse(body.to_string().as_bytes()).unwrap();
+        assert!(r.extra.is_empty() && r.messages.iter().all(|m| m.extra.is_empty()), "{:?}", r.extra);
+        let call = &r.messages[1].tool_calls.as_ref().unwrap()[0];
+        assert_eq!((call.id.as_str(), call.kind.as_str(), call.function.name.as_str()), ("c1", "function", "get"));
+        let tool = &r.tools.as_ref().unwrap()[0];
+        assert_eq!(tool.function.parameters, Some(serde_json::json!({"type": "object"})));
+        assert_eq!((tool.function.strict, tool.function.description.as_deref()), (Some(true), Some("d")));
+        assert!(matches!(&r.tool_choice, Some(ToolChoice::Named { function, .. }) if function.name == "get"));
+        assert_eq!(r.response_format.as_ref().map(|f| f.kind), Some(ResponseFormatKind::JsonSchema));
+        // Written back for an OpenAI upstream as it came, less the gateway's own options.
+        let out: Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(out["tools"][0]["function"]["name"], "get");
+        assert_eq!(out["messages"][1]["tool_calls"][0]["type"], "function");
+        assert_eq!(out["tool_choice"], body["tool_choice"]);
+        assert_eq!(out["response_format"], body["response_format"]);
+        assert!(out.get("switchyard").is_none());
+
+        let base = r#""model":"m","messages":[{"role":"user","content":"x"}]"#;
+        for (extra, param, says) in [
+            (r#""tools":{}"#, "tools", "expected a list"),
+            (r#""tools":[{"type":"function"}]"#, "tools[0]", "missing field `function`"),
+            (
+                r#""tools":[{"type":"function","function":{"name":"a"}},{"type":"function","function":{"name":3}}]"#,
+                "tools[1].function.name",
+                "expected a string",
+            ),
+            (
+                r#""tools":[{"type":"function","function":{"name":"a","strict":"yes"}}]"#,
+                "tools[0].function.strict",
+                "boolean",
+            ),
+            (r#""tool_choice":"sometimes""#, "tool_choice", "unknown tool_choice `sometimes`"),
+            (r#""tool_choice":{"type":"function","function":{}}"#, "tool_choice.function", "missing field `name`"),
+            (r#""tool_choice":3"#, "tool_choice", "a string or an object"),
+            (r#""response_format":{"type":"yaml"}"#, "response_format.type", "unknown variant `yaml`"),
+            (r#""response_format":{}"#, "response_format", "missing field `type`"),
+            (r#""switchyard":{"ordr":[]}"#, "switchyard.ordr", "unknown field `ordr`"),
+            (r#""switchyard":{"order":["a",1]}"#, "switchyard.order[1]", "expected a string"),
+        ] {
+            let e = ChatRequest::parse(format!("{{{base},{extra}}}").as_bytes()).unwrap_err();
+            assert_eq!((e.status, e.param.as_deref()), (400, Some(param)), "{extra}: {}", e.message);
+            assert!(e.message.contains(says), "{extra}: {}", e.message);
+        }
+        let e = ChatRequest::parse(
+            br#"{"model":"m","messages":[{"role":"user","content":"x"},{"role":"assistant","tool_calls":[{"id":"c","function":{"name":"f"}}]}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[1].tool_calls[0].function"), "{}", e.message);
+        assert!(e.message.contains("missing field `arguments`"), "{}", e.message);
+        let e =
+            ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[],"tools":[]}"#)
+                .unwrap_err();
+        assert!(e.message.contains("duplicate field `tools`"), "{}", e.message);
+        let r = ChatRequest::parse(format!("{{{base},\"tools\":null,\"tool_choice\":null}}").as_bytes()).unwrap();
+        assert!(r.tools.is_none() && r.tool_choice.is_none() && r.extra.is_empty());
     }
 
     #[test]
