@@ -70,20 +70,35 @@ pub fn backoff_ms<R: Rng>(attempt: u32, policy: &Policy, rng: &mut R) -> u64 {
 /// Reads `retry-after-ms` (milliseconds) or `retry-after` (seconds, or an
 /// HTTP date), as the OpenAI and Anthropic SDKs do: the `-ms` header first.
 pub fn parse_retry_after(retry_after: Option<&str>, retry_after_ms: Option<&str>, now_ms: u64) -> Option<u64> {
-    if let Some(ms) = retry_after_ms.and_then(|v| v.trim().parse::<f64>().ok()) {
-        if ms.is_finite() && ms >= 0.0 {
-            return Some(ms.ceil() as u64);
-        }
+    if let Some(ms) = retry_after_ms.and_then(|v| scaled_up(v.trim(), 0)) {
+        return Some(ms);
     }
     let v = retry_after?.trim();
-    if let Ok(s) = v.parse::<f64>() {
-        if s.is_finite() && s >= 0.0 {
-            return Some((s * 1000.0).ceil() as u64);
-        }
-        return None;
+    if v.starts_with(|c: char| c.is_ascii_digit() || c == '.' || c == '-') {
+        return scaled_up(v, 3);
     }
     let at = parse_http_date(v)?;
     Some(at.saturating_sub(now_ms))
+}
+
+/// A non-negative decimal (`2`, `0.25`) times 10^`shift`, rounded up and
+/// saturating; `None` for anything else. Written out rather than through
+/// `str::parse::<f64>`, whose parser would be in the bundle for this alone.
+fn scaled_up(s: &str, shift: u32) -> Option<u64> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if (int.is_empty() && frac.is_empty()) || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digit = |b: u8| u64::from(b - b'0');
+    let mut v = int.bytes().fold(0u64, |v, b| v.saturating_mul(10).saturating_add(digit(b)));
+    let mut frac = frac.bytes();
+    for _ in 0..shift {
+        v = v.saturating_mul(10).saturating_add(frac.next().map_or(0, digit));
+    }
+    if frac.any(|b| b != b'0') {
+        v = v.saturating_add(1);
+    }
+    Some(v)
 }
 
 /// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into epoch milliseconds.
@@ -204,6 +219,14 @@ mod tests {
         assert_eq!(parse_retry_after(Some("2"), Some("1500"), 0), Some(1_500));
         assert_eq!(parse_retry_after(Some("soon"), None, 0), None);
         assert_eq!(parse_retry_after(Some("-3"), None, 0), None);
+        assert_eq!(parse_retry_after(Some("1.0001"), None, 0), Some(1_001), "rounded up to the millisecond");
+        assert_eq!(parse_retry_after(Some(" 3 "), Some("2.5"), 0), Some(3), "the -ms header first, rounded up");
+        assert_eq!(parse_retry_after(Some("4"), Some("-1"), 0), Some(4_000), "a broken -ms header is passed over");
+        assert_eq!(parse_retry_after(Some("4"), Some("soon"), 0), Some(4_000));
+        assert_eq!(parse_retry_after(Some(".5"), None, 0), Some(500));
+        assert_eq!(parse_retry_after(Some("."), None, 0), None);
+        assert_eq!(parse_retry_after(Some("1.2.3"), None, 0), None);
+        assert_eq!(parse_retry_after(Some("99999999999999999999999"), None, 0), Some(u64::MAX), "saturates");
         assert_eq!(parse_retry_after(None, None, 0), None);
         let at = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
         assert_eq!(at, 784_111_777_000);
