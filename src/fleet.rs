@@ -58,9 +58,10 @@ pub async fn query<U: Upstream>(up: &U, src: &Source, sql: String, deadline_ms: 
         headers: vec![("authorization".into(), format!("Bearer {}", src.token))],
         body: Some(sql),
     };
-    let head = up.send(&req, deadline_ms).await.map_err(|e| format!("the SQL API could not be reached: {e:?}"))?;
+    let head =
+        up.send(&req, deadline_ms).await.map_err(|e| format!("the SQL API could not be reached: {}", e.describe()))?;
     let status = head.status;
-    let text = head.body.text(deadline_ms, MAX_ANSWER_BYTES).await.map_err(|e| format!("{e:?}"))?;
+    let text = head.body.text(deadline_ms, MAX_ANSWER_BYTES).await.map_err(|e| e.describe())?;
     if status != 200 {
         let said: String = text.chars().take(200).collect();
         return Err(format!("the SQL API answered HTTP {status}: {said}"));

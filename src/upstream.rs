@@ -24,6 +24,17 @@ pub enum TransportError {
     TooLarge(u64),
 }
 
+impl TransportError {
+    /// What went wrong, in words for a log line or an error message.
+    pub fn describe(&self) -> String {
+        match self {
+            TransportError::Timeout => "nothing arrived in time".to_owned(),
+            TransportError::Connect(m) => m.clone(),
+            TransportError::TooLarge(n) => format!("the body is larger than {n} bytes"),
+        }
+    }
+}
+
 /// A response head: status and the few headers the gateway acts on
 /// (`retry-after` only matters, and is only read, on a failure).
 #[derive(Debug)]
