@@ -61,8 +61,11 @@ impl ApiError {
 
 // ---------------------------------------------------------------- request
 
+/// Serialised (by [`Outgoing`]) for OpenAI-compatible upstreams, which take
+/// the target's `model` and their own `stream_options`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ChatRequest {
+    #[serde(skip_serializing)]
     pub model: String,
     pub messages: Vec<Message>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,7 +90,7 @@ pub struct ChatRequest {
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing)]
     pub stream_options: Option<StreamOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u32>,
@@ -107,6 +110,17 @@ pub struct ChatRequest {
     /// OpenAI Responses): a target that speaks it gets it as it was.
     #[serde(skip)]
     pub native: Option<Box<Native>>,
+}
+
+/// A request as an OpenAI-compatible target gets it: the client's fields,
+/// borrowed rather than copied, with the target's model and stream options.
+#[derive(Serialize)]
+pub struct Outgoing<'a> {
+    pub model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    #[serde(flatten)]
+    pub request: &'a ChatRequest,
 }
 
 /// The inbound APIs whose requests can reach a target of the same format

@@ -15,7 +15,7 @@
 use super::common::error_object;
 use super::{clip, request_headers, Outbound};
 use crate::api::{ApiError, ChatCompletion, ChatRequest, Choice, CompletionView, NotAnAnswer, ResponseMessage};
-use crate::api::{FunctionCall, StreamOptions, ToolCall, Usage};
+use crate::api::{FunctionCall, Outgoing, StreamOptions, ToolCall, Usage};
 use crate::event::{Decode, Event};
 use crate::json::Dig;
 use crate::sse::SseEvent;
@@ -37,19 +37,18 @@ pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamReques
     })
 }
 
-/// The request body with `model` set to the upstream model. `switchyard`
-/// options are never serialised (see `ChatRequest::gateway`).
+/// The request body with `model` set to the upstream model, and usage asked
+/// for when it streams. `switchyard` options are never serialised (see
+/// `ChatRequest::gateway`); the request is written where it lies, not copied.
 fn body_for(req: &ChatRequest, model: &str) -> Result<String, ApiError> {
-    // Serialised straight from the typed request (no intermediate `Value`).
-    let mut out = req.clone();
-    out.model = model.to_owned();
-    if out.is_stream() {
+    let mut stream_options = req.stream_options.clone();
+    if req.is_stream() {
         let mut opts =
-            out.stream_options.take().unwrap_or(StreamOptions { include_usage: None, extra: Default::default() });
+            stream_options.take().unwrap_or(StreamOptions { include_usage: None, extra: Default::default() });
         opts.include_usage = Some(true);
-        out.stream_options = Some(opts);
+        stream_options = Some(opts);
     }
-    serde_json::to_string(&out)
+    serde_json::to_string(&Outgoing { model, stream_options, request: req })
         .map_err(|e| ApiError::new(500, "server_error", format!("could not encode the upstream request: {e}")))
 }
 
@@ -575,6 +574,30 @@ mod tests {
         // Numbers are re-encoded as floats: `1` becomes `1.0`, the same JSON number.
         expected["top_p"] = 1.0.into();
         assert_eq!(sent, expected);
+
+        // The model and stream options are written once, the target's.
+        for (stream, opts, want) in [
+            (true, r#","stream_options":{"x":1}"#, serde_json::json!({"include_usage": true, "x": 1})),
+            (true, "", serde_json::json!({"include_usage": true})),
+            (false, r#","stream_options":{"include_usage":false}"#, serde_json::json!({"include_usage": false})),
+            (false, "", Value::Null),
+        ] {
+            let body =
+                format!(r#"{{"model":"chat","messages":[{{"role":"user","content":"hi"}}],"stream":{stream}{opts}}}"#);
+            let r = build_request(&out, &ChatRequest::parse(body.as_bytes()).unwrap()).unwrap();
+            let text = r.body.unwrap();
+            assert_eq!(
+                (text.matches("\"model\"").count(), text.matches("stream_options").count()),
+                (1, usize::from(!want.is_null())),
+                "{text}"
+            );
+            let sent: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                (&sent["model"], &sent["stream_options"]),
+                (&Value::from("gpt-4o-mini-2024-07-18"), &want),
+                "{body}"
+            );
+        }
     }
 
     #[test]
