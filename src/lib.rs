@@ -36,6 +36,7 @@ pub mod http;
 pub mod inbound;
 pub mod json;
 pub mod json_path;
+pub mod json_view;
 pub mod keys;
 pub mod log;
 pub mod metrics;

@@ -53,11 +53,13 @@ use crate::api::{
 };
 use crate::event::{Decode, Event};
 use crate::json::{Dig, Fields};
+use crate::json_view::{deserialize_view, text, View};
 use crate::sse::SseEvent;
 use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
-use serde::Deserialize;
+use serde::de::MapAccess;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 
 /// Appended to `system` for `response_format: {"type":"json_object"}`.
 pub const JSON_OBJECT_INSTRUCTION: &str = "Respond with a single JSON object and nothing else.";
@@ -605,32 +607,54 @@ impl StreamDecoder {
 
 /// The event nearly every Anthropic stream event is: a text or thinking
 /// delta, read without building a JSON tree.
-#[derive(Deserialize)]
+#[derive(Default)]
 struct DeltaEvent<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    delta: DeltaView<'a>,
+    kind: Option<Cow<'a, str>>,
+    delta: Option<DeltaView<'a>>,
 }
 
-#[derive(Deserialize)]
-struct DeltaView<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: std::borrow::Cow<'a, str>,
-    #[serde(default, borrow)]
-    text: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, borrow)]
-    thinking: Option<std::borrow::Cow<'a, str>>,
+impl<'de> View<'de> for DeltaEvent<'de> {
+    const FIELDS: &'static [&'static str] = &["type", "delta"];
+    fn field<A: MapAccess<'de>>(&mut self, i: usize, map: &mut A) -> Result<(), A::Error> {
+        match i {
+            0 => self.kind = text(map)?,
+            _ => self.delta = map.next_value()?,
+        }
+        Ok(())
+    }
 }
+
+#[derive(Default)]
+struct DeltaView<'a> {
+    kind: Option<Cow<'a, str>>,
+    text: Option<Cow<'a, str>>,
+    thinking: Option<Cow<'a, str>>,
+}
+
+impl<'de> View<'de> for DeltaView<'de> {
+    const FIELDS: &'static [&'static str] = &["type", "text", "thinking"];
+    fn field<A: MapAccess<'de>>(&mut self, i: usize, map: &mut A) -> Result<(), A::Error> {
+        match i {
+            0 => self.kind = text(map)?,
+            1 => self.text = text(map)?,
+            _ => self.thinking = text(map)?,
+        }
+        Ok(())
+    }
+}
+
+deserialize_view!(DeltaEvent, DeltaView);
 
 impl StreamDecoder {
     /// A text or thinking delta, if `data` is one (`true` when handled).
     fn fast_delta(data: &str, out: &mut Vec<Event>) -> bool {
-        let Ok(d) = serde_json::from_str::<DeltaEvent>(data) else { return false };
-        if d.kind != "content_block_delta" {
+        let Ok(DeltaEvent { kind: Some(kind), delta: Some(delta) }) = serde_json::from_str::<DeltaEvent>(data) else {
+            return false;
+        };
+        if kind != "content_block_delta" {
             return false;
         }
-        match (&*d.delta.kind, d.delta.text, d.delta.thinking) {
+        match (delta.kind.as_deref().unwrap_or_default(), delta.text, delta.thinking) {
             ("text_delta", Some(t), _) => {
                 if !t.is_empty() {
                     out.push(Event::Text { choice: 0, text: t.into_owned() });

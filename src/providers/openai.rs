@@ -18,11 +18,11 @@ use crate::api::{ApiError, ChatCompletion, ChatRequest, Choice, CompletionView, 
 use crate::api::{FunctionCall, Outgoing, StreamOptions, ToolCall, Usage};
 use crate::event::{Decode, Event};
 use crate::json::Dig;
+use crate::json_view::{deserialize_view, text, View};
 use crate::sse::SseEvent;
 use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
-use serde::de::IgnoredAny;
-use serde::Deserialize;
+use serde::de::{IgnoredAny, MapAccess};
 use serde_json::Value;
 use std::borrow::Cow;
 
@@ -149,60 +149,108 @@ impl StreamDecoder {
 }
 
 /// What the gateway reads from a streamed chunk, borrowed from its text.
-#[derive(Deserialize)]
+#[derive(Default)]
 struct ChunkView<'a> {
-    #[serde(default)]
-    error: Option<IgnoredAny>,
-    #[serde(default, borrow)]
+    error: bool,
     id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
     model: Option<Cow<'a, str>>,
     /// Read by [`Usage::read`] (rare: one chunk a stream).
-    #[serde(default)]
     usage: Option<Value>,
-    #[serde(default, borrow)]
     choices: Option<Vec<ChoiceView<'a>>>,
 }
 
-#[derive(Deserialize)]
+impl<'de> View<'de> for ChunkView<'de> {
+    const FIELDS: &'static [&'static str] = &["error", "id", "model", "usage", "choices"];
+    fn field<A: MapAccess<'de>>(&mut self, i: usize, map: &mut A) -> Result<(), A::Error> {
+        match i {
+            0 => self.error = map.next_value::<Option<IgnoredAny>>()?.is_some(),
+            1 => self.id = text(map)?,
+            2 => self.model = text(map)?,
+            3 => self.usage = map.next_value()?,
+            _ => self.choices = map.next_value()?,
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
 struct ChoiceView<'a> {
-    #[serde(default)]
     index: Option<u32>,
-    #[serde(default, borrow)]
     delta: Option<DeltaView<'a>>,
-    #[serde(default, borrow)]
     finish_reason: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize)]
+impl<'de> View<'de> for ChoiceView<'de> {
+    const FIELDS: &'static [&'static str] = &["index", "delta", "finish_reason"];
+    fn field<A: MapAccess<'de>>(&mut self, i: usize, map: &mut A) -> Result<(), A::Error> {
+        match i {
+            0 => self.index = map.next_value()?,
+            1 => self.delta = map.next_value()?,
+            _ => self.finish_reason = text(map)?,
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
 struct DeltaView<'a> {
-    #[serde(default, borrow)]
     content: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
     reasoning_content: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
     reasoning: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
     tool_calls: Option<Vec<ToolView<'a>>>,
 }
 
-#[derive(Deserialize)]
+impl<'de> View<'de> for DeltaView<'de> {
+    const FIELDS: &'static [&'static str] = &["content", "reasoning_content", "reasoning", "tool_calls"];
+    fn field<A: MapAccess<'de>>(&mut self, i: usize, map: &mut A) -> Result<(), A::Error> {
+        match i {
+            0 => self.content = text(map)?,
+            1 => self.reasoning_content = text(map)?,
+            2 => self.reasoning = text(map)?,
+            _ => self.tool_calls = map.next_value()?,
+        }
+        Ok(())
+    }
+}
+
+/// A tool call's piece; `function` holds its name and arguments.
+#[derive(Default)]
 struct ToolView<'a> {
-    #[serde(default)]
     index: Option<u32>,
-    #[serde(default, borrow)]
     id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
     function: Option<FunctionView<'a>>,
 }
 
-#[derive(Deserialize)]
+impl<'de> View<'de> for ToolView<'de> {
+    const FIELDS: &'static [&'static str] = &["index", "id", "function"];
+    fn field<A: MapAccess<'de>>(&mut self, i: usize, map: &mut A) -> Result<(), A::Error> {
+        match i {
+            0 => self.index = map.next_value()?,
+            1 => self.id = text(map)?,
+            _ => self.function = map.next_value()?,
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
 struct FunctionView<'a> {
-    #[serde(default, borrow)]
     name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
     arguments: Option<Cow<'a, str>>,
 }
+
+impl<'de> View<'de> for FunctionView<'de> {
+    const FIELDS: &'static [&'static str] = &["name", "arguments"];
+    fn field<A: MapAccess<'de>>(&mut self, i: usize, map: &mut A) -> Result<(), A::Error> {
+        match i {
+            0 => self.name = text(map)?,
+            _ => self.arguments = text(map)?,
+        }
+        Ok(())
+    }
+}
+
+deserialize_view!(ChunkView, ChoiceView, DeltaView, ToolView, FunctionView);
 
 impl Decode for StreamDecoder {
     fn decode(&mut self, ev: &SseEvent, out: &mut Vec<Event>) {
@@ -212,7 +260,7 @@ impl Decode for StreamDecoder {
         let chunk = serde_json::from_str::<ChunkView>(&ev.data);
         let usage = chunk.as_ref().ok().and_then(|c| c.usage.as_ref()).filter(|u| u.is_object()).map(Usage::read);
         let c = match chunk {
-            Ok(c) if c.error.is_none() && (c.choices.is_some() || usage.is_some()) => c,
+            Ok(c) if !c.error && (c.choices.is_some() || usage.is_some()) => c,
             Ok(_) | Err(_) => {
                 // An error object (or not a chunk at all).
                 match serde_json::from_str::<Value>(&ev.data) {
