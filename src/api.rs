@@ -247,8 +247,7 @@ pub struct GatewayOptions {
     pub order: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     System,
     Developer,
@@ -256,6 +255,37 @@ pub enum Role {
     Assistant,
     Tool,
     Function,
+}
+
+impl Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(role_name(*self))
+    }
+}
+
+impl<'de> Deserialize<'de> for Role {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Role;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a message role")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Role, E> {
+                const NAMES: &[&str] = &["system", "developer", "user", "assistant", "tool", "function"];
+                Ok(match v {
+                    "system" => Role::System,
+                    "developer" => Role::Developer,
+                    "user" => Role::User,
+                    "assistant" => Role::Assistant,
+                    "tool" => Role::Tool,
+                    "function" => Role::Function,
+                    _ => return Err(E::unknown_variant(v, NAMES)),
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
