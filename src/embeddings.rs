@@ -88,7 +88,7 @@ impl Build for EmbedRequest {
         let (url, body) = match out.provider.format {
             Format::OpenAi => {
                 let mut body = self.body.clone();
-                body.insert("model".into(), json!(out.model));
+                body.insert("model".into(), Value::from(out.model));
                 (format!("{}/embeddings", out.provider.base_url), Value::Object(body))
             }
             Format::Cohere => {
@@ -100,7 +100,7 @@ impl Build for EmbedRequest {
                     "input_type": "search_document", "embedding_types": ["float"],
                 });
                 if let (Some(d), Value::Object(m)) = (self.dimensions, &mut body) {
-                    m.insert("output_dimension".into(), json!(d));
+                    m.insert("output_dimension".into(), Value::from(d));
                 }
                 (format!("{}/v2/embed", out.provider.base_url), body)
             }
@@ -126,7 +126,7 @@ pub fn from_cohere(body: &str, model: &str, base64: bool) -> Result<(String, Opt
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            let embedding = if base64 { json!(encode_f32(e)) } else { e.clone() };
+            let embedding = if base64 { Value::from(encode_f32(e)) } else { e.clone() };
             json!({"object": "embedding", "index": i, "embedding": embedding})
         })
         .collect();

@@ -69,15 +69,15 @@ pub fn attempts_json(attempts: &[AttemptRecord], with_messages: bool) -> Value {
             .iter()
             .map(|a| {
                 let mut m = Map::new();
-                m.insert("target".into(), json!(a.target));
-                m.insert("provider".into(), json!(a.provider));
-                m.insert("model".into(), json!(a.model));
-                m.insert("status".into(), json!(a.status));
+                m.insert("target".into(), Value::from(a.target.as_str()));
+                m.insert("provider".into(), Value::from(a.provider.as_str()));
+                m.insert("model".into(), Value::from(a.model.as_str()));
+                m.insert("status".into(), Value::from(a.status));
                 m.insert("outcome".into(), json!(a.kind.map_or("ok", |k| k.as_str())));
-                m.insert("latency_ms".into(), json!(a.latency_ms));
+                m.insert("latency_ms".into(), Value::from(a.latency_ms));
                 if with_messages {
                     if let Some(msg) = &a.message {
-                        m.insert("message".into(), json!(msg));
+                        m.insert("message".into(), Value::from(msg.as_str()));
                     }
                 }
                 Value::Object(m)

@@ -471,8 +471,8 @@ impl ProviderStates {
             if let Some(m) = line.as_object_mut() {
                 m.insert("level".into(), json!(if routable && !misconfigured { "info" } else { "warn" }));
                 m.insert("msg".into(), json!("health"));
-                m.insert("from".into(), json!(from.as_str()));
-                m.insert("to".into(), json!(to.as_str()));
+                m.insert("from".into(), Value::from(from.as_str()));
+                m.insert("to".into(), Value::from(to.as_str()));
             }
             self.events.push(line.to_string());
         }
@@ -483,7 +483,7 @@ impl ProviderStates {
             if let Some(m) = line.as_object_mut() {
                 m.insert("level".into(), json!("warn"));
                 m.insert("msg".into(), json!("probe misconfigured"));
-                m.insert("error_kind".into(), json!(kind.as_str()));
+                m.insert("error_kind".into(), Value::from(kind.as_str()));
                 m.insert(
                     "detail".into(),
                     json!(if routable {

@@ -11,7 +11,7 @@
 
 use crate::api::Usage;
 use crate::config::Cost;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Cached prompt tokens, where reported.
 pub fn cached_tokens(u: &Usage) -> u64 {
@@ -39,13 +39,13 @@ pub fn cost_usd(u: &Usage, c: &Cost) -> f64 {
 /// The usage as the log line carries it.
 pub fn to_json(u: &Usage) -> Value {
     let mut m = serde_json::Map::new();
-    m.insert("prompt_tokens".into(), json!(u.prompt_tokens));
-    m.insert("completion_tokens".into(), json!(u.completion_tokens));
+    m.insert("prompt_tokens".into(), Value::from(u.prompt_tokens));
+    m.insert("completion_tokens".into(), Value::from(u.completion_tokens));
     if u.prompt_tokens_details.is_some() {
-        m.insert("cached_tokens".into(), json!(cached_tokens(u)));
+        m.insert("cached_tokens".into(), Value::from(cached_tokens(u)));
     }
     if u.completion_tokens_details.is_some() {
-        m.insert("reasoning_tokens".into(), json!(reasoning_tokens(u)));
+        m.insert("reasoning_tokens".into(), Value::from(reasoning_tokens(u)));
     }
     Value::Object(m)
 }
@@ -61,6 +61,7 @@ pub fn header(cost: f64) -> String {
 mod tests {
     use super::*;
     use crate::providers::{parse_chat, Format};
+    use serde_json::json;
 
     fn price(input: f64, output: f64, cached: Option<f64>) -> Cost {
         Cost { input, output, cached }

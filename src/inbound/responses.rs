@@ -68,7 +68,7 @@ pub fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
     req.parallel_tool_calls = v.get("parallel_tool_calls").and_then(Value::as_bool);
     req.user = v.get("user").or(v.get("safety_identifier")).and_then(Value::as_str).map(str::to_owned);
     if let Some(effort) = v.at("reasoning").at("effort").as_str() {
-        req.extra.insert("reasoning_effort".into(), json!(effort));
+        req.extra.insert("reasoning_effort".into(), Value::from(effort));
     }
     if let Some(key) = v.get("prompt_cache_key").filter(|k| k.is_string()) {
         req.extra.insert("prompt_cache_key".into(), key.clone());
@@ -287,7 +287,7 @@ fn call_item(id: &str, call_id: &str, name: &str, args: &str, tools: &[(String, 
         "call_id": call_id, "name": name, "arguments": args,
     });
     if let (Some(ns), Value::Object(m)) = (ns, &mut item) {
-        m.insert("namespace".into(), json!(ns));
+        m.insert("namespace".into(), Value::from(ns));
     }
     item
 }
@@ -403,8 +403,8 @@ impl ResponsesEmitter {
 
     fn write(&mut self, out: &mut String, name: &str, mut data: Value) -> u32 {
         if let Value::Object(m) = &mut data {
-            m.insert("type".into(), json!(name));
-            m.insert("sequence_number".into(), json!(self.seq));
+            m.insert("type".into(), Value::from(name));
+            m.insert("sequence_number".into(), Value::from(self.seq));
         }
         self.seq += 1;
         out.push_str("event: ");

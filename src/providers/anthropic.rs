@@ -87,7 +87,7 @@ pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamReques
 /// (`/v1/messages`, `/v1/messages/count_tokens`).
 pub fn native_request(out: &Outbound, native: &Native, path: &str) -> UpstreamRequest {
     let mut body = native.body.clone();
-    body.insert("model".into(), json!(out.model));
+    body.insert("model".into(), Value::from(out.model));
     let mut headers = request_headers(out);
     for (name, value) in &native.headers {
         headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
@@ -106,7 +106,7 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
         return Err(ApiError::invalid_param("n", "n > 1 is not supported by anthropic"));
     }
     let mut body = Map::new();
-    body.insert("model".into(), json!(out.model));
+    body.insert("model".into(), Value::from(out.model));
     let mut max_tokens = req.max_output_tokens().unwrap_or(out.provider.default_max_tokens);
     let thinking = req.reasoning_effort().map(common::reasoning_budget);
     if let Some(budget) = thinking {
@@ -123,7 +123,7 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
         }
         body.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": budget}));
     }
-    body.insert("max_tokens".into(), json!(max_tokens));
+    body.insert("max_tokens".into(), Value::from(max_tokens));
     if req.is_stream() {
         body.insert("stream".into(), Value::Bool(true));
     }
@@ -147,16 +147,16 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
         match (common::temperature(req), common::top_p(req)) {
             // Claude 4.x refuse the pair: temperature wins.
             (Some(t), _) => {
-                body.insert("temperature".into(), json!(t));
+                body.insert("temperature".into(), Value::from(t));
             }
             (None, Some(p)) => {
-                body.insert("top_p".into(), json!(p));
+                body.insert("top_p".into(), Value::from(p));
             }
             (None, None) => {}
         }
     }
     if let Some(v) = common::stop_sequences(req) {
-        body.insert("stop_sequences".into(), json!(v));
+        body.insert("stop_sequences".into(), Value::from(v));
     }
     if let Some(user) = &req.user {
         body.insert("metadata".into(), json!({ "user_id": user }));
@@ -168,9 +168,9 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
             .into_iter()
             .map(|t| {
                 let mut d = Map::new();
-                d.insert("name".into(), json!(t.name));
+                d.insert("name".into(), Value::from(t.name));
                 if let Some(desc) = t.description {
-                    d.insert("description".into(), json!(desc));
+                    d.insert("description".into(), Value::from(desc));
                 }
                 d.insert("input_schema".into(), t.schema);
                 Value::Object(d)

@@ -63,7 +63,7 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
         return Err(ApiError::invalid_param("n", "n > 1 is not supported by cohere"));
     }
     let mut body = Map::new();
-    body.insert("model".into(), json!(out.model));
+    body.insert("model".into(), Value::from(out.model));
     let messages = req.messages.iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<Vec<_>, _>>()?;
     body.insert("messages".into(), Value::Array(messages));
     if req.is_stream() {
@@ -90,9 +90,9 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
             .into_iter()
             .map(|t| {
                 let mut f = Map::new();
-                f.insert("name".into(), json!(t.name));
+                f.insert("name".into(), Value::from(t.name));
                 if let Some(d) = t.description {
-                    f.insert("description".into(), json!(d));
+                    f.insert("description".into(), Value::from(d));
                 }
                 f.insert("parameters".into(), t.schema);
                 json!({"type": "function", "function": f})
@@ -100,7 +100,7 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
             .collect();
         body.insert("tools".into(), Value::Array(defs));
         if let Some(c) = choice {
-            body.insert("tool_choice".into(), json!(c));
+            body.insert("tool_choice".into(), Value::from(c));
         }
     }
 
@@ -115,19 +115,19 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
     }
 
     if let Some(t) = common::temperature(req) {
-        body.insert("temperature".into(), json!(t));
+        body.insert("temperature".into(), Value::from(t));
     }
     if let Some(p) = common::top_p(req) {
         body.insert("p".into(), json!(p.clamp(0.01, 0.99)));
     }
     if let Some(m) = req.max_output_tokens() {
-        body.insert("max_tokens".into(), json!(m));
+        body.insert("max_tokens".into(), Value::from(m));
     }
     if let Some(v) = common::stop_sequences(req) {
-        body.insert("stop_sequences".into(), json!(v));
+        body.insert("stop_sequences".into(), Value::from(v));
     }
     if let Some(seed) = req.seed {
-        body.insert("seed".into(), json!(seed));
+        body.insert("seed".into(), Value::from(seed));
     }
     if let Some(f) = req.frequency_penalty {
         body.insert("frequency_penalty".into(), json!(f.clamp(0.0, 1.0)));
@@ -160,7 +160,7 @@ fn message(i: usize, m: &Message) -> Result<Value, ApiError> {
             let calls = m.tool_calls.as_deref().unwrap_or_default();
             let text = text_of(m);
             if !text.is_empty() || calls.is_empty() {
-                out.insert("content".into(), json!(text));
+                out.insert("content".into(), Value::from(text));
             }
             if !calls.is_empty() {
                 let calls: Vec<Value> = calls
@@ -191,7 +191,7 @@ fn message(i: usize, m: &Message) -> Result<Value, ApiError> {
 fn user_content(i: usize, content: Option<&Content>) -> Result<Value, ApiError> {
     match content {
         None => Ok(json!("")),
-        Some(Content::Text(s)) => Ok(json!(s)),
+        Some(Content::Text(s)) => Ok(Value::from(s.as_str())),
         Some(Content::Parts(parts)) => parts
             .iter()
             .enumerate()
@@ -199,9 +199,9 @@ fn user_content(i: usize, content: Option<&Content>) -> Result<Value, ApiError> 
                 ContentPart::Text { text } => Ok(json!({"type": "text", "text": text})),
                 ContentPart::ImageUrl { image_url } => {
                     let mut img = Map::new();
-                    img.insert("url".into(), json!(image_url.url));
+                    img.insert("url".into(), Value::from(image_url.url.as_str()));
                     if let Some(d) = &image_url.detail {
-                        img.insert("detail".into(), json!(d));
+                        img.insert("detail".into(), Value::from(d.as_str()));
                     }
                     Ok(json!({"type": "image_url", "image_url": img}))
                 }

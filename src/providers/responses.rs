@@ -23,7 +23,7 @@ pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamReques
         return Err(ApiError::new(500, "server_error", "a Responses target needs a Responses request"));
     };
     let mut body = native.body.clone();
-    body.insert("model".into(), json!(out.model));
+    body.insert("model".into(), Value::from(out.model));
     Ok(UpstreamRequest {
         method: "POST",
         url: format!("{}/responses", out.provider.base_url),
