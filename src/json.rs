@@ -27,6 +27,18 @@ impl Dig for Value {
     }
 }
 
+/// A JSON object of `fields`, in the order given. What `json!({...})`
+/// builds, but the values are moved in: the macro serialises each one
+/// through `to_value` (a copy of a whole tree, for a message's content) and
+/// unwraps the result, with the code for that at every call site.
+pub fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    let mut m = Map::new();
+    for (k, v) in fields {
+        m.insert(k.to_owned(), v);
+    }
+    Value::Object(m)
+}
+
 /// A stored record's fields, read as strictly as a derived reader would: a
 /// required field that is missing or of the wrong type fails the record
 /// (`None`); a field with a default takes it only when absent. Records are

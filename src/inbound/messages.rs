@@ -18,7 +18,7 @@ use crate::api::{
     ToolChoiceMode, Usage,
 };
 use crate::event::{Emit, Event};
-use crate::json::Dig;
+use crate::json::{object, Dig};
 use crate::taxonomy::{ErrorKind, UpstreamError};
 use serde_json::{json, Map, Value};
 
@@ -132,7 +132,7 @@ pub fn parse(body: &[u8], headers: Vec<(String, String)>) -> Result<ChatRequest,
     if format.at("type").as_str() == Some("json_schema") {
         req.response_format = Some(ResponseFormat {
             kind: ResponseFormatKind::JsonSchema,
-            json_schema: Some(json!({"name": "output", "schema": format.at("schema")})),
+            json_schema: Some(object([("name", "output".into()), ("schema", format.at("schema").clone())])),
         });
     }
     let Value::Object(body) = v else { return Err(ApiError::invalid("the request body must be a JSON object")) };
@@ -181,7 +181,7 @@ fn translate_message(i: usize, m: &Value, out: &mut Vec<Message>) -> Result<(), 
         _ => return Err(ApiError::invalid_param(format!("messages.{i}.role"), "`role` must be user or assistant")),
     };
     let blocks: Vec<Value> = match m.get("content") {
-        Some(Value::String(s)) => vec![json!({"type": "text", "text": s})],
+        Some(Value::String(s)) => vec![object([("type", "text".into()), ("text", s.as_str().into())])],
         Some(Value::Array(b)) => b.clone(),
         _ => {
             return Err(ApiError::invalid_param(
@@ -289,12 +289,12 @@ pub fn stop_reason(finish: Option<&str>) -> &'static str {
 fn usage_json(u: Option<&Usage>) -> Value {
     let u = u.cloned().unwrap_or_default();
     let cached = u.prompt_tokens_details.as_ref().map_or(0, |d| d.cached_tokens);
-    json!({
-        "input_tokens": u.prompt_tokens.saturating_sub(cached),
-        "output_tokens": u.completion_tokens,
-        "cache_read_input_tokens": cached,
-        "cache_creation_input_tokens": 0,
-    })
+    object([
+        ("input_tokens", u.prompt_tokens.saturating_sub(cached).into()),
+        ("output_tokens", u.completion_tokens.into()),
+        ("cache_read_input_tokens", cached.into()),
+        ("cache_creation_input_tokens", 0.into()),
+    ])
 }
 
 /// An OpenAI completion as an Anthropic `message` (choice 0).
@@ -303,26 +303,31 @@ pub fn render(c: &ChatCompletion) -> String {
     let mut content = Vec::new();
     if let Some(m) = choice.map(|c| &c.message) {
         if let Some(r) = m.reasoning_content.as_deref().filter(|r| !r.is_empty()) {
-            content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
+            content.push(object([("type", "thinking".into()), ("thinking", r.into()), ("signature", "".into())]));
         }
         if let Some(t) = m.content.as_deref().filter(|t| !t.is_empty()) {
-            content.push(json!({"type": "text", "text": t}));
+            content.push(object([("type", "text".into()), ("text", t.into())]));
         }
         for call in m.tool_calls.iter().flatten() {
             let input: Value = serde_json::from_str(&call.function.arguments).unwrap_or_else(|_| json!({}));
-            content.push(json!({"type": "tool_use", "id": call.id, "name": call.function.name, "input": input}));
+            content.push(object([
+                ("type", "tool_use".into()),
+                ("id", call.id.as_str().into()),
+                ("name", call.function.name.as_str().into()),
+                ("input", input),
+            ]));
         }
     }
-    json!({
-        "id": message_id(&c.id),
-        "type": "message",
-        "role": "assistant",
-        "model": c.model,
-        "content": content,
-        "stop_reason": stop_reason(choice.and_then(|c| c.finish_reason.as_deref())),
-        "stop_sequence": null,
-        "usage": usage_json(c.usage.as_ref()),
-    })
+    object([
+        ("id", message_id(&c.id).into()),
+        ("type", "message".into()),
+        ("role", "assistant".into()),
+        ("model", c.model.as_str().into()),
+        ("content", Value::Array(content)),
+        ("stop_reason", stop_reason(choice.and_then(|c| c.finish_reason.as_deref())).into()),
+        ("stop_sequence", Value::Null),
+        ("usage", usage_json(c.usage.as_ref())),
+    ])
     .to_string()
 }
 
@@ -352,7 +357,11 @@ pub fn error_type(status: u16) -> &'static str {
 
 /// An error in Anthropic's shape.
 pub fn error_json(status: u16, message: &str) -> String {
-    json!({"type": "error", "error": {"type": error_type(status), "message": message}}).to_string()
+    object([
+        ("type", "error".into()),
+        ("error", object([("type", error_type(status).into()), ("message", message.into())])),
+    ])
+    .to_string()
 }
 
 /// The gateway's OpenAI-shaped error body (`{"error":{"message",...}}`)
@@ -419,26 +428,36 @@ impl MessagesEmitter {
         }
         self.started = true;
         let input = self.usage.as_ref().map_or(0, |u| u.prompt_tokens);
-        let message = json!({
-            "id": message_id(&self.id), "type": "message", "role": "assistant", "model": self.model,
-            "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": input, "output_tokens": 0},
-        });
-        Self::write(out, "message_start", &json!({"type": "message_start", "message": message}))
+        let message = object([
+            ("id", message_id(&self.id).into()),
+            ("type", "message".into()),
+            ("role", "assistant".into()),
+            ("model", self.model.as_str().into()),
+            ("content", Value::Array(Vec::new())),
+            ("stop_reason", Value::Null),
+            ("stop_sequence", Value::Null),
+            ("usage", object([("input_tokens", input.into()), ("output_tokens", 0.into())])),
+        ]);
+        Self::write(out, "message_start", &object([("type", "message_start".into()), ("message", message)]))
     }
 
     fn close(&mut self, out: &mut String) -> u32 {
         match self.open.take() {
             Some(_) => {
                 let index = self.next.saturating_sub(1);
-                Self::write(out, "content_block_stop", &json!({"type": "content_block_stop", "index": index}))
+                Self::write(
+                    out,
+                    "content_block_stop",
+                    &object([("type", "content_block_stop".into()), ("index", index.into())]),
+                )
             }
             None => 0,
         }
     }
 
-    /// Opens a block of `kind` unless one is open (tool calls always open anew).
-    fn open(&mut self, kind: Block, block: Value, out: &mut String) -> u32 {
+    /// Opens a block of `kind` unless one is open (tool calls always open
+    /// anew); `block` is made only when a block opens, not per delta.
+    fn open(&mut self, kind: Block, block: impl FnOnce() -> Value, out: &mut String) -> u32 {
         if self.open == Some(kind) && kind != Block::Tool {
             return 0;
         }
@@ -449,7 +468,7 @@ impl MessagesEmitter {
         n += Self::write(
             out,
             "content_block_start",
-            &json!({"type": "content_block_start", "index": index, "content_block": block}),
+            &object([("type", "content_block_start".into()), ("index", index.into()), ("content_block", block())]),
         );
         n
     }
@@ -483,17 +502,32 @@ impl Emit for MessagesEmitter {
             }
             Event::Text { choice: 0, text } => {
                 let mut n = self.start(out);
-                n += self.open(Block::Text, json!({"type": "text", "text": ""}), out);
+                n += self.open(Block::Text, || object([("type", "text".into()), ("text", "".into())]), out);
                 n + self.delta("text_delta", "text", text, out)
             }
             Event::Reasoning { choice: 0, text } => {
                 let mut n = self.start(out);
-                n += self.open(Block::Thinking, json!({"type": "thinking", "thinking": "", "signature": ""}), out);
+                n += self.open(
+                    Block::Thinking,
+                    || object([("type", "thinking".into()), ("thinking", "".into()), ("signature", "".into())]),
+                    out,
+                );
                 n + self.delta("thinking_delta", "thinking", text, out)
             }
             Event::ToolStart { choice: 0, id, name, .. } => {
                 let n = self.start(out);
-                n + self.open(Block::Tool, json!({"type": "tool_use", "id": id, "name": name, "input": {}}), out)
+                n + self.open(
+                    Block::Tool,
+                    || {
+                        object([
+                            ("type", "tool_use".into()),
+                            ("id", id.as_str().into()),
+                            ("name", name.as_str().into()),
+                            ("input", Value::Object(Map::new())),
+                        ])
+                    },
+                    out,
+                )
             }
             Event::ToolArgs { choice: 0, args, .. } if self.open == Some(Block::Tool) => {
                 self.delta("input_json_delta", "partial_json", args, out)
@@ -510,11 +544,14 @@ impl Emit for MessagesEmitter {
         self.start(out);
         self.close(out);
         let u = usage_json(self.usage.as_ref());
-        let delta = json!({
-            "type": "message_delta",
-            "delta": {"stop_reason": stop_reason(self.finish.as_deref()), "stop_sequence": null},
-            "usage": u,
-        });
+        let delta = object([
+            ("type", "message_delta".into()),
+            (
+                "delta",
+                object([("stop_reason", stop_reason(self.finish.as_deref()).into()), ("stop_sequence", Value::Null)]),
+            ),
+            ("usage", u),
+        ]);
         Self::write(out, "message_delta", &delta);
         self.end(out);
     }
@@ -524,7 +561,10 @@ impl Emit for MessagesEmitter {
     }
 
     fn fail(&mut self, e: &UpstreamError, out: &mut String) {
-        let data = json!({"type": "error", "error": {"type": stream_error_type(e.kind), "message": e.message}});
+        let data = object([
+            ("type", "error".into()),
+            ("error", object([("type", stream_error_type(e.kind).into()), ("message", e.message.as_str().into())])),
+        ]);
         Self::write(out, "error", &data);
     }
 

@@ -19,9 +19,9 @@ use crate::api::{
     ToolChoiceMode, Usage,
 };
 use crate::event::{Emit, Event};
-use crate::json::Dig;
+use crate::json::{object, Dig};
 use crate::taxonomy::UpstreamError;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::messages::{content_of, message, model_of, number};
 
@@ -282,42 +282,65 @@ fn unflatten<'a>(tools: &'a [(String, String, String)], flat: &'a str) -> (Optio
 
 fn call_item(id: &str, call_id: &str, name: &str, args: &str, tools: &[(String, String, String)]) -> Value {
     let (ns, name) = unflatten(tools, name);
-    let mut item = json!({
-        "id": id, "type": "function_call", "status": "completed",
-        "call_id": call_id, "name": name, "arguments": args,
-    });
+    let mut item = object([
+        ("id", id.into()),
+        ("type", "function_call".into()),
+        ("status", "completed".into()),
+        ("call_id", call_id.into()),
+        ("name", name.into()),
+        ("arguments", args.into()),
+    ]);
     if let (Some(ns), Value::Object(m)) = (ns, &mut item) {
         m.insert("namespace".into(), Value::from(ns));
     }
     item
 }
 
+/// An assistant `message` output item.
+fn message_item(id: String, status: &str, content: Vec<Value>) -> Value {
+    object([
+        ("id", id.into()),
+        ("type", "message".into()),
+        ("status", status.into()),
+        ("role", "assistant".into()),
+        ("content", Value::Array(content)),
+    ])
+}
+
 fn usage_json(u: Option<&Usage>) -> Value {
     let Some(u) = u else { return Value::Null };
-    json!({
-        "input_tokens": u.prompt_tokens,
-        "input_tokens_details": {
-            "cached_tokens": u.prompt_tokens_details.as_ref().map_or(0, |d| d.cached_tokens),
-            "cache_write_tokens": 0,
-        },
-        "output_tokens": u.completion_tokens,
-        "output_tokens_details": {
-            "reasoning_tokens": u.completion_tokens_details.as_ref().map_or(0, |d| d.reasoning_tokens),
-        },
-        "total_tokens": u.prompt_tokens.saturating_add(u.completion_tokens),
-    })
+    let cached = u.prompt_tokens_details.as_ref().map_or(0, |d| d.cached_tokens);
+    let reasoning = u.completion_tokens_details.as_ref().map_or(0, |d| d.reasoning_tokens);
+    object([
+        ("input_tokens", u.prompt_tokens.into()),
+        ("input_tokens_details", object([("cached_tokens", cached.into()), ("cache_write_tokens", 0.into())])),
+        ("output_tokens", u.completion_tokens.into()),
+        ("output_tokens_details", object([("reasoning_tokens", reasoning.into())])),
+        ("total_tokens", u.prompt_tokens.saturating_add(u.completion_tokens).into()),
+    ])
 }
 
 /// The fields every `response` object carries, around its output.
 fn response_object(id: &str, created: u64, model: &str, status: &str, output: Vec<Value>, usage: Value) -> Value {
-    let incomplete = (status == "incomplete").then(|| json!({"reason": "max_output_tokens"}));
-    json!({
-        "id": id, "object": "response", "created_at": created, "status": status,
-        "error": null, "incomplete_details": incomplete, "model": model, "output": output,
-        "parallel_tool_calls": true, "previous_response_id": null, "store": false,
-        "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [],
-        "usage": usage, "metadata": {},
-    })
+    let incomplete = (status == "incomplete").then(|| object([("reason", "max_output_tokens".into())]));
+    object([
+        ("id", id.into()),
+        ("object", "response".into()),
+        ("created_at", created.into()),
+        ("status", status.into()),
+        ("error", Value::Null),
+        ("incomplete_details", incomplete.unwrap_or(Value::Null)),
+        ("model", model.into()),
+        ("output", Value::Array(output)),
+        ("parallel_tool_calls", true.into()),
+        ("previous_response_id", Value::Null),
+        ("store", false.into()),
+        ("text", object([("format", object([("type", "text".into())]))])),
+        ("tool_choice", "auto".into()),
+        ("tools", Value::Array(Vec::new())),
+        ("usage", usage),
+        ("metadata", Value::Object(Map::new())),
+    ])
 }
 
 fn response_id(id: &str) -> String {
@@ -336,12 +359,17 @@ pub fn render(c: &ChatCompletion, tools: &[(String, String, String)]) -> String 
     let mut output = Vec::new();
     if let Some(m) = choice.map(|c| &c.message) {
         if let Some(r) = m.reasoning_content.as_deref().filter(|r| !r.is_empty()) {
-            output.push(json!({"id": format!("rs_{suffix}"), "type": "reasoning",
-                "summary": [{"type": "summary_text", "text": r}]}));
+            let part = object([("type", "summary_text".into()), ("text", r.into())]);
+            output.push(object([
+                ("id", format!("rs_{suffix}").into()),
+                ("type", "reasoning".into()),
+                ("summary", Value::Array(vec![part])),
+            ]));
         }
         if let Some(t) = m.content.as_deref().filter(|t| !t.is_empty()) {
-            output.push(json!({"id": format!("msg_{suffix}"), "type": "message", "status": "completed",
-                "role": "assistant", "content": [{"type": "output_text", "text": t, "annotations": []}]}));
+            let part =
+                object([("type", "output_text".into()), ("text", t.into()), ("annotations", Value::Array(Vec::new()))]);
+            output.push(message_item(format!("msg_{suffix}"), "completed", vec![part]));
         }
         for (k, call) in m.tool_calls.iter().flatten().enumerate() {
             let fc = format!("fc_{suffix}_{k}");
@@ -426,8 +454,8 @@ impl ResponsesEmitter {
         }
         self.started = true;
         let r = self.snapshot("in_progress");
-        self.write(out, "response.created", json!({"response": r.clone()}))
-            + self.write(out, "response.in_progress", json!({"response": r}))
+        self.write(out, "response.created", object([("response", r.clone())]))
+            + self.write(out, "response.in_progress", object([("response", r)]))
     }
 
     fn index(&self) -> usize {
@@ -443,42 +471,75 @@ impl ResponsesEmitter {
         let i = self.index();
         let (n, item) = match open {
             Open::Text { id, text } => {
-                let part = json!({"type": "output_text", "text": text, "annotations": []});
+                let part = object([
+                    ("type", "output_text".into()),
+                    ("text", text.as_str().into()),
+                    ("annotations", Value::Array(Vec::new())),
+                ]);
                 let n = self.write(
                     out,
                     "response.output_text.done",
-                    json!({"item_id": id, "output_index": i, "content_index": 0, "text": text}),
+                    object([
+                        ("item_id", id.as_str().into()),
+                        ("output_index", i.into()),
+                        ("content_index", 0.into()),
+                        ("text", text.into()),
+                    ]),
                 ) + self.write(
                     out,
                     "response.content_part.done",
-                    json!({"item_id": id, "output_index": i, "content_index": 0, "part": part.clone()}),
+                    object([
+                        ("item_id", id.as_str().into()),
+                        ("output_index", i.into()),
+                        ("content_index", 0.into()),
+                        ("part", part.clone()),
+                    ]),
                 );
-                (n, json!({"id": id, "type": "message", "status": "completed", "role": "assistant", "content": [part]}))
+                (n, message_item(id, "completed", vec![part]))
             }
             Open::Reasoning { id, text } => {
-                let part = json!({"type": "summary_text", "text": text});
+                let part = object([("type", "summary_text".into()), ("text", text.as_str().into())]);
                 let n = self.write(
                     out,
                     "response.reasoning_summary_text.done",
-                    json!({"item_id": id, "output_index": i, "summary_index": 0, "text": text}),
+                    object([
+                        ("item_id", id.as_str().into()),
+                        ("output_index", i.into()),
+                        ("summary_index", 0.into()),
+                        ("text", text.into()),
+                    ]),
                 ) + self.write(
                     out,
                     "response.reasoning_summary_part.done",
-                    json!({"item_id": id, "output_index": i, "summary_index": 0, "part": part.clone()}),
+                    object([
+                        ("item_id", id.as_str().into()),
+                        ("output_index", i.into()),
+                        ("summary_index", 0.into()),
+                        ("part", part.clone()),
+                    ]),
                 );
-                (n, json!({"id": id, "type": "reasoning", "summary": [part]}))
+                (n, object([("id", id.into()), ("type", "reasoning".into()), ("summary", Value::Array(vec![part]))]))
             }
             Open::Call { id, call_id, name, args } => {
                 let item = call_item(&id, &call_id, &name, &args, &self.tools);
                 let n = self.write(
                     out,
                     "response.function_call_arguments.done",
-                    json!({"item_id": id, "output_index": i, "name": item.at("name"), "arguments": args}),
+                    object([
+                        ("item_id", id.into()),
+                        ("output_index", i.into()),
+                        ("name", item.at("name").clone()),
+                        ("arguments", args.into()),
+                    ]),
                 );
                 (n, item)
             }
         };
-        let n = n + self.write(out, "response.output_item.done", json!({"output_index": i, "item": item.clone()}));
+        let n = n + self.write(
+            out,
+            "response.output_item.done",
+            object([("output_index", i.into()), ("item", item.clone())]),
+        );
         self.output.push(item);
         n
     }
@@ -539,13 +600,26 @@ impl Emit for ResponsesEmitter {
                     n += self.close(out);
                     let id = format!("msg_{}", self.suffix());
                     let i = self.index();
-                    n += self.write(out, "response.output_item.added", json!({"output_index": i,
-                        "item": {"id": id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}}));
+                    let item = message_item(id.clone(), "in_progress", Vec::new());
+                    n += self.write(
+                        out,
+                        "response.output_item.added",
+                        object([("output_index", i.into()), ("item", item)]),
+                    );
+                    let part = object([
+                        ("type", "output_text".into()),
+                        ("text", "".into()),
+                        ("annotations", Value::Array(Vec::new())),
+                    ]);
                     n += self.write(
                         out,
                         "response.content_part.added",
-                        json!({"item_id": id, "output_index": i,
-                        "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}),
+                        object([
+                            ("item_id", id.as_str().into()),
+                            ("output_index", i.into()),
+                            ("content_index", 0.into()),
+                            ("part", part),
+                        ]),
                     );
                     self.open = Some(Open::Text { id, text: String::new() });
                 }
@@ -568,14 +642,27 @@ impl Emit for ResponsesEmitter {
                     n += self.write(
                         out,
                         "response.output_item.added",
-                        json!({"output_index": i,
-                        "item": {"id": id, "type": "reasoning", "summary": []}}),
+                        object([
+                            ("output_index", i.into()),
+                            (
+                                "item",
+                                object([
+                                    ("id", id.as_str().into()),
+                                    ("type", "reasoning".into()),
+                                    ("summary", Value::Array(Vec::new())),
+                                ]),
+                            ),
+                        ]),
                     );
                     n += self.write(
                         out,
                         "response.reasoning_summary_part.added",
-                        json!({"item_id": id,
-                        "output_index": i, "summary_index": 0, "part": {"type": "summary_text", "text": ""}}),
+                        object([
+                            ("item_id", id.as_str().into()),
+                            ("output_index", i.into()),
+                            ("summary_index", 0.into()),
+                            ("part", object([("type", "summary_text".into()), ("text", "".into())])),
+                        ]),
                     );
                     self.open = Some(Open::Reasoning { id, text: String::new() });
                 }
@@ -592,9 +679,10 @@ impl Emit for ResponsesEmitter {
                 let i = self.index();
                 let mut item = call_item(&id, call_id, name, "", &self.tools);
                 if let Value::Object(m) = &mut item {
-                    m.insert("status".into(), json!("in_progress"));
+                    m.insert("status".into(), Value::from("in_progress"));
                 }
-                n += self.write(out, "response.output_item.added", json!({"output_index": i, "item": item}));
+                n +=
+                    self.write(out, "response.output_item.added", object([("output_index", i.into()), ("item", item)]));
                 self.open = Some(Open::Call { id, call_id: call_id.clone(), name: name.clone(), args: String::new() });
                 n
             }
@@ -621,7 +709,7 @@ impl Emit for ResponsesEmitter {
             ("response.completed", "completed")
         };
         let r = self.snapshot(status);
-        self.write(out, name, json!({"response": r}));
+        self.write(out, name, object([("response", r)]));
     }
 
     /// A stream passed through ends with its own terminal event.
@@ -631,14 +719,24 @@ impl Emit for ResponsesEmitter {
         let code = e.kind.as_str();
         // Both shapes: flat fields (the documented event) and the nested
         // `error` object providers send, on which SDKs raise.
-        let data = json!({"code": code, "message": e.message, "param": null,
-            "error": {"type": "server_error", "code": code, "message": e.message, "param": null}});
+        let error = object([
+            ("type", "server_error".into()),
+            ("code", code.into()),
+            ("message", e.message.as_str().into()),
+            ("param", Value::Null),
+        ]);
+        let data = object([
+            ("code", code.into()),
+            ("message", e.message.as_str().into()),
+            ("param", Value::Null),
+            ("error", error),
+        ]);
         self.write(out, "error", data);
         let mut r = self.snapshot("failed");
         if let Value::Object(m) = &mut r {
-            m.insert("error".into(), json!({"code": "server_error", "message": e.message}));
+            m.insert("error".into(), object([("code", "server_error".into()), ("message", e.message.as_str().into())]));
         }
-        self.write(out, "response.failed", json!({"response": r}));
+        self.write(out, "response.failed", object([("response", r)]));
     }
 
     fn adopt(&mut self, id: Option<&str>, model: Option<&str>) {
@@ -670,6 +768,7 @@ impl Emit for ResponsesEmitter {
 mod tests {
     use super::*;
     use crate::sse::SseParser;
+    use serde_json::json;
 
     fn fixture(name: &str) -> String {
         std::fs::read_to_string(format!("{}/tests/fixtures/openai-responses/{name}", env!("CARGO_MANIFEST_DIR")))

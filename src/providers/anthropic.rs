@@ -52,7 +52,7 @@ use crate::api::{
     PromptTokensDetails, Role, ToolChoice, ToolChoiceMode, Usage,
 };
 use crate::event::{Decode, Event};
-use crate::json::{Dig, Fields};
+use crate::json::{object, Dig, Fields};
 use crate::json_view::{deserialize_view, text, View};
 use crate::sse::SseEvent;
 use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
@@ -121,7 +121,7 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
         if max_tokens <= budget {
             max_tokens = max_tokens.saturating_add(budget);
         }
-        body.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": budget}));
+        body.insert("thinking".into(), object([("type", "enabled".into()), ("budget_tokens", budget.into())]));
     }
     body.insert("max_tokens".into(), Value::from(max_tokens));
     if req.is_stream() {
@@ -134,7 +134,10 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
         OutputFormat::Text => {}
         OutputFormat::JsonObject => system.push(JSON_OBJECT_INSTRUCTION.to_owned()),
         OutputFormat::Schema(schema) => {
-            body.insert("output_config".into(), json!({"format": {"type": "json_schema", "schema": schema}}));
+            body.insert(
+                "output_config".into(),
+                object([("format", object([("type", "json_schema".into()), ("schema", schema.clone())]))]),
+            );
         }
     }
     system.retain(|s| !s.is_empty());
@@ -159,7 +162,7 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
         body.insert("stop_sequences".into(), Value::from(v));
     }
     if let Some(user) = &req.user {
-        body.insert("metadata".into(), json!({ "user_id": user }));
+        body.insert("metadata".into(), object([("user_id", user.as_str().into())]));
     }
 
     let tools = req.tools.as_deref().unwrap_or_default();
@@ -189,11 +192,13 @@ fn tool_choice(req: &ChatRequest) -> Option<Value> {
     let no_parallel = req.parallel_tool_calls == Some(false);
     let mut choice = match &req.tool_choice {
         // `none` carries no `disable_parallel_tool_use` field.
-        Some(ToolChoice::Mode(ToolChoiceMode::None)) => return Some(json!({"type": "none"})),
-        Some(ToolChoice::Mode(ToolChoiceMode::Auto)) => json!({"type": "auto"}),
-        Some(ToolChoice::Mode(ToolChoiceMode::Required)) => json!({"type": "any"}),
-        Some(ToolChoice::Named { function, .. }) => json!({"type": "tool", "name": function.name}),
-        None if no_parallel => json!({"type": "auto"}),
+        Some(ToolChoice::Mode(ToolChoiceMode::None)) => return Some(object([("type", "none".into())])),
+        Some(ToolChoice::Mode(ToolChoiceMode::Auto)) => object([("type", "auto".into())]),
+        Some(ToolChoice::Mode(ToolChoiceMode::Required)) => object([("type", "any".into())]),
+        Some(ToolChoice::Named { function, .. }) => {
+            object([("type", "tool".into()), ("name", function.name.as_str().into())])
+        }
+        None if no_parallel => object([("type", "auto".into())]),
         None => return None,
     };
     if no_parallel {
@@ -227,7 +232,14 @@ fn translate_messages(messages: &[Message]) -> Result<(Vec<String>, Vec<Value>),
             Role::Tool => {
                 let content = m.content.as_ref().map(Content::text).unwrap_or_default();
                 let id = m.tool_call_id.clone().unwrap_or_default();
-                ("user", vec![json!({"type": "tool_result", "tool_use_id": id, "content": content})])
+                (
+                    "user",
+                    vec![object([
+                        ("type", "tool_result".into()),
+                        ("tool_use_id", id.into()),
+                        ("content", content.into()),
+                    ])],
+                )
             }
             Role::Function => {
                 return Err(ApiError::invalid_param(
@@ -260,7 +272,7 @@ fn translate_messages(messages: &[Message]) -> Result<(Vec<String>, Vec<Value>),
                 results.extend(rest);
                 t.blocks = results;
             }
-            json!({"role": t.role, "content": turn_content(t.blocks)})
+            object([("role", t.role.into()), ("content", turn_content(t.blocks))])
         })
         .collect();
     Ok((system, out))
@@ -280,7 +292,7 @@ fn turn_content(mut blocks: Vec<Value>) -> Value {
 
 /// A text block, or none for empty text (Anthropic rejects empty text blocks).
 fn text_block(text: &str) -> Option<Value> {
-    (!text.is_empty()).then(|| json!({"type": "text", "text": text}))
+    (!text.is_empty()).then(|| object([("type", "text".into()), ("text", text.into())]))
 }
 
 fn user_blocks(i: usize, content: Option<&Content>) -> Result<Vec<Value>, ApiError> {
@@ -327,14 +339,17 @@ fn image_block(url: &str) -> Result<Value, String> {
                 "unsupported image type `{media_type}`: anthropic accepts image/jpeg, image/png, image/gif and image/webp"
             ));
         }
-        return Ok(json!({
-            "type": "image",
-            "source": {"type": "base64", "media_type": media_type, "data": data}
-        }));
+        return Ok(object([
+            ("type", "image".into()),
+            ("source", object([("type", "base64".into()), ("media_type", media_type.into()), ("data", data.into())])),
+        ]));
     }
     let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
     if lower.starts_with("https://") || lower.starts_with("http://") {
-        return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
+        return Ok(object([
+            ("type", "image".into()),
+            ("source", object([("type", "url".into()), ("url", url.into())])),
+        ]));
     }
     Err("an image URL must be http(s) or a base64 data URI".to_owned())
 }
@@ -369,7 +384,12 @@ fn assistant_blocks(i: usize, m: &Message) -> Result<Vec<Value>, ApiError> {
         if !input.is_object() {
             return Err(ApiError::invalid_param(param.clone(), format!("`{param}` must be a JSON object")));
         }
-        blocks.push(json!({"type": "tool_use", "id": c.id, "name": c.function.name, "input": input}));
+        blocks.push(object([
+            ("type", "tool_use".into()),
+            ("id", c.id.as_str().into()),
+            ("name", c.function.name.as_str().into()),
+            ("input", input),
+        ]));
     }
     Ok(blocks)
 }

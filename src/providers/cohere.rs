@@ -41,11 +41,11 @@ use crate::api::{
     ToolChoiceMode, Usage,
 };
 use crate::event::{Decode, Event};
-use crate::json::Dig;
+use crate::json::{object, Dig};
 use crate::sse::SseEvent;
 use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamRequest, ApiError> {
     let body = body_for(out, req)?;
@@ -70,7 +70,10 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
         body.insert("stream".into(), Value::Bool(true));
     }
     if let Some(effort) = req.reasoning_effort() {
-        body.insert("thinking".into(), json!({"type": "enabled", "token_budget": common::reasoning_budget(effort)}));
+        body.insert(
+            "thinking".into(),
+            object([("type", "enabled".into()), ("token_budget", common::reasoning_budget(effort).into())]),
+        );
     }
 
     let tools = req.tools.as_deref().unwrap_or_default();
@@ -95,7 +98,7 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
                     f.insert("description".into(), Value::from(d));
                 }
                 f.insert("parameters".into(), t.schema);
-                json!({"type": "function", "function": f})
+                object([("type", "function".into()), ("function", Value::Object(f))])
             })
             .collect();
         body.insert("tools".into(), Value::Array(defs));
@@ -107,10 +110,13 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
     match common::output_format(req)? {
         OutputFormat::Text => {}
         OutputFormat::JsonObject => {
-            body.insert("response_format".into(), json!({"type": "json_object"}));
+            body.insert("response_format".into(), object([("type", "json_object".into())]));
         }
         OutputFormat::Schema(schema) => {
-            body.insert("response_format".into(), json!({"type": "json_object", "json_schema": schema}));
+            body.insert(
+                "response_format".into(),
+                object([("type", "json_object".into()), ("json_schema", schema.clone())]),
+            );
         }
     }
 
@@ -118,7 +124,7 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
         body.insert("temperature".into(), Value::from(t));
     }
     if let Some(p) = common::top_p(req) {
-        body.insert("p".into(), json!(p.clamp(0.01, 0.99)));
+        body.insert("p".into(), Value::from(p.clamp(0.01, 0.99)));
     }
     if let Some(m) = req.max_output_tokens() {
         body.insert("max_tokens".into(), Value::from(m));
@@ -130,10 +136,10 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
         body.insert("seed".into(), Value::from(seed));
     }
     if let Some(f) = req.frequency_penalty {
-        body.insert("frequency_penalty".into(), json!(f.clamp(0.0, 1.0)));
+        body.insert("frequency_penalty".into(), Value::from(f.clamp(0.0, 1.0)));
     }
     if let Some(p) = req.presence_penalty {
-        body.insert("presence_penalty".into(), json!(p.clamp(0.0, 1.0)));
+        body.insert("presence_penalty".into(), Value::from(p.clamp(0.0, 1.0)));
     }
     Ok(Value::Object(body))
 }
@@ -144,11 +150,11 @@ fn text_of(m: &Message) -> String {
 
 fn message(i: usize, m: &Message) -> Result<Value, ApiError> {
     Ok(match m.role {
-        Role::System | Role::Developer => json!({"role": "system", "content": text_of(m)}),
-        Role::User => json!({"role": "user", "content": user_content(i, m.content.as_ref())?}),
+        Role::System | Role::Developer => object([("role", "system".into()), ("content", text_of(m).into())]),
+        Role::User => object([("role", "user".into()), ("content", user_content(i, m.content.as_ref())?)]),
         Role::Assistant => {
             let mut out = Map::new();
-            out.insert("role".into(), json!("assistant"));
+            out.insert("role".into(), Value::from("assistant"));
             if let Some(Content::Parts(parts)) = &m.content {
                 if let Some(j) = parts.iter().position(|p| !matches!(p, ContentPart::Text { .. })) {
                     return Err(ApiError::invalid_param(
@@ -166,19 +172,28 @@ fn message(i: usize, m: &Message) -> Result<Value, ApiError> {
                 let calls: Vec<Value> = calls
                     .iter()
                     .map(|c| {
-                        json!({"id": c.id, "type": "function",
-                               "function": {"name": c.function.name, "arguments": c.function.arguments}})
+                        object([
+                            ("id", c.id.as_str().into()),
+                            ("type", "function".into()),
+                            (
+                                "function",
+                                object([
+                                    ("name", c.function.name.as_str().into()),
+                                    ("arguments", c.function.arguments.as_str().into()),
+                                ]),
+                            ),
+                        ])
                     })
                     .collect();
                 out.insert("tool_calls".into(), Value::Array(calls));
             }
             Value::Object(out)
         }
-        Role::Tool => json!({
-            "role": "tool",
-            "tool_call_id": m.tool_call_id.clone().unwrap_or_default(),
-            "content": text_of(m),
-        }),
+        Role::Tool => object([
+            ("role", "tool".into()),
+            ("tool_call_id", m.tool_call_id.clone().unwrap_or_default().into()),
+            ("content", text_of(m).into()),
+        ]),
         Role::Function => {
             return Err(ApiError::invalid_param(
                 format!("messages[{i}].role"),
@@ -190,20 +205,20 @@ fn message(i: usize, m: &Message) -> Result<Value, ApiError> {
 
 fn user_content(i: usize, content: Option<&Content>) -> Result<Value, ApiError> {
     match content {
-        None => Ok(json!("")),
+        None => Ok(Value::from("")),
         Some(Content::Text(s)) => Ok(Value::from(s.as_str())),
         Some(Content::Parts(parts)) => parts
             .iter()
             .enumerate()
             .map(|(j, p)| match p {
-                ContentPart::Text { text } => Ok(json!({"type": "text", "text": text})),
+                ContentPart::Text { text } => Ok(object([("type", "text".into()), ("text", text.as_str().into())])),
                 ContentPart::ImageUrl { image_url } => {
                     let mut img = Map::new();
                     img.insert("url".into(), Value::from(image_url.url.as_str()));
                     if let Some(d) = &image_url.detail {
                         img.insert("detail".into(), Value::from(d.as_str()));
                     }
-                    Ok(json!({"type": "image_url", "image_url": img}))
+                    Ok(object([("type", "image_url".into()), ("image_url", Value::Object(img))]))
                 }
                 ContentPart::InputAudio { .. } => Err(unsupported_part(i, j, "input_audio")),
                 ContentPart::File { .. } => Err(unsupported_part(i, j, "file")),
@@ -437,6 +452,7 @@ impl Decode for StreamDecoder {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use serde_json::json;
 
     fn read(path: &str) -> String {
         std::fs::read_to_string(format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
