@@ -487,20 +487,16 @@ impl<'de> Deserialize<'de> for ContentPart {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ImageUrl {
     pub url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolCall {
     pub id: String,
-    #[serde(rename = "type", default = "function_type")]
+    #[serde(rename = "type")]
     pub kind: String,
     pub function: FunctionCall,
-}
-
-fn function_type() -> String {
-    "function".to_owned()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -520,11 +516,11 @@ pub struct Tool {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FunctionDef {
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
 }
 
@@ -592,7 +588,7 @@ impl<'de> Deserialize<'de> for Stop {
 pub struct ResponseFormat {
     #[serde(rename = "type")]
     pub kind: ResponseFormatKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub json_schema: Option<Value>,
 }
 
@@ -676,12 +672,12 @@ impl ChatRequest {
             self.response_format = Some(read_response_format(v)?);
         }
         if let Some(v) = take(&mut self.extra, "switchyard") {
-            let mut o = object(v, "switchyard")?;
+            let mut o = into_object(v, "switchyard")?;
             if let Some(k) = o.keys().find(|k| *k != "order") {
                 return Err(bad(&format!("switchyard.{k}"), &format!("unknown field `{k}`, expected `order`")));
             }
             let order = match take(&mut o, "order") {
-                Some(v) => Some(list(v, "switchyard.order", |v, at| string(v, &at))?),
+                Some(v) => Some(list(v, "switchyard.order", |v, at| into_string(v, &at))?),
                 None => None,
             };
             self.gateway = Some(GatewayOptions { order });
@@ -820,14 +816,14 @@ fn bad(path: &str, what: &str) -> ApiError {
     ApiError::invalid_param(path, format!("invalid value for `{path}`: {what}"))
 }
 
-fn object(v: Value, at: &str) -> Result<Map<String, Value>, ApiError> {
+fn into_object(v: Value, at: &str) -> Result<Map<String, Value>, ApiError> {
     match v {
         Value::Object(o) => Ok(o),
         _ => Err(bad(at, "expected an object")),
     }
 }
 
-fn string(v: Value, at: &str) -> Result<String, ApiError> {
+fn into_string(v: Value, at: &str) -> Result<String, ApiError> {
     match v {
         Value::String(s) => Ok(s),
         _ => Err(bad(at, "expected a string")),
@@ -837,14 +833,23 @@ fn string(v: Value, at: &str) -> Result<String, ApiError> {
 /// A string field that must be there.
 fn required(o: &mut Map<String, Value>, at: &str, key: &str) -> Result<String, ApiError> {
     match take(o, key) {
-        Some(v) => string(v, &format!("{at}.{key}")),
+        Some(v) => into_string(v, &format!("{at}.{key}")),
+        None => Err(bad(at, &format!("missing field `{key}`"))),
+    }
+}
+
+/// An object field that must be there, with its path.
+fn member(o: &mut Map<String, Value>, at: &str, key: &str) -> Result<(Map<String, Value>, String), ApiError> {
+    let path = format!("{at}.{key}");
+    match take(o, key) {
+        Some(v) => Ok((into_object(v, &path)?, path)),
         None => Err(bad(at, &format!("missing field `{key}`"))),
     }
 }
 
 /// A string field that may be left out.
 fn optional(o: &mut Map<String, Value>, at: &str, key: &str) -> Result<Option<String>, ApiError> {
-    take(o, key).map(|v| string(v, &format!("{at}.{key}"))).transpose()
+    take(o, key).map(|v| into_string(v, &format!("{at}.{key}"))).transpose()
 }
 
 /// A list whose elements `read` reads, each at `at[i]`.
@@ -856,10 +861,9 @@ fn list<T>(v: Value, at: &str, read: impl Fn(Value, String) -> Result<T, ApiErro
 }
 
 fn read_tool(v: Value, at: String) -> Result<Tool, ApiError> {
-    let mut o = object(v, &at)?;
+    let mut o = into_object(v, &at)?;
     let kind = required(&mut o, &at, "type")?;
-    let f_at = format!("{at}.function");
-    let mut f = object(take(&mut o, "function").ok_or_else(|| bad(&at, "missing field `function`"))?, &f_at)?;
+    let (mut f, f_at) = member(&mut o, &at, "function")?;
     let strict = match take(&mut f, "strict") {
         None => None,
         Some(Value::Bool(b)) => Some(b),
@@ -875,11 +879,10 @@ fn read_tool(v: Value, at: String) -> Result<Tool, ApiError> {
 }
 
 fn read_tool_call(v: Value, at: String) -> Result<ToolCall, ApiError> {
-    let mut o = object(v, &at)?;
+    let mut o = into_object(v, &at)?;
     let id = required(&mut o, &at, "id")?;
-    let kind = optional(&mut o, &at, "type")?.unwrap_or_else(function_type);
-    let f_at = format!("{at}.function");
-    let mut f = object(take(&mut o, "function").ok_or_else(|| bad(&at, "missing field `function`"))?, &f_at)?;
+    let kind = optional(&mut o, &at, "type")?.unwrap_or_else(|| "function".to_owned());
+    let (mut f, f_at) = member(&mut o, &at, "function")?;
     let function =
         FunctionCall { name: required(&mut f, &f_at, "name")?, arguments: required(&mut f, &f_at, "arguments")? };
     Ok(ToolCall { id, kind, function })
@@ -898,10 +901,8 @@ fn read_tool_choice(v: Value) -> Result<ToolChoice, ApiError> {
         },
         Value::Object(mut o) => {
             let kind = required(&mut o, "tool_choice", "type")?;
-            let f_at = "tool_choice.function";
-            let mut f =
-                object(take(&mut o, "function").ok_or_else(|| bad("tool_choice", "missing field `function`"))?, f_at)?;
-            Ok(ToolChoice::Named { kind, function: NamedFunction { name: required(&mut f, f_at, "name")? } })
+            let (mut f, f_at) = member(&mut o, "tool_choice", "function")?;
+            Ok(ToolChoice::Named { kind, function: NamedFunction { name: required(&mut f, &f_at, "name")? } })
         }
         _ => Err(bad("tool_choice", "tool_choice must be a string or an object")),
     }
@@ -909,7 +910,7 @@ fn read_tool_choice(v: Value) -> Result<ToolChoice, ApiError> {
 
 fn read_response_format(v: Value) -> Result<ResponseFormat, ApiError> {
     let at = "response_format";
-    let mut o = object(v, at)?;
+    let mut o = into_object(v, at)?;
     let kind = match required(&mut o, at, "type")?.as_str() {
         "text" => ResponseFormatKind::Text,
         "json_object" => ResponseFormatKind::JsonObject,

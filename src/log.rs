@@ -4,7 +4,7 @@
 use crate::api::Usage;
 use crate::config::RequestLogs;
 use crate::record::{Answer, AttemptRecord, Outcome};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// Whether `log` gets its line under the `log_requests` setting.
 pub fn wanted(setting: RequestLogs, log: &RequestLog) -> bool {
@@ -73,7 +73,7 @@ pub fn attempts_json(attempts: &[AttemptRecord], with_messages: bool) -> Value {
                 m.insert("provider".into(), Value::from(a.provider.as_str()));
                 m.insert("model".into(), Value::from(a.model.as_str()));
                 m.insert("status".into(), Value::from(a.status));
-                m.insert("outcome".into(), json!(a.kind.map_or("ok", |k| k.as_str())));
+                m.insert("outcome".into(), Value::from(a.kind.map_or("ok", |k| k.as_str())));
                 m.insert("latency_ms".into(), Value::from(a.latency_ms));
                 if with_messages {
                     if let Some(msg) = &a.message {

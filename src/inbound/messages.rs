@@ -357,11 +357,12 @@ pub fn error_type(status: u16) -> &'static str {
 
 /// An error in Anthropic's shape.
 pub fn error_json(status: u16, message: &str) -> String {
-    object([
-        ("type", "error".into()),
-        ("error", object([("type", error_type(status).into()), ("message", message.into())])),
-    ])
-    .to_string()
+    error_object(error_type(status), message).to_string()
+}
+
+/// `{"type":"error","error":{"type","message"}}`: a body and a stream event alike.
+fn error_object(kind: &str, message: &str) -> Value {
+    object([("type", "error".into()), ("error", object([("type", kind.into()), ("message", message.into())]))])
 }
 
 /// The gateway's OpenAI-shaped error body (`{"error":{"message",...}}`)
@@ -561,11 +562,7 @@ impl Emit for MessagesEmitter {
     }
 
     fn fail(&mut self, e: &UpstreamError, out: &mut String) {
-        let data = object([
-            ("type", "error".into()),
-            ("error", object([("type", stream_error_type(e.kind).into()), ("message", e.message.as_str().into())])),
-        ]);
-        Self::write(out, "error", &data);
+        Self::write(out, "error", &error_object(stream_error_type(e.kind), &e.message));
     }
 
     fn adopt(&mut self, id: Option<&str>, model: Option<&str>) {

@@ -307,6 +307,21 @@ fn message_item(id: String, status: &str, content: Vec<Value>) -> Value {
     ])
 }
 
+/// A `reasoning` output item.
+fn reasoning_item(id: String, summary: Vec<Value>) -> Value {
+    object([("id", id.into()), ("type", "reasoning".into()), ("summary", Value::Array(summary))])
+}
+
+/// A message's `output_text` content part.
+fn text_part(text: &str) -> Value {
+    object([("type", "output_text".into()), ("text", text.into()), ("annotations", Value::Array(Vec::new()))])
+}
+
+/// A reasoning item's `summary_text` part.
+fn summary_part(text: &str) -> Value {
+    object([("type", "summary_text".into()), ("text", text.into())])
+}
+
 fn usage_json(u: Option<&Usage>) -> Value {
     let Some(u) = u else { return Value::Null };
     let cached = u.prompt_tokens_details.as_ref().map_or(0, |d| d.cached_tokens);
@@ -359,17 +374,10 @@ pub fn render(c: &ChatCompletion, tools: &[(String, String, String)]) -> String 
     let mut output = Vec::new();
     if let Some(m) = choice.map(|c| &c.message) {
         if let Some(r) = m.reasoning_content.as_deref().filter(|r| !r.is_empty()) {
-            let part = object([("type", "summary_text".into()), ("text", r.into())]);
-            output.push(object([
-                ("id", format!("rs_{suffix}").into()),
-                ("type", "reasoning".into()),
-                ("summary", Value::Array(vec![part])),
-            ]));
+            output.push(reasoning_item(format!("rs_{suffix}"), vec![summary_part(r)]));
         }
         if let Some(t) = m.content.as_deref().filter(|t| !t.is_empty()) {
-            let part =
-                object([("type", "output_text".into()), ("text", t.into()), ("annotations", Value::Array(Vec::new()))]);
-            output.push(message_item(format!("msg_{suffix}"), "completed", vec![part]));
+            output.push(message_item(format!("msg_{suffix}"), "completed", vec![text_part(t)]));
         }
         for (k, call) in m.tool_calls.iter().flatten().enumerate() {
             let fc = format!("fc_{suffix}_{k}");
@@ -471,11 +479,7 @@ impl ResponsesEmitter {
         let i = self.index();
         let (n, item) = match open {
             Open::Text { id, text } => {
-                let part = object([
-                    ("type", "output_text".into()),
-                    ("text", text.as_str().into()),
-                    ("annotations", Value::Array(Vec::new())),
-                ]);
+                let part = text_part(&text);
                 let n = self.write(
                     out,
                     "response.output_text.done",
@@ -498,7 +502,7 @@ impl ResponsesEmitter {
                 (n, message_item(id, "completed", vec![part]))
             }
             Open::Reasoning { id, text } => {
-                let part = object([("type", "summary_text".into()), ("text", text.as_str().into())]);
+                let part = summary_part(&text);
                 let n = self.write(
                     out,
                     "response.reasoning_summary_text.done",
@@ -518,7 +522,7 @@ impl ResponsesEmitter {
                         ("part", part.clone()),
                     ]),
                 );
-                (n, object([("id", id.into()), ("type", "reasoning".into()), ("summary", Value::Array(vec![part]))]))
+                (n, reasoning_item(id, vec![part]))
             }
             Open::Call { id, call_id, name, args } => {
                 let item = call_item(&id, &call_id, &name, &args, &self.tools);
@@ -606,11 +610,7 @@ impl Emit for ResponsesEmitter {
                         "response.output_item.added",
                         object([("output_index", i.into()), ("item", item)]),
                     );
-                    let part = object([
-                        ("type", "output_text".into()),
-                        ("text", "".into()),
-                        ("annotations", Value::Array(Vec::new())),
-                    ]);
+                    let part = text_part("");
                     n += self.write(
                         out,
                         "response.content_part.added",
@@ -642,17 +642,7 @@ impl Emit for ResponsesEmitter {
                     n += self.write(
                         out,
                         "response.output_item.added",
-                        object([
-                            ("output_index", i.into()),
-                            (
-                                "item",
-                                object([
-                                    ("id", id.as_str().into()),
-                                    ("type", "reasoning".into()),
-                                    ("summary", Value::Array(Vec::new())),
-                                ]),
-                            ),
-                        ]),
+                        object([("output_index", i.into()), ("item", reasoning_item(id.clone(), Vec::new()))]),
                     );
                     n += self.write(
                         out,
@@ -661,7 +651,7 @@ impl Emit for ResponsesEmitter {
                             ("item_id", id.as_str().into()),
                             ("output_index", i.into()),
                             ("summary_index", 0.into()),
-                            ("part", object([("type", "summary_text".into()), ("text", "".into())])),
+                            ("part", summary_part("")),
                         ]),
                     );
                     self.open = Some(Open::Reasoning { id, text: String::new() });

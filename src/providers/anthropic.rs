@@ -487,9 +487,10 @@ pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> 
         }
     }
     a.finish_reason = stop_reason.map(|s| finish_reason(s).to_owned());
-    a.usage = Some(r.at("usage")).filter(|u| !u.is_null()).map(|u| {
+    let usage = r.at("usage");
+    a.usage = (!usage.is_null()).then(|| {
         let mut au = AnthropicUsage::default();
-        au.update(u);
+        au.update(usage);
         au.to_openai()
     });
     Ok(a.into_completion(now_s))

@@ -273,9 +273,10 @@ fn usage(u: &Value) -> Option<Usage> {
 /// gateway fills in the target's model name.
 pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> {
     let r: Value = serde_json::from_str(body).map_err(|e| format!("not a cohere chat response: {e}"))?;
-    let (Some(id), message) = (r.at("id").as_str(), r.at("message")) else {
+    let Some(id) = r.at("id").as_str() else {
         return Err("not a cohere chat response: it needs a string `id`".to_owned());
     };
+    let message = r.at("message");
     if !message.is_object() {
         return Err("not a cohere chat response: it needs a `message` object".to_owned());
     }
