@@ -62,8 +62,6 @@ pub enum Endpoint {
     Usage,
     /// This isolate's rolling metrics; behind the admin key.
     Metrics,
-    /// The dashboard page (no key to load, no data in it).
-    Dashboard,
     /// A CORS preflight (`OPTIONS`) on a known path.
     Preflight,
     NotFound,
@@ -112,11 +110,10 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
         ("/v1/status", "GET") => Endpoint::Status,
         ("/v1/mirror", "GET") => Endpoint::Mirror,
         ("/v1/mirror", _) => Endpoint::MethodNotAllowed("GET"),
-        ("/dashboard", "GET") => Endpoint::Dashboard,
         ("/v1/status", _) => Endpoint::MethodNotAllowed("GET"),
         ("/v1/usage", "GET") => Endpoint::Usage,
         ("/v1/metrics", "GET") => Endpoint::Metrics,
-        ("/v1/usage" | "/v1/metrics" | "/dashboard", _) => Endpoint::MethodNotAllowed("GET"),
+        ("/v1/usage" | "/v1/metrics", _) => Endpoint::MethodNotAllowed("GET"),
         ("/healthz", "GET" | "HEAD") => Endpoint::Health,
         ("/healthz", _) => Endpoint::MethodNotAllowed("GET"),
         _ => Endpoint::NotFound,
@@ -203,6 +200,17 @@ mod tests {
         assert_eq!(path_of("http://127.0.0.1:8787/v1/models#x"), "/v1/models");
         assert_eq!(path_of("https://gw.example"), "/");
         assert_eq!(path_of("https://gw.example/"), "/");
+    }
+
+    #[test]
+    fn the_dashboard_path_is_left_to_the_static_assets() {
+        // Deployed, the asset layer answers every method on /dashboard before
+        // the worker runs (405 for those it does not serve); a request that
+        // reaches the worker means the assets are missing.
+        assert_eq!(endpoint("GET", "/dashboard"), Endpoint::NotFound);
+        assert_eq!(endpoint("POST", "/dashboard/"), Endpoint::NotFound);
+        assert_eq!(endpoint("GET", "/v1/metrics/"), Endpoint::Metrics);
+        assert_eq!(endpoint("DELETE", "/v1/usage"), Endpoint::MethodNotAllowed("GET"));
     }
 
     #[test]

@@ -24,7 +24,6 @@ pub mod config;
 pub mod continuation;
 pub mod cors;
 pub mod count_tokens;
-pub mod dashboard;
 pub mod dispatch;
 pub mod embeddings;
 pub mod event;

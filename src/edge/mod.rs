@@ -224,7 +224,6 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys:
             }
             Ok(()) => usage(&gw, &env).await,
         },
-        Endpoint::Dashboard => crate::dashboard::reply(),
         Endpoint::Models => gw.models(),
         Endpoint::Model => gw.model(&crate::http::model_id(&path).unwrap_or_default()),
         Endpoint::Status => {

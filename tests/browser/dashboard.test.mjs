@@ -39,7 +39,7 @@ test('the dashboard: log in, see every provider, watch a failing provider\'s cir
     },
   });
   config.breaker = { consecutive_failures: 2, cooldown_ms: 60000, max_cooldown_ms: 60000 };
-  const gw = await startGateway({ config, secrets: { ...secrets, ADMIN_KEY: ADMIN } });
+  const gw = await startGateway({ config, secrets: { ...secrets, ADMIN_KEY: ADMIN }, assets: true });
   cleanups.push(() => gw.dispose());
   for (let i = 0; i < 3; i++) assert.equal((await gw.chat(userMessage('chat'))).status, 200);
 

@@ -21,7 +21,7 @@ async function setup(t, { secrets = {}, priced = true } = {}) {
     fakes: f,
     routes: { chat: { strategy: 'priority', targets: [t0] } },
   });
-  const gw = await startGateway({ config, secrets: { ...keys, ADMIN_KEY: ADMIN, ...secrets } });
+  const gw = await startGateway({ config, secrets: { ...keys, ADMIN_KEY: ADMIN, ...secrets }, assets: true });
   t.after(() => gw.dispose());
   return { gw, f };
 }
@@ -100,6 +100,8 @@ describe('usage, cost and the operator views', { skip: !isBuilt() && 'build the 
       assert.equal(wrong.status, 401, p);
       await wrong.arrayBuffer();
     }
+    // The page is a static asset with its headers from assets/_headers; the
+    // worker never sees the request.
     const page = await gw.fetch('/dashboard');
     assert.equal(page.status, 200);
     assert.match(page.headers.get('content-type'), /text\/html/);
@@ -107,8 +109,40 @@ describe('usage, cost and the operator views', { skip: !isBuilt() && 'build the 
     assert.match(csp, /^default-src 'none';/);
     assert.match(csp, /script-src 'sha256-[A-Za-z0-9+/=]+'/);
     assert.match(csp, /connect-src 'self'/);
+    assert.equal(page.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(page.headers.get('referrer-policy'), 'no-referrer');
+    assert.equal(page.headers.get('cache-control'), 'no-cache');
     const html = await page.text();
+    assert.match(html, /^<!doctype html>/);
     assert.ok(!html.includes('openai'), 'no provider names (no data) in the page');
+    // The asset layer refuses the other methods itself, and a page it
+    // redirects (`/dashboard.html`) goes to /dashboard.
+    const post = await gw.fetch('/dashboard', { method: 'POST', body: '{}' });
+    assert.equal(post.status, 405);
+    await post.arrayBuffer();
+    const alias = await gw.fetch('/dashboard.html', { redirect: 'manual' });
+    assert.equal(alias.status, 307);
+    assert.equal(alias.headers.get('location'), '/dashboard');
+    await alias.arrayBuffer();
+    // Not a static file: the worker answers, and logs the request.
+    const other = await gw.fetch('/dashboard-nope');
+    assert.equal(other.status, 404);
+    assert.equal((await other.json()).error.code, 'unknown_url');
+    await gw.waitForLog((l) => l.path === '/dashboard-nope');
+    const paths = gw.requestLogs().map((l) => l.path);
+    assert.ok(!paths.includes('/dashboard') && !paths.includes('/dashboard.html'), `the worker never ran for the page: ${paths}`);
+  });
+
+  test('without the assets deployed, GET /dashboard is a JSON 404 from the gateway', async (t) => {
+    const f = await startFakes({ openai: 'openai' });
+    t.after(() => f.openai.close());
+    const { config, secrets } = makeConfig({ fakes: f, routes: { chat: { strategy: 'priority', targets: [target(f.openai)] } } });
+    const gw = await startGateway({ config, secrets });
+    t.after(() => gw.dispose());
+    const r = await gw.fetch('/dashboard');
+    assert.equal(r.status, 404);
+    assert.match(r.headers.get('content-type'), /application\/json/);
+    assert.ok((await r.json()).error.message, 'an OpenAI-shaped error');
   });
 
   test('with the SQL API secrets, /v1/usage asks the Analytics Engine and answers for the fleet', async (t) => {

@@ -111,6 +111,8 @@ function headersObject(h) {
  * @param {string} [opts.compatibilityDate]
  * @param {string} [opts.script]        a JS worker instead of the build (for harness self-tests)
  * @param {boolean} [opts.echoLogs]     also print the worker's lines to stderr
+ * @param {boolean} [opts.assets]       serve assets/ (the dashboard) in front of the
+ *                                      worker, as wrangler.toml's [assets] does when deployed
  */
 export async function startGateway({
   config,
@@ -120,6 +122,7 @@ export async function startGateway({
   script,
   scriptPath = SHIM,
   echoLogs = !!process.env.SWITCHYARD_ECHO_LOGS,
+  assets = false,
   // Further Miniflare options (e.g. `ratelimits`), merged in as given.
   miniflare = {},
 } = {}) {
@@ -158,6 +161,9 @@ export async function startGateway({
     },
   };
   if (kvPersist) options.kvPersist = kvPersist;
+  // Off by default: the asset router is a worker of its own in front of the
+  // gateway, and the other tests and the benchmark measure the gateway alone.
+  if (assets) options.assets = { directory: path.join(ROOT, 'assets'), routerConfig: { has_user_worker: true } };
   Object.assign(options, miniflare);
   if (script) options.script = script;
   else {
