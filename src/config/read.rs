@@ -38,19 +38,42 @@ pub(super) fn object<'a>(v: &'a Value, at: &str, known: &[&str]) -> Result<&'a M
     Ok(map)
 }
 
-/// A field that must be there.
-pub(super) fn required<T: Read>(map: &Map<String, Value>, at: &str, name: &str) -> Result<T, ConfigError> {
-    match map.get(name) {
-        Some(v) => T::read(v, &join(at, name)),
-        None => Err(err(where_(at), format!("missing field `{name}`"))),
-    }
+/// Reads field `name` of `map` for [`read_struct!`]. A mistake is kept in
+/// `first` (unless an earlier field's is already there) and the field takes
+/// its default, so a struct has one exit that drops it whole instead of one
+/// per field that drops the fields read so far: that drop code, repeated
+/// per field, was most of the reader's size in wasm.
+#[inline(never)]
+pub(super) fn field<T: Read + Default>(
+    map: &Map<String, Value>,
+    at: &str,
+    name: &str,
+    required: bool,
+    first: &mut Option<ConfigError>,
+) -> T {
+    let result = match lookup(map, at, name, required) {
+        Ok(Some((v, path))) => T::read(v, &path),
+        Ok(None) => return T::default(),
+        Err(e) => Err(e),
+    };
+    result.unwrap_or_else(|e| {
+        first.get_or_insert(e);
+        T::default()
+    })
 }
 
-/// A field that may be left out (its default then).
-pub(super) fn optional<T: Read + Default>(map: &Map<String, Value>, at: &str, name: &str) -> Result<T, ConfigError> {
+/// The value of field `name` and its path, `None` for an optional field left
+/// out, or the error of a required one left out.
+fn lookup<'a>(
+    map: &'a Map<String, Value>,
+    at: &str,
+    name: &str,
+    required: bool,
+) -> Result<Option<(&'a Value, String)>, ConfigError> {
     match map.get(name) {
-        Some(v) => T::read(v, &join(at, name)),
-        None => Ok(T::default()),
+        Some(v) => Ok(Some((v, join(at, name)))),
+        None if required => Err(err(where_(at), format!("missing field `{name}`"))),
+        None => Ok(None),
     }
 }
 
@@ -142,17 +165,23 @@ impl<T: Read> Read for BTreeMap<String, T> {
 
 /// Implements [`Read`] for a struct of named fields: `required` ones must be
 /// present, `optional` ones take their `Default` when left out; any other key
-/// is an error naming it.
+/// is an error naming it. The error is the first field's in the order
+/// listed (every field's type has a `Default` to stand in meanwhile).
 macro_rules! read_struct {
     ($ty:ident { required: [$($req:ident),* $(,)?], optional: [$($opt:ident),* $(,)?] $(,)? }) => {
         impl $crate::config::read::Read for $ty {
             fn read(v: &serde_json::Value, at: &str) -> Result<Self, $crate::config::ConfigError> {
                 use $crate::config::read as r;
                 let map = r::object(v, at, &[$(stringify!($req),)* $(stringify!($opt),)*])?;
-                Ok($ty {
-                    $($req: r::required(map, at, stringify!($req))?,)*
-                    $($opt: r::optional(map, at, stringify!($opt))?,)*
-                })
+                let mut first = None;
+                let out = $ty {
+                    $($req: r::field(map, at, stringify!($req), true, &mut first),)*
+                    $($opt: r::field(map, at, stringify!($opt), false, &mut first),)*
+                };
+                match first {
+                    None => Ok(out),
+                    Some(e) => Err(e),
+                }
             }
         }
     };
