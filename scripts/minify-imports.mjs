@@ -1,16 +1,22 @@
-// Gives the wasm module's imports short names and rewrites the JS glue to
-// match:  node scripts/minify-imports.mjs build/index_bg.wasm build/index.js
+// Gives the wasm module's imports, and the exports only the glue uses, short
+// names, and rewrites the JS glue to match:
+//   node scripts/minify-imports.mjs build/index_bg.wasm build/index.js
 //
 // wasm-bindgen names each import `__wbg_<what>_<16 hex digits>` under the
 // module "./index_bg.js", and both files carry every name: the module's import
 // section, and the glue's import object (`"./index_bg.js":{__wbg_…:function…}`).
 // With about 130 imports that is some 4 KiB in each file, and the hex digits
-// do not compress. Only the import names change: the functions, their order
-// and every other byte of the module stay as they are.
+// do not compress. wasm-bindgen's own exports (`__wbindgen_malloc`, closure
+// shims, the classes' accessors) are named at length too, and only the glue
+// reads them (`wasm.__wbindgen_malloc`). Only names change: the functions,
+// their order and every other byte of the module stay as they are. The
+// worker's entry points and anything a runtime might look up (`fetch`,
+// `scheduled`, `memory`, the abort and instance hooks) keep their names.
 //
-// The rewrite is checked, never guessed: each old name must appear exactly
-// once as a key of the glue's import object, or the build fails. A module
-// whose imports are not all wasm-bindgen's is left alone.
+// The rewrite is checked, never guessed: each old import name must appear
+// exactly once as a key of the glue's import object, or the build fails; an
+// export is renamed only when every mention of it in the glue is a property
+// read. A module whose imports are not all wasm-bindgen's is left alone.
 import { readFileSync, writeFileSync } from 'node:fs';
 
 const MODULE = './index_bg.js';
@@ -104,6 +110,36 @@ function shortName(i) {
   return s;
 }
 
+// Exports the glue alone reads: wasm-bindgen's runtime and class shims.
+const OWN_EXPORT = /^(__wbg_|__wbindgen_|__externref_|intounderlying|wasm_bindgen__convert__|__worker_init_state$)/;
+const exportsRenamed = [];
+
+const mentions = (re) => js.match(re)?.length ?? 0;
+const escape = (name) => name.replace(/\$/g, '\\$');
+
+// The export section from `body` to `end`, re-encoded with short names for
+// the exports only the glue reads.
+function renameExports(body, end) {
+  let [count, at] = readU32(wasm, body);
+  const encoded = [u32(count)];
+  for (let i = 0; i < count; i++) {
+    const [field, afterField] = readName(wasm, at);
+    const descEnd = readU32(wasm, afterField + 1)[1]; // kind byte, index
+    let name = field;
+    const every = mentions(new RegExp(`(?<![\\w$])${escape(field)}(?![\\w$])`, 'g'));
+    const reads = mentions(new RegExp(`\\.${escape(field)}(?![\\w$])`, 'g'));
+    if (OWN_EXPORT.test(field) && every > 0 && every === reads) {
+      name = `_${shortName(exportsRenamed.length)}`;
+      exportsRenamed.push([field, name]);
+    }
+    encoded.push(encodeName(name), wasm.subarray(afterField, descEnd));
+    at = descEnd;
+  }
+  if (at !== end) fail('the export section did not parse to its end');
+  const section = Buffer.concat(encoded);
+  return Buffer.concat([Buffer.from([7]), u32(section.length), section]);
+}
+
 const wasm = readFileSync(wasmPath);
 if (wasm.readUInt32LE(0) !== 0x6d736100) fail(`${wasmPath} is not a wasm module`);
 let js = readFileSync(jsPath, 'utf8');
@@ -117,6 +153,11 @@ while (pos < wasm.length) {
   const id = wasm[pos++];
   const [size, body] = readU32(wasm, pos);
   const end = body + size;
+  if (id === 7) {
+    parts.push(renameExports(body, end));
+    pos = end;
+    continue;
+  }
   if (id !== 2) {
     parts.push(wasm.subarray(start, end));
     pos = end;
@@ -159,10 +200,15 @@ for (const [old, short] of renamed) {
   js = js.replace(key, `$1${short}:`);
 }
 
+for (const [old, short] of exportsRenamed) {
+  js = js.replace(new RegExp(`\\.${escape(old)}(?![\\w$])`, 'g'), `.${short}`);
+}
+
 const out = Buffer.concat(parts);
 writeFileSync(wasmPath, out);
 writeFileSync(jsPath, js);
 console.log(
-  `minify-imports: ${renamed.length} imports renamed: wasm ${wasm.length} -> ${out.length} bytes, ` +
+  `minify-imports: ${renamed.length} imports and ${exportsRenamed.length} exports renamed: ` +
+    `wasm ${wasm.length} -> ${out.length} bytes, ` +
     `glue ${jsBefore} -> ${Buffer.byteLength(js)} bytes`,
 );
