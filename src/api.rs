@@ -464,7 +464,7 @@ impl<'de> Deserialize<'de> for ContentPart {
                 match (kind, value) {
                     (0, Value::String(text)) => Ok(ContentPart::Text { text }),
                     (0, _) => Err(wrong("expected a string")),
-                    (1, Value::Object(mut o)) => match (o.remove("url"), o.remove("detail")) {
+                    (1, Value::Object(mut o)) => match (o.shift_remove("url"), o.shift_remove("detail")) {
                         (Some(Value::String(url)), None | Some(Value::Null)) => {
                             Ok(ContentPart::ImageUrl { image_url: ImageUrl { url, detail: None } })
                         }
@@ -806,9 +806,10 @@ impl ChatRequest {
 
 // ------------------------------------------------- fields read from a tree
 
-/// `key` taken out of `map`; `null` counts as absent.
+/// `key` taken out of `map`; `null` counts as absent. The fields left keep
+/// the client's order (they are sent on as they came).
 fn take(map: &mut Map<String, Value>, key: &str) -> Option<Value> {
-    map.remove(key).filter(|v| !v.is_null())
+    map.shift_remove(key).filter(|v| !v.is_null())
 }
 
 /// A client mistake at `path`, worded as the one-pass reader words its own.

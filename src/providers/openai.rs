@@ -649,6 +649,18 @@ mod tests {
     }
 
     #[test]
+    fn fields_the_gateway_does_not_read_go_on_in_the_clients_order() {
+        let cfg = config();
+        let out = Outbound { provider: &cfg.providers[0], model: "m", api_key: None };
+        let body = r#"{"zeta":1,"model":"chat","alpha":2,"tools":[{"type":"function","function":{"name":"f"}}],
+            "messages":[{"role":"user","content":"hi"}],"mid":{"b":1,"a":2},"tool_choice":"auto","beta":3}"#;
+        let text = build_request(&out, &ChatRequest::parse(body.as_bytes()).unwrap()).unwrap().body.unwrap();
+        let at = |k: &str| text.find(&format!("\"{k}\"")).unwrap_or_else(|| panic!("{k} missing: {text}"));
+        assert!(at("zeta") < at("alpha") && at("alpha") < at("mid") && at("mid") < at("beta"), "{text}");
+        assert!(text.contains(r#""mid":{"b":1,"a":2}"#), "objects inside keep their order too: {text}");
+    }
+
+    #[test]
     fn parses_responses() {
         let c = parse_response(&fixture("chat_response.json")).unwrap();
         assert_eq!(c.model, "gpt-4o-mini-2024-07-18");
