@@ -11,7 +11,6 @@ pub use security::Security;
 pub use state::{BreakerSettings, HealthSettings, StateSettings};
 
 use read::read_struct;
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// A validated configuration.
@@ -329,8 +328,8 @@ read_struct!(RawPolicy {
 });
 
 struct RawConfig {
-    providers: BTreeMap<String, RawProvider>,
-    routes: BTreeMap<String, RawRoute>,
+    providers: Vec<(String, RawProvider)>,
+    routes: Vec<(String, RawRoute)>,
     policy: RawPolicy,
     state: state::RawState,
     breaker: state::RawBreaker,
@@ -348,7 +347,7 @@ struct RawProvider {
     base_url: String,
     key_secret: Option<String>,
     key_header: Option<String>,
-    headers: BTreeMap<String, String>,
+    headers: Vec<(String, String)>,
     anthropic_version: Option<String>,
     default_max_tokens: Option<u32>,
     timeout_ms: Option<u64>,
@@ -479,7 +478,7 @@ impl Config {
             let default_header = if format == Format::Anthropic { "x-api-key" } else { "authorization" };
             let key_header =
                 security::key_header(&at, p.key_header.as_deref(), default_header, p.key_secret.is_some())?;
-            security::check_headers(&at, p.headers.keys(), &key_header)?;
+            security::check_headers(&at, p.headers.iter().map(|(k, _)| k), &key_header)?;
             if p.timeout_ms == Some(0) {
                 return Err(err(format!("{at}.timeout_ms"), "must be greater than 0"));
             }
@@ -763,6 +762,30 @@ mod tests {
         let quiet = GOOD.replacen('{', r#"{"log_requests":"errors","#, 1);
         assert_eq!(Config::from_json(&quiet).unwrap().log_requests, RequestLogs::Errors);
         assert_eq!(field_of(&GOOD.replacen('{', r#"{"log_requests":"some","#, 1)), "log_requests");
+    }
+
+    #[test]
+    fn providers_routes_and_headers_keep_the_order_written() {
+        let c = Config::from_json(
+            r#"{"providers":{"zed":{"format":"openai","base_url":"https://z.example/v1","headers":{"x-b":"1","x-a":"2"}},
+                             "amy":{"format":"openai","base_url":"https://a.example/v1"}},
+                "routes":{"later":{"targets":[{"provider":"amy","model":"m"}]},
+                          "early":{"targets":[{"provider":"zed","model":"m"}]}}}"#,
+        )
+        .unwrap();
+        let names = |v: Vec<&str>| v.join(",");
+        assert_eq!(names(c.providers.iter().map(|p| p.name.as_str()).collect()), "zed,amy");
+        assert_eq!(names(c.routes.iter().map(|r| r.name.as_str()).collect()), "later,early");
+        assert_eq!(names(c.providers[0].headers.iter().map(|(k, _)| k.as_str()).collect()), "x-b,x-a");
+        // Targets name providers by index: the order changes nothing there.
+        assert_eq!(c.provider_of(&c.routes[0].targets[0]).name, "amy");
+        let e = Config::from_json(
+            r#"{"providers":{"a":{"format":"openai","base_url":"https://a.example/v1"},"b":{"format":"nope","base_url":"x"}},
+                "routes":{"r":{"targets":[{"provider":"a","model":"m"}]}}}"#,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.field, "providers.b.format");
     }
 
     #[test]

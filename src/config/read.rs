@@ -6,8 +6,6 @@
 //! deserializer in the wasm bundle; walking a `serde_json::Value` with one
 //! small trait costs a few calls per field, and the field path comes free.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value};
 
 use super::{err, ConfigError};
@@ -150,16 +148,13 @@ impl<T: Read> Read for Vec<T> {
     }
 }
 
-impl<T: Read> Read for BTreeMap<String, T> {
+/// An object of named entries (providers, routes, headers), in the order
+/// written: a list of pairs rather than a sorted map, whose code the bundle
+/// would carry for these alone.
+impl<T: Read> Read for Vec<(String, T)> {
     fn read(v: &Value, at: &str) -> Result<Self, ConfigError> {
         let Some(map) = v.as_object() else { return Err(expected(v, at, "an object")) };
-        // Inserted one by one: collecting into a BTreeMap sorts its input
-        // first, and that sort is about 3 KiB of wasm for each `T`.
-        let mut out = BTreeMap::new();
-        for (k, item) in map {
-            out.insert(k.clone(), T::read(item, &join(at, k))?);
-        }
-        Ok(out)
+        map.iter().map(|(k, item)| Ok((k.clone(), T::read(item, &join(at, k))?))).collect()
     }
 }
 
@@ -233,7 +228,7 @@ mod tests {
         assert_eq!(e.field, "n");
         let e = read::<Inner>(r#"{"n": 1, "list": ["a", 2]}"#).err().unwrap();
         assert_eq!((e.field.as_str(), e.message.as_str()), ("list[1]", "expected a string, found a number"));
-        let e = read::<BTreeMap<String, Inner>>(r#"{"x": {"n": "1"}}"#).err().unwrap();
+        let e = read::<Vec<(String, Inner)>>(r#"{"x": {"n": "1"}}"#).err().unwrap();
         assert_eq!(e.field, "x.n");
         let e = read::<Inner>("[]").err().unwrap();
         assert_eq!((e.field.as_str(), e.message.as_str()), ("SWITCHYARD_CONFIG", "expected an object, found a list"));

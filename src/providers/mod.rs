@@ -215,13 +215,13 @@ mod tests {
                 (r.url, r.headers)
             })
             .collect();
-        // Providers are kept in name order: a, c, o.
-        assert_eq!(urls[0].0, "http://127.0.0.1:2/v1/models");
-        assert!(urls[0].1.contains(&("x-api-key".into(), "sk-k".into())));
-        assert!(urls[0].1.contains(&("anthropic-version".into(), "2023-06-01".into())));
-        assert_eq!(urls[1].0, "http://127.0.0.1:3/v1/models");
-        assert!(urls[1].1.contains(&("authorization".into(), "Bearer sk-k".into())));
-        assert_eq!(urls[2].0, "http://127.0.0.1:1/v1/models");
+        // Providers are kept in the order written: o, a, c.
+        assert_eq!(urls[0].0, "http://127.0.0.1:1/v1/models");
+        assert_eq!(urls[1].0, "http://127.0.0.1:2/v1/models");
+        assert!(urls[1].1.contains(&("x-api-key".into(), "sk-k".into())));
+        assert!(urls[1].1.contains(&("anthropic-version".into(), "2023-06-01".into())));
+        assert_eq!(urls[2].0, "http://127.0.0.1:3/v1/models");
+        assert!(urls[2].1.contains(&("authorization".into(), "Bearer sk-k".into())));
     }
 
     #[test]
