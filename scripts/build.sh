@@ -24,9 +24,11 @@ if [[ -n "$wasm" ]]; then
   # keep their text and source location without it, so it goes
   # (KEEP_WASM_NAMES=1 keeps it, for profiling: bench/profile.mjs). The same
   # pass runs -Oz once more, with a whole-program type flow pass (--gufa)
-  # between: about 1% smaller than worker-build's own pass.
+  # between: about 1% smaller than worker-build's own pass. The producers and
+  # target_features sections (tool versions and feature flags, for linkers)
+  # go too.
   if [[ "${KEEP_WASM_NAMES:-0}" != 1 ]]; then
-    node_modules/.bin/wasm-opt "$wasm" --strip-debug -Oz --gufa -Oz -o "$wasm.stripped" \
+    node_modules/.bin/wasm-opt "$wasm" --strip-debug --strip-producers --strip-target-features -Oz --gufa -Oz -o "$wasm.stripped" \
       --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int --enable-bulk-memory \
       --enable-multivalue --enable-reference-types --enable-exception-handling
     mv "$wasm.stripped" "$wasm"
