@@ -21,9 +21,9 @@ pub use crate::record::Answer;
 use crate::store::StateStore;
 use crate::taxonomy::{ErrorKind, UpstreamError};
 use crate::upstream::{TransportError, Upstream, UpstreamBody};
+use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::json;
-use std::collections::HashMap;
 
 /// The comparison's view of a whole answer (choice 0).
 pub fn answer_of(c: &ChatCompletion, provider: &str, target: &Target, latency_ms: u64) -> Answer {
@@ -167,8 +167,8 @@ fn is_word_char(c: char) -> bool {
     !matches!(c as u32, 0x80..=0xBF | 0xD7 | 0xF7 | 0x2000..=0x206F | 0x3000..=0x303F | 0xFF00..=0xFF0F | 0xFF1A..=0xFF20 | 0xFF3B..=0xFF40 | 0xFF5B..=0xFF65)
 }
 
-fn word_counts(s: &str) -> HashMap<String, f64> {
-    let mut m = HashMap::new();
+fn word_counts(s: &str) -> IndexMap<String, f64> {
+    let mut m = IndexMap::new();
     // Words are compared case-blind in ASCII; other scripts as written.
     for w in s.split(|c: char| !is_word_char(c)).filter(|w| !w.is_empty()) {
         *m.entry(w.to_ascii_lowercase()).or_insert(0.0) += 1.0;
@@ -183,7 +183,7 @@ pub fn similarity(a: &str, b: &str) -> f64 {
         return 1.0;
     }
     let dot: f64 = x.iter().filter_map(|(w, n)| y.get(w).map(|m| n * m)).sum();
-    let norm = |v: &HashMap<String, f64>| v.values().map(|n| n * n).sum::<f64>().sqrt();
+    let norm = |v: &IndexMap<String, f64>| v.values().map(|n| n * n).sum::<f64>().sqrt();
     let d = norm(&x) * norm(&y);
     if d == 0.0 {
         0.0
@@ -344,8 +344,8 @@ pub const MIRROR_KEY_PREFIX: &str = "sy:v1:m:";
 /// Per-route aggregates not yet shared, and when each route last wrote.
 #[derive(Debug, Default)]
 pub struct MirrorLedger {
-    pending: HashMap<String, MirrorStats>,
-    last_write_ms: HashMap<String, u64>,
+    pending: IndexMap<String, MirrorStats>,
+    last_write_ms: IndexMap<String, u64>,
 }
 
 impl MirrorLedger {
@@ -372,7 +372,7 @@ impl MirrorLedger {
         due.into_iter()
             .filter_map(|r| {
                 self.last_write_ms.insert(r.clone(), now);
-                self.pending.remove(&r).map(|s| (r, s))
+                self.pending.swap_remove(&r).map(|s| (r, s))
             })
             .collect()
     }

@@ -1,8 +1,8 @@
 //! The edge shell: the Workers entry points and the implementations of the
 //! core's traits with workers-rs. Kept thin: decisions live in the core.
 
-mod alloc;
 mod admit;
+mod alloc;
 mod analytics;
 mod clock;
 mod kv;
