@@ -152,6 +152,76 @@ where
     R: Rng,
     A: Accept<U::Body>,
 {
+    let mut slot = Slot { accept, output: None };
+    let Dispatch { attempts, outcome } = attempt_loop(plan, clock, upstream, rng, &mut slot).await;
+    let outcome = match outcome {
+        Dispatched::Served { target, output: () } => match slot.output {
+            Some(output) => Dispatched::Served { target, output },
+            // The loop reports a target served only after its accept stored
+            // an output; this arm is never taken.
+            None => Dispatched::Exhausted,
+        },
+        Dispatched::ToClient { status, error } => Dispatched::ToClient { status, error },
+        Dispatched::Rejected(e) => Dispatched::Rejected(e),
+        Dispatched::Exhausted => Dispatched::Exhausted,
+    };
+    Dispatch { attempts, outcome }
+}
+
+/// An [`Accept`] seen by the attempt loop: it keeps its output itself, so
+/// that one copy of the loop serves every kind of output (the loop is the
+/// largest async function in the gateway; one copy per output type doubled
+/// it in the bundle).
+trait AcceptInto<B> {
+    fn accept_into<'a>(
+        &'a mut self,
+        target: &'a Target,
+        provider: &'a ProviderConfig,
+        key: Option<&'a str>,
+        head: UpstreamHead<B>,
+        deadline_ms: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), UpstreamError>> + 'a>>
+    where
+        B: 'a;
+}
+
+struct Slot<'x, A: Accept<B>, B> {
+    accept: &'x mut A,
+    output: Option<A::Output>,
+}
+
+impl<A: Accept<B>, B> AcceptInto<B> for Slot<'_, A, B> {
+    fn accept_into<'a>(
+        &'a mut self,
+        target: &'a Target,
+        provider: &'a ProviderConfig,
+        key: Option<&'a str>,
+        head: UpstreamHead<B>,
+        deadline_ms: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), UpstreamError>> + 'a>>
+    where
+        B: 'a,
+    {
+        Box::pin(async move {
+            let out = self.accept.accept(target, provider, key, head, deadline_ms).await?;
+            self.output = Some(out);
+            Ok(())
+        })
+    }
+}
+
+async fn attempt_loop<C, U, R>(
+    plan: &Plan<'_>,
+    clock: &C,
+    upstream: &U,
+    rng: &mut R,
+    accept: &mut dyn AcceptInto<U::Body>,
+) -> Dispatch<()>
+where
+    C: Clock,
+    U: Upstream,
+    R: Rng,
+{
     let policy = &plan.route.policy;
     let deadline = plan.deadline_ms;
     let mut attempts_left = plan.max_attempts;
@@ -220,10 +290,10 @@ where
                 policy.attempt_timeout_ms
             });
             let attempt_deadline = (now + timeout).min(deadline);
-            let result: AttemptResult<A::Output> = match upstream.send(&upstream_req, attempt_deadline).await {
+            let result: AttemptResult<()> = match upstream.send(&upstream_req, attempt_deadline).await {
                 Ok(head) if (200..300).contains(&head.status) => {
                     let status = head.status;
-                    match accept.accept(target, provider, key, head, attempt_deadline).await {
+                    match accept.accept_into(target, provider, key, head, attempt_deadline).await {
                         Ok(out) => Ok((status, out)),
                         Err(e) => Err((Some(status), e, None)),
                     }
