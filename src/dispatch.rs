@@ -180,10 +180,13 @@ trait AcceptInto<B> {
         key: Option<&'a str>,
         head: UpstreamHead<B>,
         deadline_ms: u64,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), UpstreamError>> + 'a>>
+    ) -> Accepting<'a>
     where
         B: 'a;
 }
+
+/// An accept step under way; done when the output is stored.
+type Accepting<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), UpstreamError>> + 'a>>;
 
 struct Slot<'x, A: Accept<B>, B> {
     accept: &'x mut A,
@@ -198,7 +201,7 @@ impl<A: Accept<B>, B> AcceptInto<B> for Slot<'_, A, B> {
         key: Option<&'a str>,
         head: UpstreamHead<B>,
         deadline_ms: u64,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), UpstreamError>> + 'a>>
+    ) -> Accepting<'a>
     where
         B: 'a,
     {
