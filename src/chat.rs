@@ -452,6 +452,11 @@ pub(crate) fn find_route<'a>(gw: &'a Gateway, model: &str, log: &mut RequestLog)
 /// The reply when no target served: the provider's refusal, the client's
 /// mistake, or the list of failed attempts.
 pub(crate) fn failure_reply<T>(outcome: Dispatched<T>, attempts: &[AttemptRecord], log: &mut RequestLog) -> Reply {
+    // The answer itself is never needed here: one body for every kind.
+    unserved_reply(outcome.map_output(|_| Some(())), attempts, log)
+}
+
+fn unserved_reply(outcome: Dispatched<()>, attempts: &[AttemptRecord], log: &mut RequestLog) -> Reply {
     match outcome {
         Dispatched::Served { .. } => unreachable_reply(),
         Dispatched::ToClient { status, error } => {

@@ -64,6 +64,22 @@ pub enum Dispatched<T> {
     Exhausted,
 }
 
+impl<T> Dispatched<T> {
+    /// The same outcome with the answer put through `f`; `None` from `f`
+    /// makes a served outcome `Exhausted`.
+    pub fn map_output<U>(self, f: impl FnOnce(T) -> Option<U>) -> Dispatched<U> {
+        match self {
+            Dispatched::Served { target, output } => match f(output) {
+                Some(output) => Dispatched::Served { target, output },
+                None => Dispatched::Exhausted,
+            },
+            Dispatched::ToClient { status, error } => Dispatched::ToClient { status, error },
+            Dispatched::Rejected(e) => Dispatched::Rejected(e),
+            Dispatched::Exhausted => Dispatched::Exhausted,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Dispatch<T> {
     pub attempts: Vec<AttemptRecord>,
@@ -154,18 +170,10 @@ where
 {
     let mut slot = Slot { accept, output: None };
     let Dispatch { attempts, outcome } = attempt_loop(plan, clock, upstream, rng, &mut slot).await;
-    let outcome = match outcome {
-        Dispatched::Served { target, output: () } => match slot.output {
-            Some(output) => Dispatched::Served { target, output },
-            // The loop reports a target served only after its accept stored
-            // an output; this arm is never taken.
-            None => Dispatched::Exhausted,
-        },
-        Dispatched::ToClient { status, error } => Dispatched::ToClient { status, error },
-        Dispatched::Rejected(e) => Dispatched::Rejected(e),
-        Dispatched::Exhausted => Dispatched::Exhausted,
-    };
-    Dispatch { attempts, outcome }
+    // The loop reports a target served only after its accept stored an
+    // output, so the output is always there.
+    let output = slot.output;
+    Dispatch { attempts, outcome: outcome.map_output(|()| output) }
 }
 
 /// An [`Accept`] seen by the attempt loop: it keeps its output itself, so

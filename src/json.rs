@@ -32,7 +32,12 @@ impl Dig for Value {
 /// through `to_value` (a copy of a whole tree, for a message's content) and
 /// unwraps the result, with the code for that at every call site.
 pub fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
-    let mut m = Map::new();
+    object_of(N, &mut fields.into_iter())
+}
+
+/// The body of [`object`], once for every size of object.
+fn object_of(n: usize, fields: &mut dyn Iterator<Item = (&str, Value)>) -> Value {
+    let mut m = Map::with_capacity(n);
     for (k, v) in fields {
         m.insert(k.to_owned(), v);
     }
