@@ -58,7 +58,7 @@ build_ok=0
 # is 250 KiB gzipped; the bundle is not there yet (README, "Benchmark"), so CI
 # holds the line just above today's size and the figure can only go down.
 if [[ $build_ok -eq 1 ]]; then
-  run "bundle size" env BUDGET_KB="${BUNDLE_BUDGET_KB:-268}" bash scripts/bundle-size.sh
+  run "bundle size" env BUDGET_KB="${BUNDLE_BUDGET_KB:-267}" bash scripts/bundle-size.sh
 else
   skip "bundle size" "the build failed"
 fi
