@@ -263,28 +263,39 @@ impl Serialize for Role {
     }
 }
 
+/// The roles in the order of [`ROLE_NAMES`] (a test holds them to
+/// [`role_name`]).
+const ROLES: [Role; 6] = [Role::System, Role::Developer, Role::User, Role::Assistant, Role::Tool, Role::Function];
+const ROLE_NAMES: &[&str] = &["system", "developer", "user", "assistant", "tool", "function"];
+
 impl<'de> Deserialize<'de> for Role {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Role;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a message role")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Role, E> {
-                const NAMES: &[&str] = &["system", "developer", "user", "assistant", "tool", "function"];
-                Ok(match v {
-                    "system" => Role::System,
-                    "developer" => Role::Developer,
-                    "user" => Role::User,
-                    "assistant" => Role::Assistant,
-                    "tool" => Role::Tool,
-                    "function" => Role::Function,
-                    _ => return Err(E::unknown_variant(v, NAMES)),
-                })
-            }
-        }
-        d.deserialize_str(V)
+        let i = de::DeserializeSeed::deserialize(OneOf { names: ROLE_NAMES, what: "a message role" }, d)?;
+        Ok(ROLES.get(i).copied().unwrap_or(Role::User))
+    }
+}
+
+/// Reads a string that must be one of `names`, as its index there (an
+/// unknown one is serde's "unknown variant" error, listing the names).
+struct OneOf {
+    names: &'static [&'static str],
+    what: &'static str,
+}
+
+impl<'de> de::DeserializeSeed<'de> for OneOf {
+    type Value = usize;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for OneOf {
+    type Value = usize;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.what)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
+        self.names.iter().position(|n| *n == v).ok_or_else(|| E::unknown_variant(v, self.names))
     }
 }
 
@@ -417,23 +428,6 @@ pub enum ContentPart {
 impl<'de> Deserialize<'de> for ContentPart {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         const KINDS: &[&str] = &["text", "image_url", "input_audio", "file"];
-        /// The index of a part's `type` in KINDS, checked as it is read.
-        struct Kind(usize);
-        impl<'de> Deserialize<'de> for Kind {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct K;
-                impl Visitor<'_> for K {
-                    type Value = Kind;
-                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                        f.write_str("a content part type")
-                    }
-                    fn visit_str<E: de::Error>(self, v: &str) -> Result<Kind, E> {
-                        KINDS.iter().position(|n| *n == v).map(Kind).ok_or_else(|| E::unknown_variant(v, KINDS))
-                    }
-                }
-                d.deserialize_str(K)
-            }
-        }
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = ContentPart;
@@ -447,7 +441,7 @@ impl<'de> Deserialize<'de> for ContentPart {
                 let mut fields: Vec<(String, Value)> = Vec::new();
                 while let Some(key) = map.next_key::<String>()? {
                     if key == "type" {
-                        kind = Some(map.next_value::<Kind>()?.0);
+                        kind = Some(map.next_value_seed(OneOf { names: KINDS, what: "a content part type" })?);
                     } else if KINDS.contains(&key.as_str()) {
                         fields.push((key, map.next_value()?));
                     } else {
@@ -1130,6 +1124,16 @@ mod tests {
     fn huge_token_counts_saturate_rather_than_overflow() {
         let u = Usage::read(&serde_json::from_str(r#"{"prompt_tokens":1e300,"completion_tokens":5}"#).unwrap());
         assert_eq!(u.total_tokens, u64::MAX);
+    }
+
+    #[test]
+    fn role_names_read_back_as_their_roles() {
+        assert_eq!(ROLES.len(), ROLE_NAMES.len());
+        for (r, name) in ROLES.iter().zip(ROLE_NAMES) {
+            assert_eq!(role_name(*r), *name);
+            let m: Message = serde_json::from_str(&format!(r#"{{"role":"{name}","content":"x"}}"#)).unwrap();
+            assert_eq!(m.role, *r);
+        }
     }
 
     #[test]
