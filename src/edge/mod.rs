@@ -34,7 +34,9 @@ use relay::StreamJob;
 use std::cell::RefCell;
 use std::rc::Rc;
 use upstream::{FetchBody, FetchUpstream};
-use worker::{console_error, console_log, event, Context, Env, Result, ScheduleContext, ScheduledEvent};
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::JsValue;
+use worker::{console_error, console_log, event, Context, Env, ScheduleContext, ScheduledEvent};
 
 /// The KV namespace binding holding shared provider state.
 pub(crate) const STATE_BINDING: &str = "STATE";
@@ -64,10 +66,15 @@ fn load_gateway(env: &Env) -> std::result::Result<Rc<Gateway>, String> {
         return Err(missing_config());
     };
     let config = Config::from_json(&text).map_err(|e| e.to_string())?;
-    let gw = Gateway::new(config, |name| env.secret(name).ok().map(|s| s.to_string()));
+    let gw = Gateway::new(config, |name| secret(env, name));
     // Isolates spread their KV writes apart, each by its own jitter.
     gw.seed_write_jitter(request_rng().next_u64());
     Ok(Rc::new(gw))
+}
+
+/// A secret (or plain variable) by name: the env object's string property.
+fn secret(env: &Env, name: &str) -> Option<String> {
+    js_sys::Reflect::get(env, &name.into()).ok()?.as_string()
 }
 
 fn missing_config() -> String {
@@ -97,8 +104,27 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-#[event(fetch)]
-async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
+/// The fetch entry point, written out rather than made by workers-rs's
+/// `#[event(fetch)]`: that glue turns a handler's error into a boxed
+/// `worker::Error` and formats it, which links the text and `Debug` of every
+/// error workers-rs knows (routing, email, serialisation) into the bundle.
+/// The handler here fails only if the runtime refuses to build a Response;
+/// the client then gets a JSON 500 and the log says why.
+#[wasm_bindgen]
+pub async fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> Result<JsValue, JsValue> {
+    let ctx = Context::new(ctx);
+    match handle(req, env, ctx).await {
+        Ok(response) => Ok(response.into()),
+        Err(e) => {
+            let detail = js_sys::JSON::stringify(&e).ok().and_then(|s| s.as_string()).unwrap_or_default();
+            console_error!("{}", serde_json::json!({"level":"error","msg":"response not built","detail":detail}));
+            let e = ApiError::new(500, "api_error", "the gateway could not build its response");
+            web::respond(Reply::error(&e), "", &[]).map(JsValue::from)
+        }
+    }
+}
+
+async fn handle(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response, JsValue> {
     let clock = WorkerClock;
     let mut rng = request_rng();
     let request_id = format!("sy-{:016x}", rng.next_u64());
@@ -412,7 +438,7 @@ pub(crate) fn log_request(gw: &Gateway, log: &RequestLog) {
 /// isolate's, said to be only that.
 async fn usage(gw: &Gateway, env: &Env) -> Reply {
     use crate::fleet;
-    let text = |name: &str| env.secret(name).ok().map(|s| s.to_string()).filter(|s| !s.is_empty());
+    let text = |name: &str| secret(env, name).filter(|s| !s.is_empty());
     let now = WorkerClock.now_ms();
     let (Some(account_id), Some(token)) = (text("CF_ACCOUNT_ID"), text("CF_ANALYTICS_TOKEN")) else {
         return crate::admin::usage_isolate(
@@ -457,8 +483,8 @@ fn log_errors(what: &str, errors: Vec<String>) {
     }
 }
 
-fn respond(reply: Reply, request_id: &str, cors: &[(&'static str, String)]) -> Result<web_sys::Response> {
-    Ok(web::respond(reply, request_id, cors)?)
+fn respond(reply: Reply, request_id: &str, cors: &[(&'static str, String)]) -> Result<web_sys::Response, JsValue> {
+    web::respond(reply, request_id, cors)
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{ReadableStreamDefaultReader, WritableStreamDefaultWriter};
-use worker::{Context, Result};
+use worker::Context;
 
 /// A stream on its way to the client, able to continue elsewhere.
 pub type ClientRelay =
@@ -269,12 +269,12 @@ pub fn stream_response(
     job: StreamJob,
     request_id: &str,
     cors: &[(&'static str, String)],
-) -> Result<web_sys::Response> {
+) -> Result<web_sys::Response, JsValue> {
     let started = WorkerClock.now_ms().saturating_sub(job.log.latency_ms);
     // A runtime-native pipe: the pump writes into it and the client reads
     // the other end, so the runtime never calls back into wasm to pull.
     let pipe = identity_pipe()?;
-    let writer = pipe.writable().get_writer().map_err(worker::Error::from)?;
+    let writer = pipe.writable().get_writer()?;
     ctx.wait_until(async move {
         let StreamJob { gw, mut log, primary } = job;
         let pump = Pump::new(writer);
@@ -318,7 +318,7 @@ pub fn stream_response(
         log_request(&gw, &log);
         log_events(&gw);
     });
-    Ok(super::web::respond_stream(&head, &pipe.readable(), request_id, cors)?)
+    super::web::respond_stream(&head, &pipe.readable(), request_id, cors)
 }
 
 /// Tells a relay still reading how its pump stopped: the body ended, the
@@ -343,7 +343,7 @@ fn settle(driver: &mut ClientRelay, how: Stopped) {
 
 /// workerd's `IdentityTransformStream` (a byte pipe implemented in the
 /// runtime), or a standard `TransformStream` where it is missing.
-fn identity_pipe() -> Result<web_sys::TransformStream> {
+fn identity_pipe() -> Result<web_sys::TransformStream, JsValue> {
     let global = js_sys::global();
     if let Ok(ctor) = js_sys::Reflect::get(&global, &"IdentityTransformStream".into()) {
         if let Some(ctor) = ctor.dyn_ref::<js_sys::Function>() {
@@ -352,5 +352,5 @@ fn identity_pipe() -> Result<web_sys::TransformStream> {
             }
         }
     }
-    Ok(web_sys::TransformStream::new()?)
+    web_sys::TransformStream::new()
 }
