@@ -255,7 +255,7 @@ pub fn keep_available(
 /// The effective weight of a target: its configured weight times 0.5^failures
 /// (capped, so never zero).
 pub fn effective_weight(t: &Target, failures: f64) -> f64 {
-    t.weight * 0.5f64.powf(failures.min(crate::failures::MAX_PENALTY_FAILURES))
+    t.weight * crate::failures::half_pow(failures.min(crate::failures::MAX_PENALTY_FAILURES))
 }
 
 /// Weighted random order without replacement: the first pick is drawn by
