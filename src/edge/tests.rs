@@ -67,3 +67,43 @@ fn secrets_are_read_from_env_bindings() {
     assert!(gw.has_key(0));
     assert!(!missing.has_key(0));
 }
+
+#[wasm_bindgen_test]
+fn a_binding_that_is_not_a_string_is_no_secret() {
+    let env = env_with(JsValue::from_str(CONFIG), None);
+    js_sys::Reflect::set(&env, &"P_KEY".into(), &js_sys::Object::new()).unwrap();
+    assert_eq!(secret(&env, "P_KEY"), None);
+    assert!(!load_gateway(&env).unwrap().has_key(0));
+}
+
+#[wasm_bindgen_test]
+fn an_answer_is_written_to_the_analytics_binding() {
+    use crate::log::RequestLog;
+    use crate::record::Outcome;
+    // A stand-in for the dataset binding: it keeps the points it is given.
+    let env = env_with(JsValue::from_str(CONFIG), None);
+    let dataset = js_sys::Object::new();
+    let keep = js_sys::Function::new_with_args("p", "(globalThis.__sy_points ||= []).push(p)");
+    js_sys::Reflect::set(&dataset, &"writeDataPoint".into(), &keep).unwrap();
+    js_sys::Reflect::set(&env, &crate::analytics::BINDING.into(), &dataset).unwrap();
+    analytics::bind(&env);
+
+    analytics::write(&RequestLog::default()); // not a chat answer: no point
+    let log = RequestLog {
+        route: Some("chat".into()),
+        provider: Some("p".into()),
+        model: Some("m".into()),
+        outcome: Some(Outcome::Ok),
+        latency_ms: 42,
+        cost_usd: Some(0.25),
+        ..Default::default()
+    };
+    analytics::write(&log);
+
+    let points = js_sys::Reflect::get(&js_sys::global(), &"__sy_points".into()).unwrap();
+    let json = js_sys::JSON::stringify(&points).unwrap().as_string().unwrap();
+    assert_eq!(
+        json,
+        r#"[{"indexes":["chat"],"blobs":["chat","p","m","","ok","0"],"doubles":[42,0,0,0,0.25]}]"#
+    );
+}
