@@ -8,6 +8,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 
 echo "build: worker-build --release"
+# worker-build bundles the glue unminified here: prune-exports.mjs (below)
+# edits it, then minifies it with the same esbuild flags worker-build uses.
+NO_MINIFY=1 \
 WASM_BINDGEN_BIN=wasm-bindgen \
 ESBUILD_BIN="$PWD/node_modules/.bin/esbuild" \
 WASM_OPT_BIN="$PWD/node_modules/.bin/wasm-opt" \
@@ -19,6 +22,10 @@ if [[ ! -f build/worker/shim.mjs ]]; then
 fi
 wasm="$(ls build/*.wasm 2>/dev/null | head -n1 || true)"
 if [[ -n "$wasm" ]]; then
+  # The wasm-bindgen classes workers-rs and wasm-streams declare and the
+  # gateway never uses go from the glue (and from the Worker's exports), and
+  # the wasm functions only they called go with them; every step is checked.
+  node scripts/prune-exports.mjs "$wasm" build/index.js
   # worker-build keeps the wasm name section (function names in JS stack
   # traces) whatever wasm-opt is told; it is 15% of the module. Panic messages
   # keep their text and source location without it, so it goes
