@@ -428,7 +428,7 @@ pub(crate) fn find_route<'a>(gw: &'a Gateway, model: &str, log: &mut RequestLog)
         let names: Vec<&str> = gw.config.routes.iter().map(|r| r.name.as_str()).collect();
         let mut e = ApiError::not_found(format!(
             "The model `{model}` does not exist on this gateway. Available: {}",
-            names.join(", ")
+            crate::text::join(&names, ", ")
         ))
         .with_code("model_not_found");
         e.param = Some("model".into());
@@ -520,7 +520,7 @@ pub fn exhausted_error(attempts: &[AttemptRecord]) -> ApiError {
     let message = if attempts.is_empty() {
         "no upstream attempt could be made within the request's bounds".to_owned()
     } else {
-        format!("all {} upstream attempts failed: {}", attempts.len(), summary.join("; "))
+        format!("all {} upstream attempts failed: {}", attempts.len(), crate::text::join(&summary, "; "))
     };
     let mut e = ApiError::new(status, if status == 504 { "timeout_error" } else { "upstream_error" }, message);
     e.code = Some("all_providers_failed".into());
@@ -609,5 +609,5 @@ fn dropped_tools(provider: &ProviderConfig, req: &ChatRequest) -> Option<String>
     if native.hosted_tools.is_empty() || Wire::of(provider, native.api).native() == native.api {
         return None;
     }
-    Some(header_value(&native.hosted_tools.join(",")))
+    Some(header_value(&crate::text::join(&native.hosted_tools, ",")))
 }

@@ -55,6 +55,7 @@ pub mod state;
 pub mod store;
 pub mod stream;
 pub mod taxonomy;
+pub mod text;
 pub mod upstream;
 pub mod usage;
 pub mod whole;

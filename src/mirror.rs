@@ -152,7 +152,7 @@ pub struct Comparison {
 }
 
 pub fn normalise_ws(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    crate::text::join(&s.split_whitespace().collect::<Vec<_>>(), " ")
 }
 
 /// Whether `c` is part of a word: ASCII letters and digits, and any other

@@ -124,7 +124,11 @@ pub fn eligible(
                     let known: Vec<&str> = route.targets.iter().map(|t| t.id.as_str()).collect();
                     return Err(ApiError::invalid_param(
                         "switchyard.order",
-                        format!("route `{}` has no target `{name}`; its targets are: {}", route.name, known.join(", ")),
+                        format!(
+                            "route `{}` has no target `{name}`; its targets are: {}",
+                            route.name,
+                            crate::text::join(&known, ", ")
+                        ),
                     ));
                 }
                 for i in found {
@@ -154,7 +158,11 @@ pub fn eligible(
         .collect();
     if out.is_empty() {
         let what: Vec<&str> = reasons.iter().map(|r| r.1).collect();
-        let mut e = ApiError::invalid(format!("no target of route `{}` supports {}", route.name, what.join(" and ")));
+        let mut e = ApiError::invalid(format!(
+            "no target of route `{}` supports {}",
+            route.name,
+            crate::text::join(&what, " and ")
+        ));
         let only_context = what == ["a prompt this long (context window)"];
         // The field to blame: the first one a target could not honour, or
         // the route itself when it is only capabilities the route lacks.

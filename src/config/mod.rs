@@ -773,7 +773,7 @@ mod tests {
                           "early":{"targets":[{"provider":"zed","model":"m"}]}}}"#,
         )
         .unwrap();
-        let names = |v: Vec<&str>| v.join(",");
+        let names = |v: Vec<&str>| crate::text::join(&v, ",");
         assert_eq!(names(c.providers.iter().map(|p| p.name.as_str()).collect()), "zed,amy");
         assert_eq!(names(c.routes.iter().map(|r| r.name.as_str()).collect()), "later,early");
         assert_eq!(names(c.providers[0].headers.iter().map(|(k, _)| k.as_str()).collect()), "x-b,x-a");

@@ -31,7 +31,10 @@ pub(super) fn object<'a>(v: &'a Value, at: &str, known: &[&str]) -> Result<&'a M
         return Err(err(where_(at), format!("expected an object, found {}", kind(v))));
     };
     if let Some(k) = map.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(err(join(at, k), format!("unknown field `{k}`, expected one of: {}", known.join(", "))));
+        return Err(err(
+            join(at, k),
+            format!("unknown field `{k}`, expected one of: {}", crate::text::join(known, ", ")),
+        ));
     }
     Ok(map)
 }

@@ -102,8 +102,5 @@ fn an_answer_is_written_to_the_analytics_binding() {
 
     let points = js_sys::Reflect::get(&js_sys::global(), &"__sy_points".into()).unwrap();
     let json = js_sys::JSON::stringify(&points).unwrap().as_string().unwrap();
-    assert_eq!(
-        json,
-        r#"[{"indexes":["chat"],"blobs":["chat","p","m","","ok","0"],"doubles":[42,0,0,0,0.25]}]"#
-    );
+    assert_eq!(json, r#"[{"indexes":["chat"],"blobs":["chat","p","m","","ok","0"],"doubles":[42,0,0,0,0.25]}]"#);
 }

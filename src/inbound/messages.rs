@@ -48,7 +48,7 @@ pub fn parse(body: &[u8], headers: Vec<(String, String)>) -> Result<ChatRequest,
     }
     let system: Vec<String> = system.into_iter().filter(|s| !s.is_empty()).collect();
     if !system.is_empty() {
-        req.messages.push(message(Role::System, Some(Content::Text(system.join("\n\n")))));
+        req.messages.push(message(Role::System, Some(Content::Text(crate::text::join(&system, "\n\n")))));
     }
     let Some(Value::Array(messages)) = v.get("messages") else {
         return Err(ApiError::invalid_param("messages", "`messages` must be a list of messages"));
@@ -212,7 +212,7 @@ fn translate_message(i: usize, m: &Value, out: &mut Vec<Message>) -> Result<(), 
                 let mut text = match b.get("content") {
                     Some(Value::String(s)) => s.clone(),
                     Some(Value::Array(c)) => {
-                        c.iter().filter_map(|x| x.at("text").as_str()).collect::<Vec<_>>().join("\n")
+                        crate::text::join(&c.iter().filter_map(|x| x.at("text").as_str()).collect::<Vec<_>>(), "\n")
                     }
                     _ => String::new(),
                 };
@@ -252,7 +252,7 @@ pub(super) fn content_of(parts: Vec<ContentPart>) -> Option<Content> {
             .iter()
             .filter_map(|p| if let ContentPart::Text { text } = p { Some(text.as_str()) } else { None })
             .collect();
-        return Some(Content::Text(text.join("\n")));
+        return Some(Content::Text(crate::text::join(&text, "\n")));
     }
     Some(Content::Parts(parts))
 }

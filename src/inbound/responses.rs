@@ -249,7 +249,7 @@ fn input_item(i: usize, item: &Value, out: &mut Vec<Message>) -> Result<(), ApiE
             let text = match item.get("output") {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Array(parts)) => {
-                    parts.iter().filter_map(|p| p.at("text").as_str()).collect::<Vec<_>>().join("\n")
+                    crate::text::join(&parts.iter().filter_map(|p| p.at("text").as_str()).collect::<Vec<_>>(), "\n")
                 }
                 Some(other) => other.to_string(),
                 None => String::new(),

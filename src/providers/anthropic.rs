@@ -142,7 +142,7 @@ fn body_for(out: &Outbound, req: &ChatRequest) -> Result<Value, ApiError> {
     }
     system.retain(|s| !s.is_empty());
     if !system.is_empty() {
-        body.insert("system".into(), Value::String(system.join("\n\n")));
+        body.insert("system".into(), Value::String(crate::text::join(&system, "\n\n")));
     }
     body.insert("messages".into(), Value::Array(messages));
 
