@@ -278,7 +278,7 @@ async fn chat_stream<C: Clock + Clone, U: Upstream, R: Rng, M: MirrorLink>(
     let sec = &gw.config.security;
     let spec = StreamSpec {
         client: p.api,
-        id: format!("{}{}", p.api.id_prefix(), log.request_id.trim_start_matches("sy-")),
+        id: format!("{}{}", p.api.id_prefix(), log.request_id.strip_prefix("sy-").unwrap_or(&log.request_id)),
         created: now / 1000,
         include_usage: p.req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false),
         choices: p.req.choices(),

@@ -110,9 +110,10 @@ pub fn error_path(text: &[u8], e: &serde_json::Error) -> Option<String> {
 /// serde_json's message without its " at line L column C" suffix.
 pub fn message_of(e: &serde_json::Error) -> String {
     let msg = e.to_string();
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_owned(),
-        None => msg,
+    // serde_json writes the position last, as exactly this (when it has one).
+    match msg.strip_suffix(&format!(" at line {} column {}", e.line(), e.column())) {
+        Some(m) if e.line() > 0 => m.to_owned(),
+        _ => msg,
     }
 }
 
@@ -187,5 +188,12 @@ mod tests {
     fn message_drops_the_position() {
         let e = serde_json::from_str::<Doc>(r#"{"name": 3}"#).unwrap_err();
         assert_eq!(message_of(&e), "invalid type: integer `3`, expected a string");
+        // Only the position serde_json appends goes, not text that looks like it.
+        let e = serde_json::from_str::<bool>(r#""x at line 9 column 9""#).unwrap_err();
+        assert_eq!(message_of(&e), r#"invalid type: string "x at line 9 column 9", expected a boolean"#);
+        // An error with no position keeps its whole message.
+        let e = serde_json::from_value::<bool>(serde_json::json!("x at line 2")).unwrap_err();
+        assert_eq!(e.line(), 0);
+        assert_eq!(message_of(&e), r#"invalid type: string "x at line 2", expected a boolean"#);
     }
 }

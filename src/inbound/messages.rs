@@ -335,7 +335,7 @@ fn message_id(id: &str) -> String {
     if id.starts_with("msg_") {
         id.to_owned()
     } else {
-        format!("msg_{}", id.trim_start_matches("chatcmpl-"))
+        format!("msg_{}", id.strip_prefix("chatcmpl-").unwrap_or(id))
     }
 }
 

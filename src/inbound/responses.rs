@@ -362,14 +362,15 @@ fn response_id(id: &str) -> String {
     if id.starts_with("resp_") {
         id.to_owned()
     } else {
-        format!("resp_{}", id.trim_start_matches("chatcmpl-").trim_start_matches("msg_"))
+        let bare = id.strip_prefix("chatcmpl-").unwrap_or(id);
+        format!("resp_{}", bare.strip_prefix("msg_").unwrap_or(bare))
     }
 }
 
 /// An OpenAI completion as a `response` object (choice 0).
 pub fn render(c: &ChatCompletion, tools: &[(String, String, String)]) -> String {
     let id = response_id(&c.id);
-    let suffix = id.trim_start_matches("resp_");
+    let suffix = id.strip_prefix("resp_").unwrap_or(&id);
     let choice = c.choices.first();
     let mut output = Vec::new();
     if let Some(m) = choice.map(|c| &c.message) {
@@ -471,7 +472,7 @@ impl ResponsesEmitter {
     }
 
     fn suffix(&self) -> String {
-        format!("{}_{}", self.id.trim_start_matches("resp_"), self.output.len())
+        format!("{}_{}", self.id.strip_prefix("resp_").unwrap_or(&self.id), self.output.len())
     }
 
     fn close(&mut self, out: &mut String) -> u32 {
