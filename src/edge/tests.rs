@@ -104,3 +104,13 @@ fn an_answer_is_written_to_the_analytics_binding() {
     let json = js_sys::JSON::stringify(&points).unwrap().as_string().unwrap();
     assert_eq!(json, r#"[{"indexes":["chat"],"blobs":["chat","p","m","","ok","0"],"doubles":[42,0,0,0,0.25]}]"#);
 }
+
+#[wasm_bindgen_test]
+fn keys_hash_to_sha256_on_wasm() {
+    // On wasm32 SHA-256 runs its compact software rounds; the standard's vectors hold.
+    use crate::auth::hash_key;
+    assert_eq!(hash_key(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    assert_eq!(hash_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    let two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    assert_eq!(hash_key(two_blocks), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
