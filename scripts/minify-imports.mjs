@@ -18,6 +18,7 @@
 // export is renamed only when every mention of it in the glue is a property
 // read. A module whose imports are not all wasm-bindgen's is left alone.
 import { readFileSync, writeFileSync } from 'node:fs';
+import { encodeName, readName, readU32, u32 } from './wasm-binary.mjs';
 
 const MODULE = './index_bg.js';
 const NEW_MODULE = 'x';
@@ -32,39 +33,6 @@ function fail(message) {
   console.error(`minify-imports: ${message}`);
   process.exit(1);
 }
-
-function readU32(buf, pos) {
-  let value = 0;
-  let shift = 0;
-  let byte;
-  do {
-    byte = buf[pos++];
-    value += (byte & 0x7f) * 2 ** shift;
-    shift += 7;
-  } while (byte & 0x80);
-  return [value, pos];
-}
-
-function u32(n) {
-  const out = [];
-  do {
-    let byte = n & 0x7f;
-    n = Math.floor(n / 128);
-    if (n) byte |= 0x80;
-    out.push(byte);
-  } while (n);
-  return Buffer.from(out);
-}
-
-function readName(buf, pos) {
-  const [len, at] = readU32(buf, pos);
-  return [buf.toString('utf8', at, at + len), at + len];
-}
-
-const encodeName = (s) => {
-  const bytes = Buffer.from(s, 'utf8');
-  return Buffer.concat([u32(bytes.length), bytes]);
-};
 
 // Skips a value type: one byte, or a reference type's prefix and heap type.
 function skipValType(buf, pos) {

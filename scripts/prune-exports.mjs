@@ -25,6 +25,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { exportNames } from './wasm-binary.mjs';
 
 const NAMES = [
   'ContainerStartupOptions', // workers-rs: container options
@@ -90,40 +91,6 @@ export function pruneGlue(text) {
     m[1].split(',').map((s) => s.trim().split(/\s+as\s+/).pop()).filter(Boolean));
   if (exported.join() !== 'default') fail(`the Worker would export ${exported.join(', ') || 'nothing'}: only default was expected`);
   return { text: out, classes: defined.length };
-}
-
-function readU32(buf, pos) {
-  let value = 0;
-  let shift = 0;
-  let byte;
-  do {
-    byte = buf[pos++];
-    value += (byte & 0x7f) * 2 ** shift;
-    shift += 7;
-  } while (byte & 0x80);
-  return [value, pos];
-}
-
-/** The names in a module's export section (read, not compiled: Node's
- * WebAssembly lacks some of the types the optimiser writes). */
-export function exportNames(buf) {
-  let pos = 8;
-  while (pos < buf.length) {
-    const id = buf[pos];
-    const [size, body] = readU32(buf, pos + 1);
-    if (id === 7) {
-      let [count, at] = readU32(buf, body);
-      const names = [];
-      while (count--) {
-        const [len, start] = readU32(buf, at);
-        names.push(buf.toString('utf8', start, start + len));
-        at = readU32(buf, start + len + 1)[1]; // the kind byte, then the index
-      }
-      return names;
-    }
-    pos = body + size;
-  }
-  return [];
 }
 
 /** The wasm exports the glue reads (`wasm.name`), and the runtime's. */

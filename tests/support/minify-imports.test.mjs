@@ -5,14 +5,13 @@
 // worker that cannot start.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT } from './harness.mjs';
+import { wasmFixture } from './wasm-fixture.mjs';
 
 const SCRIPT = path.join(ROOT, 'scripts/minify-imports.mjs');
-const WASM_AS = path.join(ROOT, 'node_modules/.bin/wasm-as');
 
 const WAT = `(module
   (import "./index_bg.js" "__wbg_log_0123456789abcdef" (func $log (param i32)))
@@ -32,13 +31,7 @@ const GLUE = `var logged=[];function te(){return{__proto__:null,"./index_bg.js":
   // The glue reads one export; it names another in a way that is not a read.
   `function alloc(w,n){return w.__wbindgen_malloc(n)}var table={__wbindgen_named:1};`;
 
-function fixture(wat = WAT, glue = GLUE) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'minify-imports-'));
-  writeFileSync(path.join(dir, 'm.wat'), wat);
-  execFileSync(WASM_AS, [path.join(dir, 'm.wat'), '-o', path.join(dir, 'm.wasm')]);
-  writeFileSync(path.join(dir, 'glue.js'), glue);
-  return { wasm: path.join(dir, 'm.wasm'), glue: path.join(dir, 'glue.js') };
-}
+const fixture = (wat = WAT, glue = GLUE) => wasmFixture('minify-imports-', wat, glue);
 
 const run = (f) => spawnSync(process.execPath, [SCRIPT, f.wasm, f.glue], { encoding: 'utf8' });
 

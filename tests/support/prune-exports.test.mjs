@@ -5,15 +5,15 @@
 // build rather than shipping a worker that cannot start.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT } from './harness.mjs';
-import { pruneGlue, namedExports, exportNames } from '../../scripts/prune-exports.mjs';
+import { wasmFixture } from './wasm-fixture.mjs';
+import { pruneGlue, namedExports } from '../../scripts/prune-exports.mjs';
+import { exportNames } from '../../scripts/wasm-binary.mjs';
 
 const SCRIPT = path.join(ROOT, 'scripts/prune-exports.mjs');
-const WASM_AS = path.join(ROOT, 'node_modules/.bin/wasm-as');
 
 // One unused class as wasm-bindgen and worker-build's shim write it, beside
 // the glue's own functions and the Worker's entrypoint.
@@ -58,13 +58,7 @@ const WAT = `(module
   (func (export "__wbg_get_r2range_offset") (param i32) (result i32) (i32.add (call $shared) (local.get 0)))
   (func (export "__wbg_r2range_free") (param i32 i32) (global.set $g (local.get 1))))`;
 
-function fixture(glue = GLUE, wat = WAT) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'prune-exports-'));
-  writeFileSync(path.join(dir, 'm.wat'), wat);
-  execFileSync(WASM_AS, [path.join(dir, 'm.wat'), '-o', path.join(dir, 'm.wasm')]);
-  writeFileSync(path.join(dir, 'glue.js'), glue);
-  return { wasm: path.join(dir, 'm.wasm'), glue: path.join(dir, 'glue.js') };
-}
+const fixture = (glue = GLUE, wat = WAT) => wasmFixture('prune-exports-', wat, glue);
 
 const run = (f) =>
   spawnSync(process.execPath, [SCRIPT, f.wasm, f.glue], { encoding: 'utf8', env: { ...process.env, NO_MINIFY: '1' } });
