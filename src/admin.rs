@@ -5,6 +5,7 @@
 
 use crate::gateway::Gateway;
 use crate::http::Reply;
+use crate::json::JsonText as _;
 use crate::mirror::MirrorStats;
 use crate::selection;
 use serde_json::json;
@@ -77,7 +78,7 @@ pub fn status(gw: &Gateway, now: u64, kv_ops: (u64, u64)) -> Reply {
         .collect();
     Reply::json(
         200,
-        json!({"now_ms": now, "providers": providers, "routes": routes, "kv_ops": {"reads": kv_ops.0, "writes": kv_ops.1, "scope": "this isolate since it started"}}).to_string(),
+        json!({"now_ms": now, "providers": providers, "routes": routes, "kv_ops": {"reads": kv_ops.0, "writes": kv_ops.1, "scope": "this isolate since it started"}}).json_text(),
     )
 }
 
@@ -105,7 +106,7 @@ pub fn mirror_report(gw: &Gateway, shared: &[(String, MirrorStats)]) -> Reply {
             }))
         })
         .collect();
-    Reply::json(200, json!({ "routes": routes }).to_string())
+    Reply::json(200, json!({ "routes": routes }).json_text())
 }
 
 /// `GET /v1/usage` without the Analytics Engine SQL API: this isolate's
@@ -126,6 +127,6 @@ pub fn usage_isolate(gw: &Gateway, now: u64, why: &str) -> Reply {
         200,
         json!({"scope": "isolate", "window": "this isolate's last hour", "note": why, "now_ms": now,
                "routes": totals(&m.routes), "providers": totals(&m.providers)})
-        .to_string(),
+        .json_text(),
     )
 }

@@ -5,6 +5,7 @@
 //! Unknown top-level request fields are kept (`extra`) so that OpenAI-compatible
 //! upstreams receive them unchanged.
 
+use crate::json::JsonText as _;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -55,7 +56,7 @@ impl ApiError {
         }
         let mut top = Map::new();
         top.insert("error".into(), Value::Object(err));
-        Value::Object(top).to_string()
+        Value::Object(top).json_text()
     }
 }
 
@@ -1091,7 +1092,7 @@ impl CompletionView {
                         let args = match f.at("arguments") {
                             Value::String(s) => s.clone(),
                             Value::Null => "{}".to_owned(),
-                            other => other.to_string(),
+                            other => other.json_text(),
                         };
                         (
                             c.at("id").as_str().unwrap_or_default().to_owned(),

@@ -13,6 +13,7 @@ use crate::dispatch::Build;
 use crate::gateway::Gateway;
 use crate::http::Reply;
 use crate::json::Dig;
+use crate::json::JsonText as _;
 use crate::log::RequestLog;
 use crate::providers::{request_headers, Outbound};
 use crate::rng::Rng;
@@ -108,7 +109,7 @@ impl Build for EmbedRequest {
                 return Err(ApiError::invalid_param("model", "anthropic has no embeddings API"));
             }
         };
-        Ok(UpstreamRequest { method: "POST", url, headers: request_headers(out), body: Some(body.to_string()) })
+        Ok(UpstreamRequest { method: "POST", url, headers: request_headers(out), body: Some(body.json_text()) })
     }
     fn is_stream(&self) -> bool {
         false
@@ -134,7 +135,7 @@ pub fn from_cohere(body: &str, model: &str, base64: bool) -> Result<(String, Opt
     let usage = Usage { prompt_tokens: tokens, total_tokens: tokens, ..Usage::default() };
     let out = json!({"object": "list", "data": data, "model": model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
-    Ok((out.to_string(), Some(usage)))
+    Ok((out.json_text(), Some(usage)))
 }
 
 /// A vector as OpenAI's `base64` encoding: little-endian f32s, base64.

@@ -5,6 +5,7 @@
 
 use crate::config::Config;
 use crate::http::Reply;
+use crate::json::JsonText as _;
 use crate::keys::{AdminKey, KeyRing, ADMIN_KEY_SECRET};
 use crate::metrics::Metrics;
 use crate::mirror::{MirrorLedger, MirrorResult};
@@ -51,7 +52,7 @@ impl Gateway {
                 "owned_by": "switchyard",
             })).collect::<Vec<_>>(),
         })
-        .to_string();
+        .json_text();
         let keys = KeyRing::new(&config.security, secret(&config.security.keys_secret));
         let admin = AdminKey::new(secret(ADMIN_KEY_SECRET));
         let metrics = RefCell::new(Metrics::new(
@@ -87,7 +88,7 @@ impl Gateway {
             Some(r) => Reply::json(
                 200,
                 json!({"id": id, "object": "model", "created": 0, "owned_by": "switchyard", "route": r.name})
-                    .to_string(),
+                    .json_text(),
             ),
             None => {
                 let mut e = crate::api::ApiError::not_found(format!("The model `{id}` does not exist on this gateway"))

@@ -27,6 +27,21 @@ impl Dig for Value {
     }
 }
 
+/// A value's compact JSON text. Written with serde_json's writer, the one
+/// the gateway's typed answers go through, rather than `Value`'s `Display`:
+/// that links a second serializer and a pretty printer (for `{:#}`), 3 KB of
+/// wasm, for the same bytes.
+pub trait JsonText {
+    fn json_text(&self) -> String;
+}
+
+impl JsonText for Value {
+    fn json_text(&self) -> String {
+        // Cannot fail: a `Value`'s keys are strings and its numbers finite.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 /// A JSON object of `fields`, in the order given. What `json!({...})`
 /// builds, but the values are moved in: the macro serialises each one
 /// through `to_value` (a copy of a whole tree, for a message's content) and

@@ -16,6 +16,7 @@ use crate::clock::Clock;
 pub use crate::config::MirrorConfig;
 use crate::config::{Config, Cost, Target};
 use crate::json::Fields;
+use crate::json::JsonText as _;
 use crate::providers::{self, Outbound};
 pub use crate::record::Answer;
 use crate::store::StateStore;
@@ -250,7 +251,7 @@ pub fn pair_line(request_id: &str, route: &str, primary: &Answer, mirror: &Mirro
             }
         }
     }
-    line.to_string()
+    line.json_text()
 }
 
 /// Aggregates of a route's pairs (sums, so that they add up across isolates).

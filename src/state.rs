@@ -34,6 +34,7 @@ use crate::config::StateSettings;
 use crate::failures::FailureRecord;
 use crate::health::{Health, HealthSettings, HealthStatus, ProbeResult};
 use crate::json::Fields;
+use crate::json::JsonText as _;
 use crate::selection::Availability;
 use crate::store::StateStore;
 use crate::taxonomy::ErrorKind;
@@ -357,7 +358,7 @@ impl ProviderStates {
                 "cooldown_ms": self.entry(idx).breaker.shared.cooldown_ms,
                 "at_ms": now,
             })
-            .to_string();
+            .json_text();
             self.events.push(line);
         }
     }
@@ -379,7 +380,7 @@ impl ProviderStates {
             },
             "at_ms": now,
         })
-        .to_string();
+        .json_text();
         self.events.push(line);
     }
 
@@ -474,7 +475,7 @@ impl ProviderStates {
                 m.insert("from".into(), Value::from(from.as_str()));
                 m.insert("to".into(), Value::from(to.as_str()));
             }
-            self.events.push(line.to_string());
+            self.events.push(line.json_text());
         }
         if let (true, Some(kind)) = (misconfigured, r.error) {
             // Loud on every such probe: an operator has something to fix
@@ -493,7 +494,7 @@ impl ProviderStates {
                     }),
                 );
             }
-            self.events.push(line.to_string());
+            self.events.push(line.json_text());
         }
         self.circuit_event(idx, t, now);
     }

@@ -24,6 +24,7 @@ use crate::api::ApiError;
 use crate::clock::Clock;
 use crate::gateway::Gateway;
 use crate::http::Reply;
+use crate::json::JsonText as _;
 use crate::keys::{Caller, KeyCheck};
 use crate::log::RequestLog;
 use crate::record::Outcome;
@@ -61,7 +62,10 @@ pub async fn admit(gw: &Gateway, req: &Incoming, env: &Env, log: &mut RequestLog
             Some(kv) => match kv.get(&hash.kv_key()).await {
                 Ok(stored) => gw.keys.admit_from_kv(hash, stored.as_deref(), now),
                 Err(e) => {
-                    console_error!("{}", serde_json::json!({"level":"error","msg":"key look-up failed","detail":e}));
+                    console_error!(
+                        "{}",
+                        serde_json::json!({"level":"error","msg":"key look-up failed","detail":e}).json_text()
+                    );
                     gw.keys.lookup_failed()
                 }
             },
@@ -129,6 +133,7 @@ fn client_ip(req: &Incoming) -> String {
                                    all such callers share the rate limit bucket of address `unknown`; \
                                    a calling Worker can pass on its own client's cf-connecting-ip",
                     })
+                    .json_text()
                 );
             }
             UNKNOWN_IP.to_owned()

@@ -4,6 +4,7 @@
 //! The binding is called directly: one object built per point, no wrapper.
 
 use crate::analytics::{point, BINDING};
+use crate::json::JsonText as _;
 use crate::log::RequestLog;
 use js_sys::{Array, Function, Object, Reflect};
 use std::cell::RefCell;
@@ -49,6 +50,7 @@ pub fn write(log: &RequestLog) {
             worker::console_error!(
                 "{}",
                 serde_json::json!({"level":"error","msg":"analytics write failed","detail":detail.unwrap_or_default()})
+                    .json_text()
             );
         }
     });

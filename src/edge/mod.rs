@@ -21,6 +21,7 @@ use crate::cors;
 use crate::gateway::Gateway;
 use crate::http::{endpoint, Endpoint, Reply, HEADER_ORDER};
 use crate::inbound::ClientFormat;
+use crate::json::JsonText as _;
 use crate::log::RequestLog;
 use crate::mirror::NoMirror;
 use crate::probe;
@@ -117,7 +118,10 @@ pub async fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Con
         Ok(response) => Ok(response.into()),
         Err(e) => {
             let detail = js_sys::JSON::stringify(&e).ok().and_then(|s| s.as_string()).unwrap_or_default();
-            console_error!("{}", serde_json::json!({"level":"error","msg":"response not built","detail":detail}));
+            console_error!(
+                "{}",
+                serde_json::json!({"level":"error","msg":"response not built","detail":detail}).json_text()
+            );
             let e = ApiError::new(500, "api_error", "the gateway could not build its response");
             web::respond(Reply::error(&e), "", &[]).map(JsValue::from)
         }
@@ -247,7 +251,7 @@ async fn handle(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys
             Err(r) => r,
             Ok(()) if ep == Endpoint::Metrics => {
                 let now = clock.now_ms();
-                Reply::json(200, gw.metrics.borrow().to_json(now).to_string())
+                Reply::json(200, gw.metrics.borrow().to_json(now).json_text())
             }
             Ok(()) => usage(&gw, &env).await,
         },
@@ -414,7 +418,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
             })
         })
         .collect();
-    console_log!("{}", serde_json::json!({"level":"info","msg":"health check","probes":summary}));
+    console_log!("{}", serde_json::json!({"level":"info","msg":"health check","probes":summary}).json_text());
     log_events(&gw);
     if let Some(store) = &kv {
         // The cron run can afford to wait for a key's write slot, so that a
@@ -455,7 +459,7 @@ async fn usage(gw: &Gateway, env: &Env) -> Reply {
     }
     let src = fleet::Source { base, account_id, token, dataset };
     match fleet::query(&FetchUpstream, &src, fleet::usage_sql(&src.dataset), now + 10_000).await {
-        Ok(rows) => Reply::json(200, fleet::usage_json(rows, now).to_string()),
+        Ok(rows) => Reply::json(200, fleet::usage_json(rows, now).json_text()),
         Err(e) => Reply::error(&ApiError::new(502, "upstream_error", format!("fleet usage unavailable: {e}"))),
     }
 }
@@ -472,14 +476,14 @@ pub(crate) fn log_events(gw: &Gateway) {
 /// operator (and the tests) can count them.
 pub(crate) fn log_flush((written, errors): (Vec<String>, Vec<String>)) {
     for provider in written {
-        console_log!("{}", serde_json::json!({"level":"debug","msg":"state written","provider":provider}));
+        console_log!("{}", serde_json::json!({"level":"debug","msg":"state written","provider":provider}).json_text());
     }
     log_errors("state write failed", errors);
 }
 
 fn log_errors(what: &str, errors: Vec<String>) {
     for e in errors {
-        console_error!("{}", serde_json::json!({"level":"error","msg":what,"detail":e}));
+        console_error!("{}", serde_json::json!({"level":"error","msg":what,"detail":e}).json_text());
     }
 }
 

@@ -6,6 +6,7 @@
 
 use crate::api::Usage;
 use crate::event::{Emit, Event};
+use crate::json::JsonText as _;
 use crate::sse::{data_event, DONE};
 use crate::taxonomy::{ErrorKind, UpstreamError};
 use serde::Serialize;
@@ -234,7 +235,7 @@ pub fn error_event(e: &UpstreamError) -> String {
             "param": null,
             "code": code,
         }})
-        .to_string(),
+        .json_text(),
     )
 }
 

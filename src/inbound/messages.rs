@@ -18,7 +18,7 @@ use crate::api::{
     ToolChoiceMode, Usage,
 };
 use crate::event::{Emit, Event};
-use crate::json::{object, Dig};
+use crate::json::{object, Dig, JsonText as _};
 use crate::taxonomy::{ErrorKind, UpstreamError};
 use serde_json::{json, Map, Value};
 
@@ -205,7 +205,7 @@ fn translate_message(i: usize, m: &Value, out: &mut Vec<Message>) -> Result<(), 
                 kind: "function".into(),
                 function: FunctionCall {
                     name: b.at("name").as_str().unwrap_or_default().to_owned(),
-                    arguments: b.get("input").map_or_else(|| "{}".to_owned(), Value::to_string),
+                    arguments: b.get("input").map_or_else(|| "{}".to_owned(), Value::json_text),
                 },
             }),
             Some("tool_result") => {
@@ -328,7 +328,7 @@ pub fn render(c: &ChatCompletion) -> String {
         ("stop_sequence", Value::Null),
         ("usage", usage_json(c.usage.as_ref())),
     ])
-    .to_string()
+    .json_text()
 }
 
 fn message_id(id: &str) -> String {
@@ -357,7 +357,7 @@ pub fn error_type(status: u16) -> &'static str {
 
 /// An error in Anthropic's shape.
 pub fn error_json(status: u16, message: &str) -> String {
-    error_object(error_type(status), message).to_string()
+    error_object(error_type(status), message).json_text()
 }
 
 /// `{"type":"error","error":{"type","message"}}`: a body and a stream event alike.
@@ -418,7 +418,7 @@ impl MessagesEmitter {
         out.push_str("event: ");
         out.push_str(name);
         out.push_str("\ndata: ");
-        out.push_str(&data.to_string());
+        out.push_str(&data.json_text());
         out.push_str("\n\n");
         1
     }

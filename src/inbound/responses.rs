@@ -19,7 +19,7 @@ use crate::api::{
     ToolChoiceMode, Usage,
 };
 use crate::event::{Emit, Event};
-use crate::json::{object, Dig};
+use crate::json::{object, Dig, JsonText as _};
 use crate::taxonomy::UpstreamError;
 use serde_json::{Map, Value};
 
@@ -251,7 +251,7 @@ fn input_item(i: usize, item: &Value, out: &mut Vec<Message>) -> Result<(), ApiE
                 Some(Value::Array(parts)) => {
                     crate::text::join(&parts.iter().filter_map(|p| p.at("text").as_str()).collect::<Vec<_>>(), "\n")
                 }
-                Some(other) => other.to_string(),
+                Some(other) => other.json_text(),
                 None => String::new(),
             };
             let mut m = message(Role::Tool, Some(Content::Text(text)));
@@ -387,7 +387,7 @@ pub fn render(c: &ChatCompletion, tools: &[(String, String, String)]) -> String 
     }
     let status =
         if choice.and_then(|c| c.finish_reason.as_deref()) == Some("length") { "incomplete" } else { "completed" };
-    response_object(&id, c.created, &c.model, status, output, usage_json(c.usage.as_ref())).to_string()
+    response_object(&id, c.created, &c.model, status, output, usage_json(c.usage.as_ref())).json_text()
 }
 
 // ------------------------------------------------------------ streams
@@ -447,7 +447,7 @@ impl ResponsesEmitter {
         out.push_str("event: ");
         out.push_str(name);
         out.push_str("\ndata: ");
-        out.push_str(&data.to_string());
+        out.push_str(&data.json_text());
         out.push_str("\n\n");
         1
     }

@@ -52,7 +52,7 @@ use crate::api::{
     PromptTokensDetails, Role, ToolChoice, ToolChoiceMode, Usage,
 };
 use crate::event::{Decode, Event};
-use crate::json::{object, Dig, Fields};
+use crate::json::{object, Dig, Fields, JsonText as _};
 use crate::json_view::{deserialize_view, text, View};
 use crate::sse::SseEvent;
 use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
@@ -77,7 +77,7 @@ pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamReques
         method: "POST",
         url: format!("{}/v1/messages", out.provider.base_url),
         headers,
-        body: Some(body.to_string()),
+        body: Some(body.json_text()),
     })
 }
 
@@ -97,7 +97,7 @@ pub fn native_request(out: &Outbound, native: &Native, path: &str) -> UpstreamRe
         method: "POST",
         url: format!("{}{path}", out.provider.base_url),
         headers,
-        body: Some(Value::Object(body).to_string()),
+        body: Some(Value::Object(body).json_text()),
     }
 }
 
@@ -481,7 +481,7 @@ pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> 
                     return Err(format!("content[{i}] is a tool_use block without id or name"));
                 };
                 let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
-                a.call(id, name, input.to_string());
+                a.call(id, name, input.json_text());
             }
             _ => {}
         }

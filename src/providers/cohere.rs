@@ -41,7 +41,7 @@ use crate::api::{
     ToolChoiceMode, Usage,
 };
 use crate::event::{Decode, Event};
-use crate::json::{object, Dig};
+use crate::json::{object, Dig, JsonText as _};
 use crate::sse::SseEvent;
 use crate::taxonomy::{looks_like_content_policy, looks_like_context_length, ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
@@ -54,7 +54,7 @@ pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamReques
         method: "POST",
         url: format!("{}/v2/chat", out.provider.base_url),
         headers,
-        body: Some(body.to_string()),
+        body: Some(body.json_text()),
     })
 }
 
@@ -315,7 +315,7 @@ pub fn parse_response(body: &str, now_s: u64) -> Result<ChatCompletion, String> 
         let arguments = match v.at("function").at("arguments") {
             Value::String(s) => s.clone(),
             Value::Null => "{}".to_owned(),
-            other => other.to_string(),
+            other => other.json_text(),
         };
         a.call(id, name, arguments);
     }

@@ -12,6 +12,7 @@ use crate::api::{ApiError, ChatCompletion, ChatRequest, NativeApi};
 pub use crate::config::Format;
 use crate::config::{Probe, ProviderConfig};
 use crate::event::Decode;
+use crate::json::JsonText as _;
 use crate::taxonomy::{ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
 
@@ -165,7 +166,7 @@ pub fn build_probe(out: &Outbound) -> Result<Option<UpstreamRequest>, ApiError> 
                 "messages": [{"role": "user", "content": "ping"}],
                 "max_tokens": 1,
             })
-            .to_string();
+            .json_text();
             let req = ChatRequest::parse(body.as_bytes())?;
             let probe_out = Outbound { model, ..*out };
             build_chat(&probe_out, &req).map(Some)

@@ -12,6 +12,7 @@ use crate::api::{
 };
 use crate::event::{Decode, Event};
 use crate::json::Dig;
+use crate::json::JsonText as _;
 use crate::sse::SseEvent;
 use crate::taxonomy::{ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
@@ -28,7 +29,7 @@ pub fn build_request(out: &Outbound, req: &ChatRequest) -> Result<UpstreamReques
         method: "POST",
         url: format!("{}/responses", out.provider.base_url),
         headers: request_headers(out),
-        body: Some(Value::Object(body).to_string()),
+        body: Some(Value::Object(body).json_text()),
     })
 }
 
