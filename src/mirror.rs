@@ -22,9 +22,8 @@ pub use crate::record::Answer;
 use crate::store::StateStore;
 use crate::taxonomy::{ErrorKind, UpstreamError};
 use crate::upstream::{TransportError, Upstream, UpstreamBody};
-use indexmap::IndexMap;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Map, Value};
 
 /// The comparison's view of a whole answer (choice 0).
 pub fn answer_of(c: &ChatCompletion, provider: &str, target: &Target, latency_ms: u64) -> Answer {
@@ -168,11 +167,20 @@ fn is_word_char(c: char) -> bool {
     !matches!(c as u32, 0x80..=0xBF | 0xD7 | 0xF7 | 0x2000..=0x206F | 0x3000..=0x303F | 0xFF00..=0xFF0F | 0xFF1A..=0xFF20 | 0xFF3B..=0xFF40 | 0xFF5B..=0xFF65)
 }
 
-fn word_counts(s: &str) -> IndexMap<String, f64> {
-    let mut m = IndexMap::new();
+/// How often each word occurs. Kept in serde_json's own map, whose code the
+/// bundle has anyway, rather than a map of another type compiled for this
+/// alone (with the standard library's hasher beside serde_json's).
+fn word_counts(s: &str) -> Map<String, Value> {
+    let mut m = Map::new();
     // Words are compared case-blind in ASCII; other scripts as written.
     for w in s.split(|c: char| !is_word_char(c)).filter(|w| !w.is_empty()) {
-        *m.entry(w.to_ascii_lowercase()).or_insert(0.0) += 1.0;
+        let w = w.to_ascii_lowercase();
+        match m.get_mut(&w) {
+            Some(n) => *n = Value::from(n.as_u64().unwrap_or(0) + 1),
+            None => {
+                m.insert(w, Value::from(1u64));
+            }
+        }
     }
     m
 }
@@ -183,8 +191,9 @@ pub fn similarity(a: &str, b: &str) -> f64 {
     if x.is_empty() && y.is_empty() {
         return 1.0;
     }
-    let dot: f64 = x.iter().filter_map(|(w, n)| y.get(w).map(|m| n * m)).sum();
-    let norm = |v: &IndexMap<String, f64>| v.values().map(|n| n * n).sum::<f64>().sqrt();
+    let count = |n: &Value| n.as_u64().unwrap_or(0) as f64;
+    let dot: f64 = x.iter().filter_map(|(w, n)| y.get(w).map(|m| count(n) * count(m))).sum();
+    let norm = |v: &Map<String, Value>| v.values().map(|n| count(n) * count(n)).sum::<f64>().sqrt();
     let d = norm(&x) * norm(&y);
     if d == 0.0 {
         0.0
@@ -342,45 +351,58 @@ impl MirrorStats {
 
 pub const MIRROR_KEY_PREFIX: &str = "sy:v1:m:";
 
-/// Per-route aggregates not yet shared, and when each route last wrote.
+/// Per-route aggregates not yet shared, and when each route last wrote: a
+/// route's entry is found by a look down a short list (a deployment has a
+/// handful of mirrored routes).
 #[derive(Debug, Default)]
 pub struct MirrorLedger {
-    pending: IndexMap<String, MirrorStats>,
-    last_write_ms: IndexMap<String, u64>,
+    pending: Vec<(String, MirrorStats)>,
+    last_write_ms: Vec<(String, u64)>,
 }
 
 impl MirrorLedger {
     pub fn add(&mut self, route: &str, primary: &Answer, mirror: &MirrorResult, now: u64) {
-        self.pending.entry(route.to_owned()).or_default().add(primary, mirror, now);
+        match self.pending.iter_mut().find(|(r, _)| r == route) {
+            Some((_, s)) => s.add(primary, mirror, now),
+            None => {
+                let mut s = MirrorStats::default();
+                s.add(primary, mirror, now);
+                self.pending.push((route.to_owned(), s));
+            }
+        }
     }
 
     /// What this isolate holds for `route` that the store does not have yet.
     pub fn pending(&self, route: &str) -> Option<&MirrorStats> {
-        self.pending.get(route)
+        self.pending.iter().find(|(r, _)| r == route).map(|(_, s)| s)
     }
 
     /// Routes whose pending aggregates may be written now (at most one write
     /// per route per `interval_ms`); their pending sums are handed over.
     pub fn take_due(&mut self, now: u64, interval_ms: u64) -> Vec<(String, MirrorStats)> {
-        let due: Vec<String> = self
-            .pending
-            .iter()
-            .filter(|(r, s)| {
-                !s.is_empty() && self.last_write_ms.get(*r).is_none_or(|t| now.saturating_sub(*t) >= interval_ms)
-            })
-            .map(|(r, _)| r.clone())
-            .collect();
-        due.into_iter()
-            .filter_map(|r| {
-                self.last_write_ms.insert(r.clone(), now);
-                self.pending.swap_remove(&r).map(|s| (r, s))
-            })
-            .collect()
+        let mut due = Vec::new();
+        for (route, stats) in std::mem::take(&mut self.pending) {
+            let last = self.last_write_ms.iter_mut().find(|(r, _)| *r == route);
+            let ready = !stats.is_empty() && last.as_ref().is_none_or(|(_, t)| now.saturating_sub(*t) >= interval_ms);
+            if !ready {
+                self.pending.push((route, stats));
+                continue;
+            }
+            match last {
+                Some((_, t)) => *t = now,
+                None => self.last_write_ms.push((route.clone(), now)),
+            }
+            due.push((route, stats));
+        }
+        due
     }
 
     /// A write failed: keep the sums for the next one.
     pub fn give_back(&mut self, route: String, stats: MirrorStats) {
-        self.pending.entry(route).or_default().merge(&stats);
+        match self.pending.iter_mut().find(|(r, _)| *r == route) {
+            Some((_, s)) => s.merge(&stats),
+            None => self.pending.push((route, stats)),
+        }
     }
 }
 
@@ -440,11 +462,11 @@ mod tests {
     #[test]
     fn words_split_at_punctuation_in_any_script() {
         let w = word_counts("Hello, WORLD — hello; 你好，世界。Über");
-        assert_eq!(w.get("hello"), Some(&2.0));
-        assert_eq!(w.get("world"), Some(&1.0));
-        assert_eq!(w.get("你好"), Some(&1.0));
-        assert_eq!(w.get("世界"), Some(&1.0));
-        assert_eq!(w.get("Über"), Some(&1.0));
+        assert_eq!(w.get("hello"), Some(&Value::from(2)));
+        assert_eq!(w.get("world"), Some(&Value::from(1)));
+        assert_eq!(w.get("你好"), Some(&Value::from(1)));
+        assert_eq!(w.get("世界"), Some(&Value::from(1)));
+        assert_eq!(w.get("Über"), Some(&Value::from(1)));
         assert_eq!(w.len(), 5);
     }
 
@@ -566,5 +588,57 @@ mod tests {
         let shared = block_on(read_shared(&store, &["chat", "other"]));
         assert_eq!(shared.len(), 1);
         assert_eq!(shared[0].1, total);
+    }
+
+    /// A store whose writes fail while `down` is set.
+    #[derive(Default)]
+    struct FlakyStore {
+        inner: crate::store::MemoryStore,
+        down: std::cell::Cell<bool>,
+    }
+
+    impl StateStore for FlakyStore {
+        async fn get(&self, key: &str) -> Result<Option<String>, String> {
+            self.inner.get(key).await
+        }
+        async fn put(&self, key: &str, value: String, ttl_s: u64) -> Result<(), String> {
+            if self.down.get() {
+                return Err("down".into());
+            }
+            self.inner.put(key, value, ttl_s).await
+        }
+    }
+
+    #[test]
+    fn routes_keep_their_own_write_slots_and_a_failed_write_loses_no_pair() {
+        use futures_executor::block_on;
+        let store = FlakyStore::default();
+        let ledger = std::cell::RefCell::new(MirrorLedger::default());
+        let p = answer("a", 1);
+        let m = MirrorResult::Answered { answer: answer("a", 2), completion: completion(), body: String::new() };
+        let shared = |route: &str| {
+            store.inner.data.borrow().get(&format!("{MIRROR_KEY_PREFIX}{route}")).and_then(|t| MirrorStats::parse(t))
+        };
+        ledger.borrow_mut().add("chat", &p, &m, 0);
+        let (written, _) = block_on(flush(&ledger, &store, 0, 5_000, 3600));
+        assert_eq!(written, ["sy:v1:m:chat"]);
+        // A second route writes at once; the first waits for its slot.
+        ledger.borrow_mut().add("code", &p, &m, 1_000);
+        ledger.borrow_mut().add("chat", &p, &m, 1_000);
+        let (written, _) = block_on(flush(&ledger, &store, 1_000, 5_000, 3600));
+        assert_eq!(written, ["sy:v1:m:code"]);
+        assert_eq!(ledger.borrow().pending("chat").map(|s| s.pairs), Some(1));
+        // The store is down when chat's slot comes: its pairs are kept, with
+        // those that arrive meanwhile, and written whole at the next slot.
+        store.down.set(true);
+        let (written, errors) = block_on(flush(&ledger, &store, 6_000, 5_000, 3600));
+        assert!(written.is_empty() && errors.len() == 1, "{errors:?}");
+        ledger.borrow_mut().add("chat", &p, &m, 7_000);
+        assert_eq!(ledger.borrow().pending("chat").map(|s| s.pairs), Some(2));
+        store.down.set(false);
+        block_on(flush(&ledger, &store, 11_000, 5_000, 3600));
+        assert_eq!(shared("chat").map(|s| s.pairs), Some(3));
+        assert_eq!(shared("code").map(|s| s.pairs), Some(1));
+        assert_eq!(ledger.borrow().pending("chat"), None);
     }
 }
