@@ -55,11 +55,11 @@ build_ok=0
 [[ "${results[-1]}" == "ok" ]] && build_ok=1
 
 # 3b. The bundle size budget (deterministic, so CI holds it): the target was
-# 250 KiB gzipped, and CI holds the line just above today's size (248.8 KiB,
+# 250 KiB gzipped, and CI holds the line just above today's size (243.9 KiB,
 # README "Benchmark"), so the figure can only go down unless a change raises
 # it on purpose.
 if [[ $build_ok -eq 1 ]]; then
-  run "bundle size" env BUDGET_KB="${BUNDLE_BUDGET_KB:-249}" bash scripts/bundle-size.sh
+  run "bundle size" env BUDGET_KB="${BUNDLE_BUDGET_KB:-244}" bash scripts/bundle-size.sh
 else
   skip "bundle size" "the build failed"
 fi
