@@ -114,29 +114,40 @@ fn start() {
 #[wasm_bindgen]
 pub async fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> Result<JsValue, JsValue> {
     let ctx = Context::new(ctx);
-    match handle(req, env, ctx).await {
+    let mut rng = request_rng();
+    let request_id = format!("sy-{:016x}", rng.next_u64());
+    match handle(req, env, ctx, rng, &request_id).await {
         Ok(response) => Ok(response.into()),
         Err(e) => {
             let detail = js_sys::JSON::stringify(&e).ok().and_then(|s| s.as_string()).unwrap_or_default();
             console_error!(
                 "{}",
-                serde_json::json!({"level":"error","msg":"response not built","detail":detail}).json_text()
+                serde_json::json!({"level":"error","msg":"response not built","request_id":request_id,"detail":detail})
+                    .json_text()
             );
             let e = ApiError::new(500, "api_error", "the gateway could not build its response");
-            web::respond(Reply::error(&e), "", &[]).map(JsValue::from)
+            web::respond(Reply::error(&e), &request_id, &[]).map(JsValue::from)
         }
     }
 }
 
-async fn handle(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response, JsValue> {
+async fn handle(
+    req: web_sys::Request,
+    env: Env,
+    ctx: Context,
+    mut rng: SplitMix64,
+    request_id: &str,
+) -> Result<web_sys::Response, JsValue> {
     let clock = WorkerClock;
-    let mut rng = request_rng();
-    let request_id = format!("sy-{:016x}", rng.next_u64());
     let req = web::Incoming::new(req);
     let method = req.method();
     let path = req.path();
-    let mut log =
-        RequestLog { request_id: request_id.clone(), method: method.clone(), path: path.clone(), ..Default::default() };
+    let mut log = RequestLog {
+        request_id: request_id.to_owned(),
+        method: method.clone(),
+        path: path.clone(),
+        ..Default::default()
+    };
 
     let gw = match gateway(&env) {
         Ok(gw) => gw,
@@ -146,7 +157,7 @@ async fn handle(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys
             log.outcome = Some(Outcome::ConfigError);
             log.error = Some(e.message.clone());
             console_error!("{}", log.to_line());
-            return respond(Reply::error(&e), &request_id, &[]);
+            return web::respond(Reply::error(&e), request_id, &[]);
         }
     };
 
@@ -185,7 +196,7 @@ async fn handle(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys
             } else {
                 ApiError::new(403, "permission_error", "this origin may not call the gateway").to_json()
             };
-            return respond(Reply { status, headers, body }, &request_id, &[]);
+            return web::respond(Reply { status, headers, body }, request_id, &[]);
         }
         Endpoint::Chat | Endpoint::Messages | Endpoint::Responses => {
             let api = match ep {
@@ -212,7 +223,7 @@ async fn handle(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys
                     });
                     let job = StreamJob { gw, log, primary };
                     let driver = crate::stream::StreamDriver::new(stream, clock, resume);
-                    return relay::stream_response(&ctx, head, driver, job, &request_id, &cors);
+                    return relay::stream_response(&ctx, head, driver, job, request_id, &cors);
                 }
             }
         }
@@ -296,7 +307,7 @@ async fn handle(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys
     log_request(&gw, &log);
     log_events(&gw);
     schedule_upkeep(&gw, &env, &ctx);
-    respond(reply, &request_id, &cors)
+    web::respond(reply, request_id, &cors)
 }
 
 /// Shared state upkeep after the response (`waitUntil`): a refresh when due,
@@ -485,10 +496,6 @@ fn log_errors(what: &str, errors: Vec<String>) {
     for e in errors {
         console_error!("{}", serde_json::json!({"level":"error","msg":what,"detail":e}).json_text());
     }
-}
-
-fn respond(reply: Reply, request_id: &str, cors: &[(&'static str, String)]) -> Result<web_sys::Response, JsValue> {
-    web::respond(reply, request_id, cors)
 }
 
 #[cfg(test)]

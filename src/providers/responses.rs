@@ -11,8 +11,7 @@ use crate::api::{
     ResponseMessage, ToolCall, Usage,
 };
 use crate::event::{Decode, Event};
-use crate::json::Dig;
-use crate::json::JsonText as _;
+use crate::json::{Dig, JsonText as _};
 use crate::sse::SseEvent;
 use crate::taxonomy::{ErrorKind, UpstreamError};
 use crate::upstream::UpstreamRequest;
